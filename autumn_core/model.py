@@ -1,0 +1,239 @@
+"""The stored state of a customer: the aggregate every use case loads, changes and saves.
+
+All records are frozen attrs objects. A use case builds a new ``CustomerState`` with
+``attrs.evolve``; unchanged rows keep their identity, so a store can save only what changed
+(compare with ``is``). These records are internal; the public, derived views live in
+``autumn_core.results``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import attrs
+
+from autumn_core.catalog import Rollover
+
+ZERO = Decimal(0)
+
+#: Statuses stored on a customer product; "trialing" is derived (DOMAIN.md 2.4).
+STORED_STATUSES = ("scheduled", "active", "past_due", "expired")
+
+
+@attrs.frozen
+class RolloverState:
+    id: str
+    amount: Decimal
+    balance: Decimal
+    expires_at: datetime | None
+    created_at: datetime
+
+
+@attrs.frozen
+class RowState:
+    """One balance row: made from one item of one customer product, or by ``balances.grant``."""
+
+    id: str
+    feature_id: str
+    created_at: datetime
+    granted: Decimal = ZERO
+    balance: Decimal = ZERO
+    #: The customer-product instance the row belongs to; None for a grant.
+    cp_id: str | None = None
+    product_id: str | None = None
+    #: Index of the item in the product version's items (pricing config at renewal).
+    item_index: int | None = None
+    entity_id: str | None = None
+    #: Made from a ``per_entity`` item: one such row per entity.
+    per_entity: bool = False
+    unlimited: bool = False
+    #: Usage counted on an unlimited row (R5).
+    unlimited_usage: Decimal = ZERO
+    #: None (free grant), "usage" or "prepaid".
+    billing: str | None = None
+    #: For usage-billed rows: overage cap; None means unbounded.
+    max_purchase: Decimal | None = None
+    allocated: bool = False
+    #: Add-on products and grants rank after main products (O8).
+    add_on: bool = False
+    reset: str | None = None
+    reset_count: int = 1
+    anchor: datetime | None = None
+    next_reset_at: datetime | None = None
+    expires_at: datetime | None = None
+    #: Price-backed rows whose reset is their billing interval renew with the product (S6, S7).
+    renews_with_product: bool = False
+    rollover: Rollover | None = None
+    rollovers: tuple[RolloverState, ...] = ()
+    #: Paid seats of a usage-billed allocated row (P7).
+    paid_seats: Decimal = ZERO
+    #: Included units (the free part of ``granted``), for paid seats and overage pricing.
+    included: Decimal = ZERO
+
+    @property
+    def is_grant(self) -> bool:
+        return self.cp_id is None
+
+    @property
+    def overage_allowed(self) -> bool:
+        return self.billing == "usage"
+
+    @property
+    def usage(self) -> Decimal:
+        return self.granted - self.balance
+
+
+@attrs.frozen
+class EntityState:
+    id: str
+    feature_id: str
+    created_at: datetime
+    name: str | None = None
+
+
+@attrs.frozen
+class ProductState:
+    """One attachment of one product version to a subject (a CustomerProduct)."""
+
+    instance_id: str
+    product_id: str
+    version: int
+    status: str
+    created_at: datetime
+    entity_id: str | None = None
+    add_on: bool = False
+    default: bool = False
+    group: str = ""
+    one_off: bool = False
+    free: bool = True
+    quantities: Mapping[str, Decimal] = attrs.field(factory=dict)
+    pending_quantities: Mapping[str, Decimal] | None = None
+    started_at: datetime | None = None
+    current_period_start: datetime | None = None
+    current_period_end: datetime | None = None
+    trial_ends_at: datetime | None = None
+    canceled_at: datetime | None = None
+    ends_at: datetime | None = None
+    billing_anchor: datetime | None = None
+    reset_anchor: datetime | None = None
+    #: Provider-side references (subscription id, item ids); opaque to the core.
+    gateway_refs: Mapping[str, str] = attrs.field(factory=dict)
+    #: Prorated amounts deferred to the next renewal (``*_next_cycle`` behaviours).
+    next_cycle_adjustments: tuple[tuple[str, str, Decimal], ...] = ()
+
+    def is_trialing(self, now: datetime) -> bool:
+        return (
+            self.status == "active" and self.trial_ends_at is not None and now < self.trial_ends_at
+        )
+
+    def public_status(self, now: datetime) -> str:
+        return "trialing" if self.is_trialing(now) else self.status
+
+    @property
+    def is_live(self) -> bool:
+        return self.status in ("active", "past_due")
+
+    @property
+    def is_main(self) -> bool:
+        return not self.add_on and not self.one_off
+
+
+@attrs.frozen
+class CustomerState:
+    """The aggregate: a customer with its products, balance rows and entities."""
+
+    pk: str
+    id: str | None
+    created_at: datetime
+    name: str | None = None
+    email: str | None = None
+    fingerprint: str | None = None
+    metadata: Mapping[str, Any] = attrs.field(factory=dict)
+    gateway_customer_id: str | None = None
+    products: tuple[ProductState, ...] = ()
+    rows: tuple[RowState, ...] = ()
+    entities: tuple[EntityState, ...] = ()
+    #: Incremented by the store on every save; lets stores cache parsed aggregates.
+    version: int = 0
+
+    def entity(self, entity_id: str) -> EntityState | None:
+        for e in self.entities:
+            if e.id == entity_id:
+                return e
+        return None
+
+    def product_instance(self, instance_id: str) -> ProductState | None:
+        for p in self.products:
+            if p.instance_id == instance_id:
+                return p
+        return None
+
+
+@attrs.frozen
+class EventRecord:
+    id: str
+    customer_pk: str
+    entity_id: str | None
+    feature_id: str | None
+    event_name: str | None
+    value: Decimal
+    properties: Mapping[str, Any]
+    timestamp: datetime
+    created_at: datetime
+
+
+@attrs.frozen
+class InvoiceLineRecord:
+    description: str
+    amount: Decimal
+    product_id: str | None = None
+    feature_id: str | None = None
+    quantity: Decimal = Decimal(1)
+    period_start: datetime | None = None
+    period_end: datetime | None = None
+
+
+@attrs.frozen
+class InvoiceRecord:
+    id: str
+    customer_pk: str
+    status: str
+    total: Decimal
+    currency: str
+    lines: tuple[InvoiceLineRecord, ...]
+    created_at: datetime
+    gateway_invoice_id: str | None = None
+    #: The customer-product instance this invoice charges, if any (renewals, attaches).
+    cp_id: str | None = None
+
+
+@attrs.frozen
+class IdempotencyRecord:
+    operation: str
+    customer_pk: str
+    key: str
+    fingerprint: str
+    result: Mapping[str, Any]
+    created_at: datetime
+
+
+@attrs.frozen
+class ProductVersionRecord:
+    product_id: str
+    version: int
+    definition: str
+    created_at: datetime
+
+
+@attrs.frozen
+class PendingRecord:
+    """A stored plan waiting on the gateway (checkout) or on recovery (operations)."""
+
+    key: str
+    customer_pk: str
+    kind: str
+    payload: Mapping[str, Any]
+    created_at: datetime

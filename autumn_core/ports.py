@@ -1,0 +1,247 @@
+"""Ports: what the core needs from the outside world, as ``typing.Protocol`` s.
+
+- ``Store``: durable state. Every public call runs in one ``transaction``; a write transaction
+  is scoped to one customer (plus the shared unique tables: trial claims, idempotency keys,
+  renewal markers, gateway event ids) and is serialised against other writes to that customer.
+- ``Gateway``: the payment provider.
+- ``Clock`` lives in ``autumn_core.clock``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+import attrs
+
+from autumn_core.clock import Clock
+from autumn_core.model import (
+    CustomerState,
+    EventRecord,
+    IdempotencyRecord,
+    InvoiceRecord,
+    PendingRecord,
+    ProductVersionRecord,
+)
+from autumn_core.results import GatewayEvent
+
+
+@attrs.frozen
+class StoreCapabilities:
+    """What a store can do, so shared contract tests pick by capability, not by backend name."""
+
+    #: Several OS processes may open the same store at once.
+    multi_process: bool = False
+    #: Data survives closing and reopening the store.
+    durable: bool = False
+
+
+class StoreTransaction(Protocol):
+    """One unit of work. Leaving the ``with`` block normally commits; an exception rolls back."""
+
+    # -- catalog versions -------------------------------------------------------------------
+    def load_product_versions(self) -> list[ProductVersionRecord]: ...
+
+    def save_product_version(self, record: ProductVersionRecord) -> None:
+        """Insert or replace the (product_id, version) definition."""
+
+    def product_version_in_use(self, product_id: str, version: int) -> bool: ...
+
+    # -- customers ----------------------------------------------------------------------------
+    def customer_pk(self, customer_id: str) -> str | None: ...
+
+    def customers_by_email(self, email: str) -> list[CustomerState]:
+        """Every customer whose email matches case-insensitively, oldest first."""
+
+    def load_customer(self, pk: str, *, for_update: bool = False) -> CustomerState | None:
+        """``for_update`` locks the customer until the transaction ends (write transactions)."""
+
+    def insert_customer(self, state: CustomerState) -> None:
+        """Raises ``UniqueViolation`` when the id, or an id-less email, is taken."""
+
+    def save_customer(self, before: CustomerState, after: CustomerState) -> None:
+        """Persist ``after``; ``before`` is what was loaded, so a store may write only the diff.
+
+        Raises ``UniqueViolation`` when a new id is taken.
+        """
+
+    def delete_customer(self, pk: str) -> None:
+        """Remove the customer and everything under it except fingerprint trial claims."""
+
+    def list_customers(
+        self, *, limit: int, starting_after: str | None, email: str | None
+    ) -> list[CustomerState]:
+        """Ordered by (created_at, pk); ``starting_after`` is a customer *pk*."""
+
+    def due_customer_pks(self, now: datetime, limit: int | None) -> list[str]:
+        """Customers whose earliest due time (``next_due_at`` at save) is <= now."""
+
+    # -- events -------------------------------------------------------------------------------
+    def append_events(self, events: Sequence[EventRecord]) -> None: ...
+
+    def list_events(
+        self,
+        customer_pk: str,
+        *,
+        feature_id: str | None,
+        start: datetime | None,
+        end: datetime | None,
+        limit: int,
+        starting_after: str | None,
+    ) -> list[EventRecord]:
+        """Oldest first (insertion order); ``starting_after`` is an event id."""
+
+    # -- idempotency --------------------------------------------------------------------------
+    def get_idempotency(self, operation: str, customer_pk: str, key: str) -> IdempotencyRecord | None: ...
+
+    def put_idempotency(self, record: IdempotencyRecord) -> None:
+        """Insert, replacing an existing record only when it is older than 24 h of ``created_at``.
+
+        Raises ``UniqueViolation`` when a live record holds the key.
+        """
+
+    # -- trials, renewals, provider events (store-enforced uniqueness) -------------------------
+    def claim_trial(
+        self, product_id: str, customer_pk: str, entity_id: str | None, fingerprint: str | None
+    ) -> bool:
+        """Insert the per-subject claim and, with a fingerprint, the per-fingerprint claim.
+
+        Returns False (inserting nothing) when either already exists.
+        """
+
+    def trial_claimed(
+        self, product_id: str, customer_pk: str, entity_id: str | None, fingerprint: str | None
+    ) -> bool: ...
+
+    def claim_renewal(self, cp_instance_id: str, period_start: datetime) -> bool: ...
+
+    def claim_gateway_event(self, event_id: str) -> bool: ...
+
+    # -- invoices -----------------------------------------------------------------------------
+    def save_invoice(self, invoice: InvoiceRecord) -> None:
+        """Insert or replace by id."""
+
+    def get_invoice(self, invoice_id: str) -> InvoiceRecord | None: ...
+
+    def find_invoice_by_gateway_id(self, gateway_invoice_id: str) -> InvoiceRecord | None: ...
+
+    def list_invoices(self, customer_pk: str) -> list[InvoiceRecord]: ...
+
+    # -- pending plans (checkout, in-flight gateway operations) -------------------------------
+    def put_pending(self, record: PendingRecord) -> None: ...
+
+    def get_pending(self, key: str) -> PendingRecord | None: ...
+
+    def delete_pending(self, key: str) -> None: ...
+
+    def list_pending(self, kind: str) -> list[PendingRecord]: ...
+
+
+class Store(Protocol):
+    capabilities: StoreCapabilities
+
+    def transaction(self, *, write: bool = True) -> AbstractContextManager[StoreTransaction]:
+        """A read transaction sees one consistent snapshot; a write transaction is serialised."""
+
+    def close(self) -> None: ...
+
+
+# -- the payment provider ---------------------------------------------------------------------
+
+
+@attrs.frozen
+class ChargeLine:
+    description: str
+    amount: Decimal
+    product_id: str | None = None
+    feature_id: str | None = None
+    quantity: Decimal = Decimal(1)
+
+
+@attrs.frozen
+class RecurringPrice:
+    """A fixed recurring price of a product on the customer's cycle (for subscriptions)."""
+
+    product_id: str
+    feature_id: str | None
+    unit_amount: Decimal
+    quantity: Decimal
+    interval: str
+    interval_count: int
+
+
+@attrs.frozen
+class ChargeRequest:
+    gateway_customer_id: str
+    invoice_id: str
+    lines: tuple[ChargeLine, ...]
+    total: Decimal
+    currency: str
+    idempotency_key: str
+    description: str = ""
+    #: The customer's recurring fixed prices after this change (a gateway may keep a
+    #: subscription in step with it); None when unchanged.
+    recurring: tuple[RecurringPrice, ...] | None = None
+    metadata: dict[str, str] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class ChargeOutcome:
+    #: "paid", "failed" or "requires_action" (the customer must complete a checkout).
+    status: str
+    gateway_invoice_id: str | None = None
+    checkout_url: str | None = None
+    message: str = ""
+
+
+@attrs.frozen
+class CheckoutRequest:
+    gateway_customer_id: str
+    pending_key: str
+    lines: tuple[ChargeLine, ...]
+    total: Decimal
+    currency: str
+    success_url: str | None
+    idempotency_key: str
+
+
+class Gateway(Protocol):
+    """The payment provider port. Every write takes an idempotency key from the engine."""
+
+    def create_customer(
+        self, *, customer_id: str | None, email: str | None, name: str | None, idempotency_key: str
+    ) -> str:
+        """Create the provider-side customer and return its id."""
+
+    def has_payment_method(self, gateway_customer_id: str) -> bool: ...
+
+    def charge(self, request: ChargeRequest) -> ChargeOutcome:
+        """Charge the lines now (or record a credit when the total is negative)."""
+
+    def create_checkout(self, request: CheckoutRequest) -> str:
+        """Return a hosted payment page URL; payment later arrives as a ``GatewayEvent``."""
+
+    def billing_portal_url(self, gateway_customer_id: str, return_url: str | None) -> str: ...
+
+    def cancel_subscription(self, gateway_customer_id: str, *, idempotency_key: str) -> None:
+        """The customer has no recurring fixed price left at the provider."""
+
+
+__all__ = [
+    "ChargeLine",
+    "ChargeOutcome",
+    "ChargeRequest",
+    "CheckoutRequest",
+    "Clock",
+    "Gateway",
+    "GatewayEvent",
+    "RecurringPrice",
+    "Store",
+    "StoreCapabilities",
+    "StoreTransaction",
+]
+
+

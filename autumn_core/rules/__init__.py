@@ -1,0 +1,1 @@
+"""Pure rules: functions of data and ``now``. No I/O, no clock, no store."""
