@@ -21,17 +21,25 @@ INF = Decimal("Infinity")
 
 FeatureType = Literal["boolean", "metered", "allocated", "credit_system"]
 PriceInterval = Literal["one_off", "week", "month", "quarter", "semi_annual", "year"]
-ResetInterval = Literal[
-    "minute", "hour", "day", "week", "month", "quarter", "semi_annual", "year"
-]
+ResetInterval = Literal["minute", "hour", "day", "week", "month", "quarter", "semi_annual", "year"]
 
 PRICE_INTERVALS: tuple[str, ...] = ("one_off", "week", "month", "quarter", "semi_annual", "year")
 RESET_INTERVALS: tuple[str, ...] = (
-    "minute", "hour", "day", "week", "month", "quarter", "semi_annual", "year",
+    "minute",
+    "hour",
+    "day",
+    "week",
+    "month",
+    "quarter",
+    "semi_annual",
+    "year",
 )
 ON_INCREASE = ("prorate_immediately", "bill_immediately", "prorate_next_cycle", "bill_next_cycle")
 ON_DECREASE = (
-    "prorate_immediately", "prorate_next_cycle", "no_prorations", "none",
+    "prorate_immediately",
+    "prorate_next_cycle",
+    "no_prorations",
+    "none",
 )
 TRIAL_DURATIONS = ("day", "week", "month", "year")
 
@@ -83,15 +91,21 @@ class Feature:
     def credit_system(
         cls, id: str, name: str | None = None, costs: Mapping[str, Any] | None = None
     ) -> Feature:
-        parsed = {k: _num(v, f"cost of {k!r} in credit system {id!r}") for k, v in (costs or {}).items()}
+        parsed = {
+            k: _num(v, f"cost of {k!r} in credit system {id!r}") for k, v in (costs or {}).items()
+        }
         return cls(id, name, "credit_system", (), parsed)
 
 
 @attrs.frozen
 class Tier:
-    up_to: Decimal = attrs.field(converter=lambda v: INF if v == INF or v == "inf" else _num(v, "tier up_to"))
+    up_to: Decimal = attrs.field(
+        converter=lambda v: INF if v == INF or v == "inf" else _num(v, "tier up_to")
+    )
     amount: Decimal = attrs.field(converter=lambda v: _num(v, "tier amount"))
-    flat_amount: Decimal = attrs.field(default=Decimal(0), converter=lambda v: _num(v, "tier flat_amount"))
+    flat_amount: Decimal = attrs.field(
+        default=Decimal(0), converter=lambda v: _num(v, "tier flat_amount")
+    )
 
 
 @attrs.frozen
@@ -103,9 +117,13 @@ class FreeTrial:
 
     def __attrs_post_init__(self) -> None:
         if isinstance(self.length, bool) or not isinstance(self.length, int) or self.length <= 0:
-            raise InvalidRequest(f"free trial length must be a positive integer, got {self.length!r}")
+            raise InvalidRequest(
+                f"free trial length must be a positive integer, got {self.length!r}"
+            )
         if self.duration not in TRIAL_DURATIONS:
-            raise InvalidRequest(f"free trial duration must be one of {TRIAL_DURATIONS}, got {self.duration!r}")
+            raise InvalidRequest(
+                f"free trial duration must be one of {TRIAL_DURATIONS}, got {self.duration!r}"
+            )
 
 
 @attrs.frozen
@@ -298,10 +316,13 @@ class Product:
 class Catalog:
     """A validated set of features and products."""
 
-    __slots__ = ("features", "products", "_features", "_products", "_listeners", "_pools")
+    __slots__ = ("_features", "_listeners", "_pools", "_products", "features", "products")
 
     def __init__(
-        self, features: Iterable[Feature] = (), products: Iterable[Product] = (), *,
+        self,
+        features: Iterable[Feature] = (),
+        products: Iterable[Product] = (),
+        *,
         allow_paid_default: bool = False,
     ) -> None:
         self.features: tuple[Feature, ...] = tuple(features)
@@ -320,13 +341,17 @@ class Catalog:
                 for member, cost in f.costs.items():
                     target = self._features.get(member)
                     if target is None:
-                        raise InvalidCatalog(f"credit system {f.id!r} costs unknown feature {member!r}")
+                        raise InvalidCatalog(
+                            f"credit system {f.id!r} costs unknown feature {member!r}"
+                        )
                     if target.type != "metered":
                         raise InvalidCatalog(
                             f"credit system {f.id!r} costs {member!r}, which is {target.type}, not metered"
                         )
                     if cost <= 0:
-                        raise InvalidCatalog(f"credit system {f.id!r}: cost of {member!r} must be > 0")
+                        raise InvalidCatalog(
+                            f"credit system {f.id!r}: cost of {member!r} must be > 0"
+                        )
         resolved: list[Product] = []
         seen: set[str] = set()
         for p in raw_products:
@@ -432,7 +457,9 @@ class Catalog:
             if item.billing not in ("usage", "prepaid"):
                 raise bad(f"billing must be 'usage' or 'prepaid', got {item.billing!r}", item)
             if reset == _DEFAULT_RESET:
-                reset = None if (item.interval == "one_off" or ftype == "allocated") else item.interval
+                reset = (
+                    None if (item.interval == "one_off" or ftype == "allocated") else item.interval
+                )
             if (item.price is None) == (item.tiers is None):
                 raise bad("give exactly one of price / tiers", item)
             if item.price is not None and item.price < 0:
@@ -450,7 +477,9 @@ class Catalog:
                     item,
                 )
             if item.tier_mode not in ("graduated", "volume"):
-                raise bad(f"tier_mode must be 'graduated' or 'volume', got {item.tier_mode!r}", item)
+                raise bad(
+                    f"tier_mode must be 'graduated' or 'volume', got {item.tier_mode!r}", item
+                )
             if item.tiers is not None:
                 if not item.tiers:
                     raise bad("tiers are empty", item)

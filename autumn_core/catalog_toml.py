@@ -120,7 +120,9 @@ def catalog_from_data(cls: type[Catalog], data: Mapping[str, Any]) -> Catalog:
         for fd in data.get("features", []):
             ftype = fd.get("type", "metered")
             if ftype == "credit_system":
-                features.append(Feature.credit_system(fd["id"], fd.get("name"), fd.get("costs", {})))
+                features.append(
+                    Feature.credit_system(fd["id"], fd.get("name"), fd.get("costs", {}))
+                )
             elif ftype == "boolean":
                 features.append(Feature.boolean(fd["id"], fd.get("name")))
             elif ftype in ("metered", "allocated"):

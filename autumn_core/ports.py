@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Protocol
 
 import attrs
 
@@ -95,7 +95,9 @@ class StoreTransaction(Protocol):
         """Oldest first (insertion order); ``starting_after`` is an event id."""
 
     # -- idempotency --------------------------------------------------------------------------
-    def get_idempotency(self, operation: str, customer_pk: str, key: str) -> IdempotencyRecord | None: ...
+    def get_idempotency(
+        self, operation: str, customer_pk: str, key: str
+    ) -> IdempotencyRecord | None: ...
 
     def put_idempotency(self, record: IdempotencyRecord) -> None:
         """Insert, replacing an existing record only when it is older than 24 h of ``created_at``.
@@ -243,5 +245,3 @@ __all__ = [
     "StoreCapabilities",
     "StoreTransaction",
 ]
-
-

@@ -229,7 +229,9 @@ class MemoryTransaction:
         limit: int,
         starting_after: str | None,
     ) -> list[EventRecord]:
-        committed = [] if customer_pk in self._deleted_customers else self._d.events.get(customer_pk, [])
+        committed = (
+            [] if customer_pk in self._deleted_customers else self._d.events.get(customer_pk, [])
+        )
         events = list(committed) + [e for e in self._events if e.customer_pk == customer_pk]
         if starting_after is not None:
             ids = [e.id for e in events]
@@ -248,7 +250,9 @@ class MemoryTransaction:
         return out
 
     # -- idempotency ------------------------------------------------------------------------
-    def get_idempotency(self, operation: str, customer_pk: str, key: str) -> IdempotencyRecord | None:
+    def get_idempotency(
+        self, operation: str, customer_pk: str, key: str
+    ) -> IdempotencyRecord | None:
         k = (operation, customer_pk, key)
         rec = self._idem.get(k)
         if rec is not None:
@@ -319,8 +323,16 @@ class MemoryTransaction:
         return None
 
     def list_invoices(self, customer_pk: str) -> list[InvoiceRecord]:
-        ids = [] if customer_pk in self._deleted_customers else list(self._d.invoice_order.get(customer_pk, []))
-        ids += [i for i, inv in self._invoices.items() if inv.customer_pk == customer_pk and i not in ids]
+        ids = (
+            []
+            if customer_pk in self._deleted_customers
+            else list(self._d.invoice_order.get(customer_pk, []))
+        )
+        ids += [
+            i
+            for i, inv in self._invoices.items()
+            if inv.customer_pk == customer_pk and i not in ids
+        ]
         return [inv for inv in (self.get_invoice(i) for i in ids) if inv is not None]
 
     # -- pending ----------------------------------------------------------------------------

@@ -1,0 +1,138 @@
+"""What every use case needs: the catalog with its versions, the ports, options and ids."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import attrs
+
+from autumn_core.catalog import Catalog, Product
+from autumn_core.clock import Clock
+from autumn_core.errors import InvalidRequest, StoreError, UniqueViolation
+from autumn_core.model import ProductVersionRecord
+from autumn_core.ports import Gateway, Store, StoreTransaction
+from autumn_core.serialization import converter
+
+T = TypeVar("T")
+
+#: How often a use case is re-run after a retryable store failure or a lost uniqueness race.
+MAX_ATTEMPTS = 8
+
+
+@attrs.frozen
+class Options:
+    """Fields of ``options=`` on ``Autumn`` (DOMAIN.md 2.1)."""
+
+    include_past_due: bool = True
+    reverse_deduction_order: bool = False
+    persist_free_overage: bool = False
+    allow_paid_default: bool = False
+    currency: str = "usd"
+
+    @classmethod
+    def coerce(cls, value: Any) -> Options:
+        if value is None:
+            return cls()
+        if isinstance(value, Options):
+            return value
+        if isinstance(value, dict):
+            unknown = set(value) - {f.name for f in attrs.fields(cls)}
+            if unknown:
+                raise InvalidRequest(f"unknown options: {sorted(unknown)}")
+            return cls(**value)
+        raise InvalidRequest(f"options must be a dict or Options, got {value!r}")
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{os.urandom(10).hex()}"
+
+
+class Registry:
+    """Every stored version of every product; the catalog's products are the latest ones."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.feature_types: dict[str, str] = {f.id: f.type for f in catalog.features}
+        self.versions: dict[tuple[str, int], Product] = {}
+        self.latest: dict[str, int] = {}
+
+    def product(self, product_id: str, version: int | None = None) -> Product | None:
+        if version is None:
+            version = self.latest.get(product_id)
+            if version is None:
+                return None
+        return self.versions.get((product_id, version))
+
+    def sync(self, tx: StoreTransaction, now: Any) -> None:
+        """Store the catalog's products, versioning those whose definition changed while held."""
+        stored: dict[str, list[ProductVersionRecord]] = {}
+        for rec in tx.load_product_versions():
+            stored.setdefault(rec.product_id, []).append(rec)
+        for recs in stored.values():
+            for rec in recs:
+                self.versions[(rec.product_id, rec.version)] = converter.structure(
+                    json.loads(rec.definition), Product
+                )
+        for product in self.catalog.products:
+            definition = json.dumps(converter.unstructure(product), sort_keys=True)
+            recs = sorted(stored.get(product.id, []), key=lambda r: r.version)
+            if not recs:
+                version = 1
+            else:
+                last = recs[-1]
+                if last.definition == definition:
+                    self.latest[product.id] = last.version
+                    self.versions[(product.id, last.version)] = product
+                    continue
+                in_use = tx.product_version_in_use(product.id, last.version)
+                version = last.version + 1 if in_use else last.version
+            tx.save_product_version(ProductVersionRecord(product.id, version, definition, now))
+            self.versions[(product.id, version)] = product
+            self.latest[product.id] = version
+
+
+class Context:
+    """The ports and settings shared by every use case of one ``Autumn``."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        store: Store,
+        gateway: Gateway | None,
+        clock: Clock,
+        options: Options,
+        auto_create_customers: bool,
+    ) -> None:
+        self.catalog = catalog
+        self.registry = Registry(catalog)
+        self.store = store
+        self.gateway = gateway
+        self.clock = clock
+        self.options = options
+        self.auto_create = auto_create_customers
+
+    def run(self, fn: Callable[[StoreTransaction], T], *, write: bool = True) -> T:
+        """Run ``fn`` in one transaction, re-running it after a lost race or a retryable failure.
+
+        A lost uniqueness race (two creates of one customer, two uses of one idempotency key)
+        is resolved by running again: the second run reads the winner's row.
+        """
+        delay = 0.001
+        for attempt in range(MAX_ATTEMPTS):
+            try:
+                with self.store.transaction(write=write) as tx:
+                    return fn(tx)
+            except UniqueViolation:
+                if attempt == MAX_ATTEMPTS - 1:
+                    raise StoreError("a uniqueness race did not settle") from None
+            except StoreError as exc:
+                if not getattr(exc, "retryable", False) or attempt == MAX_ATTEMPTS - 1:
+                    raise
+                time.sleep(delay * (1 + random.random()))
+                delay = min(delay * 2, 0.1)
+        raise StoreError("unreachable")  # pragma: no cover

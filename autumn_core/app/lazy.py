@@ -1,0 +1,45 @@
+"""Lazy work: everything due by ``now``, applied on any read or write of a customer (S3, S4)."""
+
+from __future__ import annotations
+
+import attrs
+
+from autumn_core.app.context import new_id
+from autumn_core.app.unit import Unit
+from autumn_core.model import CustomerState, RowState
+from autumn_core.rules.rows import due_for_free_reset, reset_row
+
+
+def apply_due(unit: Unit, state: CustomerState) -> CustomerState:
+    """Product transitions first (renewals, trial ends, switches), then free resets and expiries."""
+    from autumn_core.app.renewals import advance_products
+
+    state = advance_products(unit, state)
+    return reset_free_rows(unit, state)
+
+
+def reset_free_rows(unit: Unit, state: CustomerState) -> CustomerState:
+    now = unit.now
+    past_due = {p.instance_id for p in state.products if p.status == "past_due"}
+    persist = unit.ctx.options.persist_free_overage
+    rows: list[RowState] = []
+    changed = False
+    for row in state.rows:
+        if row.expires_at is not None and row.expires_at <= now:
+            changed = True
+            continue
+        new = row
+        if due_for_free_reset(row, now) and row.cp_id not in past_due:
+            new = reset_row(row, now, new_id=lambda: new_id("ro"), persist_overage=persist)
+        elif any(r.expires_at is not None and r.expires_at <= now for r in row.rollovers):
+            new = attrs.evolve(
+                row,
+                rollovers=tuple(
+                    r for r in row.rollovers if r.expires_at is None or r.expires_at > now
+                ),
+            )
+        changed = changed or new is not row
+        rows.append(new)
+    if not changed:
+        return state
+    return attrs.evolve(state, rows=tuple(rows))

@@ -1,0 +1,222 @@
+"""A running use case: one store transaction, the instant it runs at, and the customers it touched."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import attrs
+
+from autumn_core.app.context import Context, new_id
+from autumn_core.errors import (
+    CustomerNotFound,
+    EntityNotFound,
+    IdempotencyConflict,
+    InvalidRequest,
+    StoreError,
+)
+from autumn_core.model import CustomerState, EventRecord, IdempotencyRecord, InvoiceRecord
+from autumn_core.ports import StoreTransaction
+from autumn_core.results import ByEmail, CustomerData
+from autumn_core.rules.due import next_due_at
+from autumn_core.values import check_email, check_id, check_metadata, check_optional_str
+
+IDEMPOTENCY_TTL = timedelta(hours=24)
+
+
+class NeedsWrite(Exception):
+    """Raised inside a read transaction that found work to write (lazy work, auto-create)."""
+
+
+class Unit:
+    def __init__(self, ctx: Context, tx: StoreTransaction, *, write: bool) -> None:
+        self.ctx = ctx
+        self.tx = tx
+        self.write = write
+        self.now: datetime = ctx.clock.now()
+        self._loaded: dict[str, CustomerState] = {}
+        self._current: dict[str, CustomerState] = {}
+        self._inserted: set[str] = set()
+        self.events: list[EventRecord] = []
+        self.invoices: list[InvoiceRecord] = []
+        self.after_commit: list[Callable[[], None]] = []
+
+    # -- customers --------------------------------------------------------------------------
+    def find(self, ref: Any) -> CustomerState | None:
+        """The customer addressed by an id or ``ByEmail``, with due lazy work applied."""
+        if isinstance(ref, ByEmail):
+            state = self._by_email(ref.email)
+        else:
+            check_id(ref)
+            pk = self.tx.customer_pk(ref)
+            state = self._load(pk) if pk is not None else None
+        if state is None:
+            return None
+        return self.current(state.pk)
+
+    def get(self, ref: Any) -> CustomerState:
+        state = self.find(ref)
+        if state is None:
+            raise CustomerNotFound(f"customer {_describe(ref)} does not exist")
+        return state
+
+    def get_or_create(self, ref: Any, customer_data: CustomerData | None) -> CustomerState:
+        """C8: the calls that auto-create a missing customer (never through ``ByEmail``)."""
+        if customer_data is not None and not isinstance(customer_data, CustomerData):
+            raise InvalidRequest(f"customer_data must be a CustomerData, got {customer_data!r}")
+        state = self.find(ref)
+        if state is not None:
+            return state
+        if isinstance(ref, ByEmail) or not self.ctx.auto_create:
+            raise CustomerNotFound(f"customer {_describe(ref)} does not exist")
+        data = customer_data or CustomerData()
+        from autumn_core.app.customers import create_customer
+
+        return create_customer(
+            self,
+            ref,
+            name=check_optional_str(data.name, "name"),
+            email=None if data.email is None else check_email(data.email),
+            fingerprint=check_optional_str(data.fingerprint, "fingerprint"),
+            metadata=check_metadata(data.metadata),
+        )
+
+    def _by_email(self, email: str) -> CustomerState | None:
+        check_email(email)
+        found = self.tx.customers_by_email(email)
+        idless = [c for c in found if c.id is None]
+        if idless:
+            return self._load(idless[0].pk)
+        if len(found) > 1:
+            raise InvalidRequest(f"several customers have the email {email!r}")
+        return self._load(found[0].pk) if found else None
+
+    def _load(self, pk: str) -> CustomerState | None:
+        if pk in self._current:
+            return self._current[pk]
+        state = self.tx.load_customer(pk, for_update=self.write)
+        if state is None:
+            return None
+        self._loaded[pk] = state
+        self._current[pk] = state
+        due = next_due_at(state)
+        if due is not None and due <= self.now:
+            if not self.write:
+                raise NeedsWrite
+            from autumn_core.app.lazy import apply_due
+
+            self._current[pk] = apply_due(self, state)
+        return self._current[pk]
+
+    def find_pk(self, pk: str) -> CustomerState:
+        state = self._load(pk)
+        if state is None:
+            raise CustomerNotFound(f"customer {pk!r} vanished during the call")
+        return state
+
+    def current(self, pk: str) -> CustomerState:
+        return self._current[pk]
+
+    def put(self, state: CustomerState) -> CustomerState:
+        if not self.write:
+            raise NeedsWrite
+        self._current[state.pk] = state
+        return state
+
+    def insert(self, state: CustomerState) -> CustomerState:
+        if not self.write:
+            raise NeedsWrite
+        self.tx.insert_customer(state)
+        self._inserted.add(state.pk)
+        self._loaded[state.pk] = attrs.evolve(state, version=1)
+        self._current[state.pk] = state
+        return state
+
+    def forget(self, pk: str) -> None:
+        self._loaded.pop(pk, None)
+        self._current.pop(pk, None)
+        self._inserted.discard(pk)
+
+    def entity_check(self, state: CustomerState, entity_id: str | None) -> None:
+        if entity_id is None:
+            return
+        check_id(entity_id, "entity id")
+        if state.entity(entity_id) is None:
+            raise EntityNotFound(f"entity {entity_id!r} does not exist for customer {state.id!r}")
+
+    # -- idempotency ------------------------------------------------------------------------
+    def replay(
+        self, operation: str, pk: str, key: str | None, fingerprint: str
+    ) -> Mapping[str, Any] | None:
+        if key is None:
+            return None
+        rec = self.tx.get_idempotency(operation, pk, key)
+        if rec is None or self.now - rec.created_at >= IDEMPOTENCY_TTL:
+            return None
+        if rec.fingerprint != fingerprint:
+            raise IdempotencyConflict(f"idempotency key {key!r} was used with different arguments")
+        return rec.result
+
+    def remember(
+        self, operation: str, pk: str, key: str | None, fingerprint: str, result: Mapping[str, Any]
+    ) -> None:
+        if key is None:
+            return
+        self.tx.put_idempotency(
+            IdempotencyRecord(operation, pk, key, fingerprint, dict(result), self.now)
+        )
+
+    # -- commit -----------------------------------------------------------------------------
+    def flush(self) -> None:
+        """Save every changed customer, then the events and invoices of this unit."""
+        for pk, state in self._current.items():
+            before = self._loaded.get(pk)
+            if before is None:
+                continue
+            if state is not before:
+                self.tx.save_customer(before, state)
+                self._loaded[pk] = state
+        if self.events:
+            self.tx.append_events(self.events)
+            self.events = []
+        for inv in self.invoices:
+            self.tx.save_invoice(inv)
+        self.invoices = []
+
+    def event_id(self) -> str:
+        return new_id("evt")
+
+
+def _describe(ref: Any) -> str:
+    if isinstance(ref, ByEmail):
+        return f"with email {ref.email!r}"
+    return repr(ref)
+
+
+def args_fingerprint(args: Mapping[str, Any]) -> str:
+    """Normalise arguments so that 25.5, "25.5" and Decimal("25.5") compare equal (I2)."""
+    return hashlib.sha256(
+        json.dumps(_normal(args), sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+
+
+def _normal(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return "d:" + format(value.normalize(), "f") if value.is_finite() else str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _normal(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_normal(v) for v in value]
+    if isinstance(value, datetime):
+        return "t:" + value.isoformat()
+    if attrs.has(type(value)):
+        return _normal(attrs.asdict(value, recurse=False))
+    if value is None or isinstance(value, bool | int | str | float):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return "d:" + format(Decimal(str(value)).normalize(), "f")
+        return value
+    raise StoreError(f"cannot normalise argument {value!r}")

@@ -1,0 +1,484 @@
+"""Check, track and balance edits (DOMAIN.md §9, §10, §12, §13)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import attrs
+
+from autumn_core.app.context import Context, new_id
+from autumn_core.app.unit import Unit, args_fingerprint
+from autumn_core.app.views import boolean_granted, live_rows
+from autumn_core.catalog import RESET_INTERVALS, Feature
+from autumn_core.errors import (
+    FeatureNotFound,
+    InsufficientBalance,
+    InvalidRequest,
+)
+from autumn_core.model import ZERO, CustomerState, EventRecord, RowState
+from autumn_core.results import (
+    Balance,
+    ByEmail,
+    CheckResult,
+    CustomerData,
+    TrackResult,
+)
+from autumn_core.rules.balance_view import balance_view
+from autumn_core.rules.deduction import Candidate, Deduction, deduct, shift_total
+from autumn_core.rules.order import order_key, sees
+from autumn_core.rules.periods import next_boundary
+from autumn_core.serialization import converter
+from autumn_core.values import check_aware, check_id, to_decimal
+
+OVERAGE_MODES = ("cap", "reject", "overflow")
+ONE = Decimal(1)
+
+
+# -- shared helpers ---------------------------------------------------------------------------
+def known_feature(ctx: Context, feature_id: Any) -> Feature:
+    feature = ctx.catalog.feature(feature_id) if isinstance(feature_id, str) else None
+    if feature is None:
+        raise FeatureNotFound(f"feature {feature_id!r} does not exist")
+    return feature
+
+
+def check_customer_ref(ref: Any) -> None:
+    if isinstance(ref, ByEmail):
+        return
+    check_id(ref)
+
+
+def check_entity_ref(entity_id: Any) -> None:
+    if entity_id is not None:
+        check_id(entity_id, "entity id")
+
+
+def candidates(
+    ctx: Context,
+    rows: Sequence[RowState],
+    feature_id: str,
+    entity_id: str | None,
+    *,
+    customer_level_only: bool = False,
+) -> list[Candidate]:
+    """The rows a deduction of ``feature_id`` considers, in deduction order (K2, R4, O1-O10)."""
+    pools = {
+        pool: ctx.catalog.feature(pool).costs[feature_id]
+        for pool in ctx.catalog.pools_of(feature_id)
+    }  # type: ignore[union-attr]
+    reverse = ctx.options.reverse_deduction_order
+    keyed = []
+    for r in rows:
+        if customer_level_only and r.entity_id is not None:
+            continue
+        if not sees(r, entity_id):
+            continue
+        if r.feature_id == feature_id:
+            keyed.append(
+                (order_key(r, own=True, entity_id=entity_id, reverse=reverse), Candidate(r, ONE))
+            )
+        elif r.feature_id in pools:
+            keyed.append(
+                (
+                    order_key(r, own=False, entity_id=entity_id, reverse=reverse),
+                    Candidate(r, pools[r.feature_id]),
+                )
+            )
+    keyed.sort(key=lambda kc: kc[0])
+    return [c for _, c in keyed]
+
+
+def replace_rows(state: CustomerState, changed: Mapping[str, RowState]) -> CustomerState:
+    if not changed:
+        return state
+    return attrs.evolve(state, rows=tuple(changed.get(r.id, r) for r in state.rows))
+
+
+def subject_balance(
+    ctx: Context, state: CustomerState, feature_id: str, entity_id: str | None, now: datetime
+) -> Balance | None:
+    rows = [
+        r for r in live_rows(ctx, state, now) if r.feature_id == feature_id and sees(r, entity_id)
+    ]
+    ftype = ctx.registry.feature_types[feature_id]
+    if not rows:
+        if ftype == "boolean" and boolean_granted(ctx, state, feature_id, entity_id):
+            return balance_view(feature_id, "boolean", (), now)
+        return None
+    return balance_view(feature_id, ftype, rows, now)
+
+
+# -- check ------------------------------------------------------------------------------------
+@attrs.frozen
+class CheckArgs:
+    customer: Any
+    feature: Feature
+    required: Decimal
+    entity_id: str | None
+    send_event: bool
+    customer_data: CustomerData | None
+
+
+def validate_check(
+    ctx: Context,
+    customer_id: Any,
+    feature_id: Any,
+    required_balance: Any,
+    entity_id: Any,
+    send_event: Any,
+    customer_data: Any,
+) -> CheckArgs:
+    check_customer_ref(customer_id)
+    feature = known_feature(ctx, feature_id)
+    required = to_decimal(required_balance, "required_balance")
+    check_entity_ref(entity_id)
+    if not isinstance(send_event, bool):
+        raise InvalidRequest(f"send_event must be a bool, got {send_event!r}")
+    if send_event and feature.type == "boolean":
+        raise InvalidRequest(f"send_event is not allowed on boolean feature {feature.id!r}")
+    return CheckArgs(customer_id, feature, required, entity_id, send_event, customer_data)
+
+
+def check(unit: Unit, a: CheckArgs) -> CheckResult:
+    ctx = unit.ctx
+    state = unit.get_or_create(a.customer, a.customer_data)
+    unit.entity_check(state, a.entity_id)
+    f = a.feature
+    now = unit.now
+    if f.type == "boolean":
+        granted = boolean_granted(ctx, state, f.id, a.entity_id)
+        return CheckResult(
+            allowed=granted,
+            customer_id=state.id,
+            feature_id=f.id,
+            required_balance=a.required,
+            entity_id=a.entity_id,
+            balance=balance_view(f.id, "boolean", (), now) if granted else None,
+        )
+    rows = live_rows(ctx, state, now)
+    cands = candidates(ctx, rows, f.id, a.entity_id)
+    if not cands:
+        return CheckResult(False, state.id, f.id, a.required, a.entity_id, None)
+    own = any(c.row.feature_id == f.id for c in cands)
+    if any(c.row.unlimited for c in cands) or a.required <= 0:
+        allowed, used = True, None
+    else:
+        dry = deduct(cands, a.required, "reject", now)
+        allowed = dry.remainder == 0
+        used = dry
+    if a.send_event and allowed:
+        _track_on_state(
+            unit, state, [f], a.required, a.entity_id, "reject", {}, now, event_name=None
+        )
+        state = unit.current(state.pk)
+    if own:
+        decided, cost = f.id, ONE
+    else:
+        decided, cost = _deciding_pool(cands, used)
+    balance = subject_balance(ctx, state, decided, a.entity_id, now)
+    return CheckResult(
+        allowed=allowed,
+        customer_id=state.id,
+        feature_id=decided,
+        required_balance=a.required * cost,
+        entity_id=a.entity_id,
+        balance=balance,
+    )
+
+
+def _deciding_pool(cands: Sequence[Candidate], dry: Deduction | None) -> tuple[str, Decimal]:
+    if dry is not None:
+        for c in cands:
+            if dry.applied.get(c.row.feature_id, ZERO) > 0:
+                return c.row.feature_id, c.cost
+    return cands[0].row.feature_id, cands[0].cost
+
+
+# -- track ------------------------------------------------------------------------------------
+@attrs.frozen
+class TrackArgs:
+    customer: Any
+    features: tuple[Feature, ...]
+    feature_id: str | None
+    event_name: str | None
+    value: Decimal
+    entity_id: str | None
+    idempotency_key: str | None
+    properties: Mapping[str, Any]
+    timestamp: datetime | None
+    overage: str
+    customer_data: CustomerData | None
+
+    def fingerprint(self) -> str:
+        return args_fingerprint(
+            {
+                "feature_id": self.feature_id,
+                "event_name": self.event_name,
+                "value": self.value,
+                "entity_id": self.entity_id,
+                "properties": dict(self.properties),
+                "timestamp": self.timestamp,
+                "overage": self.overage,
+                "customer_data": self.customer_data,
+            }
+        )
+
+
+def validate_track(
+    ctx: Context,
+    customer_id: Any,
+    feature_id: Any = None,
+    *,
+    event_name: Any = None,
+    value: Any = 1,
+    entity_id: Any = None,
+    idempotency_key: Any = None,
+    properties: Any = None,
+    timestamp: Any = None,
+    overage: Any = "cap",
+    customer_data: Any = None,
+) -> TrackArgs:
+    check_customer_ref(customer_id)
+    if (feature_id is None) == (event_name is None):
+        raise InvalidRequest("give exactly one of feature_id / event_name")
+    amount = to_decimal(value, "value")
+    if overage not in OVERAGE_MODES:
+        raise InvalidRequest(f"overage must be one of {OVERAGE_MODES}, got {overage!r}")
+    if event_name is not None:
+        if not isinstance(event_name, str):
+            raise InvalidRequest(f"event_name must be a string, got {event_name!r}")
+        if overage == "reject":
+            raise InvalidRequest(
+                f"event_name {event_name!r} cannot be tracked with overage='reject'"
+            )
+        names = ctx.catalog.listeners(event_name)
+        if not names:
+            raise FeatureNotFound(f"no feature listens to event {event_name!r}")
+        features = tuple(known_feature(ctx, n) for n in names)
+    else:
+        features = (known_feature(ctx, feature_id),)
+    if features[0].type == "boolean":
+        raise InvalidRequest(f"feature {features[0].id!r} is boolean and cannot be tracked")
+    check_entity_ref(entity_id)
+    if idempotency_key is not None and (
+        not isinstance(idempotency_key, str) or not idempotency_key
+    ):
+        raise InvalidRequest(f"idempotency_key must be a non-empty string, got {idempotency_key!r}")
+    if properties is not None and not isinstance(properties, Mapping):
+        raise InvalidRequest(f"properties must be a dict, got {properties!r}")
+    ts = None if timestamp is None else check_aware(timestamp, "timestamp")
+    if customer_data is not None and not isinstance(customer_data, CustomerData):
+        raise InvalidRequest(f"customer_data must be a CustomerData, got {customer_data!r}")
+    return TrackArgs(
+        customer_id,
+        features,
+        feature_id,
+        event_name,
+        amount,
+        entity_id,
+        idempotency_key,
+        dict(properties or {}),
+        ts,
+        overage,
+        customer_data,
+    )
+
+
+def track(unit: Unit, a: TrackArgs) -> TrackResult:
+    fingerprint = a.fingerprint() if a.idempotency_key is not None else ""
+    if a.idempotency_key is not None:
+        pk = _pk_without_lazy_work(unit, a.customer)
+        if pk is not None:
+            stored = unit.replay("track", pk, a.idempotency_key, fingerprint)
+            if stored is not None:
+                return attrs.evolve(converter.structure(stored, TrackResult), replayed=True)
+    state = unit.get_or_create(a.customer, a.customer_data)
+    unit.entity_check(state, a.entity_id)
+    result = _track_on_state(
+        unit,
+        state,
+        list(a.features),
+        a.value,
+        a.entity_id,
+        a.overage,
+        a.properties,
+        a.timestamp or unit.now,
+        event_name=a.event_name,
+    )
+    unit.remember("track", state.pk, a.idempotency_key, fingerprint, converter.unstructure(result))
+    return result
+
+
+def _pk_without_lazy_work(unit: Unit, ref: Any) -> str | None:
+    if isinstance(ref, ByEmail):
+        found = unit.tx.customers_by_email(ref.email)
+        idless = [c for c in found if c.id is None]
+        pick = idless or found
+        return pick[0].pk if len(pick) == 1 or idless else None
+    return unit.tx.customer_pk(ref)
+
+
+def _track_on_state(
+    unit: Unit,
+    state: CustomerState,
+    features: list[Feature],
+    value: Decimal,
+    entity_id: str | None,
+    mode: str,
+    properties: Mapping[str, Any],
+    timestamp: datetime,
+    *,
+    event_name: str | None,
+) -> TrackResult:
+    ctx = unit.ctx
+    now = unit.now
+    applied: dict[str, Decimal] = {}
+    touched: list[str] = []
+    seat_rows: list[str] = []
+    for f in features:
+        rows = live_rows(ctx, state, now)
+        cands = candidates(ctx, rows, f.id, entity_id)
+        result = deduct(cands, value, mode, now)
+        if result.remainder > 0 and (mode == "reject" or (f.type == "allocated" and cands)):
+            raise InsufficientBalance(
+                f"customer {state.id!r} lacks {result.remainder} of {f.id!r} for a track of {value}"
+            )
+        state = replace_rows(state, result.changed)
+        for fid, amount in result.applied.items():
+            applied[fid] = applied.get(fid, ZERO) + amount
+        applied.setdefault(f.id, ZERO)
+        for fid in [f.id, *[c.row.feature_id for c in cands]]:
+            if fid not in touched:
+                touched.append(fid)
+        seat_rows.extend(
+            rid for rid, r in result.changed.items() if r.allocated and r.billing == "usage"
+        )
+    if seat_rows:
+        from autumn_core.app.seats import settle_seats
+
+        state = settle_seats(unit, state, seat_rows)
+    unit.put(state)
+    event = EventRecord(
+        id=unit.event_id(),
+        customer_pk=state.pk,
+        entity_id=entity_id,
+        feature_id=None if event_name is not None else features[0].id,
+        event_name=event_name,
+        value=value,
+        properties=dict(properties),
+        timestamp=timestamp,
+        created_at=now,
+    )
+    unit.events.append(event)
+    balances = {}
+    for fid in touched:
+        b = subject_balance(ctx, state, fid, entity_id, now)
+        if b is not None:
+            balances[fid] = b
+    return TrackResult(
+        event_id=event.id,
+        customer_id=state.id,
+        entity_id=entity_id,
+        value=value,
+        applied=applied,
+        balances=balances,
+    )
+
+
+# -- balance edits ----------------------------------------------------------------------------
+def set_balance(
+    unit: Unit,
+    customer_id: Any,
+    feature_id: Any,
+    remaining: Any,
+    usage: Any,
+    entity_id: Any,
+) -> Balance:
+    ctx = unit.ctx
+    check_customer_ref(customer_id)
+    feature = known_feature(ctx, feature_id)
+    if (remaining is None) == (usage is None):
+        raise InvalidRequest("give exactly one of remaining / usage")
+    target = to_decimal(
+        remaining if remaining is not None else usage,
+        "remaining" if remaining is not None else "usage",
+    )
+    check_entity_ref(entity_id)
+    if feature.type == "boolean":
+        raise InvalidRequest(f"feature {feature.id!r} is boolean and has no balance to set")
+    state = unit.get_or_create(customer_id, None)
+    unit.entity_check(state, entity_id)
+    now = unit.now
+    rows = [
+        r for r in live_rows(ctx, state, now) if r.feature_id == feature.id and sees(r, entity_id)
+    ]
+    if not rows:
+        raise InvalidRequest(f"customer {state.id!r} has no balance of {feature.id!r} to set")
+    if any(r.unlimited for r in rows):
+        raise InvalidRequest(f"feature {feature.id!r} is unlimited for customer {state.id!r}")
+    cands = candidates(ctx, rows, feature.id, entity_id)
+    cands = [c for c in cands if c.row.feature_id == feature.id]
+    total = sum(
+        (c.row.balance + sum((r.balance for r in c.row.rollovers), ZERO) for c in cands), ZERO
+    )
+    granted = sum(
+        (c.row.granted + sum((r.amount for r in c.row.rollovers), ZERO) for c in cands), ZERO
+    )
+    wanted = target if remaining is not None else granted - target
+    state = replace_rows(state, shift_total(cands, total - wanted))
+    unit.put(state)
+    balance = subject_balance(ctx, state, feature.id, entity_id, now)
+    assert balance is not None
+    return balance
+
+
+def grant_balance(
+    unit: Unit,
+    customer_id: Any,
+    feature_id: Any,
+    amount: Any,
+    reset: Any,
+    expires_at: Any,
+    entity_id: Any,
+) -> Balance:
+    ctx = unit.ctx
+    check_customer_ref(customer_id)
+    feature = known_feature(ctx, feature_id)
+    if feature.type == "boolean":
+        raise InvalidRequest(f"feature {feature.id!r} is boolean; grant a product instead")
+    value = to_decimal(amount, "amount")
+    if value <= 0:
+        raise InvalidRequest(f"a grant amount must be > 0, got {amount!r}")
+    if reset is not None and reset not in RESET_INTERVALS:
+        raise InvalidRequest(f"reset must be None or one of {RESET_INTERVALS}, got {reset!r}")
+    if reset is not None and feature.type == "allocated":
+        raise InvalidRequest(f"allocated feature {feature.id!r} cannot reset")
+    expires = None if expires_at is None else check_aware(expires_at, "expires_at")
+    check_entity_ref(entity_id)
+    state = unit.get_or_create(customer_id, None)
+    unit.entity_check(state, entity_id)
+    now = unit.now
+    if expires is not None and expires <= now:
+        raise InvalidRequest(f"expires_at must be in the future, got {expires_at!r}")
+    row = RowState(
+        id=new_id("row"),
+        feature_id=feature.id,
+        created_at=now,
+        granted=value,
+        balance=value,
+        entity_id=entity_id,
+        allocated=feature.type == "allocated",
+        add_on=True,
+        reset=reset,
+        anchor=now,
+        next_reset_at=next_boundary(now, reset, 1, now) if reset else None,
+        expires_at=expires,
+        included=value,
+    )
+    state = unit.put(attrs.evolve(state, rows=(*state.rows, row)))
+    balance = subject_balance(ctx, state, feature.id, entity_id, now)
+    assert balance is not None
+    return balance

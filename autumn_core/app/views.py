@@ -1,0 +1,120 @@
+"""Public views derived from the stored aggregate: Customer, CustomerProduct, Entity, Balance."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from autumn_core.app.context import Context
+from autumn_core.model import CustomerState, ProductState, RowState
+from autumn_core.results import Balance, Customer, CustomerProduct, Entity
+from autumn_core.rules.balance_view import balance_view
+from autumn_core.rules.order import sees
+
+
+def live_product_ids(ctx: Context, state: CustomerState) -> set[str]:
+    """Instances that grant access and own deductible rows (2.4, K8)."""
+    ok = ("active", "past_due") if ctx.options.include_past_due else ("active",)
+    return {p.instance_id for p in state.products if p.status in ok}
+
+
+def live_rows(ctx: Context, state: CustomerState, now: datetime) -> list[RowState]:
+    live = live_product_ids(ctx, state)
+    return [
+        r
+        for r in state.rows
+        if (r.cp_id is None or r.cp_id in live) and (r.expires_at is None or r.expires_at > now)
+    ]
+
+
+def boolean_granted(
+    ctx: Context, state: CustomerState, feature_id: str, entity_id: str | None
+) -> bool:
+    live = live_product_ids(ctx, state)
+    for p in state.products:
+        if p.instance_id not in live:
+            continue
+        if entity_id is not None and p.entity_id not in (None, entity_id):
+            continue
+        product = ctx.registry.product(p.product_id, p.version)
+        if product and any(i.feature_id == feature_id for i in product.items):
+            return True
+    return False
+
+
+def product_view(ctx: Context, p: ProductState, now: datetime) -> CustomerProduct:
+    product = ctx.registry.product(p.product_id, p.version)
+    return CustomerProduct(
+        id=p.product_id,
+        name=product.name if product else None,
+        version=p.version,
+        status=p.public_status(now),
+        add_on=p.add_on,
+        default=p.default,
+        group=p.group,
+        entity_id=p.entity_id,
+        quantities=dict(p.quantities),
+        started_at=p.started_at,
+        current_period_start=p.current_period_start,
+        current_period_end=p.current_period_end,
+        trial_ends_at=p.trial_ends_at,
+        canceled_at=p.canceled_at,
+        ends_at=p.ends_at,
+    )
+
+
+def feature_balances(
+    ctx: Context,
+    state: CustomerState,
+    rows: Iterable[RowState],
+    entity_id: str | None,
+    now: datetime,
+) -> dict[str, Balance]:
+    by_feature: dict[str, list[RowState]] = {}
+    for r in rows:
+        if sees(r, entity_id):
+            by_feature.setdefault(r.feature_id, []).append(r)
+    out: dict[str, Balance] = {}
+    types = ctx.registry.feature_types
+    for f in ctx.catalog.features:
+        if f.id in by_feature:
+            out[f.id] = balance_view(f.id, f.type, by_feature[f.id], now)
+        elif f.type == "boolean" and boolean_granted(ctx, state, f.id, entity_id):
+            out[f.id] = balance_view(f.id, "boolean", (), now)
+    for fid, frows in by_feature.items():
+        if fid not in out:  # a feature dropped from the catalog, still held
+            out[fid] = balance_view(fid, types.get(fid, "metered"), frows, now)
+    return out
+
+
+def customer_view(ctx: Context, state: CustomerState, now: datetime) -> Customer:
+    rows = live_rows(ctx, state, now)
+    visible = [p for p in state.products if p.status != "expired"]
+    entities = [
+        Entity(
+            id=e.id,
+            customer_id=state.id,
+            feature_id=e.feature_id,
+            name=e.name,
+            created_at=e.created_at,
+            products=[product_view(ctx, p, now) for p in visible if p.entity_id == e.id],
+            features=feature_balances(ctx, state, rows, e.id, now),
+        )
+        for e in state.entities
+    ]
+    return Customer(
+        id=state.id,
+        name=state.name,
+        email=state.email,
+        fingerprint=state.fingerprint,
+        metadata=dict(state.metadata),
+        created_at=state.created_at,
+        gateway_customer_id=state.gateway_customer_id,
+        products=[product_view(ctx, p, now) for p in visible if p.entity_id is None],
+        features=feature_balances(ctx, state, rows, None, now),
+        entities=entities,
+    )
+
+
+def entity_view(ctx: Context, state: CustomerState, entity_id: str, now: datetime) -> Entity:
+    return next(e for e in customer_view(ctx, state, now).entities if e.id == entity_id)

@@ -1,0 +1,462 @@
+"""The facade: ``Autumn``, the one object users hold, and ``open()`` by URL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from importlib.metadata import entry_points
+from typing import Any, TypeVar
+
+from autumn_core.app import attach as attach_uc
+from autumn_core.app import customers as customers_uc
+from autumn_core.app import entities as entities_uc
+from autumn_core.app import usage
+from autumn_core.app.context import Context, Options
+from autumn_core.app.unit import NeedsWrite, Unit
+from autumn_core.app.views import customer_view, entity_view
+from autumn_core.catalog import Catalog
+from autumn_core.clock import Clock, SystemClock
+from autumn_core.errors import CustomerNotFound, InvalidRequest
+from autumn_core.ports import Gateway, Store, StoreTransaction
+from autumn_core.results import (
+    UNSET,
+    AttachResult,
+    Balance,
+    CheckResult,
+    Customer,
+    CustomerData,
+    Entity,
+    Event,
+    Invoice,
+    InvoiceLine,
+    TrackRequest,
+    TrackResult,
+)
+from autumn_core.values import check_aware, check_email, check_id
+
+T = TypeVar("T")
+
+
+class _Part:
+    def __init__(self, owner: Autumn) -> None:
+        self._a = owner
+
+
+class Customers(_Part):
+    def create(
+        self,
+        id: str | None = None,
+        *,
+        name: str | None = None,
+        email: str | None = None,
+        fingerprint: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        gateway_customer_id: str | None = None,
+    ) -> Customer:
+        fields = customers_uc.validate_create(
+            id, name, email, fingerprint, metadata, gateway_customer_id
+        )
+        if id is None and email is None:
+            raise InvalidRequest("a customer needs an id or an email")
+
+        def body(unit: Unit) -> Customer:
+            state = customers_uc.create_customer(unit, id, **fields)
+            return self._a._view(unit, state.pk)
+
+        return self._a._write(body)
+
+    def get(self, id: Any) -> Customer:
+        return self._a._read(lambda unit: self._a._view(unit, unit.get(id).pk))
+
+    def get_by_email(self, email: str) -> Customer:
+        from autumn_core.results import ByEmail
+
+        check_email(email)
+        return self.get(ByEmail(email))
+
+    def update(self, id: Any, **patch: Any) -> Customer:
+        allowed = {"name", "email", "fingerprint", "metadata", "new_id"}
+        unknown = set(patch) - allowed
+        if unknown:
+            raise InvalidRequest(f"customers.update takes {sorted(allowed)}, not {sorted(unknown)}")
+
+        def body(unit: Unit) -> Customer:
+            state = customers_uc.update_customer(unit, id, patch)
+            return self._a._view(unit, state.pk)
+
+        return self._a._write(body)
+
+    def delete(self, id: Any) -> None:
+        self._a._write(lambda unit: customers_uc.delete_customer(unit, id))
+
+    def list(
+        self, *, limit: int = 100, starting_after: str | None = None, email: str | None = None
+    ) -> list[Customer]:
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise InvalidRequest(f"limit must be an integer in 1..1000, got {limit!r}")
+        if email is not None:
+            check_email(email)
+
+        def body(unit: Unit) -> list[Customer]:
+            after_pk = None
+            if starting_after is not None:
+                after_pk = unit.tx.customer_pk(check_id(starting_after))
+                if after_pk is None:
+                    raise CustomerNotFound(f"customer {starting_after!r} does not exist")
+            states = unit.tx.list_customers(limit=limit, starting_after=after_pk, email=email)
+            return [self._a._view(unit, unit.find_pk(s.pk).pk) for s in states]
+
+        return self._a._read(body)
+
+
+class Balances(_Part):
+    def set(
+        self,
+        customer_id: Any,
+        feature_id: str,
+        *,
+        remaining: Any = None,
+        usage: Any = None,
+        entity_id: str | None = None,
+    ) -> Balance:
+        return self._a._write(
+            lambda unit: _usage().set_balance(
+                unit, customer_id, feature_id, remaining, usage, entity_id
+            )
+        )
+
+    def grant(
+        self,
+        customer_id: Any,
+        feature_id: str,
+        amount: Any,
+        *,
+        reset: str | None = None,
+        expires_at: datetime | None = None,
+        entity_id: str | None = None,
+    ) -> Balance:
+        return self._a._write(
+            lambda unit: _usage().grant_balance(
+                unit, customer_id, feature_id, amount, reset, expires_at, entity_id
+            )
+        )
+
+
+class Entities(_Part):
+    def create(
+        self, customer_id: Any, entity_id: str, feature_id: str, *, name: str | None = None
+    ) -> Entity:
+        def body(unit: Unit) -> Entity:
+            state = entities_uc.create_entity(unit, customer_id, entity_id, feature_id, name)
+            return entity_view(self._a._ctx, state, entity_id, unit.now)
+
+        return self._a._write(body)
+
+    def get(self, customer_id: Any, entity_id: str) -> Entity:
+        def body(unit: Unit) -> Entity:
+            state = unit.get(customer_id)
+            unit.entity_check(state, entity_id)
+            return entity_view(self._a._ctx, state, entity_id, unit.now)
+
+        return self._a._read(body)
+
+    def list(self, customer_id: Any) -> list[Entity]:
+        return self._a._read(lambda unit: self._a._view(unit, unit.get(customer_id).pk).entities)
+
+    def delete(self, customer_id: Any, entity_id: str) -> None:
+        self._a._write(lambda unit: entities_uc.delete_entity(unit, customer_id, entity_id))
+
+
+class Events(_Part):
+    def list(
+        self,
+        customer_id: Any,
+        *,
+        feature_id: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int = 100,
+        starting_after: str | None = None,
+    ) -> list[Event]:
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise InvalidRequest(f"limit must be an integer in 1..1000, got {limit!r}")
+        start_ = None if start is None else check_aware(start, "start")
+        end_ = None if end is None else check_aware(end, "end")
+
+        def body(unit: Unit) -> list[Event]:
+            state = unit.get(customer_id)
+            records = unit.tx.list_events(
+                state.pk,
+                feature_id=feature_id,
+                start=start_,
+                end=end_,
+                limit=limit,
+                starting_after=starting_after,
+            )
+            return [
+                Event(
+                    r.id,
+                    state.id,
+                    r.entity_id,
+                    r.feature_id,
+                    r.event_name,
+                    r.value,
+                    dict(r.properties),
+                    r.timestamp,
+                )
+                for r in records
+            ]
+
+        return self._a._read(body)
+
+
+class Invoices(_Part):
+    def list(self, customer_id: Any) -> list[Invoice]:
+        def body(unit: Unit) -> list[Invoice]:
+            state = unit.get(customer_id)
+            return [
+                Invoice(
+                    id=r.id,
+                    customer_id=state.id,
+                    status=r.status,
+                    total=r.total,
+                    currency=r.currency,
+                    lines=[
+                        InvoiceLine(
+                            l.description,
+                            l.product_id,
+                            l.feature_id,
+                            l.quantity,
+                            l.amount,
+                            l.period_start,
+                            l.period_end,
+                        )
+                        for l in r.lines
+                    ],
+                    created_at=r.created_at,
+                    gateway_invoice_id=r.gateway_invoice_id,
+                )
+                for r in unit.tx.list_invoices(state.pk)
+            ]
+
+        return self._a._read(body)
+
+
+def _usage() -> Any:
+    return usage
+
+
+class Autumn:
+    """An embedded billing engine over a store, a payment provider and a clock."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        *,
+        store: Store,
+        gateway: Gateway | None = None,
+        clock: Clock | None = None,
+        auto_create_customers: bool = True,
+        options: Any = None,
+    ) -> None:
+        if not isinstance(catalog, Catalog):
+            raise InvalidRequest(f"catalog must be a Catalog, got {catalog!r}")
+        self._ctx = Context(
+            catalog,
+            store,
+            gateway,
+            clock or SystemClock(),
+            Options.coerce(options),
+            bool(auto_create_customers),
+        )
+        self.catalog = catalog
+        self.store = store
+        self.gateway = gateway
+        self.clock = self._ctx.clock
+        self.customers = Customers(self)
+        self.balances = Balances(self)
+        self.entities = Entities(self)
+        self.events = Events(self)
+        self.invoices = Invoices(self)
+        now = self._ctx.clock.now()
+        self._ctx.run(lambda tx: self._ctx.registry.sync(tx, now), write=True)
+
+    # -- running use cases ------------------------------------------------------------------
+    def _in_tx(self, body: Callable[[Unit], T], write: bool) -> Callable[[StoreTransaction], T]:
+        def run(tx: StoreTransaction) -> T:
+            unit = Unit(self._ctx, tx, write=write)
+            out = body(unit)
+            if write:
+                unit.flush()
+            return out
+
+        return run
+
+    def _write(self, body: Callable[[Unit], T]) -> T:
+        return self._ctx.run(self._in_tx(body, True), write=True)
+
+    def _read(self, body: Callable[[Unit], T]) -> T:
+        """Read first; a read that finds lazy work (or must create) is re-run as a write."""
+        try:
+            return self._ctx.run(self._in_tx(body, False), write=False)
+        except NeedsWrite:
+            return self._write(body)
+
+    def _view(self, unit: Unit, pk: str) -> Customer:
+        return customer_view(self._ctx, unit.current(pk), unit.now)
+
+    # -- check and track --------------------------------------------------------------------
+    def check(
+        self,
+        customer_id: Any,
+        feature_id: str,
+        *,
+        required_balance: Any = 1,
+        entity_id: str | None = None,
+        send_event: bool = False,
+        customer_data: CustomerData | None = None,
+    ) -> CheckResult:
+        args = usage.validate_check(
+            self._ctx,
+            customer_id,
+            feature_id,
+            required_balance,
+            entity_id,
+            send_event,
+            customer_data,
+        )
+        if send_event:
+            return self._write(lambda unit: usage.check(unit, args))
+        return self._read(lambda unit: usage.check(unit, args))
+
+    def track(
+        self,
+        customer_id: Any,
+        feature_id: str | None = None,
+        *,
+        event_name: str | None = None,
+        value: Any = 1,
+        entity_id: str | None = None,
+        idempotency_key: str | None = None,
+        properties: dict[str, Any] | None = None,
+        timestamp: datetime | None = None,
+        overage: str = "cap",
+        customer_data: CustomerData | None = None,
+    ) -> TrackResult:
+        args = usage.validate_track(
+            self._ctx,
+            customer_id,
+            feature_id,
+            event_name=event_name,
+            value=value,
+            entity_id=entity_id,
+            idempotency_key=idempotency_key,
+            properties=properties,
+            timestamp=timestamp,
+            overage=overage,
+            customer_data=customer_data,
+        )
+        return self._write(lambda unit: usage.track(unit, args))
+
+    def track_many(self, events: Iterable[TrackRequest]) -> list[TrackResult]:
+        requests = list(events)
+        parsed = []
+        for r in requests:
+            if not isinstance(r, TrackRequest):
+                raise InvalidRequest(f"track_many takes TrackRequest objects, got {r!r}")
+            parsed.append(
+                usage.validate_track(
+                    self._ctx,
+                    r.customer_id,
+                    r.feature_id,
+                    event_name=r.event_name,
+                    value=r.value,
+                    entity_id=r.entity_id,
+                    idempotency_key=r.idempotency_key,
+                    properties=r.properties,
+                    timestamp=r.timestamp,
+                    overage=r.overage,
+                    customer_data=r.customer_data,
+                )
+            )
+
+        def body(unit: Unit) -> list[TrackResult]:
+            out = []
+            for args in parsed:
+                out.append(usage.track(unit, args))
+                # Later items must see earlier items' idempotency keys and balances (I4).
+                unit.flush()
+            return out
+
+        return self._write(body)
+
+    # -- attach -----------------------------------------------------------------------------
+    def attach(
+        self,
+        customer_id: Any,
+        product_id: str,
+        *,
+        entity_id: str | None = None,
+        quantities: dict[str, Any] | None = None,
+        free_trial: Any = UNSET,
+        success_url: str | None = None,
+        force_checkout: bool = False,
+        customer_data: CustomerData | None = None,
+        idempotency_key: str | None = None,
+    ) -> AttachResult:
+        return self._write(
+            lambda unit: attach_uc.attach(
+                unit, customer_id, product_id, entity_id=entity_id, customer_data=customer_data
+            )
+        )
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def process_due(self, *, limit: int | None = None) -> int:
+        """Apply everything due by now for every customer; return how many customers changed."""
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+        ):
+            raise InvalidRequest(f"limit must be a positive integer, got {limit!r}")
+        now = self._ctx.clock.now()
+        pks = self._ctx.run(lambda tx: tx.due_customer_pks(now, limit), write=False)
+        done = 0
+        for pk in pks:
+
+            def body(unit: Unit, pk: str = pk) -> bool:
+                before = unit.tx.load_customer(pk)
+                after = unit.find_pk(pk) if before is not None else None
+                return after is not None and after is not before
+
+            if self._write(body):
+                done += 1
+        return done
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Autumn:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open(
+    url: str,
+    *,
+    catalog: Catalog,
+    gateway: Gateway | None = None,
+    clock: Clock | None = None,
+    **kwargs: Any,
+) -> Autumn:
+    """Build an ``Autumn`` whose store is chosen by URL scheme (entry points ``autumn_core.stores``)."""
+    if not isinstance(url, str) or "://" not in url:
+        raise InvalidRequest(f"store URL must look like scheme://..., got {url!r}")
+    scheme = url.split("://", 1)[0]
+    engine_kwargs = {k: kwargs.pop(k) for k in ("auto_create_customers", "options") if k in kwargs}
+    for ep in entry_points(group="autumn_core.stores"):
+        if ep.name == scheme:
+            factory = ep.load()
+            store = factory(url, **kwargs)
+            return Autumn(catalog, store=store, gateway=gateway, clock=clock, **engine_kwargs)
+    raise InvalidRequest(f"no store is registered for URL scheme {scheme!r}")

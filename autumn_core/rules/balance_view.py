@@ -1,0 +1,103 @@
+"""The Balance read model, derived from rows on every read (DOMAIN.md 2.6). Never stored."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+
+from autumn_core.model import ZERO, RowState
+from autumn_core.results import Balance, BalanceRow, RolloverBalance
+
+
+def released_seats(row: RowState) -> Decimal:
+    if row.billing != "usage" or not row.allocated:
+        return ZERO
+    return max(ZERO, row.paid_seats - max(ZERO, row.usage - row.included))
+
+
+def balance_view(
+    feature_id: str, feature_type: str, rows: Sequence[RowState], now: datetime
+) -> Balance:
+    """Sum the subject's live rows of one feature into its public Balance."""
+    if feature_type == "boolean":
+        return Balance(feature_id=feature_id, type="boolean")
+    granted = remaining = balance_sum = overage = unlimited_usage = ZERO
+    unlimited = overage_allowed = False
+    max_purchase: Decimal | None = ZERO
+    any_usage = False
+    next_reset: datetime | None = None
+    resets: set[str] = set()
+    breakdown: list[BalanceRow] = []
+    rollovers: list[RolloverBalance] = []
+    for row in rows:
+        if row.unlimited:
+            unlimited = True
+            unlimited_usage += row.unlimited_usage
+        granted += row.granted
+        balance_sum += row.balance
+        if row.balance > 0:
+            remaining += row.balance
+        else:
+            overage -= row.balance
+        remaining += released_seats(row)
+        if row.billing == "usage":
+            overage_allowed = any_usage = True
+            if row.max_purchase is None or max_purchase is None:
+                max_purchase = None
+            else:
+                max_purchase += row.max_purchase
+        if row.next_reset_at is not None and (next_reset is None or row.next_reset_at < next_reset):
+            next_reset = row.next_reset_at
+        if row.reset is not None:
+            resets.add(row.reset if row.reset_count == 1 else f"{row.reset_count}_{row.reset}")
+        for r in row.rollovers:
+            if r.expires_at is not None and r.expires_at <= now:
+                continue
+            granted += r.amount
+            remaining += r.balance
+            balance_sum += r.balance
+            rollovers.append(RolloverBalance(r.amount, r.balance, r.expires_at))
+        breakdown.append(
+            BalanceRow(
+                id=row.id,
+                feature_id=row.feature_id,
+                product_id=row.product_id,
+                entity_id=row.entity_id,
+                granted=row.granted,
+                balance=row.balance,
+                usage=row.usage,
+                overage_allowed=row.billing == "usage",
+                reset=row.reset,
+                next_reset_at=row.next_reset_at,
+                expires_at=row.expires_at,
+            )
+        )
+    interval = None if not resets else (resets.pop() if len(resets) == 1 else "multiple")
+    if unlimited:
+        return Balance(
+            feature_id=feature_id,
+            type=feature_type,
+            unlimited=True,
+            usage=unlimited_usage,
+            overage_allowed=overage_allowed,
+            max_purchase=max_purchase if any_usage else None,
+            next_reset_at=next_reset,
+            interval=interval,
+            breakdown=breakdown,
+            rollovers=rollovers,
+        )
+    return Balance(
+        feature_id=feature_id,
+        type=feature_type,
+        granted=granted,
+        remaining=remaining,
+        usage=granted - balance_sum,
+        overage=overage,
+        overage_allowed=overage_allowed,
+        max_purchase=max_purchase if any_usage else None,
+        next_reset_at=next_reset,
+        interval=interval,
+        breakdown=breakdown,
+        rollovers=rollovers,
+    )
