@@ -7,7 +7,6 @@ from datetime import datetime
 from importlib.metadata import entry_points
 from typing import Any, TypeVar
 
-from autumn_core.app import attach as attach_uc
 from autumn_core.app import customers as customers_uc
 from autumn_core.app import entities as entities_uc
 from autumn_core.app import usage
@@ -15,6 +14,7 @@ from autumn_core.app.context import Context, Options
 from autumn_core.app.unit import NeedsWrite, Unit
 from autumn_core.app.views import customer_view, entity_view
 from autumn_core.catalog import Catalog
+from autumn_core.facade_lifecycle import LifecycleMixin
 from autumn_core.clock import Clock, SystemClock
 from autumn_core.errors import CustomerNotFound, InvalidRequest
 from autumn_core.ports import Gateway, Store, StoreTransaction
@@ -246,7 +246,7 @@ def _usage() -> Any:
     return usage
 
 
-class Autumn:
+class Autumn(LifecycleMixin):
     """An embedded billing engine over a store, a payment provider and a clock."""
 
     def __init__(
@@ -389,26 +389,6 @@ class Autumn:
             return out
 
         return self._write(body)
-
-    # -- attach -----------------------------------------------------------------------------
-    def attach(
-        self,
-        customer_id: Any,
-        product_id: str,
-        *,
-        entity_id: str | None = None,
-        quantities: dict[str, Any] | None = None,
-        free_trial: Any = UNSET,
-        success_url: str | None = None,
-        force_checkout: bool = False,
-        customer_data: CustomerData | None = None,
-        idempotency_key: str | None = None,
-    ) -> AttachResult:
-        return self._write(
-            lambda unit: attach_uc.attach(
-                unit, customer_id, product_id, entity_id=entity_id, customer_data=customer_data
-            )
-        )
 
     # -- lifecycle --------------------------------------------------------------------------
     def process_due(self, *, limit: int | None = None) -> int:
