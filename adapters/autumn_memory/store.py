@@ -54,10 +54,35 @@ class _Data:
         self.versions: dict[tuple[str, int], ProductVersionRecord] = {}
 
 
+_EMPTY_OVERLAYS: dict[str, Any] = {
+    name: kind()
+    for name, kind in {
+        "_customers": dict,
+        "_by_id": dict,
+        "_idless": dict,
+        "_new_order": list,
+        "_events": list,
+        "_idem": dict,
+        "_trial_subject": frozenset,
+        "_trial_fp": frozenset,
+        "_renewals": frozenset,
+        "_gw_events": frozenset,
+        "_invoices": dict,
+        "_pending": dict,
+        "_versions": dict,
+        "_deleted_customers": frozenset,
+    }.items()
+}
+
+
 class MemoryTransaction:
     def __init__(self, data: _Data, write: bool) -> None:
         self._d = data
         self._write = write
+        if not write:
+            # A read transaction never stages anything: share empty overlays, allocate nothing.
+            self.__dict__.update(_EMPTY_OVERLAYS)
+            return
         # Overlays: key -> new value (or _DELETED).
         self._customers: dict[str, Any] = {}
         self._by_id: dict[str, Any] = {}

@@ -51,7 +51,7 @@ class Unit:
         if isinstance(ref, ByEmail):
             state = self._by_email(ref.email)
         else:
-            check_id(ref)
+            # Ids were validated by the public call before the transaction began.
             pk = self.tx.customer_pk(ref)
             state = self._load(pk) if pk is not None else None
         if state is None:

@@ -23,7 +23,10 @@ def test_e1_no_row_means_denied_with_no_balance(billing: Autumn) -> None:
     billing.customers.create("c")
     result = billing.check("c", "users")
     assert (result.allowed, result.feature_id, result.required_balance, result.balance) == (
-        False, "users", Decimal(1), None,
+        False,
+        "users",
+        Decimal(1),
+        None,
     )
 
 
@@ -154,7 +157,9 @@ def test_a_failed_track_stores_no_key(billing: Autumn) -> None:
     with pytest.raises(InsufficientBalance):
         billing.track("c", "messages", value=1, overage="reject", idempotency_key="k")
     billing.balances.grant("c", "messages", 5)
-    assert not billing.track("c", "messages", value=1, overage="reject", idempotency_key="k").replayed
+    assert not billing.track(
+        "c", "messages", value=1, overage="reject", idempotency_key="k"
+    ).replayed
 
 
 def test_track_many_is_one_transaction(billing: Autumn) -> None:

@@ -40,7 +40,9 @@ def test_c1_neither_id_nor_email_is_refused(billing: Autumn) -> None:
 @pytest.mark.parametrize("bad", ["", " ", "user 7", "a\tb", "x" * 256, "a\x00b", "a\nb", 7, None])
 def test_c2_invalid_ids_store_nothing(billing: Autumn, bad: object) -> None:
     with pytest.raises(InvalidRequest):
-        billing.customers.create(bad, email=None) if bad is not None else billing.customers.create(None)  # type: ignore[arg-type]
+        billing.customers.create(bad, email=None) if bad is not None else billing.customers.create(
+            None
+        )  # type: ignore[arg-type]
     assert billing.customers.list() == []
 
 
@@ -139,7 +141,9 @@ def test_c6_concurrent_creates_yield_one_customer(billing: Autumn) -> None:
 def test_c8_auto_create_on_track_with_customer_data(billing: Autumn) -> None:
     # E8
     billing.track(
-        "new-cus", "messages", value=5,
+        "new-cus",
+        "messages",
+        value=5,
         customer_data=CustomerData(name="Test Customer", email="test@test.com"),
     )
     customer = billing.customers.get("new-cus")
@@ -195,7 +199,11 @@ def test_c9_update_patches_and_renames(billing: Autumn) -> None:
         "u", name="Anna", email="anna@x.io", fingerprint="fp", metadata={"k": 1}, new_id="u2"
     )
     assert (updated.id, updated.name, updated.email, updated.fingerprint, updated.metadata) == (
-        "u2", "Anna", "anna@x.io", "fp", {"k": 1},
+        "u2",
+        "Anna",
+        "anna@x.io",
+        "fp",
+        {"k": 1},
     )
     with pytest.raises(CustomerNotFound):
         billing.customers.get("u")
