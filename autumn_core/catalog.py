@@ -65,12 +65,24 @@ def _opt_num(value: Any) -> Decimal | None:
     return None if value is None else _num(value, "amount")
 
 
+def _names(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
+def _up_to(value: Any) -> Decimal:
+    return INF if value == INF or value == "inf" else _num(value, "tier up_to")
+
+
+def _amount(value: Any) -> Decimal:
+    return _num(value, "amount")
+
+
 @attrs.frozen
 class Feature:
     id: str
     name: str | None = None
     type: str = "metered"
-    event_names: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    event_names: tuple[str, ...] = attrs.field(default=(), converter=_names)
     costs: Mapping[str, Decimal] = attrs.field(factory=dict)
 
     @classmethod
@@ -99,13 +111,9 @@ class Feature:
 
 @attrs.frozen
 class Tier:
-    up_to: Decimal = attrs.field(
-        converter=lambda v: INF if v == INF or v == "inf" else _num(v, "tier up_to")
-    )
-    amount: Decimal = attrs.field(converter=lambda v: _num(v, "tier amount"))
-    flat_amount: Decimal = attrs.field(
-        default=Decimal(0), converter=lambda v: _num(v, "tier flat_amount")
-    )
+    up_to: Decimal = attrs.field(converter=_up_to)
+    amount: Decimal = attrs.field(converter=_amount)
+    flat_amount: Decimal = attrs.field(default=Decimal(0), converter=_amount)
 
 
 @attrs.frozen
@@ -135,12 +143,16 @@ class Rollover:
 
 @attrs.frozen
 class Price:
-    amount: Decimal = attrs.field(converter=lambda v: _num(v, "price amount"))
+    amount: Decimal = attrs.field(converter=_amount)
     interval: str = "month"
     interval_count: int = 1
 
 
 _DEFAULT_RESET = "<interval>"
+
+
+def _items(value: Iterable[Item]) -> tuple[Item, ...]:
+    return tuple(value)
 
 
 @attrs.frozen
@@ -260,7 +272,7 @@ class Item:
 class Product:
     id: str
     name: str | None = None
-    items: tuple[Item, ...] = attrs.field(default=(), converter=tuple, kw_only=True)
+    items: tuple[Item, ...] = attrs.field(default=(), converter=_items, kw_only=True)
     price: Price | None = attrs.field(default=None, kw_only=True)
     add_on: bool = attrs.field(default=False, kw_only=True)
     default: bool = attrs.field(default=False, kw_only=True)

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from autumn_core.app import customers as customers_uc
 from autumn_core.app import entities as entities_uc
-from autumn_core.app import usage
+from autumn_core.app import usage as usage_uc
 from autumn_core.app.context import Context, Options
 from autumn_core.app.unit import NeedsWrite, Unit
 from autumn_core.app.views import customer_view, entity_view
@@ -120,7 +120,7 @@ class Balances(_Part):
         entity_id: str | None = None,
     ) -> Balance:
         return self._a._write(
-            lambda unit: _usage().set_balance(
+            lambda unit: usage_uc.set_balance(
                 unit, customer_id, feature_id, remaining, usage, entity_id
             )
         )
@@ -136,7 +136,7 @@ class Balances(_Part):
         entity_id: str | None = None,
     ) -> Balance:
         return self._a._write(
-            lambda unit: _usage().grant_balance(
+            lambda unit: usage_uc.grant_balance(
                 unit, customer_id, feature_id, amount, reset, expires_at, entity_id
             )
         )
@@ -242,10 +242,6 @@ class Invoices(_Part):
         return self._a._read(body)
 
 
-def _usage() -> Any:
-    return usage
-
-
 class Autumn(LifecycleMixin):
     """An embedded billing engine over a store, a payment provider and a clock."""
 
@@ -316,7 +312,7 @@ class Autumn(LifecycleMixin):
         send_event: bool = False,
         customer_data: CustomerData | None = None,
     ) -> CheckResult:
-        args = usage.validate_check(
+        args = usage_uc.validate_check(
             self._ctx,
             customer_id,
             feature_id,
@@ -326,8 +322,8 @@ class Autumn(LifecycleMixin):
             customer_data,
         )
         if send_event:
-            return self._write(lambda unit: usage.check(unit, args))
-        return self._read(lambda unit: usage.check(unit, args))
+            return self._write(lambda unit: usage_uc.check(unit, args))
+        return self._read(lambda unit: usage_uc.check(unit, args))
 
     def track(
         self,
@@ -343,7 +339,7 @@ class Autumn(LifecycleMixin):
         overage: str = "cap",
         customer_data: CustomerData | None = None,
     ) -> TrackResult:
-        args = usage.validate_track(
+        args = usage_uc.validate_track(
             self._ctx,
             customer_id,
             feature_id,
@@ -356,7 +352,7 @@ class Autumn(LifecycleMixin):
             overage=overage,
             customer_data=customer_data,
         )
-        return self._write(lambda unit: usage.track(unit, args))
+        return self._write(lambda unit: usage_uc.track(unit, args))
 
     def track_many(self, events: Iterable[TrackRequest]) -> list[TrackResult]:
         requests = list(events)
@@ -365,7 +361,7 @@ class Autumn(LifecycleMixin):
             if not isinstance(r, TrackRequest):
                 raise InvalidRequest(f"track_many takes TrackRequest objects, got {r!r}")
             parsed.append(
-                usage.validate_track(
+                usage_uc.validate_track(
                     self._ctx,
                     r.customer_id,
                     r.feature_id,
@@ -383,7 +379,7 @@ class Autumn(LifecycleMixin):
         def body(unit: Unit) -> list[TrackResult]:
             out = []
             for args in parsed:
-                out.append(usage.track(unit, args))
+                out.append(usage_uc.track(unit, args))
                 # Later items must see earlier items' idempotency keys and balances (I4).
                 unit.flush()
             return out

@@ -369,7 +369,7 @@ class MemoryTransaction:
         v = self._pending.get(key)
         if v is _DELETED:
             return None
-        return v if v is not None else self._d.pending.get(key)  # type: ignore[no-any-return]
+        return v if v is not None else self._d.pending.get(key)
 
     def delete_pending(self, key: str) -> None:
         self._need_write()
