@@ -308,7 +308,8 @@ def track(unit: Unit, a: TrackArgs) -> TrackResult:
         a.timestamp or unit.now,
         event_name=a.event_name,
     )
-    unit.remember("track", state.pk, a.idempotency_key, fingerprint, converter.unstructure(result))
+    if a.idempotency_key is not None:
+        unit.remember("track", state.pk, a.idempotency_key, fingerprint, converter.unstructure(result))
     return result
 
 
