@@ -399,9 +399,10 @@ class Autumn(LifecycleMixin):
         for pk in pks:
 
             def body(unit: Unit, pk: str = pk) -> bool:
-                before = unit.tx.load_customer(pk)
-                after = unit.find_pk(pk) if before is not None else None
-                return after is not None and after is not before
+                if unit.tx.load_customer(pk) is None:  # deleted since it was listed
+                    return False
+                unit.find_pk(pk)
+                return unit.changed(pk)
 
             if self._write(body):
                 done += 1

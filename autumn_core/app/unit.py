@@ -118,6 +118,10 @@ class Unit:
             raise CustomerNotFound(f"customer {pk!r} vanished during the call")
         return state
 
+    def changed(self, pk: str) -> bool:
+        """Whether this unit changed the customer (lazy work included) since it was loaded."""
+        return pk in self._current and self._current[pk] is not self._loaded.get(pk)
+
     def current(self, pk: str) -> CustomerState:
         return self._current[pk]
 

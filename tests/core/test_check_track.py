@@ -230,3 +230,17 @@ def test_unknown_feature_and_entity(billing: Autumn) -> None:
     with pytest.raises(EntityNotFound):
         billing.track("c", "messages", entity_id="ghost")
     assert len(billing.events.list("c")) == 0
+
+
+def test_process_due_applies_resets_for_every_customer_once(
+    billing: Autumn, clock: ManualClock
+) -> None:
+    billing.track("a", "messages", value=10)
+    billing.track("b", "messages", value=20)
+    assert billing.process_due() == 0
+    clock.advance(days=31)
+    assert billing.process_due() == 2
+    assert billing.process_due() == 0
+    assert billing.customers.get("a").features["messages"].remaining == 1000
+    with pytest.raises(InvalidRequest):
+        billing.process_due(limit=0)
