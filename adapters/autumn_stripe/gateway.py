@@ -40,7 +40,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 
 import attrs
 import stripe
@@ -146,10 +146,17 @@ def _as_dict(obj: Any) -> dict[str, Any]:
 class StripeGateway:
     """The payment-provider port backed by Stripe (or a Stripe-compatible server).
 
-    ``send_proration_behavior`` and ``finalize_invoices`` exist for servers that implement less
-    than Stripe (localstripe 500s on ``proration_behavior`` and has no ``/finalize``); with
-    ``send_proration_behavior=False`` any proration item the server generates for a subscription
-    update is deleted instead, so the library's own proration lines stay the only ones.
+    Three switches exist only for servers that implement less than Stripe (see
+    :meth:`for_localstripe`); their defaults are right for real Stripe:
+
+    - ``send_proration_behavior=False``: localstripe 500s on it. Any proration item the server
+      generates for a subscription update is deleted instead, so the library's own proration
+      lines stay the only ones.
+    - ``finalize_invoices=False``: localstripe has no ``/finalize`` (its ``/pay`` finalizes).
+    - ``one_off="payment_intent"``: localstripe's ``POST /v1/invoices`` refuses a customer
+      without a subscription and, for one with a subscription, bills the subscription's items
+      again, so one-off amounts are collected with a confirmed off-session PaymentIntent
+      (``gateway_invoice_id`` is then the PaymentIntent id).
     """
 
     def __init__(
@@ -163,6 +170,7 @@ class StripeGateway:
         max_network_retries: int = 2,
         send_proration_behavior: bool = True,
         finalize_invoices: bool = True,
+        one_off: Literal["invoice", "payment_intent"] = "invoice",
         webhook_tolerance: int = webhooks.DEFAULT_TOLERANCE,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -180,10 +188,34 @@ class StripeGateway:
         self.webhook_tolerance = webhook_tolerance
         self.send_proration_behavior = send_proration_behavior
         self.finalize_invoices = finalize_invoices
+        self.one_off = one_off
         self._clock = clock
         self._known_plans: set[str] = set()
         self._known_products: set[str] = set()
         self._lock = threading.Lock()
+
+    @classmethod
+    def for_localstripe(
+        cls,
+        client: stripe.StripeClient | None = None,
+        *,
+        api_base: str | None = None,
+        api_key: str = "sk_test_localstripe",
+        webhook_secret: str | None = None,
+        currency: str = "usd",
+    ) -> StripeGateway:
+        """A gateway that stays within what localstripe 1.15 implements (tests, local dev)."""
+        return cls(
+            client,
+            api_key=api_key,
+            api_base=api_base,
+            webhook_secret=webhook_secret,
+            currency=currency,
+            max_network_retries=0,
+            send_proration_behavior=False,
+            finalize_invoices=False,
+            one_off="payment_intent",
+        )
 
     # -- plumbing ------------------------------------------------------------------------------
     @staticmethod
@@ -555,6 +587,57 @@ class StripeGateway:
         except stripe.StripeError as exc:
             raise translate(exc, "invoice payment") from exc
 
+    def _default_payment_method(self, customer: str) -> str:
+        data = _as_dict(self._call("customer lookup", self.client.v1.customers.retrieve, customer))
+        settings = data.get("invoice_settings") or {}
+        found = settings.get("default_payment_method") or data.get("default_source")
+        if not found:
+            methods = self._call(
+                "payment method lookup",
+                self.client.v1.payment_methods.list,
+                {"customer": customer, "type": "card", "limit": 1},
+            )
+            found = methods.data[0].id if methods.data else None
+        if not found:
+            raise GatewayError(
+                f"Stripe customer {customer} has no payment method: collect one with a checkout "
+                "before charging"
+            )
+        return str(self._id(found))
+
+    def _pay_intent(self, request: ChargeRequest, amount: int, currency: str) -> dict[str, Any]:
+        """Collect ``amount`` with one confirmed off-session PaymentIntent."""
+        params: dict[str, Any] = {
+            "amount": amount,
+            "currency": currency,
+            "customer": request.gateway_customer_id,
+            "payment_method": self._default_payment_method(request.gateway_customer_id),
+            "confirm": True,
+            "off_session": True,
+            "metadata": {
+                "autumn_invoice_id": request.invoice_id,
+                "description": request.description
+                or "; ".join(ln.description for ln in request.lines)[:450],
+            },
+        }
+        try:
+            return _as_dict(
+                self.client.v1.payment_intents.create(
+                    cast(Any, params), self._key(request.idempotency_key, "payment")
+                )
+            )
+        except stripe.CardError:
+            raise
+        except stripe.StripeError as exc:
+            raise translate(exc, "payment") from exc
+
+    @staticmethod
+    def _intent_failure(intent: Mapping[str, Any]) -> str:
+        error = intent.get("last_payment_error") or {}
+        if error.get("message"):
+            return f"card declined: {error['message']}"
+        return f"Stripe payment {intent.get('id')} ended {intent.get('status')}"
+
     # -- charge --------------------------------------------------------------------------------
     def charge(self, request: ChargeRequest) -> ChargeOutcome:
         """Collect ``request.total`` now and keep the subscription(s) in step with ``recurring``.
@@ -594,10 +677,12 @@ class StripeGateway:
                 sweeping[cycle] = items
                 lines = covered
 
+        rest = sum(ln.amount for ln in lines)
+        by_intent = self.one_off == "payment_intent" and not sweeping and rest > 0
         try:
-            self._add_items(request, lines, currency)
+            if not by_intent:
+                self._add_items(request, lines, currency)
             invoice_id: str | None = None
-            rest = sum(ln.amount for ln in lines)
             for cycle, items in sweeping.items():
                 sub = self._create_subscription(customer, cycle, items, key, trial_end=None)
                 existing[cycle] = sub
@@ -605,7 +690,16 @@ class StripeGateway:
                     self._undo_failed(request, sub=sub, invoice_id=sub.get("latest_invoice"))
                     return ChargeOutcome(status="failed", message=self._failure_message(sub))
                 invoice_id = invoice_id or self._id(sub.get("latest_invoice"))
-            if not sweeping and rest > 0:
+            if by_intent:
+                intent = self._pay_intent(request, rest, currency)
+                invoice_id = str(intent["id"])
+                if intent.get("status") != "succeeded":
+                    return ChargeOutcome(
+                        status="failed",
+                        gateway_invoice_id=invoice_id,
+                        message=self._intent_failure(intent),
+                    )
+            elif not sweeping and rest > 0:
                 invoice = self._invoice_and_pay(request)
                 invoice_id = str(invoice["id"])
                 if invoice.get("status") != "paid":
