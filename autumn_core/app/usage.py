@@ -56,6 +56,16 @@ def check_entity_ref(entity_id: Any) -> None:
         check_id(entity_id, "entity id")
 
 
+def pool_costs(ctx: Context, feature_id: str) -> dict[str, Decimal]:
+    """Credit systems listing ``feature_id``, with its cost in each (CS1, CS3)."""
+    out: dict[str, Decimal] = {}
+    for pool in ctx.catalog.pools_of(feature_id):
+        system = ctx.catalog.feature(pool)
+        if system is not None:
+            out[pool] = system.costs[feature_id]
+    return out
+
+
 def candidates(
     ctx: Context,
     rows: Sequence[RowState],
@@ -65,10 +75,7 @@ def candidates(
     customer_level_only: bool = False,
 ) -> list[Candidate]:
     """The rows a deduction of ``feature_id`` considers, in deduction order (K2, R4, O1-O10)."""
-    pools = {
-        pool: ctx.catalog.feature(pool).costs[feature_id]
-        for pool in ctx.catalog.pools_of(feature_id)
-    }  # type: ignore[union-attr]
+    pools = pool_costs(ctx, feature_id)
     reverse = ctx.options.reverse_deduction_order
     keyed = []
     for r in rows:
@@ -309,7 +316,9 @@ def track(unit: Unit, a: TrackArgs) -> TrackResult:
         event_name=a.event_name,
     )
     if a.idempotency_key is not None:
-        unit.remember("track", state.pk, a.idempotency_key, fingerprint, converter.unstructure(result))
+        unit.remember(
+            "track", state.pk, a.idempotency_key, fingerprint, converter.unstructure(result)
+        )
     return result
 
 
@@ -429,7 +438,7 @@ def set_balance(
         (c.row.granted + sum((r.amount for r in c.row.rollovers), ZERO) for c in cands), ZERO
     )
     wanted = target if remaining is not None else granted - target
-    state = replace_rows(state, shift_total(cands, total - wanted))
+    state = replace_rows(state, shift_total(cands, total - wanted, now))
     unit.put(state)
     balance = subject_balance(ctx, state, feature.id, entity_id, now)
     assert balance is not None

@@ -16,6 +16,13 @@ def released_seats(row: RowState) -> Decimal:
     return max(ZERO, row.paid_seats - max(ZERO, row.usage - row.included))
 
 
+def row_interval(row: RowState) -> str | None:
+    """A row's reset interval as shown in ``Balance.interval``: "month", "3_day", or None."""
+    if row.reset is None:
+        return None
+    return row.reset if row.reset_count == 1 else f"{row.reset_count}_{row.reset}"
+
+
 def balance_view(
     feature_id: str, feature_type: str, rows: Sequence[RowState], now: datetime
 ) -> Balance:
@@ -27,7 +34,7 @@ def balance_view(
     max_purchase: Decimal | None = ZERO
     any_usage = False
     next_reset: datetime | None = None
-    resets: set[str] = set()
+    intervals: set[str | None] = set()
     breakdown: list[BalanceRow] = []
     rollovers: list[RolloverBalance] = []
     for row in rows:
@@ -49,8 +56,7 @@ def balance_view(
                 max_purchase += row.max_purchase
         if row.next_reset_at is not None and (next_reset is None or row.next_reset_at < next_reset):
             next_reset = row.next_reset_at
-        if row.reset is not None:
-            resets.add(row.reset if row.reset_count == 1 else f"{row.reset_count}_{row.reset}")
+        intervals.add(row_interval(row))
         for r in row.rollovers:
             if r.expires_at is not None and r.expires_at <= now:
                 continue
@@ -73,7 +79,8 @@ def balance_view(
                 expires_at=row.expires_at,
             )
         )
-    interval = None if not resets else (resets.pop() if len(resets) == 1 else "multiple")
+    # The common interval; rows that differ (a non-resetting one included) give "multiple".
+    interval = intervals.pop() if len(intervals) == 1 else ("multiple" if intervals else None)
     if unlimited:
         return Balance(
             feature_id=feature_id,

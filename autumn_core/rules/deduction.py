@@ -1,21 +1,29 @@
-"""The deduction engine: rows and a value in, new rows out (DOMAIN.md §10-12, R5-R9, D5).
+"""The deduction engine: rows and a value in, new rows out (DOMAIN.md §10-12, R5-R9, D5, B2).
 
 Pure: no store, no clock (``now`` is passed in for rollover expiry). The caller picks the
 candidate rows and orders them (``rules.order``); this module only moves balances.
+
+Units. The tracked value is in units of the tracked feature; a candidate of cost ``c`` takes
+``units x c`` of its own unit (credits for a credit-system row, CS1). What is still to deduct is
+carried in the unit of the last row it was measured against and converted only when the cost
+changes, so a member drained across pools of one cost stays exact (no ``1/3`` round trips).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, localcontext
 
 import attrs
 
-from autumn_core.model import ZERO, RowState
+from autumn_core.model import ZERO, RolloverState, RowState
 
+ONE = Decimal(1)
 _NEG_INF = Decimal("-Infinity")
-_FAR = datetime.max.replace(tzinfo=None)
+_NEVER = datetime.max.replace(tzinfo=UTC)
+#: Enough digits for values up to 10^15 with costs and their quotients (values.MAX_MAGNITUDE).
+_PRECISION = 60
 
 
 @attrs.frozen
@@ -31,14 +39,21 @@ class Deduction:
     """What a deduction did: the rows it changed (by id) and what was applied per feature."""
 
     changed: dict[str, RowState]
+    #: Per feature, in that feature's own units (credits for a credit system); < 0 for refunds.
     applied: dict[str, Decimal]
     #: What was left over, in units of the tracked feature (0 when everything fit).
     remainder: Decimal
     absorbed_by_unlimited: bool = False
 
 
-def _floor(row: RowState, mode: str, first: bool) -> Decimal | None:
-    """How low pass 2 may push a row; None when the row takes no part in pass 2 (R8)."""
+def pass2_floor(row: RowState, mode: str, first: bool) -> Decimal | None:
+    """How low pass 2 may push a row; None when the row takes no part in pass 2 (R8).
+
+    - ``overflow``: the first row in order takes the rest, with no floor.
+    - usage-billed rows: ``-max_purchase``, or unbounded.
+    - free allocated rows: unbounded under ``cap``, 0 (no part) under ``reject`` (D11).
+    - every other row (free metered, prepaid, grants of metered features): 0.
+    """
     if mode == "overflow":
         return _NEG_INF if first else None
     if row.billing == "usage":
@@ -51,183 +66,227 @@ def _floor(row: RowState, mode: str, first: bool) -> Decimal | None:
 def deduct(candidates: Sequence[Candidate], value: Decimal, mode: str, now: datetime) -> Deduction:
     """Deduct ``value`` units (negative: refund) over the ordered candidate rows.
 
-    ``mode`` is "cap", "reject" or "overflow"; the caller decides what a remainder means.
+    ``mode`` is "cap", "reject" or "overflow"; the caller decides what a remainder means (R9).
     """
     with localcontext() as ctx:
-        ctx.prec = 50
+        ctx.prec = _PRECISION
         if value >= 0:
-            result = _deduct(candidates, value, mode, now)
-        else:
-            result = _refund(candidates, -value)
-    return result
+            return _deduct(candidates, value, mode, now)
+        return _refund(candidates, -value)
+
+
+def _zero_applied(candidates: Sequence[Candidate]) -> dict[str, Decimal]:
+    return {c.row.feature_id: ZERO for c in candidates}
+
+
+def _unlimited(candidates: Sequence[Candidate]) -> Candidate | None:
+    for c in candidates:
+        if c.row.unlimited:
+            return c
+    return None
+
+
+def _live_rollovers(row: RowState, now: datetime) -> bool:
+    return any(
+        r.balance > 0 and (r.expires_at is None or r.expires_at > now) for r in row.rollovers
+    )
 
 
 def _deduct(candidates: Sequence[Candidate], value: Decimal, mode: str, now: datetime) -> Deduction:
-    changed: dict[str, RowState] = {}
-    applied: dict[str, Decimal] = {}
-    for c in candidates:
-        applied.setdefault(c.row.feature_id, ZERO)
-    if value == 0:
-        return Deduction(changed, applied, ZERO)
+    applied = _zero_applied(candidates)
+    if value == 0 or not candidates:
+        return Deduction({}, applied, value)
 
-    for c in candidates:
-        if c.row.unlimited:
-            row = c.row
-            changed[row.id] = attrs.evolve(
-                row, unlimited_usage=row.unlimited_usage + value * c.cost
-            )
-            applied[row.feature_id] += value * c.cost
-            return Deduction(changed, applied, ZERO, absorbed_by_unlimited=True)
+    sink = _unlimited(candidates)
+    if sink is not None:  # R5: the unlimited row absorbs everything, as a usage counter.
+        row = sink.row
+        taken = value * sink.cost
+        applied[row.feature_id] += taken
+        counted = attrs.evolve(row, unlimited_usage=row.unlimited_usage + taken)
+        return Deduction({row.id: counted}, applied, ZERO, absorbed_by_unlimited=True)
 
-    need = value
+    need, need_cost = value, ONE  # what is left, in units of cost ``need_cost``
     balances = {c.row.id: c.row.balance for c in candidates}
 
-    # Rollovers first, soonest expiry first (R6, RO4).
-    pool: list[tuple[datetime, int, int, Candidate]] = []
-    for idx, c in enumerate(candidates):
-        for ridx, r in enumerate(c.row.rollovers):
-            if r.balance > 0 and (r.expires_at is None or r.expires_at > now):
-                key = r.expires_at.replace(tzinfo=None) if r.expires_at else _FAR
-                pool.append((key, idx, ridx, c))
+    # R6, RO4: rollovers first, soonest expiry first (None last), over every row.
     rollover_left: dict[str, list[Decimal]] = {}
-    if pool:
-        pool.sort(key=lambda t: (t[0], t[1], t[2]))
-        for _, _, ridx, c in pool:
+    if any(_live_rollovers(c.row, now) for c in candidates):
+        pool: list[tuple[bool, datetime, int, int, Candidate]] = []
+        for idx, c in enumerate(candidates):
+            for ridx, r in enumerate(c.row.rollovers):
+                if r.balance > 0 and (r.expires_at is None or r.expires_at > now):
+                    pool.append((r.expires_at is None, r.expires_at or _NEVER, idx, ridx, c))
+        pool.sort(key=lambda t: t[:4])
+        for _, _, _, ridx, c in pool:
+            if c.cost != need_cost:
+                need, need_cost = need * c.cost / need_cost, c.cost
+            left = rollover_left.setdefault(c.row.id, [r.balance for r in c.row.rollovers])
+            take = min(need, left[ridx])
+            left[ridx] -= take
+            need -= take
+            applied[c.row.feature_id] += take
             if need <= 0:
                 break
-            left = rollover_left.setdefault(c.row.id, [r.balance for r in c.row.rollovers])
-            take = min(need * c.cost, left[ridx])
-            left[ridx] -= take
-            need -= take / c.cost
-            applied[c.row.feature_id] += take
 
-    # Pass 1: never below zero (R7).
+    # R7 pass 1: take what each row has, never below zero.
     if need > 0:
         for c in candidates:
             bal = balances[c.row.id]
             if bal <= 0:
                 continue
-            take = min(need * c.cost, bal)
+            if c.cost != need_cost:
+                need, need_cost = need * c.cost / need_cost, c.cost
+            take = min(need, bal)
             balances[c.row.id] = bal - take
-            need -= take / c.cost
+            need -= take
             applied[c.row.feature_id] += take
             if need <= 0:
                 break
 
-    # Pass 2: only rows that allow it go negative, down to their floor (R8).
+    # R8 pass 2: only rows that allow it go negative, down to their floor.
     if need > 0:
         for i, c in enumerate(candidates):
-            floor = _floor(c.row, mode, i == 0)
+            floor = pass2_floor(c.row, mode, i == 0)
             if floor is None:
                 continue
             bal = balances[c.row.id]
             room = bal - floor
             if room <= 0:
                 continue
-            take = min(need * c.cost, room)
+            if c.cost != need_cost:
+                need, need_cost = need * c.cost / need_cost, c.cost
+            take = min(need, room)
             balances[c.row.id] = bal - take
-            need -= take / c.cost
+            need -= take
             applied[c.row.feature_id] += take
             if need <= 0:
                 break
 
+    changed: dict[str, RowState] = {}
     for c in candidates:
         row = c.row
         new_bal = balances[row.id]
-        left = rollover_left.get(row.id)
-        if new_bal != row.balance or left is not None:
-            rollovers = row.rollovers
-            if left is not None:
-                rollovers = tuple(
-                    attrs.evolve(r, balance=b) if r.balance != b else r
-                    for r, b in zip(row.rollovers, left, strict=True)
-                )
+        spent = rollover_left.get(row.id)
+        if spent is not None:
+            rollovers = tuple(
+                r if r.balance == b else attrs.evolve(r, balance=b)
+                for r, b in zip(row.rollovers, spent, strict=True)
+            )
             changed[row.id] = attrs.evolve(row, balance=new_bal, rollovers=rollovers)
-    return Deduction(changed, applied, max(need, ZERO))
+        elif new_bal != row.balance:
+            changed[row.id] = attrs.evolve(row, balance=new_bal)
+    remainder = ZERO if need <= 0 else need / need_cost
+    return Deduction(changed, applied, remainder)
 
 
 def _refund(candidates: Sequence[Candidate], amount: Decimal) -> Deduction:
-    """Refunds lift negative rows to 0, then refill up to ``granted``; the excess is dropped (D5)."""
-    changed: dict[str, RowState] = {}
-    applied: dict[str, Decimal] = {}
-    for c in candidates:
-        applied.setdefault(c.row.feature_id, ZERO)
-    for c in candidates:
-        if c.row.unlimited:
-            row = c.row
-            give = min(amount * c.cost, row.unlimited_usage)
-            changed[row.id] = attrs.evolve(row, unlimited_usage=row.unlimited_usage - give)
-            applied[row.feature_id] -= give
-            return Deduction(changed, applied, ZERO, absorbed_by_unlimited=True)
-    need = amount
+    """D5: lift negative rows to 0 in order, then refill up to ``granted``; the excess is dropped.
+
+    Rollovers are never refilled (R6). An unlimited row gives back from its usage counter (R5).
+    """
+    applied = _zero_applied(candidates)
+    if not candidates:
+        return Deduction({}, applied, amount)
+    sink = _unlimited(candidates)
+    if sink is not None:
+        row = sink.row
+        give = min(amount * sink.cost, row.unlimited_usage)
+        applied[row.feature_id] -= give
+        changed = {row.id: attrs.evolve(row, unlimited_usage=row.unlimited_usage - give)}
+        return Deduction(changed, applied, ZERO, absorbed_by_unlimited=True)
+    need, need_cost = amount, ONE
     balances = {c.row.id: c.row.balance for c in candidates}
-    for ceiling_pass in (False, True):
+    for refill in (False, True):
         for c in candidates:
-            if need <= 0:
-                break
             bal = balances[c.row.id]
-            top = c.row.granted if ceiling_pass else ZERO
-            room = top - bal
+            room = (c.row.granted if refill else ZERO) - bal
             if room <= 0:
                 continue
-            give = min(need * c.cost, room)
+            if c.cost != need_cost:
+                need, need_cost = need * c.cost / need_cost, c.cost
+            give = min(need, room)
             balances[c.row.id] = bal + give
-            need -= give / c.cost
+            need -= give
             applied[c.row.feature_id] -= give
-    for c in candidates:
-        if balances[c.row.id] != c.row.balance:
-            changed[c.row.id] = attrs.evolve(c.row, balance=balances[c.row.id])
-    return Deduction(changed, applied, max(need, ZERO))
-
-
-def shift_total(candidates: Sequence[Candidate], delta: Decimal) -> dict[str, RowState]:
-    """``balances.set``: move the subject's total by ``-delta`` with no floors or ceilings (B2).
-
-    A positive delta drains rollovers, then rows to 0 in order, then pushes the first row
-    negative; a negative delta lifts negative rows to 0, then adds the rest to the first row.
-    """
-    changed: dict[str, RowState] = {}
-    if not candidates or delta == 0:
-        return changed
-    rows = {c.row.id: c.row for c in candidates}
-    order = [c.row.id for c in candidates]
-    if delta > 0:
-        need = delta
-        for rid in order:
-            row = rows[rid]
-            if not row.rollovers or need <= 0:
-                continue
-            new_rolls = []
-            for r in sorted(row.rollovers, key=lambda r: (r.expires_at is None, r.expires_at)):
-                take = min(need, r.balance)
-                need -= take
-                new_rolls.append(attrs.evolve(r, balance=r.balance - take))
-            rows[rid] = attrs.evolve(row, rollovers=tuple(new_rolls))
-        for rid in order:
             if need <= 0:
                 break
-            row = rows[rid]
-            take = min(need, max(row.balance, ZERO))
-            if take > 0:
-                rows[rid] = attrs.evolve(row, balance=row.balance - take)
-                need -= take
-        if need > 0:
-            first = rows[order[0]]
-            rows[order[0]] = attrs.evolve(first, balance=first.balance - need)
-    else:
-        give = -delta
-        for rid in order:
-            if give <= 0:
-                break
-            row = rows[rid]
-            if row.balance < 0:
-                lift = min(give, -row.balance)
-                rows[rid] = attrs.evolve(row, balance=row.balance + lift)
-                give -= lift
-        if give > 0:
-            first = rows[order[0]]
-            rows[order[0]] = attrs.evolve(first, balance=first.balance + give)
-    for rid in order:
-        if rows[rid] is not candidates[order.index(rid)].row:
-            changed[rid] = rows[rid]
-    return changed
+        if need <= 0:
+            break
+    changed = {
+        c.row.id: attrs.evolve(c.row, balance=balances[c.row.id])
+        for c in candidates
+        if balances[c.row.id] != c.row.balance
+    }
+    remainder = ZERO if need <= 0 else need / need_cost
+    return Deduction(changed, applied, remainder)
+
+
+def shift_total(
+    candidates: Sequence[Candidate], delta: Decimal, now: datetime | None = None
+) -> dict[str, RowState]:
+    """``balances.set``: move the subject's total by ``-delta`` with no floors or ceilings (B2).
+
+    A positive delta drains rollovers (soonest expiry first, as R6), then rows to 0 in order,
+    then pushes the first row negative; a negative delta lifts negative rows to 0 in order,
+    then adds the rest to the first row (which may end above ``granted``). Costs are ignored:
+    the candidates are the feature's own rows. Rollovers expired by ``now`` are left alone.
+    """
+    if not candidates or delta == 0:
+        return {}
+    rows = {c.row.id: c.row for c in candidates}
+    order = [c.row.id for c in candidates]
+    with localcontext() as ctx:
+        ctx.prec = _PRECISION
+        if delta > 0:
+            need = _drain_rollovers(rows, order, delta, now)
+            for rid in order:
+                if need <= 0:
+                    break
+                row = rows[rid]
+                take = min(need, max(row.balance, ZERO))
+                if take > 0:
+                    rows[rid] = attrs.evolve(row, balance=row.balance - take)
+                    need -= take
+            if need > 0:
+                first = rows[order[0]]
+                rows[order[0]] = attrs.evolve(first, balance=first.balance - need)
+        else:
+            give = -delta
+            for rid in order:
+                if give <= 0:
+                    break
+                row = rows[rid]
+                if row.balance < 0:
+                    lift = min(give, -row.balance)
+                    rows[rid] = attrs.evolve(row, balance=row.balance + lift)
+                    give -= lift
+            if give > 0:
+                first = rows[order[0]]
+                rows[order[0]] = attrs.evolve(first, balance=first.balance + give)
+    return {c.row.id: rows[c.row.id] for c in candidates if rows[c.row.id] is not c.row}
+
+
+def _drain_rollovers(
+    rows: dict[str, RowState], order: list[str], need: Decimal, now: datetime | None
+) -> Decimal:
+    pool: list[tuple[bool, datetime, int, int]] = []
+    for idx, rid in enumerate(order):
+        for ridx, r in enumerate(rows[rid].rollovers):
+            if r.balance > 0 and (now is None or r.expires_at is None or r.expires_at > now):
+                pool.append((r.expires_at is None, r.expires_at or _NEVER, idx, ridx))
+    if not pool:
+        return need
+    pool.sort()
+    left: dict[int, list[RolloverState]] = {}
+    for _, _, idx, ridx in pool:
+        if need <= 0:
+            break
+        rolls = left.setdefault(idx, list(rows[order[idx]].rollovers))
+        r = rolls[ridx]
+        take = min(need, r.balance)
+        rolls[ridx] = attrs.evolve(r, balance=r.balance - take)
+        need -= take
+    for idx, rolls in left.items():
+        rid = order[idx]
+        rows[rid] = attrs.evolve(rows[rid], rollovers=tuple(rolls))
+    return need

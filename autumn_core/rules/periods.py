@@ -1,4 +1,4 @@
-"""Period arithmetic: reset boundaries and billing periods, always counted from an anchor (D6, S2)."""
+"""Period arithmetic: reset boundaries and periods, always counted from an anchor (D6, S2)."""
 
 from __future__ import annotations
 
