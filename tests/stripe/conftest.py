@@ -8,6 +8,7 @@ tests FAIL: a gateway that was never exercised must not look green.
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import queue
 import subprocess
@@ -135,13 +136,15 @@ class WebhookSink:
     """A tiny loopback HTTP server that queues every POST it receives (body + headers)."""
 
     def __init__(self) -> None:
-        self.received: queue.Queue[tuple[bytes, dict[str, str]]] = queue.Queue()
+        self.received: list[tuple[bytes, dict[str, str]]] = []
+        self.lock = threading.Lock()
         sink = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                sink.received.put((body, dict(self.headers.items())))
+                with sink.lock:
+                    sink.received.append((body, dict(self.headers.items())))
                 self.send_response(200)
                 self.end_headers()
 
@@ -154,24 +157,22 @@ class WebhookSink:
         self.thread.start()
 
     def wait_for(self, event_type: str, timeout: float = 10.0) -> tuple[bytes, dict[str, str]]:
+        """The first delivery of ``event_type`` (localstripe delivers about 1 s after the call)."""
         deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"no {event_type} webhook within {timeout} s")
-            try:
-                body, headers = self.received.get(timeout=left)
-            except queue.Empty:
-                continue
-            if f'"type": "{event_type}"' in body.decode():
-                return body, headers
+        while time.monotonic() < deadline:
+            with self.lock:
+                for body, headers in self.received:
+                    if json.loads(body).get("type") == event_type:
+                        return body, headers
+            time.sleep(0.05)
+        raise AssertionError(f"no {event_type} webhook within {timeout} s")
 
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def webhook_sink() -> Iterator[WebhookSink]:
     sink = WebhookSink()
     yield sink
