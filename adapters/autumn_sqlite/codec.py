@@ -1,0 +1,124 @@
+"""The one cattrs converter of the SQLite adapter, and the JSON text it reads and writes.
+
+Records are stored as JSON text produced by ``CONVERTER.unstructure``. The converter is the only
+place that knows how values look on disk:
+
+- ``Decimal`` as its exact ``str`` (``"23.47"``, ``"1E+15"``), never a float, so money and
+  quantities survive to the last digit;
+- ``datetime`` as ISO 8601 in UTC (``"2025-01-01T00:00:00+00:00"``); a naive datetime is refused,
+  because the engine's times are always aware and guessing a zone would corrupt them;
+- everything else (attrs classes, tuples, mappings, ``X | None``) as cattrs does by default, so a
+  field added to a model class later is stored and loaded without touching this module.
+
+Indexed columns (creation time, due time, event timestamp) hold integer microseconds since the
+Unix epoch instead: integers sort and compare in SQL exactly like the instants they encode.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import cattrs
+
+from autumn_core.errors import StoreError
+
+T = TypeVar("T")
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _unstructure_datetime(value: datetime) -> str:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise StoreError(f"refusing to store a naive datetime: {value!r}")
+    return value.astimezone(UTC).isoformat()
+
+
+def _structure_datetime(value: Any, _: Any) -> datetime:
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        # Never written by this codec; tolerate hand-edited rows by reading them as UTC.
+        return parsed.replace(tzinfo=UTC)
+    return parsed
+
+
+def _structure_decimal(value: Any, _: Any) -> Decimal:
+    if isinstance(value, float):
+        # Never written by this codec: a float here means the row was edited by hand.
+        return Decimal(str(value))
+    return Decimal(value)
+
+
+def make_converter() -> cattrs.Converter:
+    """Build the adapter's converter: Decimals as exact strings, datetimes as ISO 8601 UTC."""
+    converter = cattrs.Converter()
+    converter.register_unstructure_hook(Decimal, str)
+    converter.register_structure_hook(Decimal, _structure_decimal)
+    converter.register_unstructure_hook(datetime, _unstructure_datetime)
+    converter.register_structure_hook(datetime, _structure_datetime)
+    return converter
+
+
+CONVERTER = make_converter()
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_loads = json.loads
+
+
+def encode(obj: Any) -> str:
+    """Serialise an attrs record (or a plain structure) to compact JSON text."""
+    return _dumps(CONVERTER.unstructure(obj))
+
+
+def unstructure(obj: Any) -> Any:
+    """The JSON-ready form of ``obj`` (for callers that edit it before ``dump``)."""
+    return CONVERTER.unstructure(obj)
+
+
+def dump(data: Any) -> str:
+    """JSON text of already unstructured data."""
+    return _dumps(data)
+
+
+def load(text: str) -> Any:
+    """Parse JSON text written by ``dump`` / ``encode``."""
+    return _loads(text)
+
+
+def structure(data: Any, cls: type[T]) -> T:
+    """Build ``cls`` from unstructured data."""
+    return CONVERTER.structure(data, cls)
+
+
+def decode(text: str, cls: type[T]) -> T:
+    """Parse JSON text written by ``encode`` back into ``cls``."""
+    return CONVERTER.structure(_loads(text), cls)
+
+
+def to_micros(value: datetime) -> int:
+    """Microseconds since the epoch: a sortable, exact integer for indexed time columns."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise StoreError(f"refusing to store a naive datetime: {value!r}")
+    return (value - _EPOCH) // _MICROSECOND
+
+
+def from_micros(value: int) -> datetime:
+    """The aware UTC datetime that ``to_micros`` encoded."""
+    return _EPOCH + timedelta(microseconds=value)
+
+
+__all__ = [
+    "CONVERTER",
+    "decode",
+    "dump",
+    "encode",
+    "from_micros",
+    "load",
+    "make_converter",
+    "structure",
+    "to_micros",
+    "unstructure",
+]

@@ -1,0 +1,1 @@
+"""Store adapters run through the shared contract, plus adapter-specific tests."""

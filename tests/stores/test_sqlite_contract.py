@@ -1,0 +1,24 @@
+"""SqliteStore through the whole Store contract, on a real file and on ``:memory:``."""
+
+from __future__ import annotations
+
+from autumn_core.ports import Store
+from autumn_sqlite import SqliteStore
+from tests.contract.store_contract import StoreContract
+
+
+class TestSqliteFileStore(StoreContract):
+    """A database file on disk: durable and shared by processes."""
+
+    def make_store(self) -> Store:
+        return SqliteStore(self.tmp_path / "contract.db")
+
+    def reopen_store(self) -> Store:
+        return SqliteStore(self.tmp_path / "contract.db")
+
+
+class TestSqliteMemoryStore(StoreContract):
+    """``sqlite://:memory:``: one private database, neither durable nor multi-process."""
+
+    def make_store(self) -> Store:
+        return SqliteStore(":memory:")
