@@ -357,6 +357,24 @@ class CustomerContract(StoreTestBase):
         # then
         assert self.same(self.load(store, s0.pk), s2)
 
+    def test_save_with_a_stale_before_still_stores_after(self, store: Store) -> None:
+        """Given a customer saved since the copy ``before`` was loaded, when ``after`` (made
+        from that stale copy) is saved, then exactly ``after`` is stored: a store that writes
+        only the difference must notice that ``before`` is not what it holds."""
+        # given
+        s0 = customer(rows=(row("r1", balance=1), row("r2", balance=2)))
+        self.insert(store, s0)
+        stale = self.must_load(store, s0.pk)
+        newer = attrs.evolve(
+            stale, name="newer", rows=(row("r0"), *stale.rows[::-1], row("r3", balance=3))
+        )
+        self.save(store, stale, newer)
+        # when
+        after = attrs.evolve(stale, rows=(attrs.evolve(stale.rows[0], balance=D(5)),))
+        self.save(store, stale, after)
+        # then
+        assert self.same(self.load(store, s0.pk), after)
+
     def test_version_increases_on_every_save(self, store: Store) -> None:
         """Given a customer, when it is saved twice, then each load shows a higher version."""
         # given

@@ -22,3 +22,14 @@ class TestSqliteMemoryStore(StoreContract):
 
     def make_store(self) -> Store:
         return SqliteStore(":memory:")
+
+
+class TestSqliteUncachedStore(StoreContract):
+    """No parsed-customer cache: every load reads the rows, so the contract checks what the
+    store actually wrote (with the cache, a load right after a save is served from memory)."""
+
+    def make_store(self) -> Store:
+        return SqliteStore(self.tmp_path / "contract.db", cache_size=0)
+
+    def reopen_store(self) -> Store:
+        return SqliteStore(self.tmp_path / "contract.db", cache_size=0)
