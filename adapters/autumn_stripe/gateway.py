@@ -136,6 +136,15 @@ class _Line:
     amount: int  # minor units
 
 
+class _Declined(Exception):
+    """A card decline on an invoice we created: carries the invoice to void."""
+
+    def __init__(self, message: str, invoice_id: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.invoice_id = invoice_id
+
+
 def _as_dict(obj: Any) -> dict[str, Any]:
     """SDK objects are not dicts in stripe>=15; work on plain data everywhere."""
     if isinstance(obj, stripe.StripeObject):
@@ -582,8 +591,8 @@ class StripeGateway:
                     invoice["id"], None, self._key(request.idempotency_key, "pay")
                 )
             )
-        except stripe.CardError:
-            raise
+        except stripe.CardError as exc:
+            raise _Declined(translate(exc, "invoice payment").message, str(invoice["id"])) from exc
         except stripe.StripeError as exc:
             raise translate(exc, "invoice payment") from exc
 
@@ -704,6 +713,11 @@ class StripeGateway:
                 invoice_id = str(invoice["id"])
                 if invoice.get("status") != "paid":
                     return self._unpaid(request, invoice)
+        except _Declined as exc:
+            self._undo_failed(request, sub=None, invoice_id=exc.invoice_id)
+            return ChargeOutcome(
+                status="failed", gateway_invoice_id=exc.invoice_id, message=exc.message
+            )
         except stripe.CardError as exc:
             self._undo_failed(request, sub=None, invoice_id=None)
             return ChargeOutcome(status="failed", message=translate(exc, "charge").message)
@@ -830,7 +844,8 @@ class StripeGateway:
             self._cancel(sub, key)
         inv = self._id(invoice_id)
         if inv is None:
-            # Our invoice may exist even though paying it raised: find it by the replayed key.
+            # No invoice holds the request's items (Stripe refused the subscription outright):
+            # delete them, or they would ride on the customer's next invoice.
             for pending in self._pending_items(request.gateway_customer_id):
                 if (pending.get("metadata") or {}).get("autumn_invoice_id") == request.invoice_id:
                     self._call(

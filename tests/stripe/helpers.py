@@ -15,9 +15,8 @@ DECLINED_ON_CHARGE = "4000000000000341"  # attaches, then every charge is declin
 
 
 def card_token(client: stripe.StripeClient, number: str = GOOD_CARD) -> str:
-    token = client.v1.tokens.create(
-        {"card": {"number": number, "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
-    )
+    card: Any = {"number": number, "exp_month": 12, "exp_year": 2034, "cvc": "123"}
+    token = client.v1.tokens.create({"card": card})
     return str(token.id)
 
 

@@ -14,7 +14,6 @@ Run as ``python tests/stripe/localstripe_server.py``; stop it with SIGTERM.
 from __future__ import annotations
 
 import socket
-import sys
 
 from aiohttp import web
 from localstripe import resources, server
@@ -22,7 +21,7 @@ from localstripe import resources, server
 
 def main() -> None:
     # Persistence off: state is per process, and no shared file in /tmp is touched.
-    resources.Store.dump_to_disk = lambda self: None  # type: ignore[method-assign]
+    resources.Store.dump_to_disk = lambda self: None
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -35,4 +34,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

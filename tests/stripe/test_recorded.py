@@ -1,0 +1,195 @@
+"""Flows localstripe cannot serve, run through the SDK against recorded Stripe responses.
+
+``ReplayClient`` (replay.py) is plugged into ``stripe.StripeClient(http_client=...)``: the SDK
+encodes and "sends" each request, the recording answers it, and the test asserts the requests
+(path, form fields, idempotency keys) the gateway made. Covered here: Checkout Sessions, billing
+portal sessions, ``proration_behavior="none"`` with invoice finalize/pay on real Stripe, a
+one-off invoice for a customer without a subscription, a decline on ``/pay`` (Stripe answers
+402), and rate limit / 5xx translation.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from autumn_core.errors import GatewayError
+from autumn_core.ports import CheckoutRequest
+from autumn_stripe import StripeGateway
+
+from .helpers import base, line, request
+from .replay import ReplayClient, replay_client
+
+pytestmark = pytest.mark.stripe
+
+CUS = "cus_RecAutumn0001"
+SUB = "sub_1RecAutumnSub0001"
+INV = "in_1RecAutumnInv0001"
+
+
+def gateway_for(script: list[tuple[str, str, str]]) -> tuple[StripeGateway, ReplayClient]:
+    client, http = replay_client(script)
+    return StripeGateway(client), http
+
+
+def test_checkout_session() -> None:
+    gateway, http = gateway_for([("POST", "/v1/checkout/sessions", "checkout_session.json")])
+    url = gateway.create_checkout(
+        CheckoutRequest(
+            gateway_customer_id=CUS,
+            pending_key="pending_att_1",
+            lines=(line("20"),),
+            total=Decimal(20),
+            currency="usd",
+            success_url="https://app.example.com/billing/success",
+            idempotency_key="att-co",
+        )
+    )
+    assert url.startswith("https://checkout.stripe.com/c/pay/cs_test_")
+    [sent] = http.sent
+    assert sent.idempotency_key == "att-co:checkout"
+    assert sent.headers["Authorization"] == "Bearer sk_test_replay"
+    assert sent.form == {
+        "mode": "payment",
+        "customer": CUS,
+        "client_reference_id": "pending_att_1",
+        "line_items[0][quantity]": "1",
+        "line_items[0][price_data][currency]": "usd",
+        "line_items[0][price_data][unit_amount]": "2000",
+        "line_items[0][price_data][product_data][name]": "pro base",
+        "metadata[autumn_pending_key]": "pending_att_1",
+        "payment_intent_data[setup_future_usage]": "off_session",
+        "payment_intent_data[metadata][autumn_pending_key]": "pending_att_1",
+        "invoice_creation[enabled]": "true",
+        "invoice_creation[invoice_data][metadata][autumn_pending_key]": "pending_att_1",
+        "success_url": "https://app.example.com/billing/success",
+    }
+
+
+def test_checkout_with_a_credit_line_charges_the_net_total() -> None:
+    gateway, http = gateway_for([("POST", "/v1/checkout/sessions", "checkout_session.json")])
+    gateway.create_checkout(
+        CheckoutRequest(
+            gateway_customer_id=CUS,
+            pending_key="p2",
+            lines=(line("-10", desc="unused pro"), line("30", "premium")),
+            total=Decimal(20),
+            currency="usd",
+            success_url=None,
+            idempotency_key="att-co2",
+        )
+    )
+    form = http.sent[0].form
+    assert form["line_items[0][price_data][unit_amount]"] == "2000"
+    assert "line_items[1][quantity]" not in form
+    assert "success_url" not in form
+
+
+def test_billing_portal_session() -> None:
+    gateway, http = gateway_for(
+        [("POST", "/v1/billing_portal/sessions", "billing_portal_session.json")]
+    )
+    url = gateway.billing_portal_url(CUS, "https://app.example.com/account")
+    assert url.startswith("https://billing.stripe.com/p/session/")
+    [sent] = http.sent
+    assert (sent.method, sent.path) == ("POST", "/v1/billing_portal/sessions")
+    assert sent.form == {"customer": CUS, "return_url": "https://app.example.com/account"}
+
+
+def test_upgrade_on_real_stripe_invoices_the_library_lines_and_updates_without_prorations() -> None:
+    premium = base("50", "premium")
+    probe, _ = gateway_for([])
+    [item] = probe._items([premium], "usd")
+    gateway, http = gateway_for(
+        [
+            ("GET", "/v1/subscriptions", "subscription_list_pro.json"),
+            ("GET", f"/v1/plans/{item.plan_id}", "plan_premium.json"),
+            ("POST", "/v1/invoiceitems", "invoiceitem.json"),
+            ("POST", "/v1/invoiceitems", "invoiceitem.json"),
+            ("POST", "/v1/invoices", "invoice_draft.json"),
+            ("POST", f"/v1/invoices/{INV}/finalize", "invoice_open.json"),
+            ("POST", f"/v1/invoices/{INV}/pay", "invoice_paid.json"),
+            ("POST", f"/v1/subscriptions/{SUB}", "subscription_updated_premium.json"),
+        ]
+    )
+    outcome = gateway.charge(
+        request(
+            CUS,
+            [line("-10", "pro", None, "unused pro"), line("20", "premium", None, "premium rest")],
+            key="upgrade",
+            recurring=[premium],
+        )
+    )
+    assert (outcome.status, outcome.gateway_invoice_id) == ("paid", INV)
+    assert [(s.method, s.path) for s in http.sent][-1] == ("POST", f"/v1/subscriptions/{SUB}")
+    assert [s.idempotency_key for s in http.sent if s.method == "POST"] == [
+        "upgrade:item:0",
+        "upgrade:item:1",
+        "upgrade:invoice",
+        "upgrade:finalize",
+        "upgrade:pay",
+        f"upgrade:subscription-update:{SUB}",
+    ]
+    credit, charge = (s.form for s in http.sent[2:4])
+    assert (credit["amount"], charge["amount"]) == ("-1000", "2000")
+    assert credit["metadata[autumn_invoice_id]"] == "inv_upgrade"
+    invoice = http.sent[4].form
+    assert invoice["pending_invoice_items_behavior"] == "include"
+    assert invoice["metadata[autumn_invoice_id]"] == "inv_upgrade"
+    update = http.sent[-1].form
+    assert update["proration_behavior"] == "none"
+    assert update["items[0][id]"] == "si_RecAutumnItem01"  # the same item, new plan
+    assert update["items[0][plan]"] == item.plan_id
+    assert update["items[0][quantity]"] == "1"
+    assert not any(k.startswith("items[1]") for k in update)
+
+
+def test_one_off_invoice_for_a_customer_without_subscription() -> None:
+    gateway, http = gateway_for(
+        [
+            ("GET", "/v1/subscriptions", "subscription_list_empty.json"),
+            ("POST", "/v1/invoiceitems", "invoiceitem.json"),
+            ("POST", "/v1/invoices", "invoice_draft.json"),
+            ("POST", f"/v1/invoices/{INV}/finalize", "invoice_open.json"),
+            ("POST", f"/v1/invoices/{INV}/pay", "invoice_paid.json"),
+        ]
+    )
+    outcome = gateway.charge(request(CUS, [line("10", "pack", None, "report pack")], key="oo"))
+    assert (outcome.status, outcome.gateway_invoice_id) == ("paid", INV)
+    assert http.sent[1].form["amount"] == "1000"
+    assert http.sent[1].form["description"] == "report pack"
+    assert http.script == []
+
+
+def test_decline_on_pay_is_a_failed_outcome_and_the_invoice_is_voided() -> None:
+    gateway, http = gateway_for(
+        [
+            ("GET", "/v1/subscriptions", "subscription_list_empty.json"),
+            ("POST", "/v1/invoiceitems", "invoiceitem.json"),
+            ("POST", "/v1/invoices", "invoice_draft.json"),
+            ("POST", f"/v1/invoices/{INV}/finalize", "invoice_open.json"),
+            ("POST", f"/v1/invoices/{INV}/pay", "error_card_declined.json"),
+            ("GET", f"/v1/invoices/{INV}", "invoice_open.json"),
+            ("POST", f"/v1/invoices/{INV}/void", "invoice_void.json"),
+        ]
+    )
+    outcome = gateway.charge(request(CUS, [line("10", "pack")], key="oo-d"))
+    assert outcome.status == "failed"
+    assert outcome.gateway_invoice_id == INV
+    assert "Your card was declined" in outcome.message
+    assert http.sent[-1].idempotency_key == "oo-d:void"
+    assert http.script == []
+
+
+@pytest.mark.parametrize(
+    ("recording", "words"),
+    [("error_rate_limit.json", "rate-limited"), ("error_api_500.json", "Stripe failed")],
+)
+def test_rate_limit_and_5xx_are_gateway_errors_that_say_retry(recording: str, words: str) -> None:
+    gateway, _ = gateway_for([("GET", "/v1/subscriptions", recording)])
+    with pytest.raises(GatewayError) as err:
+        gateway.charge(request(CUS, [line("10", "pack")], key="oo-e"))
+    assert words in err.value.message
+    assert "retry" in err.value.message
+    assert err.value.code == "gateway_error"
