@@ -585,16 +585,19 @@ class StripeGateway:
                     self._key(request.idempotency_key, "finalize"),
                 )
             )
+        if invoice.get("status") == "paid":
+            return invoice  # credits on the customer covered it: Stripe settled it on finalize
         try:
-            return _as_dict(
-                self.client.v1.invoices.pay(
-                    invoice["id"], None, self._key(request.idempotency_key, "pay")
-                )
+            paid = self._call(
+                "invoice payment",
+                self.client.v1.invoices.pay,
+                invoice["id"],
+                None,
+                self._key(request.idempotency_key, "pay"),
             )
-        except stripe.CardError as exc:
-            raise _Declined(translate(exc, "invoice payment").message, str(invoice["id"])) from exc
-        except stripe.StripeError as exc:
-            raise translate(exc, "invoice payment") from exc
+        except PaymentFailed as exc:
+            raise _Declined(exc.message, str(invoice["id"])) from exc
+        return _as_dict(paid)
 
     def _default_payment_method(self, customer: str) -> str:
         data = _as_dict(self._call("customer lookup", self.client.v1.customers.retrieve, customer))
@@ -629,16 +632,14 @@ class StripeGateway:
                 or "; ".join(ln.description for ln in request.lines)[:450],
             },
         }
-        try:
-            return _as_dict(
-                self.client.v1.payment_intents.create(
-                    cast(Any, params), self._key(request.idempotency_key, "payment")
-                )
+        return _as_dict(
+            self._call(
+                "payment",
+                self.client.v1.payment_intents.create,
+                cast(Any, params),
+                self._key(request.idempotency_key, "payment"),
             )
-        except stripe.CardError:
-            raise
-        except stripe.StripeError as exc:
-            raise translate(exc, "payment") from exc
+        )
 
     @staticmethod
     def _intent_failure(intent: Mapping[str, Any]) -> str:
@@ -718,9 +719,6 @@ class StripeGateway:
             return ChargeOutcome(
                 status="failed", gateway_invoice_id=exc.invoice_id, message=exc.message
             )
-        except stripe.CardError as exc:
-            self._undo_failed(request, sub=None, invoice_id=None)
-            return ChargeOutcome(status="failed", message=translate(exc, "charge").message)
         except PaymentFailed as exc:
             self._undo_failed(request, sub=None, invoice_id=None)
             return ChargeOutcome(status="failed", message=exc.message)
