@@ -93,7 +93,8 @@ def product_rows(
                     anchor=reset_anchor,
                     next_reset_at=next_reset,
                     renews_with_product=bool(
-                        item.is_priced
+                        product.is_recurring_paid
+                        and item.is_priced
                         and item.interval != "one_off"
                         and item.reset == item.interval
                         and item.reset_count == item.interval_count
