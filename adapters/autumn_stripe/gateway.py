@@ -270,7 +270,12 @@ class StripeGateway:
         return str(created.id)
 
     def has_payment_method(self, gateway_customer_id: str) -> bool:
-        """A default card/source, a default payment method, or any attached card counts."""
+        """A default card/source, a default payment method, or any attached card counts.
+
+        An attached card that is not the default is made the customer's default invoice payment
+        method here: subscriptions and invoices only charge the default, so without this the
+        answer "yes" would be followed by a charge Stripe refuses.
+        """
         customer = _as_dict(
             self._call("customer lookup", self.client.v1.customers.retrieve, gateway_customer_id)
         )
@@ -284,7 +289,17 @@ class StripeGateway:
             self.client.v1.payment_methods.list,
             {"customer": gateway_customer_id, "type": "card", "limit": 1},
         )
-        return bool(methods.data)
+        if not methods.data:
+            return False
+        pm = str(methods.data[0].id)
+        self._call(
+            "default payment method update",
+            self.client.v1.customers.update,
+            gateway_customer_id,
+            {"invoice_settings": {"default_payment_method": pm}},
+            {"idempotency_key": f"autumn-default-pm:{gateway_customer_id}:{pm}"},
+        )
+        return True
 
     # -- catalog sync --------------------------------------------------------------------------
     def _items(self, recurring: Iterable[RecurringPrice], currency: str) -> list[_Item]:

@@ -6,6 +6,7 @@ back through the plain SDK), not what the gateway says it did.
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 
 import pytest
@@ -72,6 +73,12 @@ def test_payment_method_attached_without_default_counts(
     )
     client.v1.payment_methods.attach(pm.id, {"customer": cus})
     assert gateway.has_payment_method(cus) is True
+    # ... and it is made the default, so the charge that follows can use it.
+    stored = as_dict(client.v1.customers.retrieve(cus))
+    assert stored["invoice_settings"]["default_payment_method"] == pm.id
+    outcome = gateway.charge(request(cus, [line("20")], key="att-pm", recurring=[base()]))
+    assert outcome.status == "paid", outcome.message
+    assert live_subscriptions(client, cus)[0]["status"] == "active"
 
 
 def test_card_declined_on_attach_leaves_no_payment_method(
@@ -338,3 +345,22 @@ def test_amounts_are_minor_units() -> None:
     assert minor_units(Decimal("20"), "usd") == 2000
     assert minor_units(Decimal("0.125"), "usd") == 13
     assert minor_units(Decimal("500"), "jpy") == 500
+
+
+def test_a_charge_that_does_not_pay_the_new_price_starts_a_trialing_subscription(
+    gateway: StripeGateway, client: stripe.StripeClient
+) -> None:
+    """A card-required trial: nothing is due now, Stripe must first bill at the trial end."""
+    cus = new_customer(gateway)
+    add_card(client, cus)
+    trial_end = int(time.time()) + 14 * 86400
+    outcome = gateway.charge(
+        request(
+            cus, [], key="att-trial", recurring=[base()], metadata={"period_end": str(trial_end)}
+        )
+    )
+    assert (outcome.status, outcome.gateway_invoice_id) == ("paid", None)
+    [sub] = all_subscriptions(client, cus)
+    assert sub["trial_end"] == trial_end
+    assert sub["items"]["data"][0]["plan"]["amount"] == 2000
+    assert invoices(client, cus) == []  # nothing charged
