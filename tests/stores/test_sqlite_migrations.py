@@ -1,0 +1,216 @@
+"""SqliteStore schema versions: fresh files, old files upgraded with data intact, newer refused."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from autumn_core.errors import StoreError
+from autumn_sqlite import SqliteStore, schema
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _restore_v1(path: Path) -> None:
+    """Build a database file from the frozen version-1 fixture."""
+    conn = sqlite3.connect(path)
+    conn.executescript((FIXTURES / "schema_v1.sql").read_text())
+    conn.close()
+
+
+def _user_version(path: Path) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        return int(conn.execute("PRAGMA user_version").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def _assert_v1_data_intact(store: SqliteStore) -> None:
+    """The fixture's records, checked with literal values (not with today's builders)."""
+    with store.transaction(write=False) as tx:
+        assert tx.customer_pk("cus_v1") == "pk_v1"
+        rich = tx.load_customer("pk_v1")
+        assert rich is not None
+        assert rich.email == "Rich@Example.com"
+        assert rich.metadata["tags"] == ["a", "b"]
+        assert [r.id for r in rich.rows] == ["row_msgs", "row_seats", "row_grant"]
+        assert rich.rows[0].balance == Decimal("23.47")
+        assert rich.rows[0].rollovers[0].balance == Decimal("0.1")
+        assert rich.rows[2].balance == Decimal("-1000000000000000")
+        assert rich.products[0].quantities == {"seats": Decimal(3), "credits": Decimal("2500.50")}
+        assert [e.id for e in rich.entities] == ["ent_1", "ent_2"]
+        assert [c.pk for c in tx.customers_by_email("CFO@bigco.com")] == ["pk_pre"]
+        events = tx.list_events(
+            "pk_v1", feature_id=None, start=None, end=None, limit=10, starting_after=None
+        )
+        assert [(e.id, e.value) for e in events] == [
+            ("evt_v1_1", Decimal("0.1")),
+            ("evt_v1_2", Decimal("-2.5")),
+        ]
+        invoice = tx.find_invoice_by_gateway_id("in_v1")
+        assert invoice is not None
+        assert invoice.total == Decimal("23.47")
+        assert tx.get_idempotency("track", "pk_v1", "key-1") is not None
+        assert tx.trial_claimed("pro", "pk_other", None, "fp-v1")
+        assert tx.get_pending("pend_v1") is not None
+        assert [(v.product_id, v.version) for v in tx.load_product_versions()] == [("pro", 3)]
+        assert tx.product_version_in_use("pro", 3)
+
+
+class TestSchemaVersions:
+    def test_fresh_file_is_created_at_the_current_version(self, tmp_path: Path) -> None:
+        """Given no file, when a store opens it, then the schema is at the current version
+        and marked as an autumn database."""
+        # when
+        store = SqliteStore(tmp_path / "new.db")
+        # then
+        assert store.schema_version == schema.current_version()
+        store.close()
+        conn = sqlite3.connect(tmp_path / "new.db")
+        assert conn.execute("PRAGMA application_id").fetchone()[0] == schema.APPLICATION_ID
+        conn.close()
+
+    def test_version_1_fixture_opens_with_its_data_intact(self, tmp_path: Path) -> None:
+        """Given a database written by schema version 1 (a frozen fixture), when the current
+        store opens it, then it is at the current version with every record intact, and
+        usable for writes."""
+        # given
+        path = tmp_path / "v1.db"
+        _restore_v1(path)
+        assert _user_version(path) == 1
+        # when
+        store = SqliteStore(path)
+        # then
+        assert store.schema_version == schema.current_version()
+        _assert_v1_data_intact(store)
+        with store.transaction() as tx:
+            assert not tx.claim_gateway_event("gevt_v1")
+            tx.delete_customer("pk_v1")
+        store.close()
+
+    def test_reopening_keeps_the_data(self, tmp_path: Path) -> None:
+        """Given the upgraded fixture, when it is closed and opened again (no migration left
+        to run), then the data is still intact."""
+        path = tmp_path / "v1.db"
+        _restore_v1(path)
+        SqliteStore(path).close()
+        store = SqliteStore(path)
+        _assert_v1_data_intact(store)
+        store.close()
+
+    def test_a_new_step_upgrades_version_1(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Given a version-1 database and code with a second migration step, when the store
+        opens it, then the step runs once (version 2), the data is intact, and a store without
+        that step then refuses the file as newer."""
+        # given
+        path = tmp_path / "v1.db"
+        _restore_v1(path)
+        step = (
+            "ALTER TABLE customers ADD COLUMN tier TEXT",
+            "UPDATE customers SET tier = 'gold' WHERE id IS NOT NULL",
+            "CREATE INDEX customers_tier ON customers (tier)",
+        )
+        monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, step])
+        # when
+        store = SqliteStore(path)
+        # then
+        assert store.schema_version == 2
+        _assert_v1_data_intact(store)
+        store.close()
+        SqliteStore(path).close()  # already at 2: nothing runs again
+        conn = sqlite3.connect(path)
+        assert conn.execute("SELECT pk, tier FROM customers ORDER BY pk").fetchall() == [
+            ("pk_pre", None),
+            ("pk_v1", "gold"),
+        ]
+        conn.close()
+        monkeypatch.undo()
+        with pytest.raises(StoreError, match="newer"):
+            SqliteStore(path)
+
+    def test_a_failing_step_changes_nothing(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Given a version-1 database and a second step that fails half-way, when the store
+        opens it, then StoreError is raised and the file is still version 1, untouched."""
+        # given
+        path = tmp_path / "v1.db"
+        _restore_v1(path)
+        broken = ("ALTER TABLE customers ADD COLUMN tier TEXT", "THIS IS NOT SQL")
+        monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, broken])
+        # when / then
+        with pytest.raises(StoreError):
+            SqliteStore(path)
+        monkeypatch.undo()
+        assert _user_version(path) == 1
+        conn = sqlite3.connect(path)
+        columns = [r[1] for r in conn.execute("PRAGMA table_info(customers)")]
+        conn.close()
+        assert "tier" not in columns
+        store = SqliteStore(path)
+        _assert_v1_data_intact(store)
+        store.close()
+
+    def test_newer_database_is_refused(self, tmp_path: Path) -> None:
+        """Given a database whose schema version is beyond this code's, when a store opens it,
+        then StoreError says it is newer, and the file is not changed."""
+        # given
+        path = tmp_path / "future.db"
+        SqliteStore(path).close()
+        conn = sqlite3.connect(path)
+        conn.execute(f"PRAGMA user_version = {schema.current_version() + 1}")
+        conn.close()
+        # when / then
+        with pytest.raises(StoreError, match="newer") as raised:
+            SqliteStore(path)
+        assert "upgrade autumn_sqlite" in raised.value.message
+        assert _user_version(path) == schema.current_version() + 1
+
+    def test_foreign_database_is_refused(self, tmp_path: Path) -> None:
+        """Given a SQLite file of another application (tables, no autumn schema), when a store
+        opens it, then StoreError is raised and its tables are untouched."""
+        # given
+        path = tmp_path / "other.db"
+        conn = sqlite3.connect(path)
+        conn.execute("CREATE TABLE notes (body TEXT)")
+        conn.commit()
+        conn.close()
+        # when / then
+        with pytest.raises(StoreError, match="no autumn schema"):
+            SqliteStore(path)
+        conn = sqlite3.connect(path)
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master")]
+        conn.close()
+        assert tables == ["notes"]
+
+    def test_concurrent_first_opens_migrate_once(self, tmp_path: Path) -> None:
+        """Given no file, when 6 threads open stores on it at once, then all succeed and the
+        schema is created once."""
+        path = tmp_path / "race.db"
+        stores: list[SqliteStore] = []
+        errors: list[BaseException] = []
+        start = threading.Barrier(6)
+
+        def open_it() -> None:
+            start.wait()
+            try:
+                stores.append(SqliteStore(path))
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_it) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert {s.schema_version for s in stores} == {schema.current_version()}
+        for s in stores:
+            s.close()

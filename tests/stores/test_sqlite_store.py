@@ -1,0 +1,353 @@
+"""SqliteStore behaviour beyond the shared contract: URLs, settings, schema, cache, errors."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from datetime import datetime
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import attrs
+import pytest
+
+from autumn_core.errors import InvalidRequest, StoreError, UniqueViolation
+from autumn_sqlite import SqliteStore, codec, path_from_url, store_from_url
+from autumn_sqlite.store import translate
+from tests.contract.builders import D, customer, event, rich_customer, row
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteStore]:
+    s = SqliteStore(tmp_path / "s.db")
+    yield s
+    s.close()
+
+
+def _raw(store: SqliteStore) -> sqlite3.Connection:
+    """A separate plain connection to the store's file (another process's view)."""
+    return sqlite3.connect(store.path, isolation_level=None)
+
+
+class TestUrls:
+    def test_url_forms(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Given the three URL forms, then each names the expected path."""
+        assert path_from_url("sqlite:///billing.db") == "billing.db"
+        assert path_from_url("sqlite:////var/lib/billing.db") == "/var/lib/billing.db"
+        assert path_from_url("sqlite://:memory:") == ":memory:"
+        assert path_from_url("sqlite:///:memory:") == ":memory:"
+
+    def test_relative_url_opens_in_the_working_directory(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Given a working directory, when sqlite:///rel.db is opened, the file is made there."""
+        monkeypatch.chdir(tmp_path)
+        store = store_from_url("sqlite:///rel.db", synchronous="FULL")
+        store.close()
+        assert (tmp_path / "rel.db").exists()
+
+    def test_absolute_and_memory_urls_open(self, tmp_path: Path) -> None:
+        """Given an absolute URL and the memory URL, when opened, then they are usable, and the
+        memory store says it is neither durable nor multi-process."""
+        absolute = store_from_url(f"sqlite:///{tmp_path}/abs.db")
+        assert absolute.capabilities.durable and absolute.capabilities.multi_process
+        absolute.close()
+        assert (tmp_path / "abs.db").exists()
+        memory = store_from_url("sqlite://:memory:")
+        assert not memory.capabilities.durable and not memory.capabilities.multi_process
+        with memory.transaction() as tx:
+            tx.insert_customer(customer("m1"))
+        with memory.transaction(write=False) as tx:
+            assert tx.customer_pk("m1") is not None
+        memory.close()
+
+    @pytest.mark.parametrize(
+        "url",
+        ["sqlite://", "sqlite:///", "sqlite://host/x.db", "postgres:///x", "sqlite:///x.db?a=1"],
+    )
+    def test_malformed_urls_are_refused(self, url: str) -> None:
+        """Given a malformed or foreign URL, when opened, then InvalidRequest is raised."""
+        with pytest.raises(InvalidRequest):
+            store_from_url(url)
+
+    def test_unknown_options_are_refused(self, tmp_path: Path) -> None:
+        """Given an unknown keyword, when a store is opened by URL, then InvalidRequest."""
+        with pytest.raises(InvalidRequest, match="colour"):
+            store_from_url(f"sqlite:///{tmp_path}/x.db", colour="red")
+
+    def test_entry_point_is_registered(self) -> None:
+        """The ``autumn_core.stores`` entry point ``sqlite`` is ``store_from_url``."""
+        (ep,) = [e for e in entry_points(group="autumn_core.stores") if e.name == "sqlite"]
+        assert ep.load() is store_from_url
+
+
+class TestSettings:
+    @pytest.mark.parametrize(("mode", "level"), [("NORMAL", 1), ("full", 2), ("OFF", 0)])
+    def test_connection_pragmas(self, tmp_path: Path, mode: str, level: int) -> None:
+        """Given a synchronous mode, when a store opens, then its connection uses WAL, foreign
+        keys and that synchronous level."""
+        store = SqliteStore(tmp_path / "p.db", synchronous=mode)
+        conn = store._connection()
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == level
+        store.close()
+
+    @pytest.mark.parametrize("kwargs", [{"synchronous": "SOMETIMES"}, {"lock_timeout": 0}])
+    def test_bad_settings_are_refused(self, tmp_path: Path, kwargs: dict[str, object]) -> None:
+        """Given a bad setting, when a store is made, then InvalidRequest names it."""
+        with pytest.raises(InvalidRequest):
+            SqliteStore(tmp_path / "x.db", **kwargs)  # type: ignore[arg-type]
+
+    def test_unopenable_path_is_a_store_error(self, tmp_path: Path) -> None:
+        """Given a path in a missing directory, when a store opens it, then StoreError."""
+        with pytest.raises(StoreError, match="cannot open"):
+            SqliteStore(tmp_path / "missing" / "x.db")
+
+
+class TestSchema:
+    def test_no_column_holds_floating_point(self, store: SqliteStore) -> None:
+        """Money and quantities are never stored as REAL: no column is declared REAL, FLOAT,
+        DOUBLE or NUMERIC."""
+        conn = store._connection()
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        ]
+        for table in tables:
+            for col in conn.execute(f"PRAGMA table_info({table})"):
+                assert col[2].upper() in ("TEXT", "INTEGER"), (table, col[1], col[2])
+
+    def test_decimals_are_stored_as_exact_text(self, store: SqliteStore) -> None:
+        """Given a row balance of 23.47, then the stored JSON holds the string "23.47"."""
+        s = customer(rows=(row("r_text", balance="23.47"),))
+        with store.transaction() as tx:
+            tx.insert_customer(s)
+        conn = _raw(store)
+        (data,) = conn.execute("SELECT data FROM balance_rows WHERE id = 'r_text'").fetchone()
+        conn.close()
+        assert '"balance":"23.47"' in data
+
+    def test_uniqueness_is_enforced_by_the_schema(self, store: SqliteStore) -> None:
+        """Given rows written behind the store's back, the schema itself refuses duplicates of
+        an id, an id-less email, a fingerprint claim and a gateway event."""
+        conn = _raw(store)
+        ins = "INSERT INTO customers (pk, id, email_lower, created_us, version, data)"
+        conn.execute(f"{ins} VALUES ('p1', 'x', 'a@b.c', 0, 1, '{{}}')")
+        conn.execute(f"{ins} VALUES ('p2', NULL, 'e@f.g', 0, 1, '{{}}')")
+        statements = [
+            f"{ins} VALUES ('p3', 'x', NULL, 0, 1, '{{}}')",
+            f"{ins} VALUES ('p4', NULL, 'e@f.g', 0, 1, '{{}}')",
+            "INSERT INTO trial_fingerprint_claims VALUES ('pro', 'fp'), ('pro', 'fp')",
+            "INSERT INTO trial_subject_claims VALUES ('pro', 'p1', ''), ('pro', 'p1', '')",
+            "INSERT INTO gateway_events VALUES ('e1'), ('e1')",
+            "INSERT INTO renewal_markers VALUES ('cp', 1), ('cp', 1)",
+            "INSERT INTO idempotency VALUES ('t', 'p1', 'k', 0, '{}'), ('t', 'p1', 'k', 0, '{}')",
+        ]
+        for sql in statements:
+            with pytest.raises(sqlite3.IntegrityError):
+                conn.execute(sql)
+        conn.close()
+
+
+class TestErrors:
+    def test_translation(self) -> None:
+        """Driver exceptions become UniqueViolation or StoreError (busy ones retryable)."""
+        unique = translate(sqlite3.IntegrityError("UNIQUE constraint failed: customers.id"))
+        assert type(unique) is UniqueViolation
+        fk = translate(sqlite3.IntegrityError("FOREIGN KEY constraint failed"))
+        assert type(fk) is StoreError
+        busy = translate(sqlite3.OperationalError("database is locked"))
+        assert type(busy) is StoreError and getattr(busy, "retryable", False)
+        other = translate(sqlite3.DatabaseError("file is not a database"))
+        assert type(other) is StoreError and not getattr(other, "retryable", False)
+
+    def test_corrupt_row_reads_as_store_error(self, tmp_path: Path) -> None:
+        """Given a customer row damaged behind the store's back, when it is loaded, then
+        StoreError is raised (never a JSON or cattrs exception)."""
+        store = SqliteStore(tmp_path / "c.db", cache_size=0)
+        s = customer(rows=(row("r"),))
+        with store.transaction() as tx:
+            tx.insert_customer(s)
+        conn = _raw(store)
+        conn.execute("UPDATE balance_rows SET data = '{\"id\": 1' WHERE customer_pk = ?", (s.pk,))
+        conn.close()
+        with pytest.raises(StoreError), store.transaction(write=False) as tx:
+            tx.load_customer(s.pk)
+        store.close()
+
+    def test_naive_datetimes_are_refused(self, store: SqliteStore) -> None:
+        """Given a customer created at a naive datetime, when inserted, then StoreError is
+        raised and nothing is stored."""
+        naive = customer("naive", created_at=datetime(2025, 1, 1))
+        with pytest.raises(StoreError, match="naive"), store.transaction() as tx:
+            tx.insert_customer(naive)
+        with store.transaction(write=False) as tx:
+            assert tx.customer_pk("naive") is None
+
+    def test_nested_transaction_on_one_thread_is_refused(self, store: SqliteStore) -> None:
+        """Given an open transaction, when the same thread opens another, then StoreError is
+        raised at once (it would wait on itself), and the outer one still commits."""
+        with store.transaction() as outer:
+            with pytest.raises(StoreError, match="already open"), store.transaction():
+                pass
+            outer.insert_customer(customer("outer"))
+        with store.transaction(write=False) as tx:
+            assert tx.customer_pk("outer") is not None
+
+    def test_use_after_the_transaction_ended_is_refused(self, store: SqliteStore) -> None:
+        """Given a finished write transaction object, when it is written to, StoreError."""
+        with store.transaction() as tx:
+            pass
+        with pytest.raises(StoreError):
+            tx.insert_customer(customer())
+
+
+class TestWrites:
+    def _statements(self, store: SqliteStore) -> list[str]:
+        seen: list[str] = []
+        store._connection().set_trace_callback(seen.append)
+        return seen
+
+    def test_a_track_like_save_writes_one_row_and_the_version(self, store: SqliteStore) -> None:
+        """Given a rich customer, when one balance row changes (as in a track), then the save
+        is exactly two writes: the customer's version bump and that row's update."""
+        # given
+        s = rich_customer()
+        with store.transaction() as tx:
+            tx.insert_customer(s)
+        with store.transaction(write=False) as tx:
+            before = tx.load_customer(s.pk)
+        assert before is not None
+        after = attrs.evolve(
+            before,
+            rows=(attrs.evolve(before.rows[0], balance=D("22.47")), *before.rows[1:]),
+        )
+        seen = self._statements(store)
+        # when
+        with store.transaction() as tx:
+            tx.save_customer(before, after)
+        # then
+        writes = [s.split()[0:2] for s in seen if s.split()[0] in ("UPDATE", "INSERT", "DELETE")]
+        assert writes == [["UPDATE", "customers"], ["UPDATE", "balance_rows"]]
+
+    def test_unchanged_customer_is_served_from_the_cache(self, store: SqliteStore) -> None:
+        """Given a loaded customer, when it is loaded again unchanged, then the same object is
+        returned after one small query; after a save, the new state is returned."""
+        s = rich_customer()
+        with store.transaction() as tx:
+            tx.insert_customer(s)
+        with store.transaction(write=False) as tx:
+            first = tx.load_customer(s.pk)
+        seen = self._statements(store)
+        with store.transaction(write=False) as tx:
+            second = tx.load_customer(s.pk)
+        assert second is first
+        assert [q for q in seen if q.startswith("SELECT")] == [
+            "SELECT seq, version FROM customers WHERE pk = " + repr(s.pk)
+        ]
+        assert first is not None
+        changed = attrs.evolve(first, name="changed")
+        with store.transaction() as tx:
+            tx.save_customer(first, changed)
+        with store.transaction(write=False) as tx:
+            third = tx.load_customer(s.pk)
+        assert third is not None and third.name == "changed"
+
+    def test_a_read_transaction_is_one_snapshot(self, store: SqliteStore) -> None:
+        """Given a read transaction that has read a customer and its events, when another
+        thread commits a change, then the read transaction still sees the old state."""
+        # given
+        s = customer(rows=(row("r", balance=10),))
+        with store.transaction() as tx:
+            tx.insert_customer(s)
+            tx.append_events([event(s.pk)])
+
+        def change() -> None:
+            with store.transaction() as tx:
+                before = tx.load_customer(s.pk, for_update=True)
+                assert before is not None
+                tx.save_customer(
+                    before, attrs.evolve(before, rows=(attrs.evolve(before.rows[0], balance=D(3)),))
+                )
+                tx.append_events([event(s.pk)])
+
+        with store.transaction(write=False) as tx:
+            old = tx.load_customer(s.pk)
+            # when
+            writer = threading.Thread(target=change)
+            writer.start()
+            writer.join()
+            # then
+            again = tx.load_customer(s.pk)
+            n_events = len(
+                tx.list_events(
+                    s.pk, feature_id=None, start=None, end=None, limit=10, starting_after=None
+                )
+            )
+        assert old is not None and again is not None
+        assert again.rows[0].balance == old.rows[0].balance == 10
+        assert n_events == 1
+        with store.transaction(write=False) as tx:
+            now = tx.load_customer(s.pk)
+        assert now is not None and now.rows[0].balance == 3
+
+    def test_a_reused_pk_is_not_served_from_the_cache(self, store: SqliteStore) -> None:
+        """Given a customer cached at version 1 and then deleted by another store object, when
+        a different customer is inserted there with the same pk (version 1 again), then the
+        first store loads the new one, not its cached copy."""
+        s = customer("first", pk="pk_reused", name="first")
+        with store.transaction() as tx:
+            tx.insert_customer(s)
+        with store.transaction(write=False) as tx:
+            assert tx.load_customer("pk_reused") is not None
+        other = SqliteStore(store.path)
+        with other.transaction() as tx:
+            tx.delete_customer("pk_reused")
+            tx.insert_customer(customer("second", pk="pk_reused", name="second"))
+        other.close()
+        with store.transaction(write=False) as tx:
+            loaded = tx.load_customer("pk_reused")
+        assert loaded is not None and loaded.name == "second"
+
+
+def _write_in_child(path: str) -> None:
+    store = _PARENT_STORE
+    assert store is not None
+    with store.transaction() as tx:
+        tx.insert_customer(customer("from_child"))
+    os._exit(0)
+
+
+_PARENT_STORE: SqliteStore | None = None
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="needs fork")
+def test_a_forked_child_uses_its_own_connection(store: SqliteStore) -> None:
+    """Given a store used in the parent, when a forked child writes through the same store
+    object, then it opens its own connection and the parent sees the write."""
+    global _PARENT_STORE
+    with store.transaction() as tx:
+        tx.insert_customer(customer("from_parent"))
+    _PARENT_STORE = store
+    ctx = multiprocessing.get_context("fork")
+    child = ctx.Process(target=_write_in_child, args=(store.path,))
+    child.start()
+    child.join(30)
+    _PARENT_STORE = None
+    assert child.exitcode == 0
+    with store.transaction(write=False) as tx:
+        assert tx.customer_pk("from_child") is not None
+        assert tx.customer_pk("from_parent") is not None
+
+
+def test_codec_micros_round_trip() -> None:
+    """Indexed time columns hold exact microseconds since the epoch."""
+    t = datetime.fromisoformat("2031-05-06T07:08:09.123456+00:00")
+    assert codec.from_micros(codec.to_micros(t)) == t
+    assert codec.to_micros(datetime.fromisoformat("1970-01-01T00:00:00.000001+00:00")) == 1
