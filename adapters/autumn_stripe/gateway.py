@@ -136,6 +136,14 @@ class _Line:
     amount: int  # minor units
 
 
+class _NoPaymentMethod(Exception):
+    """The customer has no payment method: the invoice (or payment) stays open for them."""
+
+    def __init__(self, invoice: Mapping[str, Any]) -> None:
+        super().__init__(f"invoice {invoice.get('id')} left open")
+        self.invoice = invoice
+
+
 class _Declined(Exception):
     """A card decline on an invoice we created: carries the invoice to void."""
 
@@ -603,18 +611,23 @@ class StripeGateway:
         if invoice.get("status") == "paid":
             return invoice  # credits on the customer covered it: Stripe settled it on finalize
         try:
-            paid = self._call(
-                "invoice payment",
-                self.client.v1.invoices.pay,
-                invoice["id"],
-                None,
-                self._key(request.idempotency_key, "pay"),
+            paid = self.client.v1.invoices.pay(
+                invoice["id"], None, self._key(request.idempotency_key, "pay")
             )
-        except PaymentFailed as exc:
-            raise _Declined(exc.message, str(invoice["id"])) from exc
+        except stripe.InvalidRequestError as exc:
+            # Stripe refuses to pay an invoice for a customer without a payment method; check
+            # that this is why (one lookup, only on this path) and leave the invoice open.
+            if not self.has_payment_method(request.gateway_customer_id):
+                raise _NoPaymentMethod(invoice) from exc
+            raise translate(exc, "invoice payment") from exc
+        except stripe.StripeError as exc:
+            error = translate(exc, "invoice payment")
+            if isinstance(error, PaymentFailed):
+                raise _Declined(error.message, str(invoice["id"])) from exc
+            raise error from exc
         return _as_dict(paid)
 
-    def _default_payment_method(self, customer: str) -> str:
+    def _default_payment_method(self, customer: str) -> str | None:
         data = _as_dict(self._call("customer lookup", self.client.v1.customers.retrieve, customer))
         settings = data.get("invoice_settings") or {}
         found = settings.get("default_payment_method") or data.get("default_source")
@@ -625,28 +638,23 @@ class StripeGateway:
                 {"customer": customer, "type": "card", "limit": 1},
             )
             found = methods.data[0].id if methods.data else None
-        if not found:
-            raise GatewayError(
-                f"Stripe customer {customer} has no payment method: collect one with a checkout "
-                "before charging"
-            )
-        return str(self._id(found))
+        return self._id(found)
 
     def _pay_intent(self, request: ChargeRequest, amount: int, currency: str) -> dict[str, Any]:
         """Collect ``amount`` with one confirmed off-session PaymentIntent."""
+        method = self._default_payment_method(request.gateway_customer_id)
         params: dict[str, Any] = {
             "amount": amount,
             "currency": currency,
             "customer": request.gateway_customer_id,
-            "payment_method": self._default_payment_method(request.gateway_customer_id),
-            "confirm": True,
-            "off_session": True,
             "metadata": {
                 "autumn_invoice_id": request.invoice_id,
                 "description": request.description
                 or "; ".join(ln.description for ln in request.lines)[:450],
             },
         }
+        if method is not None:
+            params.update(payment_method=method, confirm=True, off_session=True)
         return _as_dict(
             self._call(
                 "payment",
@@ -718,6 +726,15 @@ class StripeGateway:
             if by_intent:
                 intent = self._pay_intent(request, rest, currency)
                 invoice_id = str(intent["id"])
+                if intent.get("status") == "requires_payment_method" and not intent.get(
+                    "last_payment_error"
+                ):
+                    self._sync_existing(request, existing, wanted, to_create, key)
+                    return ChargeOutcome(
+                        status="requires_action",
+                        gateway_invoice_id=invoice_id,
+                        message="no payment method on file; the payment is left open",
+                    )
                 if intent.get("status") != "succeeded":
                     return ChargeOutcome(
                         status="failed",
@@ -729,6 +746,14 @@ class StripeGateway:
                 invoice_id = str(invoice["id"])
                 if invoice.get("status") != "paid":
                     return self._unpaid(request, invoice)
+        except _NoPaymentMethod as exc:
+            self._sync_existing(request, existing, wanted, to_create, key)
+            return ChargeOutcome(
+                status="requires_action",
+                gateway_invoice_id=str(exc.invoice["id"]),
+                checkout_url=exc.invoice.get("hosted_invoice_url"),
+                message="no payment method on file; the invoice is open for the customer to pay",
+            )
         except _Declined as exc:
             self._undo_failed(request, sub=None, invoice_id=exc.invoice_id)
             return ChargeOutcome(
@@ -744,17 +769,29 @@ class StripeGateway:
             existing[cycle] = self._create_subscription(
                 customer, cycle, items, key, trial_end=trial_end
             )
-        if request.recurring is not None:
-            for cycle, sub in existing.items():
-                if cycle in to_create:
-                    continue
-                if not wanted.get(cycle):
-                    self._cancel(sub, key)
-                    continue
-                ops = self._update_ops(sub, wanted[cycle])
-                if ops:
-                    self._update_subscription(sub, ops, key)
+        self._sync_existing(request, existing, wanted, to_create, key)
         return ChargeOutcome(status="paid", gateway_invoice_id=invoice_id)
+
+    def _sync_existing(
+        self,
+        request: ChargeRequest,
+        existing: Mapping[str, Mapping[str, Any]],
+        wanted: Mapping[str, Sequence[_Item]],
+        created: Mapping[str, Any],
+        key: str,
+    ) -> None:
+        """Update or cancel the subscriptions that existed before this charge."""
+        if request.recurring is None:
+            return
+        for cycle, sub in existing.items():
+            if cycle in created:
+                continue
+            if not wanted.get(cycle):
+                self._cancel(sub, key)
+                continue
+            ops = self._update_ops(sub, wanted[cycle])
+            if ops:
+                self._update_subscription(sub, ops, key)
 
     @staticmethod
     def _id(value: Any) -> str | None:

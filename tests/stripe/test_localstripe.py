@@ -315,17 +315,19 @@ def test_declined_card_on_a_one_off_charge_is_a_failed_outcome(
     assert pending_items(client, cus) == []
 
 
-def test_no_payment_method_is_a_gateway_error_with_the_next_step(
+def test_no_payment_method_leaves_the_payment_open(
     gateway: StripeGateway, client: stripe.StripeClient
 ) -> None:
+    """CO4: a charge merged into a paid cycle for a card-less customer stays open, not lost."""
     cus = new_customer(gateway)
     add_card(client, cus)
     gateway.charge(request(cus, [line("20")], key="att", recurring=[base()]))
     source = as_dict(client.v1.customers.retrieve(cus))["default_source"]
     client.v1.customers.payment_sources.delete(cus, source)
-    with pytest.raises(GatewayError) as err:
-        gateway.charge(request(cus, [line("9", "pro", "messages")], key="overage-nopm"))
-    assert "checkout" in err.value.message
+    # (One item only: localstripe subscriptions cannot hold a second item.)
+    outcome = gateway.charge(request(cus, [line("9", "addon")], key="addon-nopm"))
+    assert outcome.status == "requires_action"
+    assert collected(client, outcome.gateway_invoice_id) == ("requires_payment_method", 900)
 
 
 # -- transport errors --------------------------------------------------------------------------

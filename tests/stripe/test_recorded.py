@@ -182,6 +182,24 @@ def test_decline_on_pay_is_a_failed_outcome_and_the_invoice_is_voided() -> None:
     assert http.script == []
 
 
+def test_no_payment_method_leaves_the_invoice_open_for_the_customer() -> None:
+    gateway, http = gateway_for(
+        [
+            ("GET", "/v1/subscriptions", "subscription_list_empty.json"),
+            ("POST", "/v1/invoiceitems", "invoiceitem.json"),
+            ("POST", "/v1/invoices", "invoice_draft.json"),
+            ("POST", f"/v1/invoices/{INV}/finalize", "invoice_open.json"),
+            ("POST", f"/v1/invoices/{INV}/pay", "error_no_payment_method.json"),
+            ("GET", f"/v1/customers/{CUS}", "customer_no_pm.json"),
+            ("GET", "/v1/payment_methods", "payment_method_list_empty.json"),
+        ]
+    )
+    outcome = gateway.charge(request(CUS, [line("10", "addon")], key="oo-open"))
+    assert (outcome.status, outcome.gateway_invoice_id) == ("requires_action", INV)
+    assert outcome.checkout_url == "https://invoice.stripe.com/i/acct_1Rec/test_YWNjdF8x"
+    assert http.script == []
+
+
 @pytest.mark.parametrize(
     ("recording", "words"),
     [("error_rate_limit.json", "rate-limited"), ("error_api_500.json", "Stripe failed")],
