@@ -11,6 +11,7 @@ import http.server
 import json
 import os
 import queue
+import socket
 import subprocess
 import sys
 import threading
@@ -111,6 +112,23 @@ def _stderr(proc: subprocess.Popen[str]) -> str:
     if proc.poll() is None or proc.stderr is None:
         return ""
     return proc.stderr.read()[-2000:]
+
+
+_LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing in these tests may resolve (let alone reach) a non-loopback host."""
+    real = socket.getaddrinfo
+
+    def guarded(host: Any, *args: Any, **kwargs: Any) -> Any:
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        if name not in _LOOPBACK:
+            raise OSError(f"test tried to reach {name!r}: only loopback is allowed")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", guarded)
 
 
 @pytest.fixture

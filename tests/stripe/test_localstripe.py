@@ -15,6 +15,7 @@ import stripe
 from autumn_core.errors import GatewayError
 from autumn_stripe import StripeGateway
 
+from .conftest import LocalStripe
 from .helpers import (
     DECLINED_ON_ATTACH,
     DECLINED_ON_CHARGE,
@@ -328,6 +329,22 @@ def test_no_payment_method_leaves_the_payment_open(
     outcome = gateway.charge(request(cus, [line("9", "addon")], key="addon-nopm"))
     assert outcome.status == "requires_action"
     assert collected(client, outcome.gateway_invoice_id) == ("requires_payment_method", 900)
+
+
+def test_gateway_built_from_api_key_and_base_leaves_global_sdk_state_alone(
+    ls: LocalStripe,
+) -> None:
+    before = (stripe.api_key, stripe.api_base)
+    gateway = StripeGateway(api_key="sk_test_own", api_base=ls.base, max_network_retries=0)
+    cus = gateway.create_customer(customer_id="g1", email=None, name=None, idempotency_key="g")
+    assert cus.startswith("cus_")
+    assert (stripe.api_key, stripe.api_base) == before
+
+
+def test_the_default_base_is_never_contacted_from_tests() -> None:
+    gateway = StripeGateway(api_key="sk_test_x", max_network_retries=0)
+    with pytest.raises(GatewayError, match="could not reach Stripe"):
+        gateway.has_payment_method("cus_x")  # api.stripe.com is refused by the loopback guard
 
 
 # -- transport errors --------------------------------------------------------------------------
