@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from autumn_core.errors import WebhookSignatureError
+from autumn_core.errors import InvalidRequest, WebhookSignatureError
 from autumn_core.results import GatewayEvent
 
 DEFAULT_TOLERANCE = 300
@@ -100,6 +100,9 @@ def verify(
 def to_gateway_event(event: Mapping[str, Any]) -> GatewayEvent:
     """Translate a decoded Stripe event; unknown types keep Stripe's name with a prefix.
 
+    A correctly signed payload that is not an event raises ``InvalidRequest`` (not a signature
+    error: the sender is authentic, the content is not something this library understands).
+
     Unknown types are passed through as ``"stripe.<type>"`` rather than rejected: Stripe sends
     whatever the endpoint subscribed to, and the engine can ignore what it does not know.
     """
@@ -108,11 +111,9 @@ def to_gateway_event(event: Mapping[str, Any]) -> GatewayEvent:
         stripe_type = str(event["type"])
         obj = event["data"]["object"]
     except (KeyError, TypeError) as exc:
-        raise WebhookSignatureError(
-            f"signed payload is not a Stripe event: missing {exc}"
-        ) from None
+        raise InvalidRequest(f"signed payload is not a Stripe event: missing {exc}") from None
     if not isinstance(obj, dict):
-        raise WebhookSignatureError("signed payload is not a Stripe event: data.object")
+        raise InvalidRequest("signed payload is not a Stripe event: data.object")
     customer = obj.get("customer")
     if isinstance(customer, dict):  # expanded customer
         customer = customer.get("id")
@@ -142,7 +143,7 @@ def parse(
     try:
         event = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise WebhookSignatureError(f"signed payload is not JSON: {exc}") from None
+        raise InvalidRequest(f"signed payload is not JSON: {exc}") from None
     if not isinstance(event, dict):
-        raise WebhookSignatureError("signed payload is not a JSON object")
+        raise InvalidRequest("signed payload is not a JSON object")
     return to_gateway_event(event)

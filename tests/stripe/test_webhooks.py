@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import pytest
 import stripe
 
-from autumn_core.errors import WebhookSignatureError
+from autumn_core.errors import InvalidRequest, WebhookSignatureError
 from autumn_stripe import StripeGateway, signature_header
 from autumn_stripe.webhooks import sign
 
@@ -148,3 +148,12 @@ def test_event_type_mapping(gateway: StripeGateway, stripe_type: str, expected: 
     event = gateway.parse_webhook(payload, signature_header(payload, WEBHOOK_SECRET))
     assert (event.type, event.id, event.gateway_customer_id) == (expected, "evt_1", "cus_9")
     assert event.created_at == datetime.fromtimestamp(1764100000, tz=UTC)
+
+
+def test_a_signed_payload_that_is_not_an_event_is_an_invalid_request(
+    gateway: StripeGateway,
+) -> None:
+    for payload in (b"not json", b"[1, 2]", b'{"id": "evt_1"}'):
+        with pytest.raises(InvalidRequest) as err:
+            gateway.parse_webhook(payload, signature_header(payload, WEBHOOK_SECRET))
+        assert not isinstance(err.value, WebhookSignatureError)
