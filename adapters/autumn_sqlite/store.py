@@ -176,6 +176,11 @@ _LOAD_CHILDREN: Final = (
 )
 
 
+def _due_micros(state: CustomerState) -> int | None:
+    due = next_due_at(state)
+    return None if due is None else codec.to_micros(due)
+
+
 class SqliteTransaction:
     """One unit of work on one connection; also the context manager that begins and ends it."""
 
@@ -401,13 +406,18 @@ class SqliteTransaction:
         base: CustomerState | None = before
         if written is not None and written[1] is not _DELETED:
             base = written[1]
-        due = next_due_at(after)
-        due_us = None if due is None else codec.to_micros(due)
+        due_us = _due_micros(after)
         head_changed = base is None or any(
             getattr(base, name) != getattr(after, name) for name in _HEAD_FIELDS
         )
         if head_changed:
             rows = self._update_head(after, due_us)
+        elif due_us == _due_micros(base):
+            # The common case (a track): only the version moves, so no index is touched.
+            rows = self._all(
+                "UPDATE customers SET version = version + 1 WHERE pk = ? RETURNING seq, version",
+                (pk,),
+            )
         else:
             rows = self._all(
                 "UPDATE customers SET next_due_us = ?, version = version + 1 WHERE pk = ?"
