@@ -403,13 +403,11 @@ class SqliteTransaction:
         pk = after.pk
         written = self._overlay.get(pk)
         # What the database holds now: what this transaction last wrote, else ``before``.
-        base: CustomerState | None = before
+        base: CustomerState = before
         if written is not None and written[1] is not _DELETED:
             base = written[1]
         due_us = _due_micros(after)
-        head_changed = base is None or any(
-            getattr(base, name) != getattr(after, name) for name in _HEAD_FIELDS
-        )
+        head_changed = any(getattr(base, name) != getattr(after, name) for name in _HEAD_FIELDS)
         if head_changed:
             rows = self._update_head(after, due_us)
         elif due_us == _due_micros(base):
@@ -427,16 +425,17 @@ class SqliteTransaction:
         if not rows:
             raise StoreError(f"cannot save customer {pk!r}: it does not exist")
         seq, version = rows[0]
+        known: CustomerState | None = base
         if written is None and version != before.version + 1:
             # ``before`` is not what the database held (a stale copy): rewrite everything.
-            base = None
+            known = None
             if not head_changed:
                 self._update_head(after, due_us, bump=False)
         for spec in _CHILD_SPECS:
             self._write_children(
                 spec,
                 pk,
-                None if base is None else getattr(base, spec.attr),
+                None if known is None else getattr(known, spec.attr),
                 getattr(after, spec.attr),
             )
         self._overlay[pk] = (seq, attrs.evolve(after, version=version))
