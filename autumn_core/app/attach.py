@@ -1,72 +1,919 @@
-"""Attach (foundation scope): free products, add-ons and one-offs stacking, group replacement.
+"""Attach and preview_attach (DOMAIN.md A1-A7, U1-U5, Q1-Q5, CO1-CO5, T1-T12, P9-P11, I1-I4).
 
-The lifecycle layer extends this module with paid products, trials, checkout and proration.
+An attach is planned first (validation, classification, trial, lines, the new customer state),
+then paid for: no gateway (recorded as paid), a charge (charge, then commit), an open invoice on
+an existing cycle, or a checkout that provisions nothing until the gateway reports payment.
+``preview_attach`` runs the same plan and stops before anything is written or sent.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import attrs
 
-from autumn_core.app.provisioning import activate, new_product_state
-from autumn_core.app.unit import Unit
+from autumn_core.app import billing
+from autumn_core.app.context import Context, new_id
+from autumn_core.app.provisioning import (
+    activate,
+    carry_into,
+    drop_products,
+    expire,
+    live_main_in,
+    new_product_state,
+    replace_product,
+    rows_for,
+    scheduled_in,
+    with_period,
+    with_trial,
+)
+from autumn_core.app.unit import Unit, args_fingerprint
 from autumn_core.app.usage import check_customer_ref, check_entity_ref
 from autumn_core.app.views import product_view
-from autumn_core.errors import InvalidRequest, ProductAlreadyAttached, ProductNotFound
-from autumn_core.results import AttachResult, CustomerData
+from autumn_core.catalog import FreeTrial, Item, Product
+from autumn_core.errors import (
+    InvalidRequest,
+    PaymentFailed,
+    ProductAlreadyAttached,
+    ProductNotFound,
+)
+from autumn_core.model import (
+    ZERO,
+    CustomerState,
+    InvoiceLineRecord,
+    PendingRecord,
+    ProductState,
+    RowState,
+)
+from autumn_core.ports import ChargeLine, CheckoutRequest
+from autumn_core.results import UNSET, AttachPreview, AttachResult, ByEmail, CustomerData
+from autumn_core.rules.classify import is_upgrade
+from autumn_core.rules.periods import trial_end
+from autumn_core.rules.pricing import money, packs_amount, prorate
+from autumn_core.rules.rows import prepaid_packs, starting_balance
+from autumn_core.serialization import converter
+from autumn_core.values import to_decimal
+
+CHECKOUT = "checkout"
 
 
-def attach(
-    unit: Unit,
+# -- validation (A1) ------------------------------------------------------------------------
+@attrs.frozen
+class AttachArgs:
+    customer: Any
+    product: Product
+    entity_id: str | None
+    quantities: Mapping[str, Decimal] | None
+    free_trial: Any
+    success_url: str | None
+    force_checkout: bool
+    customer_data: CustomerData | None
+    idempotency_key: str | None
+
+    def fingerprint(self) -> str:
+        trial = self.free_trial
+        return args_fingerprint(
+            {
+                "product_id": self.product.id,
+                "entity_id": self.entity_id,
+                "quantities": None if self.quantities is None else dict(self.quantities),
+                "free_trial": "unset" if trial is UNSET else trial,
+                "success_url": self.success_url,
+                "force_checkout": self.force_checkout,
+                "customer_data": self.customer_data,
+            }
+        )
+
+
+def validate_attach(
+    ctx: Context,
     customer_id: Any,
     product_id: Any,
     *,
     entity_id: Any = None,
-    customer_data: CustomerData | None = None,
-) -> AttachResult:
+    quantities: Any = None,
+    free_trial: Any = UNSET,
+    success_url: Any = None,
+    force_checkout: Any = False,
+    customer_data: Any = None,
+    idempotency_key: Any = None,
+) -> AttachArgs:
+    """A1: everything that can be checked without the customer, before any transaction."""
     check_customer_ref(customer_id)
-    check_entity_ref(entity_id)
-    product = unit.ctx.registry.product(product_id) if isinstance(product_id, str) else None
+    product = ctx.registry.product(product_id) if isinstance(product_id, str) else None
     if product is None:
         raise ProductNotFound(f"product {product_id!r} does not exist")
-    if not product.is_free:
-        raise InvalidRequest(
-            f"product {product.id!r} is paid; paid attach needs the lifecycle layer"
-        )
-    state = unit.get_or_create(customer_id, customer_data)
-    unit.entity_check(state, entity_id)
+    check_entity_ref(entity_id)
+    parsed: dict[str, Decimal] | None = None
+    if quantities is not None:
+        if not isinstance(quantities, Mapping):
+            raise InvalidRequest(f"quantities must be a dict, got {quantities!r}")
+        prepaid = {i.feature_id: i for i in product.items if i.is_prepaid}
+        parsed = {}
+        for fid, raw in quantities.items():
+            item = prepaid.get(fid)
+            if item is None:
+                raise InvalidRequest(
+                    f"quantities: {fid!r} is not a prepaid item of product {product.id!r}"
+                )
+            q = to_decimal(raw, f"quantity of {fid!r}")
+            if q < 0:
+                raise InvalidRequest(f"quantity of {fid!r} must be >= 0, got {raw!r}")
+            if q != q.to_integral_value():
+                raise InvalidRequest(f"quantity of {fid!r} must be a whole number, got {raw!r}")
+            if item.max_purchase is not None and q - (item.included or ZERO) > item.max_purchase:
+                # Q4
+                raise InvalidRequest(
+                    f"quantity of {fid!r} exceeds max_purchase {item.max_purchase} "
+                    f"beyond the included {item.included}"
+                )
+            parsed[fid] = q
+    if free_trial is not UNSET and free_trial is not None and not isinstance(free_trial, FreeTrial):
+        raise InvalidRequest(f"free_trial must be a FreeTrial, None or unset, got {free_trial!r}")
+    if success_url is not None and not isinstance(success_url, str):
+        raise InvalidRequest(f"success_url must be a string, got {success_url!r}")
+    if not isinstance(force_checkout, bool):
+        raise InvalidRequest(f"force_checkout must be a bool, got {force_checkout!r}")
+    if customer_data is not None and not isinstance(customer_data, CustomerData):
+        raise InvalidRequest(f"customer_data must be a CustomerData, got {customer_data!r}")
+    if idempotency_key is not None and (
+        not isinstance(idempotency_key, str) or not idempotency_key
+    ):
+        raise InvalidRequest(f"idempotency_key must be a non-empty string, got {idempotency_key!r}")
+    return AttachArgs(
+        customer_id,
+        product,
+        entity_id,
+        parsed,
+        free_trial,
+        success_url,
+        force_checkout,
+        customer_data,
+        idempotency_key,
+    )
+
+
+# -- the plan -------------------------------------------------------------------------------
+@attrs.frozen
+class Plan:
+    scenario: str
+    product: Product
+    #: The customer state once provisioned (not yet put).
+    state: CustomerState
+    #: The new, scheduled or updated CustomerProduct; None when nothing is attached.
+    cp: ProductState | None
+    lines: tuple[InvoiceLineRecord, ...]
+    trial_ends_at: datetime | None
+    #: The trial claim to insert (T5), as (product id, entity id, fingerprint).
+    trial_claim: tuple[str, str | None, str | None] | None
+    next_cycle_at: datetime | None
+    next_cycle_total: Decimal
+    #: CO4: added to an existing paid cycle (add-on, entity product, upgrade, quantity change).
+    merged: bool
+    #: The product needs a payment method now (paid lines, or a card-required trial).
+    needs_payment: bool
+
+    @property
+    def due(self) -> Decimal:
+        return billing.total(self.lines)
+
+
+def _ref_state(unit: Unit, a: AttachArgs) -> CustomerState:
+    state = unit.get_or_create(a.customer, a.customer_data)
+    unit.entity_check(state, a.entity_id)
+    return state
+
+
+def _paid_cycle(state: CustomerState, now: datetime) -> ProductState | None:
+    """The customer's live paid recurring cycle (T2, CO4): customer-scoped main first."""
+    cycles = [p for p in state.products if billing.is_recurring_live(p)]
+    cycles.sort(key=lambda p: (p.entity_id is not None, not p.is_main, p.created_at))
+    return cycles[0] if cycles else None
+
+
+def plan_attach(
+    unit: Unit, state: CustomerState, a: AttachArgs, *, allow_trial: bool = True
+) -> Plan:
+    ctx = unit.ctx
     now = unit.now
-    version = unit.ctx.registry.latest[product.id]
+    product = a.product
+    version = ctx.registry.latest[product.id]
+    scope = a.entity_id
+    cycle = _paid_cycle(state, now)
     if product.add_on or product.is_one_off:
+        # A2a: alongside, never replacing or scheduling anything.
         scenario = "add_on" if product.add_on else "one_off"
-    else:
-        current = [
-            p
-            for p in state.products
-            if p.is_live and p.is_main and p.group == product.group and p.entity_id == entity_id
-        ]
-        if any(p.product_id == product.id for p in current):
+        return _plan_alongside(unit, state, a, scenario, version, cycle, allow_trial)
+    current = next(iter(live_main_in(state, product.group, scope)), None)
+    if current is None:
+        return _plan_alongside(unit, state, a, "new", version, cycle, allow_trial)
+    if current.product_id == product.id:
+        effective = {**current.quantities, **(current.pending_quantities or {})}
+        if a.quantities is None or all(
+            effective.get(k, _included(product, k)) == v for k, v in a.quantities.items()
+        ):
             raise ProductAlreadyAttached(
                 f"customer {state.id!r} already has product {product.id!r}"
+                + (f" on entity {scope!r}" if scope else "")
+                + (" (canceling: use uncancel)" if current.canceled_at else "")
             )
-        scenario = "upgrade" if current else "new"
-        if current:
-            ids = {p.instance_id for p in current}
-            state = attrs.evolve(
-                state,
-                products=tuple(
-                    attrs.evolve(p, status="expired", canceled_at=now, ends_at=now)
-                    if p.instance_id in ids
-                    else p
-                    for p in state.products
-                    if not (
-                        p.status == "scheduled"
-                        and p.group == product.group
-                        and p.entity_id == entity_id
-                    )
+        return _plan_update_quantity(unit, state, a, current)
+    old_product = billing.product_of(ctx, current)
+    if is_upgrade(old_product, product, ctx.registry.feature_types):
+        return _plan_upgrade(unit, state, a, current, old_product, version, allow_trial)
+    return _plan_downgrade(unit, state, a, current, version)
+
+
+def _included(product: Product, feature_id: str) -> Decimal:
+    for item in product.items:
+        if item.is_prepaid and item.feature_id == feature_id:
+            return item.included or ZERO
+    return ZERO
+
+
+def _own_trial(
+    unit: Unit, state: CustomerState, a: AttachArgs, allow_trial: bool
+) -> tuple[FreeTrial | None, tuple[str, str | None, str | None] | None]:
+    """T1, T3, T4: the trial this attach grants, and the claim that makes it unique (T5).
+
+    Only reads here; the claim is inserted when the attach is carried out.
+    """
+    product = a.product
+    if not allow_trial or a.free_trial is None:
+        return None, None
+    if isinstance(a.free_trial, FreeTrial):
+        # T1/T5: used as given, no dedup; its claim is inserted only if none exists.
+        return a.free_trial, None
+    trial = product.free_trial
+    if trial is None:
+        return None, None
+    fingerprint = state.fingerprint if trial.unique_fingerprint else None
+    if unit.tx.trial_claimed(product.id, state.pk, a.entity_id, fingerprint):
+        return None, None
+    return trial, (product.id, a.entity_id, fingerprint)
+
+
+def _quantities(a: AttachArgs, carried: Mapping[str, Decimal] | None = None) -> dict[str, Decimal]:
+    out: dict[str, Decimal] = {}
+    for item in a.product.items:
+        if not item.is_prepaid:
+            continue
+        if a.quantities is not None and item.feature_id in a.quantities:
+            out[item.feature_id] = a.quantities[item.feature_id]
+        elif carried is not None and item.feature_id in carried and item.interval != "one_off":
+            out[item.feature_id] = carried[item.feature_id]  # Q2: packs carry on an upgrade
+    return out
+
+
+def _advance_total(
+    ctx: Context, product: Product, cp: ProductState, state: CustomerState, now: datetime
+) -> Decimal:
+    """What the product invoices in advance at each cycle start (base, packs, paid seats)."""
+    return billing.total(
+        billing.advance_lines(
+            ctx,
+            product,
+            cp,
+            state.rows,
+            now=now,
+            start=cp.current_period_start,
+            end=cp.current_period_end,
+            include_one_off=False,
+        )
+    )
+
+
+def _plan_alongside(
+    unit: Unit,
+    state: CustomerState,
+    a: AttachArgs,
+    scenario: str,
+    version: int,
+    cycle: ProductState | None,
+    allow_trial: bool,
+) -> Plan:
+    """new, add_on and one_off: the product is added; nothing else changes (A2a, A2c)."""
+    ctx = unit.ctx
+    now = unit.now
+    product = a.product
+    cp = new_product_state(unit, product, version, entity_id=a.entity_id, quantities=_quantities(a))
+    merged = (
+        product.is_recurring_paid
+        and cycle is not None
+        and (scenario == "add_on" or a.entity_id is not None)
+    )
+    trial_ends: datetime | None = None
+    claim = None
+    trial: FreeTrial | None = None
+    if merged and a.free_trial is UNSET and cycle is not None:
+        # T2: merged into the customer's cycle, the product inherits its trial state.
+        if cycle.is_trialing(now) and allow_trial:
+            fingerprint = (
+                state.fingerprint
+                if product.free_trial is not None and product.free_trial.unique_fingerprint
+                else None
+            )
+            if not unit.tx.trial_claimed(product.id, state.pk, a.entity_id, fingerprint):
+                trial_ends = cycle.trial_ends_at
+                claim = (product.id, a.entity_id, fingerprint)
+    else:
+        trial, claim = _own_trial(unit, state, a, allow_trial)
+        if trial is not None:
+            trial_ends = trial_end(now, trial.length, trial.duration)
+    if isinstance(a.free_trial, FreeTrial) and trial_ends is not None:
+        claim = (product.id, a.entity_id, None)  # inserted only if none exists (T5)
+    lines: list[InvoiceLineRecord] = []
+    card_required = True
+    if trial_ends is not None:
+        cp = with_trial(cp, product, trial_ends, now)
+        src = trial if trial is not None else product.free_trial
+        card_required = src.card_required if src is not None else True
+        if merged and cycle is not None:
+            card_required = False  # the cycle already decided how it pays
+    elif product.is_recurring_paid:
+        if (
+            merged
+            and cycle is not None
+            and cycle.current_period_end is not None
+            and billing.product_of(ctx, cycle).billing_interval() == product.billing_interval()
+        ):
+            # Added to the existing cycle: same anchor and period, the rest of it charged now.
+            cp = with_period(
+                cp,
+                product,
+                anchor=cycle.billing_anchor or now,
+                start=cycle.current_period_start or now,
+                end=cycle.current_period_end,
+            )
+            cp = attrs.evolve(cp, reset_anchor=cycle.billing_anchor or now)
+            prorated = True
+        else:
+            cp = with_period(cp, product, anchor=now, start=now)
+            prorated = False
+    else:
+        prorated = False
+    new_state = activate(unit, state, product, cp)
+    if trial_ends is None and not product.is_free:
+        lines = billing.advance_lines(
+            ctx,
+            product,
+            cp,
+            new_state.rows,
+            now=now,
+            start=cp.current_period_start,
+            end=cp.current_period_end,
+            include_one_off=True,
+            prorated=prorated,
+        )
+    next_at = cp.current_period_end if product.is_recurring_paid else None
+    return Plan(
+        scenario=scenario,
+        product=product,
+        state=new_state,
+        cp=cp,
+        lines=tuple(lines),
+        trial_ends_at=trial_ends,
+        trial_claim=claim,
+        next_cycle_at=next_at,
+        next_cycle_total=_advance_total(ctx, product, cp, new_state, now) if next_at else ZERO,
+        merged=merged,
+        needs_payment=not product.is_free and (trial_ends is None or card_required),
+    )
+
+
+def _plan_upgrade(
+    unit: Unit,
+    state: CustomerState,
+    a: AttachArgs,
+    current: ProductState,
+    old: Product,
+    version: int,
+    allow_trial: bool,
+) -> Plan:
+    """A3, A5, P9, T10: the current product ends now and the new one starts now."""
+    ctx = unit.ctx
+    now = unit.now
+    product = a.product
+    old_trialing = current.is_trialing(now)
+    old_paid = billing.is_recurring_live(current) and not old_trialing
+    lines: list[InvoiceLineRecord] = []
+    old_rows = [r for r in state.rows if r.cp_id == current.instance_id]
+    if old_paid:
+        # Credit for the unused time of the old fixed prices (P9), then its overage (A3).
+        lines += billing.advance_lines(
+            ctx,
+            old,
+            current,
+            old_rows,
+            now=now,
+            start=current.current_period_start,
+            end=current.current_period_end,
+            include_one_off=False,
+            prorated=True,
+            sign=-1,
+        )
+        lines += billing.arrears_lines(
+            ctx, old, current, old_rows, start=current.current_period_start, end=now
+        )
+    trial, claim = _own_trial(unit, state, a, allow_trial)
+    trial_ends = trial_end(now, trial.length, trial.duration) if trial is not None else None
+    if isinstance(a.free_trial, FreeTrial) and trial_ends is not None:
+        claim = (product.id, a.entity_id, None)
+    cp = new_product_state(
+        unit,
+        product,
+        version,
+        entity_id=a.entity_id,
+        quantities=_quantities(a, current.quantities),
+    )
+    # S1: the reset anchor is kept from the replaced product.
+    cp = attrs.evolve(cp, reset_anchor=current.reset_anchor or now)
+    prorated = False
+    if trial_ends is not None:
+        cp = with_trial(cp, product, trial_ends, now)
+        cp = attrs.evolve(cp, reset_anchor=current.reset_anchor or now)
+    elif product.is_recurring_paid:
+        same_cycle = old_paid and old.billing_interval() == product.billing_interval()
+        if same_cycle and current.current_period_end is not None:
+            cp = with_period(
+                cp,
+                product,
+                anchor=current.billing_anchor or now,
+                start=current.current_period_start or now,
+                end=current.current_period_end,
+            )
+            prorated = True
+        else:
+            # Free -> paid, from a trial, or another interval: a new cycle starts now (S1, T10).
+            cp = with_period(cp, product, anchor=now, start=now)
+    # Rows: fresh, then what carries over from the old product (A5, RO6).
+    fresh = rows_for(unit, state, product, cp, reset_anchor=cp.reset_anchor or now)
+    new_rows, kept = carry_into(unit, old_rows, fresh, product)
+    ended = attrs.evolve(current, status="expired", canceled_at=now, ends_at=now)
+    new_state = replace_product(state, ended)
+    new_state = attrs.evolve(
+        new_state,
+        rows=(
+            *(r for r in new_state.rows if r.cp_id != current.instance_id),
+            *kept,
+        ),
+    )
+    # A3: the group's scheduled product is deleted.
+    new_state = drop_products(
+        new_state, {p.instance_id for p in scheduled_in(new_state, product.group, a.entity_id)}
+    )
+    new_state = attrs.evolve(
+        new_state, products=(*new_state.products, cp), rows=(*new_state.rows, *new_rows)
+    )
+    if trial_ends is None and not product.is_free:
+        lines += billing.advance_lines(
+            ctx,
+            product,
+            cp,
+            new_state.rows,
+            now=now,
+            start=cp.current_period_start,
+            end=cp.current_period_end,
+            include_one_off=True,
+            prorated=prorated,
+        )
+    next_at = cp.current_period_end if product.is_recurring_paid else None
+    card_required = trial is None or trial.card_required
+    return Plan(
+        scenario="upgrade",
+        product=product,
+        state=new_state,
+        cp=cp,
+        lines=tuple(lines),
+        trial_ends_at=trial_ends,
+        trial_claim=claim,
+        next_cycle_at=next_at,
+        next_cycle_total=_advance_total(ctx, product, cp, new_state, now) if next_at else ZERO,
+        merged=old_paid,
+        needs_payment=bool(lines) or (not product.is_free and card_required),
+    )
+
+
+def _plan_downgrade(
+    unit: Unit, state: CustomerState, a: AttachArgs, current: ProductState, version: int
+) -> Plan:
+    """A4, T11: the switch is scheduled for the current period's end (or the trial end)."""
+    ctx = unit.ctx
+    now = unit.now
+    product = a.product
+    ends = current.trial_ends_at if current.is_trialing(now) else current.current_period_end
+    ends = ends or now
+    canceling = attrs.evolve(current, canceled_at=now, ends_at=ends)
+    state2 = replace_product(state, canceling)
+    state2 = drop_products(
+        state2, {p.instance_id for p in scheduled_in(state2, product.group, a.entity_id)}
+    )
+    cp = new_product_state(
+        unit,
+        product,
+        version,
+        entity_id=a.entity_id,
+        status="scheduled",
+        quantities=_quantities(a),
+        started_at=ends,
+    )
+    state2 = attrs.evolve(state2, products=(*state2.products, cp))
+    total = ZERO
+    if not product.is_free:
+        total = billing.total(
+            billing.advance_lines(
+                ctx, product, cp, (), now=ends, start=ends, end=None, include_one_off=True
+            )
+        )
+    return Plan(
+        scenario="downgrade",
+        product=product,
+        state=state2,
+        cp=cp,
+        lines=(),
+        trial_ends_at=None,
+        trial_claim=None,
+        next_cycle_at=ends,
+        next_cycle_total=total,
+        merged=True,
+        needs_payment=False,
+    )
+
+
+def _plan_update_quantity(
+    unit: Unit, state: CustomerState, a: AttachArgs, current: ProductState
+) -> Plan:
+    """Q5: new packs on the held product; usage is preserved because balances move by the delta."""
+    ctx = unit.ctx
+    now = unit.now
+    product = billing.product_of(ctx, current)
+    trialing = current.is_trialing(now)
+    quantities = dict(current.quantities)
+    pending = dict(current.pending_quantities or {})
+    adjustments = list(current.next_cycle_adjustments)
+    lines: list[InvoiceLineRecord] = []
+    rows = {r.id: r for r in state.rows}
+    assert a.quantities is not None
+    for fid, wanted in a.quantities.items():
+        index, item = next(
+            (i, it) for i, it in enumerate(product.items) if it.is_prepaid and it.feature_id == fid
+        )
+        old_q = quantities.get(fid)
+        old_units = starting_balance(item, old_q)
+        new_units = starting_balance(item, wanted)
+        pending.pop(fid, None)
+        if new_units == old_units:
+            quantities[fid] = wanted
+            continue
+        delta_price = packs_amount(item, prepaid_packs(item, wanted)) - packs_amount(
+            item, prepaid_packs(item, old_q)
+        )
+        one_off = item.interval == "one_off"
+        prorated_price = (
+            delta_price
+            if one_off
+            else prorate(delta_price, current.current_period_start, current.current_period_end, now)
+        )
+        desc = f"{product.name or product.id}: {fid} {old_units} -> {new_units}"
+        increase = new_units > old_units
+        behaviour = item.on_increase if increase else item.on_decrease
+        if not increase and behaviour == "none":
+            # E28: balance and billed quantity stay until the next renewal applies it.
+            pending[fid] = wanted
+            continue
+        quantities[fid] = wanted
+        for r in list(rows.values()):
+            if r.cp_id == current.instance_id and r.item_index == index:
+                rows[r.id] = attrs.evolve(
+                    r,
+                    granted=r.granted + (new_units - old_units),
+                    balance=r.balance + (new_units - old_units),
+                )
+        if trialing:
+            continue  # a trial is charged nothing; conversion bills the new packs (T8)
+        if behaviour in ("prorate_immediately",):
+            lines.append(
+                billing.line(
+                    desc,
+                    prorated_price,
+                    product_id=product.id,
+                    feature_id=fid,
+                    quantity=new_units - old_units,
+                    start=now,
+                    end=current.current_period_end,
+                )
+            )
+        elif behaviour == "bill_immediately":
+            lines.append(
+                billing.line(
+                    desc,
+                    delta_price,
+                    product_id=product.id,
+                    feature_id=fid,
+                    quantity=new_units - old_units,
+                    start=now,
+                    end=current.current_period_end,
+                )
+            )
+        elif behaviour == "prorate_next_cycle":
+            adjustments.append((desc, fid, money(prorated_price)))
+        # bill_next_cycle and no_prorations: nothing now.
+    updated = attrs.evolve(
+        current,
+        quantities=quantities,
+        pending_quantities=pending or None,
+        next_cycle_adjustments=tuple(adjustments),
+    )
+    new_state = replace_product(state, updated)
+    new_state = attrs.evolve(new_state, rows=tuple(rows[r.id] for r in new_state.rows))
+    next_at = updated.current_period_end if product.is_recurring_paid else None
+    next_q = {**quantities, **pending}
+    return Plan(
+        scenario="update_quantity",
+        product=product,
+        state=new_state,
+        cp=updated,
+        lines=tuple(lines),
+        trial_ends_at=updated.trial_ends_at if trialing else None,
+        trial_claim=None,
+        next_cycle_at=next_at,
+        next_cycle_total=(
+            _advance_total(ctx, product, attrs.evolve(updated, quantities=next_q), new_state, now)
+            if next_at
+            else ZERO
+        ),
+        merged=True,
+        needs_payment=bool(lines),
+    )
+
+
+# -- carrying it out ------------------------------------------------------------------------
+def _claim_or_replan(unit: Unit, state: CustomerState, a: AttachArgs, plan: Plan) -> Plan:
+    """T5: insert the trial claim; a conflict means the trial is used: attach without one."""
+    if plan.trial_claim is None:
+        return plan
+    product_id, entity_id, fingerprint = plan.trial_claim
+    if isinstance(a.free_trial, FreeTrial):
+        unit.tx.claim_trial(product_id, state.pk, entity_id, fingerprint)
+        return plan
+    if unit.tx.claim_trial(product_id, state.pk, entity_id, fingerprint):
+        return plan
+    return plan_attach(unit, state, a, allow_trial=False)
+
+
+def _result(
+    unit: Unit, plan: Plan, invoice: Any = None, checkout_url: str | None = None
+) -> AttachResult:
+    provisioned = checkout_url is None
+    return AttachResult(
+        scenario=plan.scenario,
+        product=product_view(unit.ctx, plan.cp, unit.now) if plan.cp and provisioned else None,
+        checkout_url=checkout_url,
+        invoice=invoice,
+        trial_ends_at=plan.trial_ends_at,
+    )
+
+
+def attach(unit: Unit, a: AttachArgs) -> AttachResult:
+    fingerprint = a.fingerprint() if a.idempotency_key is not None else ""
+    if a.idempotency_key is not None:
+        pk = _pk_without_lazy_work(unit, a.customer)
+        if pk is not None:
+            stored = unit.replay("attach", pk, a.idempotency_key, fingerprint)
+            if stored is not None:
+                return attrs.evolve(converter.structure(stored, AttachResult), replayed=True)
+    state = _ref_state(unit, a)
+    result = _attach_on_state(unit, state, a)
+    unit.remember("attach", state.pk, a.idempotency_key, fingerprint, converter.unstructure(result))
+    return result
+
+
+def _pk_without_lazy_work(unit: Unit, ref: Any) -> str | None:
+    if isinstance(ref, ByEmail):
+        found = unit.tx.customers_by_email(ref.email)
+        idless = [c for c in found if c.id is None]
+        pick = idless or found
+        return pick[0].pk if len(pick) == 1 or idless else None
+    return unit.tx.customer_pk(ref)
+
+
+def _attach_on_state(unit: Unit, state: CustomerState, a: AttachArgs) -> AttachResult:
+    ctx = unit.ctx
+    plan = plan_attach(unit, state, a)
+    gateway = ctx.gateway
+    # CO4/T7: a checkout is needed when the product needs a payment method and none is on
+    # file, unless it joins an existing paid cycle (then its invoice is left open).
+    if gateway is not None and plan.needs_payment and plan.scenario != "downgrade":
+        state, gid = billing.ensure_gateway_customer(unit, state)
+        plan = attrs.evolve(plan, state=attrs.evolve(plan.state, gateway_customer_id=gid))
+        if a.force_checkout or (not plan.merged and not gateway.has_payment_method(gid)):
+            return _checkout(unit, state, a, plan, gid)
+    plan = _claim_or_replan(unit, state, a, plan)
+    return _provision(unit, a, plan, state)
+
+
+def _provision(
+    unit: Unit,
+    a: AttachArgs,
+    plan: Plan,
+    base: CustomerState,
+    *,
+    paid_invoice_id: str | None = None,
+) -> AttachResult:
+    """Charge (unless a checkout already paid), then keep the new state (charge, then commit)."""
+    ctx = unit.ctx
+    new_state = plan.state
+    invoice = None
+    if plan.lines or (
+        plan.needs_payment and plan.trial_ends_at is None and not plan.product.is_free
+    ):
+        key = f"attach:{new_state.pk}:{a.idempotency_key or new_id('k')}"
+        recurring = billing.recurring_prices(ctx, new_state) if ctx.gateway is not None else None
+        if paid_invoice_id is not None:
+            inv = billing.new_invoice(
+                unit,
+                new_state,
+                plan.lines,
+                status="paid",
+                cp_id=plan.cp.instance_id if plan.cp else None,
+                gateway_invoice_id=paid_invoice_id,
+            )
+            sent = billing.Sent(inv, "paid", state=new_state)
+        else:
+            sent = billing.charge(
+                unit,
+                new_state,
+                plan.lines,
+                cp_id=plan.cp.instance_id if plan.cp else None,
+                key=key,
+                recurring=recurring,
+                description=f"{plan.scenario} {plan.product.id}",
+                period_end=plan.cp.current_period_end if plan.cp else None,
+            )
+        if sent.outcome == "failed":
+            # CO3: nothing is provisioned; raising rolls the whole attach back.
+            raise PaymentFailed(
+                f"payment for product {plan.product.id!r} failed for customer {new_state.id!r}"
+            )
+        if sent.outcome == "requires_action" and not plan.merged:
+            base = attrs.evolve(base, gateway_customer_id=new_state.gateway_customer_id)
+            gid = new_state.gateway_customer_id or ""
+            return _checkout(unit, base, a, plan, gid, sent.checkout_url)
+        if (
+            sent.state is not None
+            and sent.state.gateway_customer_id != new_state.gateway_customer_id
+        ):
+            new_state = attrs.evolve(new_state, gateway_customer_id=sent.state.gateway_customer_id)
+        unit.invoices.append(sent.invoice)
+        invoice = billing.invoice_view(new_state, sent.invoice)
+    elif plan.trial_ends_at is not None and plan.needs_payment and ctx.gateway is not None:
+        # A card-required trial: $0 now; the gateway may open a trialing subscription (T7).
+        billing.charge(
+            unit,
+            new_state,
+            (),
+            cp_id=plan.cp.instance_id if plan.cp else None,
+            key=f"trial:{new_state.pk}:{a.idempotency_key or new_id('k')}",
+            recurring=billing.recurring_prices(ctx, new_state),
+            period_end=plan.trial_ends_at,
+        )
+    unit.put(new_state)
+    return _result(unit, plan, invoice)
+
+
+def _checkout(
+    unit: Unit,
+    state: CustomerState,
+    a: AttachArgs,
+    plan: Plan,
+    gid: str,
+    url: str | None = None,
+) -> AttachResult:
+    """CO4/CO5: store the plan's arguments; the gateway's payment event carries it out once."""
+    gateway = unit.ctx.gateway
+    assert gateway is not None
+    key = new_id("pend")
+    payload = {
+        "product_id": a.product.id,
+        "entity_id": a.entity_id,
+        "quantities": None
+        if a.quantities is None
+        else {k: str(v) for k, v in a.quantities.items()},
+        "free_trial": "unset"
+        if a.free_trial is UNSET
+        else (None if a.free_trial is None else converter.unstructure(a.free_trial)),
+        "idempotency_key": a.idempotency_key,
+    }
+    unit.tx.put_pending(PendingRecord(key, state.pk, CHECKOUT, payload, unit.now))
+    if url is None:
+        url = gateway.create_checkout(
+            CheckoutRequest(
+                gateway_customer_id=gid,
+                pending_key=key,
+                lines=tuple(
+                    ChargeLine(ln.description, ln.amount, ln.product_id, ln.feature_id, ln.quantity)
+                    for ln in plan.lines
                 ),
+                total=plan.due,
+                currency=unit.ctx.options.currency,
+                success_url=a.success_url,
+                idempotency_key=f"checkout:{key}",
             )
-    cp = new_product_state(unit, product, version, entity_id=entity_id)
-    state = unit.put(activate(unit, state, product, cp))
-    return AttachResult(scenario=scenario, product=product_view(unit.ctx, cp, now))
+        )
+    unit.put(state)
+    return _result(unit, plan, None, checkout_url=url)
+
+
+def complete_pending(unit: Unit, pending: PendingRecord, gateway_invoice_id: str | None) -> bool:
+    """W2/W3: carry out a stored checkout plan, re-classified now and without charging again."""
+    payload = pending.payload
+    state = unit.find_pk(pending.customer_pk)
+    unit.tx.delete_pending(pending.key)
+    product = unit.ctx.registry.product(payload["product_id"])
+    if product is None:
+        return False
+    raw_trial = payload.get("free_trial", "unset")
+    free_trial: Any = (
+        UNSET
+        if raw_trial == "unset"
+        else (None if raw_trial is None else converter.structure(raw_trial, FreeTrial))
+    )
+    quantities = payload.get("quantities")
+    a = AttachArgs(
+        state.id,
+        product,
+        payload.get("entity_id"),
+        None if quantities is None else {k: Decimal(v) for k, v in quantities.items()},
+        free_trial,
+        None,
+        False,
+        None,
+        None,
+    )
+    if a.entity_id is not None and state.entity(a.entity_id) is None:
+        return False
+    try:
+        plan = plan_attach(unit, state, a)
+    except ProductAlreadyAttached:
+        return False  # already provisioned: a repeat of the same payment
+    plan = _claim_or_replan(unit, state, a, plan)
+    _provision(unit, a, plan, state, paid_invoice_id=gateway_invoice_id or "checkout")
+    return True
+
+
+def fail_pending(unit: Unit, pending: PendingRecord) -> None:
+    """W4: a failed first charge never provisions; the plan is dropped."""
+    unit.tx.delete_pending(pending.key)
+
+
+# -- preview (A7) ---------------------------------------------------------------------------
+class _PreviewDone(Exception):
+    def __init__(self, preview: AttachPreview) -> None:
+        super().__init__("preview")
+        self.preview = preview
+
+
+def preview_body(unit: Unit, a: AttachArgs) -> AttachPreview:
+    """Plan in a write transaction that is always rolled back, so auto-creation and lazy
+    work are previewed too (C8) and nothing persists; the gateway is never contacted."""
+    with billing.dry_run():
+        state = _ref_state(unit, a)
+        plan = plan_attach(unit, state, a)
+    preview = AttachPreview(
+        scenario=plan.scenario,
+        due_now=plan.due,
+        lines=list(
+            billing.invoice_view(
+                state, billing.new_invoice(unit, state, plan.lines, status="open", cp_id=None)
+            ).lines
+        ),
+        next_cycle_at=plan.next_cycle_at,
+        next_cycle_total=plan.next_cycle_total,
+    )
+    raise _PreviewDone(preview)
+
+
+PreviewDone = _PreviewDone
+
+
+def rows_of(state: CustomerState, cp: ProductState) -> list[RowState]:
+    return [r for r in state.rows if r.cp_id == cp.instance_id]
+
+
+def item_of(product: Product, row: RowState) -> Item | None:
+    return product.items[row.item_index] if row.item_index is not None else None
+
+
+__all__ = [
+    "AttachArgs",
+    "PreviewDone",
+    "attach",
+    "complete_pending",
+    "expire",
+    "fail_pending",
+    "preview_body",
+    "validate_attach",
+]
