@@ -15,7 +15,9 @@ How it keeps the Store port's promises with nothing but the standard library's `
   ``UniqueViolation`` / ``StoreError``; every statement goes through the few helpers that call it.
 - **Connections.** One per thread (``threading.local``), re-made after ``fork``; ``:memory:``
   databases use one connection guarded by a lock, because each ``:memory:`` connection would be a
-  different database.
+  different database. Forking while a transaction is open in another thread is not supported
+  (SQLite's lock bookkeeping is copied into the child, which then cannot take the write lock and
+  gets ``StoreError`` after ``lock_timeout``); fork while idle, or use the ``spawn`` start method.
 - **Speed.** A ``CustomerState`` is parsed once per committed version: loads first read the
   customer's (seq, version) and reuse the cached immutable object when it matches. Saves write
   only the child rows that changed, so a ``track`` is one row update, one version bump and one
@@ -87,6 +89,20 @@ _MISSING: Final[Any] = object()
 #: Connections inherited through ``fork``: never used or closed in the child (closing them
 #: could touch the parent's locks), only kept alive.
 _INHERITED: list[sqlite3.Connection] = []
+
+#: Bumped in a child process right after ``fork``: connections and locks of an older generation
+#: were inherited and must not be used (a lock held by another thread at fork time would never
+#: be released in the child). Compared on every call, so it must be cheaper than ``getpid``.
+_fork_generation = 0
+
+
+def _after_fork_in_child() -> None:
+    global _fork_generation
+    _fork_generation += 1
+
+
+if hasattr(os, "register_at_fork"):  # pragma: no branch - POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 # -- the one place driver errors are translated ----------------------------------------------
@@ -709,11 +725,11 @@ class SqliteTransaction:
 class _Holder:
     """One connection and the process that opened it (weakly referenced by the store)."""
 
-    __slots__ = ("__weakref__", "conn", "pid")
+    __slots__ = ("__weakref__", "conn", "generation")
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
-        self.pid = os.getpid()
+        self.generation = _fork_generation
 
 
 class SqliteStore:
@@ -764,6 +780,7 @@ class SqliteStore:
             threading.RLock() if self._memory else threading.Lock()
         )
         self._shared: _Holder | None = None
+        self._generation = _fork_generation
         self._closed = False
         conn = self._connection()
         self._migrate(conn)
@@ -776,6 +793,8 @@ class SqliteStore:
         """A context manager running one transaction (see the module docstring)."""
         if self._closed:
             raise StoreError("the store is closed")
+        if self._generation != _fork_generation:
+            self._forked()
         return SqliteTransaction(self, self._connection(), write)
 
     def close(self) -> None:
@@ -790,6 +809,13 @@ class SqliteStore:
             with contextlib.suppress(sqlite3.Error):  # closing is best effort
                 conn.close()
         self._cache.clear()
+
+    def _forked(self) -> None:
+        """First use in a forked child: fresh locks; connections are re-made per thread."""
+        self._generation = _fork_generation
+        self._write_lock = threading.RLock() if self._memory else threading.Lock()
+        self._cache_lock = threading.Lock()
+        self._connections_lock = threading.Lock()
 
     @property
     def schema_version(self) -> int:
@@ -808,7 +834,7 @@ class SqliteStore:
             return self._shared.conn
         holder: _Holder | None = getattr(self._local, "holder", None)
         if holder is not None:
-            if holder.pid == os.getpid():
+            if holder.generation == _fork_generation:
                 return holder.conn
             _INHERITED.append(holder.conn)
         holder = self._connect()

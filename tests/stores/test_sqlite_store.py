@@ -6,6 +6,7 @@ import multiprocessing
 import os
 import sqlite3
 import threading
+import traceback
 from collections.abc import Iterator
 from datetime import datetime
 from importlib.metadata import entry_points
@@ -351,3 +352,54 @@ def test_codec_micros_round_trip() -> None:
     t = datetime.fromisoformat("2031-05-06T07:08:09.123456+00:00")
     assert codec.from_micros(codec.to_micros(t)) == t
     assert codec.to_micros(datetime.fromisoformat("1970-01-01T00:00:00.000001+00:00")) == 1
+
+
+def _write_in_child_while_parent_writes() -> None:
+    store = _PARENT_STORE
+    assert store is not None
+    try:
+        with store.transaction() as tx:
+            tx.insert_customer(customer("child_after_parent"))
+    except StoreError:
+        os._exit(3)
+    except BaseException:
+        traceback.print_exc()
+        os._exit(1)
+    os._exit(0)
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="needs fork")
+def test_a_fork_during_a_write_fails_cleanly_in_the_child(tmp_path: Path) -> None:
+    """Given a parent thread inside a write transaction, when the process forks and the child
+    writes through the same store object, then the child gets StoreError within the lock bound
+    (SQLite's per-process lock bookkeeping is copied by fork, so such a child can never take
+    the write lock; what matters is that it neither hangs on a copy of the parent's in-process
+    lock nor corrupts anything), and the parent's write commits."""
+    global _PARENT_STORE
+    store = SqliteStore(tmp_path / "f.db", lock_timeout=0.5)
+    inside, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with store.transaction() as tx:
+            tx.insert_customer(customer("parent_holding"))
+            inside.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    inside.wait(10)
+    _PARENT_STORE = store
+    child = multiprocessing.get_context("fork").Process(target=_write_in_child_while_parent_writes)
+    child.start()
+    threading.Timer(0.1, release.set).start()
+    child.join(20)
+    holder.join()
+    _PARENT_STORE = None
+    assert child.exitcode == 3
+    with store.transaction(write=False) as tx:
+        assert tx.customer_pk("child_after_parent") is None
+        assert tx.customer_pk("parent_holding") is not None
+    conn = _raw(store)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.close()
+    store.close()
