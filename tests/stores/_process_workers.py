@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from multiprocessing.synchronize import Barrier
 from typing import Any
 
-from autumn_core import Autumn, Catalog, Feature, Item, ManualClock, Product
+from autumn_core import Autumn, Catalog, Feature, FreeTrial, Item, ManualClock, Price, Product
 from autumn_core.errors import AutumnError, InsufficientBalance
 from autumn_sqlite import SqliteStore
 
@@ -76,3 +76,32 @@ def track_until_killed(path: str, customer_id: str) -> None:
         billing.track(customer_id, "messages", value=1)
         i += 1
         print(i, flush=True)
+
+
+def trial_catalog() -> Catalog:
+    """A paid product with a card-less trial limited to one per device fingerprint."""
+    return Catalog(
+        features=[Feature.boolean("sso")],
+        products=[
+            Product(
+                "pro",
+                price=Price(20),
+                free_trial=FreeTrial(14, unique_fingerprint=True, card_required=False),
+                items=[Item.feature("sso")],
+            )
+        ],
+    )
+
+
+def attach_trial(path: str, customer_id: str, start: Barrier, out: Any) -> None:
+    """Create ``customer_id`` on the shared fingerprint and attach pro; report its trial end."""
+    billing = Autumn(trial_catalog(), store=SqliteStore(path), clock=ManualClock(START))
+    start.wait()
+    try:
+        billing.customers.create(customer_id, fingerprint="device-1")
+        result = billing.attach(customer_id, "pro")
+        out.put((customer_id, result.trial_ends_at, None))
+    except AutumnError as exc:
+        out.put((customer_id, None, repr(exc)))
+    finally:
+        billing.close()

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from autumn_core import Autumn
 from autumn_sqlite import SqliteStore
 from tests.stores import _process_workers as workers
 
@@ -27,12 +28,20 @@ pytestmark = pytest.mark.slow
 PROCS = 4
 
 
-def _run(target: Any, path: Path, *args: Any) -> list[Any]:
-    """Run ``target(path, *args, barrier, queue)`` in PROCS spawned processes; their reports."""
+def _run(target: Any, path: Path, *args: Any, per_process: list[Any] | None = None) -> list[Any]:
+    """Run ``target(path, [per_process[i],] *args, barrier, queue)`` in PROCS spawned
+    processes, started together at a barrier; return their reports."""
     ctx = multiprocessing.get_context("spawn")
     start = ctx.Barrier(PROCS)
     out = ctx.Queue()
-    procs = [ctx.Process(target=target, args=(str(path), *args, start, out)) for _ in range(PROCS)]
+    own = per_process or [None] * PROCS
+    procs = [
+        ctx.Process(
+            target=target,
+            args=(str(path), *([] if mine is None else [mine]), *args, start, out),
+        )
+        for mine in own
+    ]
     for p in procs:
         p.start()
     reports = [out.get(timeout=120) for _ in procs]
@@ -132,3 +141,27 @@ def test_sigkill_during_tracks_keeps_exactly_the_returned_ones(tmp_path: Path) -
     assert returned <= events <= returned + 1
     with workers.engine(str(path)) as billing:
         assert billing.customers.get("crash").features["messages"].usage == events
+
+
+def test_trial_race_on_one_fingerprint_grants_one_trial(tmp_path: Path) -> None:
+    """Given a product whose trial is unique per device fingerprint, when 4 processes at once
+    create 4 different customers on one fingerprint and attach it, then exactly one gets the
+    trial and the others get the product without one (T4)."""
+    # given
+    path = tmp_path / "trial.db"
+    Autumn(workers.trial_catalog(), store=SqliteStore(path)).close()
+    # when
+    reports = _run(workers.attach_trial, path, per_process=[f"device-user-{i}" for i in range(4)])
+    # then
+    assert [error for _, _, error in reports] == [None] * PROCS
+    trials = [customer_id for customer_id, trial_end, _ in reports if trial_end is not None]
+    assert len(trials) == 1
+    store = SqliteStore(path)
+    with store.transaction(write=False) as tx:
+        claimed = [
+            cid
+            for cid in (f"device-user-{i}" for i in range(4))
+            if tx.trial_claimed("pro", tx.customer_pk(cid) or "", None, None)
+        ]
+    store.close()
+    assert claimed == trials
