@@ -77,7 +77,7 @@ def candidates(
     """The rows a deduction of ``feature_id`` considers, in deduction order (K2, R4, O1-O10)."""
     pools = pool_costs(ctx, feature_id)
     reverse = ctx.options.reverse_deduction_order
-    keyed = []
+    keyed: list[tuple[tuple[object, ...], Candidate]] = []
     for r in rows:
         if customer_level_only and r.entity_id is not None:
             continue
@@ -94,22 +94,35 @@ def candidates(
                     Candidate(r, pools[r.feature_id]),
                 )
             )
-    keyed.sort(key=lambda kc: kc[0])
+    if len(keyed) > 1:
+        keyed.sort(key=lambda kc: kc[0])
     return [c for _, c in keyed]
 
 
+_CUSTOMER_FIELDS = tuple(a.name for a in attrs.fields(CustomerState))
+
+
 def replace_rows(state: CustomerState, changed: Mapping[str, RowState]) -> CustomerState:
+    """The customer with some rows replaced (by id); ``attrs.evolve`` minus its per-call lookups."""
     if not changed:
         return state
-    return attrs.evolve(state, rows=tuple(changed.get(r.id, r) for r in state.rows))
+    values = {name: getattr(state, name) for name in _CUSTOMER_FIELDS}
+    values["rows"] = tuple(changed.get(r.id, r) for r in state.rows)
+    return CustomerState(**values)
 
 
 def subject_balance(
-    ctx: Context, state: CustomerState, feature_id: str, entity_id: str | None, now: datetime
+    ctx: Context,
+    state: CustomerState,
+    feature_id: str,
+    entity_id: str | None,
+    now: datetime,
+    live: Sequence[RowState] | None = None,
 ) -> Balance | None:
-    rows = [
-        r for r in live_rows(ctx, state, now) if r.feature_id == feature_id and sees(r, entity_id)
-    ]
+    """The subject's Balance of one feature (EN6); ``live`` = ``live_rows`` when already known."""
+    if live is None:
+        live = live_rows(ctx, state, now)
+    rows = [r for r in live if r.feature_id == feature_id and sees(r, entity_id)]
     ftype = ctx.registry.feature_types[feature_id]
     if not rows:
         if ftype == "boolean" and boolean_granted(ctx, state, feature_id, entity_id):
@@ -173,7 +186,7 @@ def check(unit: Unit, a: CheckArgs) -> CheckResult:
     if any(c.row.unlimited for c in cands) or a.required <= 0:
         allowed, used = True, None
     else:
-        dry = deduct(cands, a.required, "reject", now)
+        dry = deduct(cands, a.required, "reject", now, dry_run=True)
         allowed = dry.remainder == 0
         used = dry
     if a.send_event and allowed:
@@ -181,11 +194,12 @@ def check(unit: Unit, a: CheckArgs) -> CheckResult:
             unit, state, [f], a.required, a.entity_id, "reject", {}, now, event_name=None
         )
         state = unit.current(state.pk)
+        rows = live_rows(ctx, state, now)
     if own:
         decided, cost = f.id, ONE
     else:
         decided, cost = _deciding_pool(cands, used)
-    balance = subject_balance(ctx, state, decided, a.entity_id, now)
+    balance = subject_balance(ctx, state, decided, a.entity_id, now, rows)
     return CheckResult(
         allowed=allowed,
         customer_id=state.id,
@@ -352,7 +366,9 @@ def _track_on_state(
         rows = live_rows(ctx, state, now)
         cands = candidates(ctx, rows, f.id, entity_id)
         result = deduct(cands, value, mode, now)
-        if result.remainder > 0 and (mode == "reject" or (f.type == "allocated" and cands)):
+        # R9 applies to deductions; a refund's excess is always dropped (D5).
+        short = value > 0 and result.remainder > 0
+        if short and (mode == "reject" or (f.type == "allocated" and cands)):
             raise InsufficientBalance(
                 f"customer {state.id!r} lacks {result.remainder} of {f.id!r} for a track of {value}"
             )
@@ -384,8 +400,9 @@ def _track_on_state(
     )
     unit.events.append(event)
     balances = {}
+    live = live_rows(ctx, state, now)
     for fid in touched:
-        b = subject_balance(ctx, state, fid, entity_id, now)
+        b = subject_balance(ctx, state, fid, entity_id, now, live)
         if b is not None:
             balances[fid] = b
     return TrackResult(

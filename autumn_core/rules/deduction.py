@@ -26,6 +26,20 @@ _NEVER = datetime.max.replace(tzinfo=UTC)
 _PRECISION = 60
 
 
+_ROW_FIELDS = tuple(a.name for a in attrs.fields(RowState))
+
+
+def evolve_row(row: RowState, **changes: object) -> RowState:
+    """``attrs.evolve`` for rows, without re-reading the class's fields on every call.
+
+    Deductions evolve a row on every track; this keeps the hot path about twice as cheap.
+    """
+    for name in _ROW_FIELDS:
+        if name not in changes:
+            changes[name] = getattr(row, name)
+    return RowState(**changes)  # type: ignore[arg-type]
+
+
 @attrs.frozen
 class Candidate:
     """A row considered for a deduction, with its cost per unit of the tracked feature."""
@@ -63,16 +77,24 @@ def pass2_floor(row: RowState, mode: str, first: bool) -> Decimal | None:
     return None
 
 
-def deduct(candidates: Sequence[Candidate], value: Decimal, mode: str, now: datetime) -> Deduction:
+def deduct(
+    candidates: Sequence[Candidate],
+    value: Decimal,
+    mode: str,
+    now: datetime,
+    *,
+    dry_run: bool = False,
+) -> Deduction:
     """Deduct ``value`` units (negative: refund) over the ordered candidate rows.
 
     ``mode`` is "cap", "reject" or "overflow"; the caller decides what a remainder means (R9).
+    ``dry_run`` computes ``applied`` and ``remainder`` only, building no new rows (check, K3).
     """
     with localcontext() as ctx:
         ctx.prec = _PRECISION
         if value >= 0:
-            return _deduct(candidates, value, mode, now)
-        return _refund(candidates, -value)
+            return _deduct(candidates, value, mode, now, dry_run)
+        return _refund(candidates, -value, dry_run)
 
 
 def _zero_applied(candidates: Sequence[Candidate]) -> dict[str, Decimal]:
@@ -86,24 +108,34 @@ def _unlimited(candidates: Sequence[Candidate]) -> Candidate | None:
     return None
 
 
+def _absorb(
+    sink: Candidate, amount: Decimal, applied: dict[str, Decimal], dry_run: bool
+) -> Deduction:
+    """R5: the unlimited row counts ``amount`` (its own units; < 0 gives usage back)."""
+    row = sink.row
+    applied[row.feature_id] += amount
+    changed = (
+        {} if dry_run else {row.id: evolve_row(row, unlimited_usage=row.unlimited_usage + amount)}
+    )
+    return Deduction(changed, applied, ZERO, absorbed_by_unlimited=True)
+
+
 def _live_rollovers(row: RowState, now: datetime) -> bool:
     return any(
         r.balance > 0 and (r.expires_at is None or r.expires_at > now) for r in row.rollovers
     )
 
 
-def _deduct(candidates: Sequence[Candidate], value: Decimal, mode: str, now: datetime) -> Deduction:
+def _deduct(
+    candidates: Sequence[Candidate], value: Decimal, mode: str, now: datetime, dry_run: bool
+) -> Deduction:
     applied = _zero_applied(candidates)
     if value == 0 or not candidates:
         return Deduction({}, applied, value)
 
     sink = _unlimited(candidates)
     if sink is not None:  # R5: the unlimited row absorbs everything, as a usage counter.
-        row = sink.row
-        taken = value * sink.cost
-        applied[row.feature_id] += taken
-        counted = attrs.evolve(row, unlimited_usage=row.unlimited_usage + taken)
-        return Deduction({row.id: counted}, applied, ZERO, absorbed_by_unlimited=True)
+        return _absorb(sink, value * sink.cost, applied, dry_run)
 
     need, need_cost = value, ONE  # what is left, in units of cost ``need_cost``
     balances = {c.row.id: c.row.balance for c in candidates}
@@ -162,6 +194,9 @@ def _deduct(candidates: Sequence[Candidate], value: Decimal, mode: str, now: dat
             if need <= 0:
                 break
 
+    remainder = ZERO if need <= 0 else need / need_cost
+    if dry_run:
+        return Deduction({}, applied, remainder)
     changed: dict[str, RowState] = {}
     for c in candidates:
         row = c.row
@@ -172,14 +207,13 @@ def _deduct(candidates: Sequence[Candidate], value: Decimal, mode: str, now: dat
                 r if r.balance == b else attrs.evolve(r, balance=b)
                 for r, b in zip(row.rollovers, spent, strict=True)
             )
-            changed[row.id] = attrs.evolve(row, balance=new_bal, rollovers=rollovers)
+            changed[row.id] = evolve_row(row, balance=new_bal, rollovers=rollovers)
         elif new_bal != row.balance:
-            changed[row.id] = attrs.evolve(row, balance=new_bal)
-    remainder = ZERO if need <= 0 else need / need_cost
+            changed[row.id] = evolve_row(row, balance=new_bal)
     return Deduction(changed, applied, remainder)
 
 
-def _refund(candidates: Sequence[Candidate], amount: Decimal) -> Deduction:
+def _refund(candidates: Sequence[Candidate], amount: Decimal, dry_run: bool) -> Deduction:
     """D5: lift negative rows to 0 in order, then refill up to ``granted``; the excess is dropped.
 
     Rollovers are never refilled (R6). An unlimited row gives back from its usage counter (R5).
@@ -189,11 +223,7 @@ def _refund(candidates: Sequence[Candidate], amount: Decimal) -> Deduction:
         return Deduction({}, applied, amount)
     sink = _unlimited(candidates)
     if sink is not None:
-        row = sink.row
-        give = min(amount * sink.cost, row.unlimited_usage)
-        applied[row.feature_id] -= give
-        changed = {row.id: attrs.evolve(row, unlimited_usage=row.unlimited_usage - give)}
-        return Deduction(changed, applied, ZERO, absorbed_by_unlimited=True)
+        return _absorb(sink, -min(amount * sink.cost, sink.row.unlimited_usage), applied, dry_run)
     need, need_cost = amount, ONE
     balances = {c.row.id: c.row.balance for c in candidates}
     for refill in (False, True):
@@ -212,12 +242,14 @@ def _refund(candidates: Sequence[Candidate], amount: Decimal) -> Deduction:
                 break
         if need <= 0:
             break
+    remainder = ZERO if need <= 0 else need / need_cost
+    if dry_run:
+        return Deduction({}, applied, remainder)
     changed = {
-        c.row.id: attrs.evolve(c.row, balance=balances[c.row.id])
+        c.row.id: evolve_row(c.row, balance=balances[c.row.id])
         for c in candidates
         if balances[c.row.id] != c.row.balance
     }
-    remainder = ZERO if need <= 0 else need / need_cost
     return Deduction(changed, applied, remainder)
 
 
