@@ -15,10 +15,12 @@ from pathlib import Path
 import attrs
 import pytest
 
+import autumn_core
 from autumn_core.errors import InvalidRequest, StoreError, UniqueViolation
 from autumn_sqlite import SqliteStore, codec, path_from_url, store_from_url
 from autumn_sqlite.store import translate
 from tests.contract.builders import D, customer, event, rich_customer, row
+from tests.stores import _process_workers as workers
 
 
 @pytest.fixture
@@ -78,6 +80,16 @@ class TestUrls:
         """Given an unknown keyword, when a store is opened by URL, then InvalidRequest."""
         with pytest.raises(InvalidRequest, match="colour"):
             store_from_url(f"sqlite:///{tmp_path}/x.db", colour="red")
+
+    def test_autumn_open_uses_the_sqlite_store(self, tmp_path: Path) -> None:
+        """Given a sqlite URL, when ``autumn_core.open`` builds an engine on it twice, then the
+        store is a SqliteStore and the second engine sees what the first wrote."""
+        url = f"sqlite:///{tmp_path}/open.db"
+        with autumn_core.open(url, catalog=workers.catalog(100), synchronous="FULL") as billing:
+            billing.customers.create("opened", email="o@x.io")
+        with autumn_core.open(url, catalog=workers.catalog(100)) as billing:
+            assert billing.customers.get("opened").email == "o@x.io"
+        assert (tmp_path / "open.db").exists()
 
     def test_entry_point_is_registered(self) -> None:
         """The ``autumn_core.stores`` entry point ``sqlite`` is ``store_from_url``."""
