@@ -109,7 +109,8 @@ def _send(
     if not lines:
         return state, True
     sent = billing.charge(unit, state, lines, cp_id=cp.instance_id, key=key, period_end=period_end)
-    unit.invoices.append(sent.invoice)
+    # Saved at once (not at flush): lazy work may run inside a call that lists invoices next.
+    unit.tx.save_invoice(sent.invoice)
     if sent.state is not None and sent.state.gateway_customer_id != state.gateway_customer_id:
         state = attrs.evolve(state, gateway_customer_id=sent.state.gateway_customer_id)
     return state, sent.outcome in ("paid", "local")
