@@ -1,0 +1,219 @@
+"""The PostgreSQL schema, as an ordered list of forward migrations.
+
+``MIGRATIONS[i]`` upgrades a database from schema version ``i`` to ``i + 1``. The applied
+versions are rows of ``autumn_schema_migrations`` (one row per step, with who applied it and
+when), so the current version is their maximum and a test can prove that a step ran once.
+
+Opening a store migrates under a transaction-scoped advisory lock (``MIGRATION_LOCK_KEY``): every
+process that starts at the same time queues on the lock, the first one applies the missing steps
+in one transaction (DDL is transactional in PostgreSQL, so a crash half-way leaves the old
+version), and the others find nothing left to do. A database whose version is newer than
+``len(MIGRATIONS)`` was written by a newer autumn_postgres and is refused: running old code on it
+could silently ignore what the new schema means.
+
+Rules for adding a step: append, never edit a released step; and extend the migration tests.
+
+Design notes for version 1 (every table is prefixed ``autumn_`` so the engine can share a
+database with the application that embeds it):
+
+- ``autumn_customers`` holds the head of the ``CustomerState`` aggregate as ``jsonb`` (``head``)
+  plus the columns SQL must see: ``id`` (unique), ``email_lower`` (unique among id-less customers,
+  a partial unique index), ``created_at`` for ordering, ``next_due_at`` for ``process_due``, and
+  ``version``. ``seq`` is an identity column that is never reused, so (pk, seq, version)
+  identifies one committed state of one customer forever: the key of the parsed-state cache.
+- ``autumn_customer_products``, ``autumn_balance_rows`` and ``autumn_entities`` hold one ``jsonb``
+  document per child record, keyed by (customer, child id), so a ``track`` rewrites one small
+  row, not the customer. ``pos`` keeps the order of the aggregate's tuples.
+- Money and quantities that SQL sees are ``numeric`` (event values, invoice totals); times are
+  ``timestamptz``. Nothing is ``real`` / ``double precision``.
+- Uniqueness the domain relies on (DOMAIN.md I5) is a constraint, never a read-then-write:
+  customer id, id-less email, idempotency key, both trial claims, renewal markers, gateway event
+  ids.
+- ``autumn_assert`` raises SQLSTATE 40001 from inside a statement. A customer save checks the
+  version it read that way, so a save that lost a race fails (and is retried by the caller) in
+  the same round trip as the write, without the client waiting for a row count.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+#: Key of the advisory lock taken while migrating (``'autumn_core'`` as a 64-bit integer).
+MIGRATION_LOCK_KEY: Final = int.from_bytes(b"autumn_s", "big") & 0x7FFF_FFFF_FFFF_FFFF
+
+MIGRATIONS_TABLE: Final = "autumn_schema_migrations"
+
+CREATE_MIGRATIONS_TABLE: Final = f"""
+CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (
+    version integer PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now(),
+    applied_by_pid integer NOT NULL DEFAULT pg_backend_pid()
+)
+"""
+
+V1: tuple[str, ...] = (
+    """
+    CREATE FUNCTION autumn_assert(ok boolean, message text) RETURNS boolean
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        IF ok IS NOT TRUE THEN
+            RAISE EXCEPTION USING ERRCODE = 'serialization_failure', MESSAGE = message;
+        END IF;
+        RETURN true;
+    END
+    $$
+    """,
+    """
+    CREATE TABLE autumn_customers (
+        pk text PRIMARY KEY,
+        seq bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
+        id text UNIQUE,
+        email_lower text,
+        created_at timestamptz NOT NULL,
+        next_due_at timestamptz,
+        version bigint NOT NULL,
+        head jsonb NOT NULL
+    )
+    """,
+    "CREATE UNIQUE INDEX autumn_customers_idless_email ON autumn_customers (email_lower)"
+    " WHERE id IS NULL",
+    "CREATE INDEX autumn_customers_email ON autumn_customers (email_lower)",
+    "CREATE INDEX autumn_customers_created ON autumn_customers (created_at, pk)",
+    "CREATE INDEX autumn_customers_due ON autumn_customers (next_due_at)"
+    " WHERE next_due_at IS NOT NULL",
+    """
+    CREATE TABLE autumn_customer_products (
+        customer_pk text NOT NULL,
+        id text NOT NULL,
+        pos integer NOT NULL,
+        product_id text NOT NULL,
+        version integer NOT NULL,
+        data jsonb NOT NULL,
+        PRIMARY KEY (customer_pk, id)
+    )
+    """,
+    "CREATE INDEX autumn_customer_products_version"
+    " ON autumn_customer_products (product_id, version)",
+    """
+    CREATE TABLE autumn_balance_rows (
+        customer_pk text NOT NULL,
+        id text NOT NULL,
+        pos integer NOT NULL,
+        data jsonb NOT NULL,
+        PRIMARY KEY (customer_pk, id)
+    )
+    """,
+    """
+    CREATE TABLE autumn_entities (
+        customer_pk text NOT NULL,
+        id text NOT NULL,
+        pos integer NOT NULL,
+        data jsonb NOT NULL,
+        PRIMARY KEY (customer_pk, id)
+    )
+    """,
+    """
+    CREATE TABLE autumn_events (
+        seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        id text NOT NULL UNIQUE,
+        customer_pk text NOT NULL,
+        entity_id text,
+        feature_id text,
+        event_name text,
+        value numeric NOT NULL,
+        ts timestamptz NOT NULL,
+        created_at timestamptz NOT NULL,
+        data jsonb NOT NULL
+    )
+    """,
+    "CREATE INDEX autumn_events_customer ON autumn_events (customer_pk, seq)",
+    """
+    CREATE TABLE autumn_idempotency (
+        operation text NOT NULL,
+        customer_pk text NOT NULL,
+        key text NOT NULL,
+        created_at timestamptz NOT NULL,
+        data jsonb NOT NULL,
+        PRIMARY KEY (operation, customer_pk, key)
+    )
+    """,
+    "CREATE INDEX autumn_idempotency_customer ON autumn_idempotency (customer_pk)",
+    """
+    CREATE TABLE autumn_trial_subject_claims (
+        product_id text NOT NULL,
+        customer_pk text NOT NULL,
+        entity_key text NOT NULL,
+        PRIMARY KEY (product_id, customer_pk, entity_key)
+    )
+    """,
+    "CREATE INDEX autumn_trial_subject_claims_customer"
+    " ON autumn_trial_subject_claims (customer_pk)",
+    """
+    CREATE TABLE autumn_trial_fingerprint_claims (
+        product_id text NOT NULL,
+        fingerprint text NOT NULL,
+        PRIMARY KEY (product_id, fingerprint)
+    )
+    """,
+    """
+    CREATE TABLE autumn_renewal_markers (
+        cp_instance_id text NOT NULL,
+        period_start timestamptz NOT NULL,
+        PRIMARY KEY (cp_instance_id, period_start)
+    )
+    """,
+    "CREATE TABLE autumn_gateway_events (event_id text PRIMARY KEY)",
+    """
+    CREATE TABLE autumn_invoices (
+        seq bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
+        id text PRIMARY KEY,
+        customer_pk text NOT NULL,
+        gateway_invoice_id text,
+        status text NOT NULL,
+        total numeric NOT NULL,
+        currency text NOT NULL,
+        created_at timestamptz NOT NULL,
+        data jsonb NOT NULL
+    )
+    """,
+    "CREATE INDEX autumn_invoices_customer ON autumn_invoices (customer_pk, seq)",
+    "CREATE INDEX autumn_invoices_gateway ON autumn_invoices (gateway_invoice_id, seq)"
+    " WHERE gateway_invoice_id IS NOT NULL",
+    """
+    CREATE TABLE autumn_pending (
+        key text PRIMARY KEY,
+        customer_pk text NOT NULL,
+        kind text NOT NULL,
+        created_at timestamptz NOT NULL,
+        data jsonb NOT NULL
+    )
+    """,
+    "CREATE INDEX autumn_pending_kind ON autumn_pending (kind, key)",
+    """
+    CREATE TABLE autumn_product_versions (
+        product_id text NOT NULL,
+        version integer NOT NULL,
+        created_at timestamptz NOT NULL,
+        data jsonb NOT NULL,
+        PRIMARY KEY (product_id, version)
+    )
+    """,
+)
+
+#: ``MIGRATIONS[i]`` takes a database from version ``i`` to ``i + 1``.
+MIGRATIONS: list[tuple[str, ...]] = [V1]
+
+
+def current_version() -> int:
+    """The schema version this code writes (read at call time, so tests can add a step)."""
+    return len(MIGRATIONS)
+
+
+__all__ = [
+    "CREATE_MIGRATIONS_TABLE",
+    "MIGRATIONS",
+    "MIGRATIONS_TABLE",
+    "MIGRATION_LOCK_KEY",
+    "V1",
+    "current_version",
+]

@@ -1,0 +1,1179 @@
+"""PostgresStore: one engine shared by many processes and hosts through one PostgreSQL database.
+
+How it keeps the Store port's promises with psycopg 3 and a ``psycopg_pool.ConnectionPool``:
+
+- **One transaction per call, at READ COMMITTED.** A write transaction runs in psycopg's
+  *pipeline mode*: ``BEGIN`` travels with the first statement, statements whose result nobody
+  waits for (the customer save, events, invoices) are queued, and ``COMMIT`` travels with them.
+  A ``track`` is three round trips: find the customer, lock it and read what changed, write
+  everything and commit.
+- **Rows locked in a fixed order.** ``load_customer(pk, for_update=True)`` takes the customer row
+  with ``SELECT ... FOR UPDATE`` before anything else of that customer is read, so concurrent
+  writes to one customer queue on that row (they wait, they do not fail) while writes to other
+  customers run in parallel. The children (balance rows, products, entities) are read by a
+  *second* statement: at READ COMMITTED a locking statement that had to wait returns the newest
+  customer row but would read other tables with the snapshot it started with, i.e. the children
+  as they were before the previous lock holder committed. A statement that starts after the lock
+  is granted sees them as committed. Both statements still share one round trip (pipelined).
+- **Read transactions** run in autocommit mode: each statement is its own READ COMMITTED
+  snapshot and no ``BEGIN``/``COMMIT`` is sent. ``customer_pk`` in a read transaction fetches the
+  whole customer in the same statement, so a ``check`` with nothing due is one round trip.
+- **A parse cache.** A ``CustomerState`` is parsed once per committed version: every load sends
+  the (seq, version) it has cached and the server returns the documents only when they differ.
+  Cache entries written by a transaction are published only after it commits.
+- **Uniqueness is a constraint.** Customer id, id-less email, idempotency key, trial claims,
+  renewal markers and gateway event ids are unique indexes; claims are ``INSERT ... ON CONFLICT
+  DO NOTHING`` and report whether they inserted.
+- **Errors.** ``translate`` is the one place where driver and pool exceptions become
+  ``UniqueViolation`` / ``StoreError``. Serialization failures and deadlocks (SQLSTATE 40001,
+  40P01) become ``RetryableStoreError`` (``retryable = True``): the server rolled the transaction
+  back, so the caller may run the whole call again; ``autumn_core`` does, with a bound.
+- **Processes.** A store must be opened in the process that uses it (the pool's threads do not
+  survive ``fork``); using one across ``fork`` raises ``StoreError``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, Final, ParamSpec, TypeVar
+
+import attrs
+import cattrs
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
+
+from autumn_core.errors import AutumnError, InvalidRequest, StoreError, UniqueViolation
+from autumn_core.model import (
+    CustomerState,
+    EntityState,
+    EventRecord,
+    IdempotencyRecord,
+    InvoiceRecord,
+    PendingRecord,
+    ProductState,
+    ProductVersionRecord,
+    RowState,
+)
+from autumn_core.ports import StoreCapabilities
+from autumn_core.rules.due import next_due_at
+from autumn_postgres import codec, schema
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+Conn = psycopg.Connection[Any]
+
+IDEMPOTENCY_TTL: Final = timedelta(hours=24)
+DEFAULT_CACHE_SIZE: Final = 10_000
+DEFAULT_POOL_MAX: Final = 10
+#: Seconds to wait for a pooled connection (also bounds waiting for an unreachable server).
+DEFAULT_TIMEOUT: Final = 10.0
+
+#: SQLSTATEs after which the server has rolled the transaction back and a rerun may succeed.
+RETRYABLE_SQLSTATES: Final = frozenset({"40001", "40P01"})
+
+_CHILDREN: Final = ("products", "rows", "entities")
+
+
+# -- the one place driver errors are translated ----------------------------------------------
+
+
+class RetryableStoreError(StoreError):
+    """The server gave up on the transaction (serialization failure, deadlock) and rolled it
+    back; nothing happened and running the whole call again may succeed."""
+
+    retryable: bool = True
+
+
+def translate(exc: BaseException) -> StoreError:
+    """Map a driver, pool or decoding exception to the core's error, keeping its message."""
+    if isinstance(exc, StoreError):
+        return exc
+    if isinstance(exc, PoolTimeout):
+        return StoreError(f"no PostgreSQL connection became available ({exc})")
+    if isinstance(exc, PoolClosed):
+        return StoreError("the store is closed")
+    if isinstance(exc, psycopg.Error):
+        state = exc.sqlstate
+        detail = str(exc).strip()
+        if state == "23505":
+            return UniqueViolation(f"a uniqueness constraint refused the write ({detail})")
+        if state in RETRYABLE_SQLSTATES:
+            return RetryableStoreError(
+                f"PostgreSQL rolled the transaction back ({state}: {detail}); nothing changed"
+            )
+        if (
+            state is None and isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+        ) or (state is not None and state.startswith(("08", "57P"))):
+            return StoreError(f"lost the connection to PostgreSQL ({detail or type(exc).__name__})")
+        return StoreError(f"PostgreSQL failed ({state}: {detail})")
+    if isinstance(exc, ValueError | TypeError | KeyError | cattrs.BaseValidationError):
+        return StoreError(f"stored data could not be read back ({exc!r})")
+    return StoreError(f"the store failed: {exc!r}")
+
+
+def _translated(fn: Callable[P, R]) -> Callable[P, R]:
+    """Every transaction method runs through ``translate``, so callers see only core errors."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except AutumnError:
+            raise
+        except (psycopg.Error, ValueError, TypeError, KeyError, cattrs.BaseValidationError) as exc:
+            raise translate(exc) from exc
+
+    return wrapper
+
+
+# -- SQL ------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class _Child:
+    """How one tuple of the aggregate maps to its child table."""
+
+    attr: str
+    table: str
+    key: str
+    cls: type[Any]
+    prefix: str
+    #: Extra columns filled from the record (name, SQL type), for SQL that must see them.
+    extra: tuple[tuple[str, str], ...] = ()
+
+
+_CHILD_SPECS: Final = (
+    _Child(
+        "products",
+        "autumn_customer_products",
+        "instance_id",
+        ProductState,
+        "p",
+        (("product_id", "text"), ("version", "int")),
+    ),
+    _Child("rows", "autumn_balance_rows", "id", RowState, "r"),
+    _Child("entities", "autumn_entities", "id", EntityState, "e"),
+)
+
+
+def _child_ctes(spec: _Child, *, replace: bool) -> str:
+    """Upsert the given children and delete the removed ones, only if the head was written.
+
+    With ``replace`` the children not listed in ``{p}_keep`` are deleted (the store does not know
+    what the database holds); otherwise exactly the ids in ``{p}_del``.
+    """
+    p = spec.prefix
+    extra_cols = "".join(f", {name}" for name, _ in spec.extra)
+    extra_arrays = "".join(f", %({p}_{name})s::{typ}[]" for name, typ in spec.extra)
+    extra_x = "".join(f", x.{name}" for name, _ in spec.extra)
+    extra_set = "".join(f", {name} = excluded.{name}" for name, _ in spec.extra)
+    removed = (
+        f"NOT (id = ANY(%({p}_keep)s::text[]))" if replace else f"id = ANY(%({p}_del)s::text[])"
+    )
+    return f"""
+    , {p}_up AS (
+        INSERT INTO {spec.table} (customer_pk, id, pos{extra_cols}, data)
+        SELECT %(pk)s, x.id, x.pos{extra_x}, x.data::jsonb
+        FROM unnest(%({p}_id)s::text[], %({p}_pos)s::int[]{extra_arrays}, %({p}_data)s::text[])
+             AS x(id, pos{extra_cols}, data)
+        WHERE EXISTS (SELECT 1 FROM head)
+        ON CONFLICT (customer_pk, id) DO UPDATE
+        SET pos = excluded.pos{extra_set}, data = excluded.data
+    ), {p}_del AS (
+        DELETE FROM {spec.table}
+        WHERE customer_pk = %(pk)s AND {removed} AND EXISTS (SELECT 1 FROM head)
+    )"""
+
+
+_CHILD_CTES: Final = "".join(_child_ctes(spec, replace=False) for spec in _CHILD_SPECS)
+_CHILD_CTES_REPLACE: Final = "".join(_child_ctes(spec, replace=True) for spec in _CHILD_SPECS)
+
+_INSERT_CUSTOMER: Final = f"""
+WITH head AS (
+    INSERT INTO autumn_customers (pk, id, email_lower, created_at, next_due_at, version, head)
+    VALUES (%(pk)s, %(id)s, %(email_lower)s, %(created_at)s, %(due)s, %(version)s,
+            %(head)s::jsonb)
+    ON CONFLICT DO NOTHING
+    RETURNING seq
+){_CHILD_CTES}
+SELECT seq FROM head
+"""
+
+#: Save against the state this transaction knows the database holds: write only the difference,
+#: and fail (40001, retryable) if the row is not at that version after all.
+_UPDATE_CUSTOMER: Final = f"""
+WITH head AS (
+    UPDATE autumn_customers
+    SET id = %(id)s, email_lower = %(email_lower)s, next_due_at = %(due)s,
+        version = %(version)s, head = coalesce(%(head)s::jsonb, head)
+    WHERE pk = %(pk)s AND version = %(base_version)s
+    RETURNING seq
+){_CHILD_CTES}
+SELECT autumn_assert(EXISTS (SELECT 1 FROM head), %(lost)s)
+"""
+
+#: Save without knowing what the database holds (``before`` was not read by this
+#: transaction): write ``after`` whole and delete every child it does not list.
+_REPLACE_CUSTOMER: Final = f"""
+WITH head AS (
+    UPDATE autumn_customers
+    SET id = %(id)s, email_lower = %(email_lower)s, next_due_at = %(due)s,
+        version = version + 1, head = %(head)s::jsonb
+    WHERE pk = %(pk)s
+    RETURNING seq
+){_CHILD_CTES_REPLACE}
+SELECT seq FROM head
+"""
+
+
+def _agg(table: str, alias: str = "c") -> str:
+    return (
+        f"(SELECT coalesce(jsonb_agg(t.data ORDER BY t.pos), '[]'::jsonb) FROM {table} t"
+        f" WHERE t.customer_pk = {alias}.pk)"
+    )
+
+
+_AGGS: Final = ", ".join(_agg(spec.table) for spec in _CHILD_SPECS)
+
+#: Columns of a full customer read: pk, seq, version, head, products, rows, entities.
+_FULL: Final = f"c.pk, c.seq, c.version, c.head, {_AGGS}"
+
+#: The same, but the documents only when the caller's cached (pk, seq, version) is stale.
+_HIT: Final = "(c.pk = %(hpk)s AND c.seq = %(hseq)s::bigint AND c.version = %(hver)s::bigint)"
+_CACHED: Final = (
+    f"c.pk, c.seq, c.version, CASE WHEN {_HIT} THEN NULL ELSE c.head END, "
+    + ", ".join(f"CASE WHEN {_HIT} THEN NULL ELSE {_agg(spec.table)} END" for spec in _CHILD_SPECS)
+)
+
+_READ_BY_ID: Final = f"SELECT {_CACHED} FROM autumn_customers c WHERE c.id = %(key)s"
+_READ_BY_PK: Final = f"SELECT {_CACHED} FROM autumn_customers c WHERE c.pk = %(key)s"
+
+#: Write path, statement 1: lock the customer row (returns the newest committed head).
+_LOCK: Final = (
+    "SELECT c.seq, c.version, CASE WHEN c.seq = %(hseq)s::bigint"
+    " AND c.version = %(hver)s::bigint THEN NULL ELSE c.head END"
+    " FROM autumn_customers c WHERE c.pk = %(key)s FOR UPDATE"
+)
+#: Write path, statement 2 (same round trip): the children, read after the lock was granted.
+_CHILDREN_AFTER_LOCK: Final = (
+    f"SELECT {_AGGS} FROM autumn_customers c WHERE c.pk = %(key)s"
+    " AND (c.seq = %(hseq)s::bigint AND c.version = %(hver)s::bigint) IS NOT TRUE"
+)
+
+_DELETE_CUSTOMER: Final = """
+WITH a AS (DELETE FROM autumn_customer_products WHERE customer_pk = %(pk)s),
+     b AS (DELETE FROM autumn_balance_rows WHERE customer_pk = %(pk)s),
+     e AS (DELETE FROM autumn_entities WHERE customer_pk = %(pk)s),
+     ev AS (DELETE FROM autumn_events WHERE customer_pk = %(pk)s),
+     i AS (DELETE FROM autumn_idempotency WHERE customer_pk = %(pk)s),
+     t AS (DELETE FROM autumn_trial_subject_claims WHERE customer_pk = %(pk)s),
+     inv AS (DELETE FROM autumn_invoices WHERE customer_pk = %(pk)s)
+DELETE FROM autumn_customers WHERE pk = %(pk)s
+"""
+
+_INSERT_EVENTS: Final = """
+INSERT INTO autumn_events
+    (id, customer_pk, entity_id, feature_id, event_name, value, ts, created_at, data)
+SELECT x.id, x.customer_pk, x.entity_id, x.feature_id, x.event_name, x.value, x.ts,
+       x.created_at, x.data::jsonb
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::numeric[],
+            %s::timestamptz[], %s::timestamptz[], %s::text[])
+     AS x(id, customer_pk, entity_id, feature_id, event_name, value, ts, created_at, data)
+"""
+
+_LIST_EVENTS: Final = """
+SELECT data FROM autumn_events
+WHERE customer_pk = %(pk)s
+  AND (%(feature)s::text IS NULL OR feature_id = %(feature)s::text)
+  AND (%(start)s::timestamptz IS NULL OR ts >= %(start)s::timestamptz)
+  AND (%(end)s::timestamptz IS NULL OR ts < %(end)s::timestamptz)
+  AND (%(after)s::text IS NULL OR seq > (
+        SELECT a.seq FROM autumn_events a
+        WHERE a.id = %(after)s::text AND a.customer_pk = %(pk)s))
+ORDER BY seq
+LIMIT %(limit)s
+"""
+
+_PUT_IDEMPOTENCY: Final = """
+INSERT INTO autumn_idempotency AS i (operation, customer_pk, key, created_at, data)
+VALUES (%s, %s, %s, %s, %s::jsonb)
+ON CONFLICT (operation, customer_pk, key) DO UPDATE
+SET created_at = excluded.created_at, data = excluded.data
+WHERE i.created_at <= excluded.created_at - %s::interval
+RETURNING 1
+"""
+
+_CLAIM_TRIAL: Final = """
+WITH s AS (
+    INSERT INTO autumn_trial_subject_claims (product_id, customer_pk, entity_key)
+    VALUES (%(product)s, %(pk)s, %(entity)s)
+    ON CONFLICT DO NOTHING RETURNING 1
+), f AS (
+    INSERT INTO autumn_trial_fingerprint_claims (product_id, fingerprint)
+    SELECT %(product)s, %(fp)s::text WHERE %(fp)s::text IS NOT NULL
+    ON CONFLICT DO NOTHING RETURNING 1
+)
+SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM f)
+"""
+
+_TRIAL_CLAIMED: Final = """
+SELECT EXISTS (
+    SELECT 1 FROM autumn_trial_subject_claims
+    WHERE product_id = %(product)s AND customer_pk = %(pk)s AND entity_key = %(entity)s
+) OR (%(fp)s::text IS NOT NULL AND EXISTS (
+    SELECT 1 FROM autumn_trial_fingerprint_claims
+    WHERE product_id = %(product)s AND fingerprint = %(fp)s::text
+))
+"""
+
+_SAVE_INVOICE: Final = """
+INSERT INTO autumn_invoices
+    (id, customer_pk, gateway_invoice_id, status, total, currency, created_at, data)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb)
+ON CONFLICT (id) DO UPDATE
+SET customer_pk = excluded.customer_pk, gateway_invoice_id = excluded.gateway_invoice_id,
+    status = excluded.status, total = excluded.total, currency = excluded.currency,
+    created_at = excluded.created_at, data = excluded.data
+"""
+
+
+def _head_text(state: CustomerState) -> str:
+    """The head document: every CustomerState field but the children and the version.
+
+    Derived from the class through the converter, so a field added to the model is stored
+    without touching this module.
+    """
+    data = codec.unstructure(attrs.evolve(state, products=(), rows=(), entities=()))
+    for name in (*_CHILDREN, "version"):
+        data.pop(name, None)
+    return codec.dump(data)
+
+
+_HEAD_FIELDS: Final = tuple(
+    f.name for f in attrs.fields(CustomerState) if f.name not in (*_CHILDREN, "version")
+)
+
+
+def _head_changed(before: CustomerState, after: CustomerState) -> bool:
+    for name in _HEAD_FIELDS:
+        a = getattr(before, name)
+        b = getattr(after, name)
+        if a is not b and a != b:
+            return True
+    return False
+
+
+def _email_lower(state: CustomerState) -> str | None:
+    # Lower-cased in Python, never with SQL lower(): the two disagree outside ASCII under some
+    # collations, and the in-memory store (the reference) uses str.lower.
+    return None if state.email is None else state.email.lower()
+
+
+def _child_params(
+    params: dict[str, Any], before: CustomerState | None, after: CustomerState
+) -> None:
+    """Fill the unnest arrays of the child CTEs.
+
+    With a ``before`` (what the database holds), only the children that changed are listed, and
+    the removed ones in ``*_del``; without one, every child is listed and ``*_keep`` names them.
+    """
+    for spec in _CHILD_SPECS:
+        p = spec.prefix
+        prev: dict[str, tuple[int, Any]] = {}
+        if before is not None:
+            prev = {getattr(x, spec.key): (i, x) for i, x in enumerate(getattr(before, spec.attr))}
+        ids: list[str] = []
+        pos: list[int] = []
+        data: list[str] = []
+        keep: list[str] = []
+        extra: dict[str, list[Any]] = {name: [] for name, _ in spec.extra}
+        for i, item in enumerate(getattr(after, spec.attr)):
+            key = getattr(item, spec.key)
+            keep.append(key)
+            old = prev.pop(key, None)
+            if old is not None and old[0] == i and (old[1] is item or old[1] == item):
+                continue
+            ids.append(key)
+            pos.append(i)
+            data.append(codec.encode(item))
+            for name, _ in spec.extra:
+                extra[name].append(getattr(item, name))
+        params[f"{p}_id"] = ids
+        params[f"{p}_pos"] = pos
+        params[f"{p}_data"] = data
+        for name, values in extra.items():
+            params[f"{p}_{name}"] = values
+        params[f"{p}_keep"] = keep
+        params[f"{p}_del"] = list(prev)
+
+
+# -- the transaction ------------------------------------------------------------------------
+
+_Entry = tuple[int, int, CustomerState]
+_Held = tuple[int, CustomerState]
+
+
+class PostgresTransaction:
+    """One unit of work on one pooled connection; also its own context manager."""
+
+    _conn: Conn
+
+    def __init__(self, store: PostgresStore, write: bool) -> None:
+        self._store = store
+        self._write = write
+        self._pipeline: psycopg.Pipeline | None = None
+        self._pipeline_cm: contextlib.AbstractContextManager[psycopg.Pipeline] | None = None
+        #: Cache entries this transaction produced: published only after COMMIT.
+        self._staged: dict[str, _Entry | None] = {}
+        #: Customers fetched whole by ``customer_pk`` in a read transaction (pk -> state).
+        self._prefetched: dict[str, CustomerState] = {}
+        #: pk -> (seq, state) that this transaction knows the database holds (it read, inserted
+        #: or saved it): the base a save diffs against.
+        self._held: dict[str, _Held] = {}
+
+    # -- life cycle ---------------------------------------------------------------------------
+    def __enter__(self) -> PostgresTransaction:
+        self._conn = self._store._acquire()
+        if self._write:
+            try:
+                self._pipeline_cm = self._conn.pipeline()
+                self._pipeline = self._pipeline_cm.__enter__()
+                self._conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
+            except BaseException as exc:
+                self._abort()
+                self._store._release(self._conn)
+                if isinstance(exc, psycopg.Error):
+                    raise translate(exc) from exc
+                raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if not self._write:
+                if exc is None:
+                    self._store._publish(self._staged)
+                return
+            if exc is not None:
+                self._abort()
+                if isinstance(exc, psycopg.Error):
+                    raise translate(exc) from exc
+                return
+            try:
+                self._conn.execute("COMMIT")
+                assert self._pipeline is not None and self._pipeline_cm is not None
+                self._pipeline.sync()
+                cm, self._pipeline_cm, self._pipeline = self._pipeline_cm, None, None
+                cm.__exit__(None, None, None)
+            except BaseException as err:
+                self._abort()
+                if isinstance(err, psycopg.Error):
+                    raise translate(err) from err
+                raise
+            self._store._publish(self._staged)
+        finally:
+            self._store._release(self._conn)
+
+    def _abort(self) -> None:
+        """Roll back whatever state the connection is in; a broken one is left to the pool."""
+        pipeline, self._pipeline = self._pipeline, None
+        cm, self._pipeline_cm = self._pipeline_cm, None
+        if pipeline is not None and cm is not None:
+            with contextlib.suppress(psycopg.Error):
+                pipeline.sync()  # surfaces (and clears) an error of a queued statement
+            with contextlib.suppress(psycopg.Error):
+                self._conn.execute("ROLLBACK")
+                pipeline.sync()
+            with contextlib.suppress(psycopg.Error):
+                cm.__exit__(None, None, None)
+        if self._conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            with contextlib.suppress(psycopg.Error):
+                self._conn.execute("ROLLBACK")
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _need_write(self) -> None:
+        if not self._write:
+            raise StoreError("write attempted in a read transaction")
+
+    def _fire(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> None:
+        """Queue a statement whose result nobody needs; errors surface by COMMIT at the latest."""
+        self._conn.execute(sql, params)
+
+    def _one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
+        return self._conn.execute(sql, params).fetchone()
+
+    def _all(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
+        return self._conn.execute(sql, params).fetchall()
+
+    def _lookup(self, pk: str) -> _Entry | None:
+        if pk in self._staged:
+            return self._staged[pk]
+        return self._store._cache.get(pk)
+
+    def _stage(self, pk: str, entry: _Entry | None) -> None:
+        if self._write:
+            self._staged[pk] = entry
+        elif entry is not None:
+            # A read transaction only ever sees committed rows: publish at once.
+            self._store._cache_put(pk, entry)
+
+    def _state(
+        self,
+        hint: _Entry | None,
+        pk: str,
+        seq: int,
+        version: int,
+        head: Any,
+        products: Any,
+        rows: Any,
+        entities: Any,
+    ) -> CustomerState:
+        """Build (or reuse) the parsed aggregate for one customer row."""
+        if hint is not None and hint[0] == seq and hint[1] == version:
+            self._held[pk] = (seq, hint[2])
+            return hint[2]
+        if head is None or products is None:
+            raise StoreError(f"customer {pk!r} changed while it was being read")
+        data = dict(head)
+        data["products"] = products
+        data["rows"] = rows
+        data["entities"] = entities
+        data["version"] = version
+        state = codec.structure(data, CustomerState)
+        self._held[pk] = (seq, state)
+        self._stage(pk, (seq, version, state))
+        return state
+
+    def _hint_params(self, key: str, hint: _Entry | None, hint_pk: str | None) -> dict[str, Any]:
+        if hint is None:
+            return {"key": key, "hpk": None, "hseq": None, "hver": None}
+        return {"key": key, "hpk": hint_pk, "hseq": hint[0], "hver": hint[1]}
+
+    # -- catalog versions -----------------------------------------------------------------------
+    @_translated
+    def load_product_versions(self) -> list[ProductVersionRecord]:
+        rows = self._all("SELECT data FROM autumn_product_versions ORDER BY product_id, version")
+        return [codec.structure(r[0], ProductVersionRecord) for r in rows]
+
+    @_translated
+    def save_product_version(self, record: ProductVersionRecord) -> None:
+        self._need_write()
+        self._fire(
+            "INSERT INTO autumn_product_versions (product_id, version, created_at, data)"
+            " VALUES (%s, %s, %s, %s::jsonb) ON CONFLICT (product_id, version) DO UPDATE"
+            " SET created_at = excluded.created_at, data = excluded.data",
+            (record.product_id, record.version, record.created_at, codec.encode(record)),
+        )
+
+    @_translated
+    def product_version_in_use(self, product_id: str, version: int) -> bool:
+        row = self._one(
+            "SELECT EXISTS (SELECT 1 FROM autumn_customer_products"
+            " WHERE product_id = %s AND version = %s)",
+            (product_id, version),
+        )
+        return bool(row[0])
+
+    # -- customers ------------------------------------------------------------------------------
+    @_translated
+    def customer_pk(self, customer_id: str) -> str | None:
+        if self._write:
+            row = self._one("SELECT pk FROM autumn_customers WHERE id = %s", (customer_id,))
+            return None if row is None else str(row[0])
+        # Read transaction: fetch the whole customer now (one round trip for a check).
+        hint_pk = self._store._ids.get(customer_id)
+        hint = self._lookup(hint_pk) if hint_pk is not None else None
+        row = self._one(_READ_BY_ID, self._hint_params(customer_id, hint, hint_pk))
+        if row is None:
+            return None
+        pk = str(row[0])
+        self._prefetched[pk] = self._state(hint if hint_pk == pk else None, *row)
+        self._store._ids[customer_id] = pk
+        return pk
+
+    @_translated
+    def load_customer(self, pk: str, *, for_update: bool = False) -> CustomerState | None:
+        if for_update and self._write:
+            return self._load_locked(pk)
+        state = self._prefetched.pop(pk, None)
+        if state is not None:
+            return state
+        hint = self._lookup(pk)
+        row = self._one(_READ_BY_PK, self._hint_params(pk, hint, pk))
+        return None if row is None else self._state(hint, *row)
+
+    def _load_locked(self, pk: str) -> CustomerState | None:
+        hint = self._lookup(pk)
+        params = self._hint_params(pk, hint, pk)
+        lock = self._conn.execute(_LOCK, params)
+        children = self._conn.execute(_CHILDREN_AFTER_LOCK, params)
+        head_row = lock.fetchone()
+        child_row = children.fetchone()
+        if head_row is None:
+            return None
+        seq, version, head = head_row
+        if child_row is None:
+            return self._state(hint, pk, seq, version, head, None, None, None)
+        return self._state(hint, pk, seq, version, head, *child_row)
+
+    def _states(self, rows: list[Any]) -> list[CustomerState]:
+        return [self._state(self._lookup(str(r[0])), *r) for r in rows]
+
+    @_translated
+    def customers_by_email(self, email: str) -> list[CustomerState]:
+        rows = self._all(
+            f"SELECT {_FULL} FROM autumn_customers c WHERE c.email_lower = %s"
+            " ORDER BY c.created_at, c.seq",
+            (email.lower(),),
+        )
+        return self._states(rows)
+
+    @_translated
+    def insert_customer(self, state: CustomerState) -> None:
+        self._need_write()
+        params: dict[str, Any] = {
+            "pk": state.pk,
+            "id": state.id,
+            "email_lower": _email_lower(state),
+            "created_at": state.created_at,
+            "due": next_due_at(state),
+            "version": 1,
+            "head": _head_text(state),
+        }
+        _child_params(params, None, state)
+        row = self._one(_INSERT_CUSTOMER, params)
+        if row is None:
+            raise UniqueViolation(
+                f"customer pk {state.pk!r}, id {state.id!r} or id-less email {state.email!r}"
+                " is taken"
+            )
+        seq = int(row[0])
+        inserted = attrs.evolve(state, version=1)
+        self._held[state.pk] = (seq, inserted)
+        self._stage(state.pk, (seq, 1, inserted))
+        if state.id is not None:
+            self._store._ids[state.id] = state.pk
+
+    @_translated
+    def save_customer(self, before: CustomerState, after: CustomerState) -> None:
+        """Write ``after``. The diff is taken against what *this transaction* knows the database
+        holds (normally ``before`` itself); a customer it never read is written whole, so a
+        stale ``before`` can never leave a child of another state behind."""
+        self._need_write()
+        held = self._held.get(after.pk)
+        base = held[1] if held is not None else None
+        params: dict[str, Any] = {
+            "pk": after.pk,
+            "id": after.id,
+            "email_lower": _email_lower(after),
+            "due": next_due_at(after),
+        }
+        _child_params(params, base, after)
+        if base is None:
+            sql = _REPLACE_CUSTOMER
+            params["head"] = _head_text(after)
+            identity_changed = True
+        else:
+            sql = _UPDATE_CUSTOMER
+            params["version"] = base.version + 1
+            params["base_version"] = base.version
+            params["head"] = _head_text(after) if _head_changed(base, after) else None
+            params["lost"] = f"customer {after.pk!r} was changed by another transaction"
+            identity_changed = (base.id, _email_lower(base)) != (after.id, _email_lower(after))
+        if identity_changed:
+            # A new id or email may be taken: find out now (the caller turns it into a Conflict)
+            # and keep the transaction usable.
+            self._fire("SAVEPOINT autumn_identity")
+            try:
+                self._one(sql, params)
+            except pg_errors.UniqueViolation as exc:
+                if self._pipeline is not None:
+                    with contextlib.suppress(psycopg.Error):
+                        self._pipeline.sync()  # leave the aborted-pipeline state
+                self._fire("ROLLBACK TO SAVEPOINT autumn_identity")
+                raise translate(exc) from exc
+            self._fire("RELEASE SAVEPOINT autumn_identity")
+        else:
+            self._fire(sql, params)
+        if held is not None and base is not None:
+            saved = attrs.evolve(after, version=base.version + 1)
+            self._held[after.pk] = (held[0], saved)
+            self._stage(after.pk, (held[0], saved.version, saved))
+        else:
+            self._stage(after.pk, None)
+        if after.id is not None:
+            self._store._ids[after.id] = after.pk
+
+    @_translated
+    def delete_customer(self, pk: str) -> None:
+        self._need_write()
+        self._fire(_DELETE_CUSTOMER, {"pk": pk})
+        self._stage(pk, None)
+        self._prefetched.pop(pk, None)
+        self._held.pop(pk, None)
+
+    @_translated
+    def list_customers(
+        self, *, limit: int, starting_after: str | None, email: str | None
+    ) -> list[CustomerState]:
+        rows = self._all(
+            f"""
+            SELECT {_FULL} FROM autumn_customers c
+            WHERE (%(email)s::text IS NULL OR c.email_lower = %(email)s::text)
+              AND (%(after)s::text IS NULL
+                   OR NOT EXISTS (
+                       SELECT 1 FROM autumn_customers a WHERE a.pk = %(after)s::text
+                       AND (%(email)s::text IS NULL OR a.email_lower = %(email)s::text))
+                   OR (c.created_at, c.pk) > (
+                       SELECT a.created_at, a.pk FROM autumn_customers a
+                       WHERE a.pk = %(after)s::text))
+            ORDER BY c.created_at, c.pk
+            LIMIT %(limit)s
+            """,
+            {
+                "email": None if email is None else email.lower(),
+                "after": starting_after,
+                "limit": limit,
+            },
+        )
+        return self._states(rows)
+
+    @_translated
+    def due_customer_pks(self, now: datetime, limit: int | None) -> list[str]:
+        rows = self._all(
+            "SELECT pk FROM autumn_customers WHERE next_due_at <= %s"
+            " ORDER BY next_due_at, pk LIMIT %s",
+            (now, limit),
+        )
+        return [str(r[0]) for r in rows]
+
+    # -- events -------------------------------------------------------------------------------
+    @_translated
+    def append_events(self, events: Sequence[EventRecord]) -> None:
+        self._need_write()
+        if not events:
+            return
+        self._fire(
+            _INSERT_EVENTS,
+            (
+                [e.id for e in events],
+                [e.customer_pk for e in events],
+                [e.entity_id for e in events],
+                [e.feature_id for e in events],
+                [e.event_name for e in events],
+                [e.value for e in events],
+                [e.timestamp for e in events],
+                [e.created_at for e in events],
+                [codec.encode(e) for e in events],
+            ),
+        )
+
+    @_translated
+    def list_events(
+        self,
+        customer_pk: str,
+        *,
+        feature_id: str | None,
+        start: datetime | None,
+        end: datetime | None,
+        limit: int,
+        starting_after: str | None,
+    ) -> list[EventRecord]:
+        rows = self._all(
+            _LIST_EVENTS,
+            {
+                "pk": customer_pk,
+                "feature": feature_id,
+                "start": start,
+                "end": end,
+                "after": starting_after,
+                "limit": limit,
+            },
+        )
+        return [codec.structure(r[0], EventRecord) for r in rows]
+
+    # -- idempotency --------------------------------------------------------------------------
+    @_translated
+    def get_idempotency(
+        self, operation: str, customer_pk: str, key: str
+    ) -> IdempotencyRecord | None:
+        row = self._one(
+            "SELECT data FROM autumn_idempotency"
+            " WHERE operation = %s AND customer_pk = %s AND key = %s",
+            (operation, customer_pk, key),
+        )
+        return None if row is None else codec.structure(row[0], IdempotencyRecord)
+
+    @_translated
+    def put_idempotency(self, record: IdempotencyRecord) -> None:
+        self._need_write()
+        row = self._one(
+            _PUT_IDEMPOTENCY,
+            (
+                record.operation,
+                record.customer_pk,
+                record.key,
+                record.created_at,
+                codec.encode(record),
+                IDEMPOTENCY_TTL,
+            ),
+        )
+        if row is None:
+            raise UniqueViolation(f"idempotency key {record.key!r} is in use")
+
+    # -- unique claims ------------------------------------------------------------------------
+    @_translated
+    def trial_claimed(
+        self, product_id: str, customer_pk: str, entity_id: str | None, fingerprint: str | None
+    ) -> bool:
+        row = self._one(
+            _TRIAL_CLAIMED,
+            {
+                "product": product_id,
+                "pk": customer_pk,
+                "entity": entity_id or "",
+                "fp": fingerprint,
+            },
+        )
+        return bool(row[0])
+
+    @_translated
+    def claim_trial(
+        self, product_id: str, customer_pk: str, entity_id: str | None, fingerprint: str | None
+    ) -> bool:
+        self._need_write()
+        params = {
+            "product": product_id,
+            "pk": customer_pk,
+            "entity": entity_id or "",
+            "fp": fingerprint,
+        }
+        subject, by_fp = self._one(_CLAIM_TRIAL, params)
+        if subject and (fingerprint is None or by_fp):
+            return True
+        # One of the two was claimed already: undo the half this statement inserted (no other
+        # transaction can see it yet), so a refused claim inserts nothing.
+        if subject:
+            self._fire(
+                "DELETE FROM autumn_trial_subject_claims"
+                " WHERE product_id = %(product)s AND customer_pk = %(pk)s"
+                " AND entity_key = %(entity)s",
+                params,
+            )
+        if by_fp:
+            self._fire(
+                "DELETE FROM autumn_trial_fingerprint_claims"
+                " WHERE product_id = %(product)s AND fingerprint = %(fp)s",
+                params,
+            )
+        return False
+
+    @_translated
+    def claim_renewal(self, cp_instance_id: str, period_start: datetime) -> bool:
+        self._need_write()
+        row = self._one(
+            "INSERT INTO autumn_renewal_markers (cp_instance_id, period_start) VALUES (%s, %s)"
+            " ON CONFLICT DO NOTHING RETURNING 1",
+            (cp_instance_id, period_start),
+        )
+        return row is not None
+
+    @_translated
+    def claim_gateway_event(self, event_id: str) -> bool:
+        self._need_write()
+        row = self._one(
+            "INSERT INTO autumn_gateway_events (event_id) VALUES (%s)"
+            " ON CONFLICT DO NOTHING RETURNING 1",
+            (event_id,),
+        )
+        return row is not None
+
+    # -- invoices -----------------------------------------------------------------------------
+    @_translated
+    def save_invoice(self, invoice: InvoiceRecord) -> None:
+        self._need_write()
+        self._fire(
+            _SAVE_INVOICE,
+            (
+                invoice.id,
+                invoice.customer_pk,
+                invoice.gateway_invoice_id,
+                invoice.status,
+                invoice.total,
+                invoice.currency,
+                invoice.created_at,
+                codec.encode(invoice),
+            ),
+        )
+
+    @_translated
+    def get_invoice(self, invoice_id: str) -> InvoiceRecord | None:
+        row = self._one("SELECT data FROM autumn_invoices WHERE id = %s", (invoice_id,))
+        return None if row is None else codec.structure(row[0], InvoiceRecord)
+
+    @_translated
+    def find_invoice_by_gateway_id(self, gateway_invoice_id: str) -> InvoiceRecord | None:
+        row = self._one(
+            "SELECT data FROM autumn_invoices WHERE gateway_invoice_id = %s ORDER BY seq LIMIT 1",
+            (gateway_invoice_id,),
+        )
+        return None if row is None else codec.structure(row[0], InvoiceRecord)
+
+    @_translated
+    def list_invoices(self, customer_pk: str) -> list[InvoiceRecord]:
+        rows = self._all(
+            "SELECT data FROM autumn_invoices WHERE customer_pk = %s ORDER BY seq",
+            (customer_pk,),
+        )
+        return [codec.structure(r[0], InvoiceRecord) for r in rows]
+
+    # -- pending ------------------------------------------------------------------------------
+    @_translated
+    def put_pending(self, record: PendingRecord) -> None:
+        self._need_write()
+        self._fire(
+            "INSERT INTO autumn_pending (key, customer_pk, kind, created_at, data)"
+            " VALUES (%s, %s, %s, %s, %s::jsonb) ON CONFLICT (key) DO UPDATE"
+            " SET customer_pk = excluded.customer_pk, kind = excluded.kind,"
+            " created_at = excluded.created_at, data = excluded.data",
+            (record.key, record.customer_pk, record.kind, record.created_at, codec.encode(record)),
+        )
+
+    @_translated
+    def get_pending(self, key: str) -> PendingRecord | None:
+        row = self._one("SELECT data FROM autumn_pending WHERE key = %s", (key,))
+        return None if row is None else codec.structure(row[0], PendingRecord)
+
+    @_translated
+    def delete_pending(self, key: str) -> None:
+        self._need_write()
+        self._fire("DELETE FROM autumn_pending WHERE key = %s", (key,))
+
+    @_translated
+    def list_pending(self, kind: str) -> list[PendingRecord]:
+        rows = self._all(
+            'SELECT data FROM autumn_pending WHERE kind = %s ORDER BY key COLLATE "C"', (kind,)
+        )
+        return [codec.structure(r[0], PendingRecord) for r in rows]
+
+
+# -- the store ------------------------------------------------------------------------------
+
+
+def _describe(conninfo: str) -> str:
+    """host:port/dbname of a conninfo, never the password (for repr and messages)."""
+    try:
+        d = conninfo_to_dict(conninfo)
+    except psycopg.Error:
+        return "?"
+    return f"{d.get('host', '')}:{d.get('port', '')}/{d.get('dbname', '')}"
+
+
+class PostgresStore:
+    """The PostgreSQL store: ``PostgresStore("postgresql://user:pw@host:port/db")``.
+
+    Also accepts a ``psycopg_pool.ConnectionPool`` the application already has (the store then
+    does not close it). Opening migrates the schema (see ``autumn_postgres.schema``).
+
+    ``max_size`` bounds the pool this store creates, ``timeout`` how long a call waits for a
+    connection (and so for an unreachable server) before failing with ``StoreError``,
+    ``cache_size`` how many parsed customers are kept.
+    """
+
+    capabilities = StoreCapabilities(multi_process=True, durable=True)
+
+    def __init__(
+        self,
+        url_or_pool: str | ConnectionPool[Any],
+        *,
+        min_size: int = 1,
+        max_size: int = DEFAULT_POOL_MAX,
+        timeout: float = DEFAULT_TIMEOUT,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+    ) -> None:
+        self._cache_size = max(0, int(cache_size))
+        #: pk -> (seq, version, state) of committed states. Read without a lock (dict reads are
+        #: atomic); written under ``_cache_lock``.
+        self._cache: dict[str, _Entry] = {}
+        self._cache_lock = threading.Lock()
+        #: customer id -> pk, a hint for the cache (a wrong hint only costs a cache miss).
+        self._ids: dict[str, str] = {}
+        self._closed = False
+        self._pid = os.getpid()
+        if isinstance(url_or_pool, ConnectionPool):
+            self._pool: ConnectionPool[Any] = url_or_pool
+            self._owns_pool = False
+            conninfo = url_or_pool.conninfo
+            self._where = _describe(conninfo if isinstance(conninfo, str) else conninfo())
+        elif isinstance(url_or_pool, str):
+            try:
+                conninfo_to_dict(url_or_pool)
+            except psycopg.Error as exc:
+                raise InvalidRequest(f"not a PostgreSQL URL: {exc}") from None
+            if not (0 < min_size <= max_size):
+                raise InvalidRequest(f"need 0 < min_size <= max_size, got {min_size}, {max_size}")
+            if not timeout > 0:
+                raise InvalidRequest(f"timeout must be positive, got {timeout!r}")
+            self._where = _describe(url_or_pool)
+            self._pool = ConnectionPool(
+                url_or_pool,
+                min_size=min_size,
+                max_size=max_size,
+                timeout=timeout,
+                kwargs={"autocommit": True, "prepare_threshold": 0},
+                name=f"autumn-{self._where}",
+                open=True,
+            )
+            self._owns_pool = True
+        else:
+            raise InvalidRequest(
+                f"PostgresStore needs a postgresql:// URL or a ConnectionPool, got {url_or_pool!r}"
+            )
+        try:
+            self._migrate()
+        except BaseException:
+            self.close()
+            raise
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self._where!r})"
+
+    # -- public -------------------------------------------------------------------------------
+    def transaction(self, *, write: bool = True) -> PostgresTransaction:
+        """A context manager running one transaction (see the module docstring)."""
+        if self._closed:
+            raise StoreError("the store is closed")
+        return PostgresTransaction(self, write)
+
+    def close(self) -> None:
+        """Release the pool (if this store made it); later calls raise ``StoreError``."""
+        self._closed = True
+        if self._owns_pool:
+            with contextlib.suppress(Exception):
+                self._pool.close()
+        self._cache.clear()
+        self._ids.clear()
+
+    def schema_version(self) -> int:
+        """The schema version of the database (the highest applied migration)."""
+        with self._connection() as conn:
+            return self._db_version(conn)
+
+    # -- connections --------------------------------------------------------------------------
+    def _acquire(self) -> Conn:
+        if self._closed:
+            raise StoreError("the store is closed")
+        if os.getpid() != self._pid:
+            raise StoreError("a PostgresStore cannot be used after fork: open one in each process")
+        try:
+            conn: Conn = self._pool.getconn()
+        except (PoolTimeout, PoolClosed, psycopg.Error) as exc:
+            raise translate(exc) from exc
+        if not conn.autocommit:  # a caller-supplied pool
+            try:
+                conn.autocommit = True
+            except psycopg.Error as exc:
+                self._pool.putconn(conn)
+                raise translate(exc) from exc
+        conn.prepare_threshold = 0
+        return conn
+
+    def _release(self, conn: Conn) -> None:
+        with contextlib.suppress(Exception):
+            self._pool.putconn(conn)
+
+    @contextlib.contextmanager
+    def _connection(self) -> Any:
+        conn = self._acquire()
+        try:
+            yield conn
+        except psycopg.Error as exc:
+            raise translate(exc) from exc
+        finally:
+            self._release(conn)
+
+    # -- the parse cache ----------------------------------------------------------------------
+    def _cache_put(self, pk: str, entry: _Entry) -> None:
+        if not self._cache_size:
+            return
+        with self._cache_lock:
+            cache = self._cache
+            old = cache.get(pk)
+            # Never replace a newer entry with an older one (a slow reader racing a writer).
+            if old is not None and old[0] == entry[0] and old[1] > entry[1]:
+                return
+            cache.pop(pk, None)
+            cache[pk] = entry
+            if len(cache) > self._cache_size:
+                for stale in list(cache)[: max(1, len(cache) // 4)]:
+                    del cache[stale]
+
+    def _publish(self, staged: dict[str, _Entry | None]) -> None:
+        for pk, entry in staged.items():
+            if entry is None:
+                with self._cache_lock:
+                    self._cache.pop(pk, None)
+            else:
+                self._cache_put(pk, entry)
+
+    # -- migrations ---------------------------------------------------------------------------
+    @staticmethod
+    def _db_version(conn: Conn) -> int:
+        row = conn.execute(
+            f"SELECT to_regclass('{schema.MIGRATIONS_TABLE}') IS NOT NULL"
+        ).fetchone()
+        if row is None or not row[0]:
+            return 0
+        row = conn.execute(
+            f"SELECT coalesce(max(version), 0) FROM {schema.MIGRATIONS_TABLE}"
+        ).fetchone()
+        return int(row[0]) if row is not None else 0
+
+    def _check_version(self, version: int, target: int) -> None:
+        if version > target:
+            raise StoreError(
+                f"the database at {self._where} has autumn schema version {version}, newer than"
+                f" this autumn_postgres understands ({target}); upgrade autumn-embedded"
+            )
+
+    def _migrate(self) -> None:
+        """Bring the schema to ``current_version()``, once, however many processes open at once.
+
+        A lock-free look first (the common case: nothing to do, no queueing at start-up); then
+        the missing steps in one transaction under ``pg_advisory_xact_lock``, re-reading the
+        version after the lock is granted because another process may have just migrated.
+        """
+        target = schema.current_version()
+        with self._connection() as conn:
+            version = self._db_version(conn)
+            self._check_version(version, target)
+            if version == target:
+                return
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (schema.MIGRATION_LOCK_KEY,))
+                conn.execute(schema.CREATE_MIGRATIONS_TABLE)
+                version = self._db_version(conn)
+                self._check_version(version, target)
+                for step in range(version, target):
+                    for statement in schema.MIGRATIONS[step]:
+                        conn.execute(statement)
+                    conn.execute(
+                        f"INSERT INTO {schema.MIGRATIONS_TABLE} (version) VALUES (%s)",
+                        (step + 1,),
+                    )
+
+
+__all__ = ["PostgresStore", "PostgresTransaction", "RetryableStoreError", "translate"]

@@ -1,0 +1,41 @@
+"""PostgresStore through the whole shared Store contract (``tests/contract``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from autumn_core.ports import Store
+from autumn_postgres import PostgresStore
+from tests.contract.store_contract import StoreContract
+from tests.postgres.conftest import PgDatabase
+
+pytestmark = pytest.mark.postgres
+
+
+class TestPostgresStore(StoreContract):
+    """A fresh database per test; ``reopen_store`` is a second store (own pool) on it."""
+
+    @pytest.fixture(autouse=True)
+    def _database(self, pg_db: PgDatabase) -> None:
+        self.url = pg_db.url
+
+    def make_store(self) -> Store:
+        return PostgresStore(self.url)
+
+    def reopen_store(self) -> Store:
+        return PostgresStore(self.url)
+
+
+class TestPostgresUncachedStore(StoreContract):
+    """No parsed-customer cache: every load reads the rows, so the contract checks what the
+    store actually wrote (with the cache, a load right after a save is served from memory)."""
+
+    @pytest.fixture(autouse=True)
+    def _database(self, pg_db: PgDatabase) -> None:
+        self.url = pg_db.url
+
+    def make_store(self) -> Store:
+        return PostgresStore(self.url, cache_size=0)
+
+    def reopen_store(self) -> Store:
+        return PostgresStore(self.url, cache_size=0)
