@@ -246,12 +246,16 @@ class SqliteTransaction:
             raise translate(exc) from exc
 
     def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        if not self._active:
+            raise StoreError("the transaction is not open")
         try:
             return self._conn.execute(sql, params).fetchone()
         except sqlite3.Error as exc:
             raise translate(exc) from exc
 
     def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        if not self._active:
+            raise StoreError("the transaction is not open")
         try:
             return self._conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
@@ -309,7 +313,7 @@ class SqliteTransaction:
             row = self._one("SELECT seq, version FROM customers WHERE pk = ?", (pk,))
             if row is None:
                 return None
-            seen = (row[0], row[1])
+            seen = self._seen[pk] = (row[0], row[1])
         return self._cached_or_read(pk, seen[0], seen[1])
 
     def _cached_or_read(self, pk: str, seq: int, version: int) -> CustomerState | None:
@@ -337,12 +341,14 @@ class SqliteTransaction:
         except Exception as exc:
             raise translate(exc) from exc
         self._store._cache_put(pk, seq, state)
+        self._seen[pk] = (seq, version)
         return state
 
     def _states(self, rows: list[Any]) -> list[CustomerState]:
         """Customers from (pk, seq, version) rows, in order, through the overlay and cache."""
         out = []
         for pk, seq, version in rows:
+            self._seen[pk] = (seq, version)
             written = self._overlay.get(pk)
             if written is not None:
                 state = None if written[1] is _DELETED else written[1]
@@ -392,135 +398,141 @@ class SqliteTransaction:
     def insert_customer(self, state: CustomerState) -> None:
         self._need_write()
         stored = attrs.evolve(state, version=1)
-        head = self._head(stored)
-        due = next_due_at(stored)
+        # Everything is encoded before the first statement, so a refused call writes nothing.
+        head = self._head_params(stored, _due_micros(stored))
+        children = self._all_child_ops(stored, None)
         # The customer row first: it carries every uniqueness rule, so a refused insert has
         # written nothing and the transaction stays usable.
         cur = self._exec(
-            "INSERT INTO customers (pk, id, email_lower, created_us, next_due_us, version, data)"
-            " VALUES (?, ?, ?, ?, ?, 1, ?)",
-            (
-                stored.pk,
-                stored.id,
-                None if stored.email is None else stored.email.lower(),
-                codec.to_micros(stored.created_at),
-                None if due is None else codec.to_micros(due),
-                head,
-            ),
+            "INSERT INTO customers (id, email_lower, created_us, next_due_us, data, pk, version)"
+            " VALUES (?, ?, ?, ?, ?, ?, 1)",
+            head,
         )
         seq = cur.lastrowid
         assert seq is not None
-        for spec in _CHILD_SPECS:
-            self._write_children(spec, stored.pk, None, getattr(stored, spec.attr))
+        self._run_ops(children)
         self._overlay[stored.pk] = (seq, stored)
 
     def save_customer(self, before: CustomerState, after: CustomerState) -> None:
+        """Write the difference between what the database holds and ``after``.
+
+        What it holds is what this transaction last wrote for the customer, else ``before``
+        when ``before`` is at the stored version, else unknown (a stale ``before``): then the
+        head and every child row are rewritten. A track is one version bump and one row update.
+        """
         self._need_write()
         pk = after.pk
         written = self._overlay.get(pk)
-        # What the database holds now: what this transaction last wrote, else ``before``.
-        base: CustomerState = before
+        known: CustomerState | None
         if written is not None and written[1] is not _DELETED:
-            base = written[1]
-        due_us = _due_micros(after)
-        head_changed = any(getattr(base, name) != getattr(after, name) for name in _HEAD_FIELDS)
-        if head_changed:
-            rows = self._update_head(after, due_us)
-        elif due_us == _due_micros(base):
-            # The common case (a track): only the version moves, so no index is touched.
-            rows = self._all(
-                "UPDATE customers SET version = version + 1 WHERE pk = ? RETURNING seq, version",
-                (pk,),
-            )
+            known = written[1]
         else:
-            rows = self._all(
-                "UPDATE customers SET next_due_us = ?, version = version + 1 WHERE pk = ?"
-                " RETURNING seq, version",
-                (due_us, pk),
+            seen = self._seen.get(pk)
+            if seen is None:
+                row = self._one("SELECT seq, version FROM customers WHERE pk = ?", (pk,))
+                if row is None:
+                    raise StoreError(f"cannot save customer {pk!r}: it does not exist")
+                seen = (row[0], row[1])
+            known = before if seen[1] == before.version else None
+        # Encode first (see insert_customer), then write: the head row, then the children.
+        due_us = _due_micros(after)
+        if known is None or any(getattr(known, n) != getattr(after, n) for n in _HEAD_FIELDS):
+            sql = (
+                "UPDATE customers SET id = ?, email_lower = ?, created_us = ?, next_due_us = ?,"
+                " data = ?, version = version + 1 WHERE pk = ? RETURNING seq, version"
             )
+            params: Sequence[Any] = self._head_params(after, due_us)
+        elif due_us == _due_micros(known):
+            # The common case (a track): only the version moves, so no index is touched.
+            sql = "UPDATE customers SET version = version + 1 WHERE pk = ? RETURNING seq, version"
+            params = (pk,)
+        else:
+            sql = (
+                "UPDATE customers SET next_due_us = ?, version = version + 1 WHERE pk = ?"
+                " RETURNING seq, version"
+            )
+            params = (due_us, pk)
+        children = self._all_child_ops(after, known)
+        rows = self._all(sql, params)
         if not rows:
             raise StoreError(f"cannot save customer {pk!r}: it does not exist")
+        self._run_ops(children)
         seq, version = rows[0]
-        known: CustomerState | None = base
-        if written is None and version != before.version + 1:
-            # ``before`` is not what the database held (a stale copy): rewrite everything.
-            known = None
-            if not head_changed:
-                self._update_head(after, due_us, bump=False)
-        for spec in _CHILD_SPECS:
-            self._write_children(
-                spec,
-                pk,
-                None if known is None else getattr(known, spec.attr),
-                getattr(after, spec.attr),
-            )
         self._overlay[pk] = (seq, attrs.evolve(after, version=version))
-
-    def _update_head(
-        self, state: CustomerState, due_us: int | None, *, bump: bool = True
-    ) -> list[Any]:
-        return self._all(
-            "UPDATE customers SET id = ?, email_lower = ?, created_us = ?, next_due_us = ?,"
-            f" data = ?{', version = version + 1' if bump else ''} WHERE pk = ?"
-            " RETURNING seq, version",
-            (
-                state.id,
-                None if state.email is None else state.email.lower(),
-                codec.to_micros(state.created_at),
-                due_us,
-                self._head(state),
-                state.pk,
-            ),
-        )
+        self._seen.pop(pk, None)
 
     @staticmethod
-    def _head(state: CustomerState) -> str:
+    def _head_params(state: CustomerState, due_us: int | None) -> tuple[Any, ...]:
+        """(id, email_lower, created_us, next_due_us, data, pk) of the customers row."""
         data = codec.unstructure(state)
         for name in (*_CHILDREN, "version"):
             del data[name]
-        return codec.dump(data)
+        return (
+            state.id,
+            None if state.email is None else state.email.lower(),
+            codec.to_micros(state.created_at),
+            due_us,
+            codec.dump(data),
+            state.pk,
+        )
 
-    def _write_children(
-        self, spec: _Child, pk: str, before: tuple[Any, ...] | None, after: tuple[Any, ...]
+    def _run_ops(self, ops: list[tuple[str, Any, bool]]) -> None:
+        for sql, params, many in ops:
+            if many:
+                self._many(sql, params)
+            else:
+                self._exec(sql, params)
+
+    def _all_child_ops(
+        self, after: CustomerState, known: CustomerState | None
+    ) -> list[tuple[str, Any, bool]]:
+        ops: list[tuple[str, Any, bool]] = []
+        for spec in _CHILD_SPECS:
+            old = None if known is None else getattr(known, spec.attr)
+            self._child_ops(ops, spec, after.pk, old, getattr(after, spec.attr))
+        return ops
+
+    @staticmethod
+    def _child_ops(
+        ops: list[tuple[str, Any, bool]],
+        spec: _Child,
+        pk: str,
+        before: tuple[Any, ...] | None,
+        after: tuple[Any, ...],
     ) -> None:
-        """Write the difference between two tuples of child records (``None``: unknown, so
-        replace them all). Unchanged records are recognised by identity first, then equality."""
+        """Append the statements turning ``before`` into ``after`` for one child table
+        (``before=None``: unknown, so replace them all). Unchanged records are recognised by
+        identity first, then by equality; a moved one only gets its position updated."""
         if before is after:
             return
         insert, update, update_pos, delete_one, delete_all = _CHILD_SQL[spec.attr]
         key, extra = spec.key, spec.extra
+        encode = codec.encode
         if before is None:
-            self._exec(delete_all, (pk,))
-            self._many(
-                insert,
-                [
-                    (
-                        pk,
-                        getattr(item, key),
-                        pos,
-                        *[getattr(item, c) for c in extra],
-                        codec.encode(item),
-                    )
-                    for pos, item in enumerate(after)
-                ],
-            )
+            ops.append((delete_all, (pk,), False))
+            rows = [
+                (pk, getattr(item, key), pos, *[getattr(item, c) for c in extra], encode(item))
+                for pos, item in enumerate(after)
+            ]
+            if rows:
+                ops.append((insert, rows, True))
             return
         old = {getattr(item, key): (pos, item) for pos, item in enumerate(before)}
         for pos, item in enumerate(after):
             k = getattr(item, key)
             prev = old.pop(k, None)
             if prev is None:
-                self._exec(
-                    insert, (pk, k, pos, *[getattr(item, c) for c in extra], codec.encode(item))
+                ops.append(
+                    (insert, (pk, k, pos, *[getattr(item, c) for c in extra], encode(item)), False)
                 )
             elif prev[1] is not item and prev[1] != item:
-                self._exec(
-                    update, (pos, *[getattr(item, c) for c in extra], codec.encode(item), pk, k)
+                ops.append(
+                    (update, (pos, *[getattr(item, c) for c in extra], encode(item), pk, k), False)
                 )
             elif prev[0] != pos:
-                self._exec(update_pos, (pos, pk, k))
+                ops.append((update_pos, (pos, pk, k), False))
         for k in old:
-            self._exec(delete_one, (pk, k))
+            ops.append((delete_one, (pk, k), False))
 
     def delete_customer(self, pk: str) -> None:
         self._need_write()

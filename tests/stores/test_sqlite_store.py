@@ -203,6 +203,34 @@ class TestErrors:
         with store.transaction(write=False) as tx:
             assert tx.customer_pk("naive") is None
 
+    def test_a_save_refused_while_encoding_writes_nothing(self, store: SqliteStore) -> None:
+        """Given a stored customer, when a save changing one row and adding a row with a naive
+        datetime is refused inside a transaction that then carries on and commits, then the
+        customer is exactly as before (the changed row was not written either)."""
+        s = customer(rows=(row("r1", balance=5),))
+        with store.transaction() as tx:
+            tx.insert_customer(s)
+        with store.transaction(write=False) as tx:
+            before = tx.load_customer(s.pk)
+        assert before is not None
+        bad = attrs.evolve(
+            before,
+            rows=(
+                attrs.evolve(before.rows[0], balance=D(0)),
+                row("r2", created_at=datetime(2025, 1, 1)),
+            ),
+        )
+        with store.transaction() as tx:
+            with pytest.raises(StoreError, match="naive"):
+                tx.save_customer(before, bad)
+            with pytest.raises(StoreError, match="naive"):
+                tx.insert_customer(customer("bad_child", rows=bad.rows))
+        uncached = SqliteStore(store.path, cache_size=0)
+        with uncached.transaction(write=False) as tx:
+            assert tx.load_customer(s.pk) == before
+            assert tx.customer_pk("bad_child") is None
+        uncached.close()
+
     def test_nested_transaction_on_one_thread_is_refused(self, store: SqliteStore) -> None:
         """Given an open transaction, when the same thread opens another, then StoreError is
         raised at once (it would wait on itself), and the outer one still commits."""
