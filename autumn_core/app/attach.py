@@ -72,6 +72,9 @@ class AttachArgs:
     force_checkout: bool
     customer_data: CustomerData | None
     idempotency_key: str | None
+    #: One per public call, stable across the call's transaction re-runs: the gateway's
+    #: idempotency key, so a re-run never charges twice and a new call is a new charge.
+    nonce: str = attrs.field(factory=lambda: new_id("call"))
 
     def fingerprint(self) -> str:
         trial = self.free_trial
@@ -730,7 +733,7 @@ def _provision(
     if plan.lines or (
         plan.needs_payment and plan.trial_ends_at is None and not plan.product.is_free
     ):
-        key = f"attach:{new_state.pk}:{a.idempotency_key or new_id('k')}"
+        key = f"attach:{new_state.pk}:{a.nonce}"
         recurring = billing.recurring_prices(ctx, new_state) if ctx.gateway is not None else None
         if paid_invoice_id is not None:
             inv = billing.new_invoice(
@@ -776,7 +779,7 @@ def _provision(
             new_state,
             (),
             cp_id=plan.cp.instance_id if plan.cp else None,
-            key=f"trial:{new_state.pk}:{a.idempotency_key or new_id('k')}",
+            key=f"trial:{new_state.pk}:{a.nonce}",
             recurring=billing.recurring_prices(ctx, new_state),
             period_end=plan.trial_ends_at,
         )
