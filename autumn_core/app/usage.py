@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -100,15 +101,17 @@ def candidates(
 
 
 _CUSTOMER_FIELDS = tuple(a.name for a in attrs.fields(CustomerState))
+_CUSTOMER_VALUES = operator.attrgetter(*_CUSTOMER_FIELDS)
+_ROWS_AT = _CUSTOMER_FIELDS.index("rows")
 
 
 def replace_rows(state: CustomerState, changed: Mapping[str, RowState]) -> CustomerState:
     """The customer with some rows replaced (by id); ``attrs.evolve`` minus its per-call lookups."""
     if not changed:
         return state
-    values = {name: getattr(state, name) for name in _CUSTOMER_FIELDS}
-    values["rows"] = tuple(changed.get(r.id, r) for r in state.rows)
-    return CustomerState(**values)
+    values = list(_CUSTOMER_VALUES(state))
+    values[_ROWS_AT] = tuple(changed.get(r.id, r) for r in state.rows)
+    return CustomerState(*values)
 
 
 def subject_balance(

@@ -11,6 +11,7 @@ changes, so a member drained across pools of one cost stays exact (no ``1/3`` ro
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal, localcontext
@@ -27,17 +28,19 @@ _PRECISION = 60
 
 
 _ROW_FIELDS = tuple(a.name for a in attrs.fields(RowState))
+_ROW_VALUES = operator.attrgetter(*_ROW_FIELDS)
+_ROW_INDEX = {name: i for i, name in enumerate(_ROW_FIELDS)}
 
 
 def evolve_row(row: RowState, **changes: object) -> RowState:
-    """``attrs.evolve`` for rows, without re-reading the class's fields on every call.
+    """``attrs.evolve`` for rows, reading every field at once and calling ``__init__`` by position.
 
-    Deductions evolve a row on every track; this keeps the hot path about twice as cheap.
+    Deductions evolve a row on every track; this is the hot path's most frequent allocation.
     """
-    for name in _ROW_FIELDS:
-        if name not in changes:
-            changes[name] = getattr(row, name)
-    return RowState(**changes)  # type: ignore[arg-type]
+    values = list(_ROW_VALUES(row))
+    for name, value in changes.items():
+        values[_ROW_INDEX[name]] = value
+    return RowState(*values)
 
 
 @attrs.frozen
@@ -120,12 +123,6 @@ def _absorb(
     return Deduction(changed, applied, ZERO, absorbed_by_unlimited=True)
 
 
-def _live_rollovers(row: RowState, now: datetime) -> bool:
-    return any(
-        r.balance > 0 and (r.expires_at is None or r.expires_at > now) for r in row.rollovers
-    )
-
-
 def _deduct(
     candidates: Sequence[Candidate], value: Decimal, mode: str, now: datetime, dry_run: bool
 ) -> Deduction:
@@ -142,7 +139,7 @@ def _deduct(
 
     # R6, RO4: rollovers first, soonest expiry first (None last), over every row.
     rollover_left: dict[str, list[Decimal]] = {}
-    if any(_live_rollovers(c.row, now) for c in candidates):
+    if any(c.row.rollovers for c in candidates):
         pool: list[tuple[bool, datetime, int, int, Candidate]] = []
         for idx, c in enumerate(candidates):
             for ridx, r in enumerate(c.row.rollovers):
