@@ -32,6 +32,8 @@ _MICROSECOND = timedelta(microseconds=1)
 
 
 def _unstructure_datetime(value: datetime) -> str:
+    if value.tzinfo is UTC:  # the engine's own times: no conversion needed
+        return value.isoformat()
     if value.tzinfo is None or value.utcoffset() is None:
         raise StoreError(f"refusing to store a naive datetime: {value!r}")
     return value.astimezone(UTC).isoformat()
