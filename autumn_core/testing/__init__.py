@@ -41,7 +41,9 @@ def customer_ids() -> st.SearchStrategy[str]:
 
 
 def emails() -> st.SearchStrategy[str]:
-    local = st.text(st.sampled_from("abcdefghijklmnopqrstuvwxyz0123456789._+-"), min_size=1, max_size=12)
+    local = st.text(
+        st.sampled_from("abcdefghijklmnopqrstuvwxyz0123456789._+-"), min_size=1, max_size=12
+    )
     domain = st.sampled_from(["example.com", "corp.io", "mail.test", "EXAMPLE.com"])
     return st.builds(lambda lo, d: f"{lo}@{d}", local, domain)
 
@@ -100,7 +102,9 @@ def trial_catalogs() -> st.SearchStrategy[Catalog]:
             features=[Feature.metered("messages")],
             products=[
                 Product(
-                    "free", default=True, items=[Item.feature("messages", included=10, reset="month")]
+                    "free",
+                    default=True,
+                    items=[Item.feature("messages", included=10, reset="month")],
                 ),
                 *products,
             ],
@@ -146,7 +150,9 @@ def trials_granted(billing: Autumn, customer_ids: Iterable[str], product_id: str
             count += sum(
                 1
                 for p in state.products
-                if p.product_id == product_id and p.trial_ends_at is not None and p.status != "scheduled"
+                if p.product_id == product_id
+                and p.trial_ends_at is not None
+                and p.status != "scheduled"
             )
 
     billing._ctx.run(body, write=False)

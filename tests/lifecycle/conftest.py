@@ -50,8 +50,14 @@ def base_products() -> list[Product]:
         Product("pro-trial", price=Price(20), free_trial=FreeTrial(7), items=[msgs(500)]),
         Product("premium-trial", price=Price(50), free_trial=FreeTrial(14), items=[msgs(1000)]),
         Product("boost", add_on=True, items=[Item.feature("words", included=150)]),
-        Product("pack", price=Price(15, interval="one_off"), items=[Item.feature("messages", included=50)]),
-        Product("addon20", add_on=True, price=Price(20), items=[Item.feature("words", included=10)]),
+        Product(
+            "pack",
+            price=Price(15, interval="one_off"),
+            items=[Item.feature("messages", included=50)],
+        ),
+        Product(
+            "addon20", add_on=True, price=Price(20), items=[Item.feature("words", included=10)]
+        ),
         Product(
             "addon20-trial",
             add_on=True,

@@ -50,7 +50,11 @@ def test_e24_downgrade_is_scheduled_and_a_later_upgrade_deletes_it(billing: Autu
     assert down.product.started_at == T0.replace(month=5)
     c = billing.customers.get("c")
     premium = next(p for p in c.products if p.id == "premium")
-    assert (premium.status, premium.canceled_at, premium.ends_at) == ("active", T0, T0.replace(month=5))
+    assert (premium.status, premium.canceled_at, premium.ends_at) == (
+        "active",
+        T0,
+        T0.replace(month=5),
+    )
     up = billing.attach("c", "ultra")
     assert up.scenario == "upgrade"
     assert statuses(billing) == {"ultra": "active"}

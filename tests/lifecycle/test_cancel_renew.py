@@ -182,7 +182,9 @@ def test_e20_usage_billed_rollover_at_renewal(make: Factory, clock: ManualClock)
     assert [r.amount for r in b.rollovers] == [250]
 
 
-def test_e21_prepaid_rollover_and_pack_invoice_at_renewal(make: Factory, clock: ManualClock) -> None:
+def test_e21_prepaid_rollover_and_pack_invoice_at_renewal(
+    make: Factory, clock: ManualClock
+) -> None:
     billing = make(
         [
             Product(

@@ -82,7 +82,9 @@ def test_w1_echoes_of_the_engine_own_charges_change_nothing(
 
 
 def test_unknown_event_types_are_ignored(billing: Autumn) -> None:
-    billing.handle_event(GatewayEvent(id="x1", type="stripe.charge.refunded", gateway_customer_id=None))
+    billing.handle_event(
+        GatewayEvent(id="x1", type="stripe.charge.refunded", gateway_customer_id=None)
+    )
     with pytest.raises(InvalidRequest):
         billing.handle_event("not an event")  # type: ignore[arg-type]
 
@@ -143,7 +145,9 @@ def test_a1_bad_input_raises_typed_errors_and_changes_nothing(
     billing = make(
         [
             *base_products(),
-            Product("pp", items=[Item.priced("exports", billing="prepaid", billing_units=10, price=1)]),
+            Product(
+                "pp", items=[Item.priced("exports", billing="prepaid", billing_units=10, price=1)]
+            ),
         ]
     )
     billing.attach("c", "pro")

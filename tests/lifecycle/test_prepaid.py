@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from autumn_core import INF, Autumn, Item, ManualClock, Price, Product, Tier
+from autumn_core import INF, Item, ManualClock, Price, Product, Tier
 from autumn_core.rules.pricing import billable_units, money, tiered_amount
 from tests.lifecycle.conftest import T0, D, Factory, totals
 
@@ -22,7 +22,11 @@ def test_q1_total_units_round_up_to_packs(make: Factory) -> None:
         [
             Product(
                 "p",
-                items=[Item.priced("exports", billing="prepaid", included=50, billing_units=50, price=4)],
+                items=[
+                    Item.priced(
+                        "exports", billing="prepaid", included=50, billing_units=50, price=4
+                    )
+                ],
             )
         ]
     )
@@ -88,7 +92,11 @@ def test_p4_volume_tiers_on_a_prepaid_attach(make: Factory) -> None:
                         "exports",
                         billing="prepaid",
                         tier_mode="volume",
-                        tiers=[Tier(100, "0.08"), Tier(1000, "0.06", flat_amount=5), Tier(INF, "0.04")],
+                        tiers=[
+                            Tier(100, "0.08"),
+                            Tier(1000, "0.06", flat_amount=5),
+                            Tier(INF, "0.04"),
+                        ],
                     )
                 ],
             )
@@ -105,7 +113,9 @@ def test_e35_base_credits_and_seats_come_to_80_a_month(make: Factory) -> None:
                 "team",
                 price=Price(20),
                 items=[
-                    Item.priced("credits", billing="prepaid", included=500, billing_units=100, price=1),
+                    Item.priced(
+                        "credits", billing="prepaid", included=500, billing_units=100, price=1
+                    ),
                     Item.priced("seats", billing="prepaid", included=3, price=5),
                 ],
             )
@@ -128,7 +138,9 @@ def test_q4_max_purchase_refuses_more(make: Factory) -> None:
 
 
 def test_e27_update_quantity_at_cycle_start(make: Factory) -> None:
-    billing = make([Product("p", items=[Item.priced("exports", billing="prepaid", billing_units=12, price=8)])])
+    billing = make(
+        [Product("p", items=[Item.priced("exports", billing="prepaid", billing_units=12, price=8)])]
+    )
     billing.attach("c", "p", quantities={"exports": 120})
     assert totals(billing) == [D("80.00")]
     preview = billing.preview_attach("c", "p", quantities={"exports": 240})
@@ -139,7 +151,9 @@ def test_e27_update_quantity_at_cycle_start(make: Factory) -> None:
 
 
 def test_q5_increase_mid_period_prorates_and_keeps_usage(make: Factory, clock: ManualClock) -> None:
-    billing = make([Product("p", items=[Item.priced("exports", billing="prepaid", billing_units=10, price=6)])])
+    billing = make(
+        [Product("p", items=[Item.priced("exports", billing="prepaid", billing_units=10, price=6)])]
+    )
     billing.attach("c", "p", quantities={"exports": 10})
     billing.track("c", "exports", value=4)
     clock.advance(days=15)  # half of April left
@@ -150,7 +164,9 @@ def test_q5_increase_mid_period_prorates_and_keeps_usage(make: Factory, clock: M
 
 
 def test_q5_decrease_prorate_immediately_credits(make: Factory, clock: ManualClock) -> None:
-    billing = make([Product("p", items=[Item.priced("exports", billing="prepaid", billing_units=10, price=6)])])
+    billing = make(
+        [Product("p", items=[Item.priced("exports", billing="prepaid", billing_units=10, price=6)])]
+    )
     billing.attach("c", "p", quantities={"exports": 30})
     clock.advance(days=15)
     result = billing.attach("c", "p", quantities={"exports": 10})
@@ -199,7 +215,9 @@ def test_d8_same_quantities_are_already_attached(make: Factory) -> None:
 
 
 def test_p11_lines_are_rounded_half_up(make: Factory, clock: ManualClock) -> None:
-    billing = make([Product("a", price=Price(10), items=[]), Product("b", price=Price(20), items=[])])
+    billing = make(
+        [Product("a", price=Price(10), items=[]), Product("b", price=Price(20), items=[])]
+    )
     billing.attach("c", "a")
     clock.advance(days=10)  # 20 of 30 days left: -6.666.. -> -6.67 and 13.333.. -> 13.33
     preview = billing.preview_attach("c", "b")

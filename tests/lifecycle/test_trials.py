@@ -194,7 +194,9 @@ def test_t10_upgrade_while_trialing_to_a_trial_product_starts_a_fresh_trial(
     clock.advance(days=1)
     result = billing.attach("c", "plain")
     assert result.invoice is not None and result.invoice.total == D("40.00")
-    assert result.product is not None and result.product.current_period_start == T0 + timedelta(days=5)
+    assert result.product is not None and result.product.current_period_start == T0 + timedelta(
+        days=5
+    )
 
 
 def test_t12_a_free_product_with_a_trial_simply_expires(make: Factory, clock: ManualClock) -> None:
