@@ -611,15 +611,20 @@ class StripeGateway:
         if invoice.get("status") == "paid":
             return invoice  # credits on the customer covered it: Stripe settled it on finalize
         try:
-            paid = self.client.v1.invoices.pay(
-                invoice["id"], None, self._key(request.idempotency_key, "pay")
-            )
-        except stripe.InvalidRequestError as exc:
-            # Stripe refuses to pay an invoice for a customer without a payment method; check
-            # that this is why (one lookup, only on this path) and leave the invoice open.
-            if not self.has_payment_method(request.gateway_customer_id):
-                raise _NoPaymentMethod(invoice) from exc
-            raise translate(exc, "invoice payment") from exc
+            try:
+                paid = self.client.v1.invoices.pay(
+                    invoice["id"], None, self._key(request.idempotency_key, "pay")
+                )
+            except stripe.InvalidRequestError as exc:
+                # Stripe refuses to pay an invoice when the customer has no *default* payment
+                # method. A card saved by a Checkout Session is attached but not the default:
+                # has_payment_method promotes it, then the payment is tried once more. With no
+                # card at all the invoice is left open for the customer (CO4).
+                if not self.has_payment_method(request.gateway_customer_id):
+                    raise _NoPaymentMethod(invoice) from exc
+                paid = self.client.v1.invoices.pay(
+                    invoice["id"], None, self._key(request.idempotency_key, "pay-default-pm")
+                )
         except stripe.StripeError as exc:
             error = translate(exc, "invoice payment")
             if isinstance(error, PaymentFailed):

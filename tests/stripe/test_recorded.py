@@ -200,6 +200,28 @@ def test_no_payment_method_leaves_the_invoice_open_for_the_customer() -> None:
     assert http.script == []
 
 
+def test_a_card_saved_by_checkout_is_made_default_and_the_payment_retried() -> None:
+    gateway, http = gateway_for(
+        [
+            ("GET", "/v1/subscriptions", "subscription_list_empty.json"),
+            ("POST", "/v1/invoiceitems", "invoiceitem.json"),
+            ("POST", "/v1/invoices", "invoice_draft.json"),
+            ("POST", f"/v1/invoices/{INV}/finalize", "invoice_open.json"),
+            ("POST", f"/v1/invoices/{INV}/pay", "error_no_payment_method.json"),
+            ("GET", f"/v1/customers/{CUS}", "customer_no_pm.json"),
+            ("GET", "/v1/payment_methods", "payment_method_list_card.json"),
+            ("POST", f"/v1/customers/{CUS}", "customer_default_pm.json"),
+            ("POST", f"/v1/invoices/{INV}/pay", "invoice_paid.json"),
+        ]
+    )
+    outcome = gateway.charge(request(CUS, [line("10", "pro")], key="renew-7"))
+    assert (outcome.status, outcome.gateway_invoice_id) == ("paid", INV)
+    update = http.sent[7]
+    assert update.form == {"invoice_settings[default_payment_method]": "pm_1RecAutumnCard001"}
+    assert [s.idempotency_key for s in http.sent[-1:]] == ["renew-7:pay-default-pm"]
+    assert http.script == []
+
+
 @pytest.mark.parametrize(
     ("recording", "words"),
     [("error_rate_limit.json", "rate-limited"), ("error_api_500.json", "Stripe failed")],
