@@ -377,12 +377,9 @@ class Autumn(LifecycleMixin):
             )
 
         def body(unit: Unit) -> list[TrackResult]:
-            out = []
-            for args in parsed:
-                out.append(usage_uc.track(unit, args))
-                # Later items must see earlier items' idempotency keys and balances (I4).
-                unit.flush()
-            return out
+            # Later items see earlier items' balances through the unit, and their idempotency
+            # keys through the transaction (I4); the batch is saved once at the end.
+            return [usage_uc.track(unit, args) for args in parsed]
 
         return self._write(body)
 
