@@ -402,20 +402,35 @@ def _track_on_state(
         created_at=now,
     )
     unit.events.append(event)
-    balances = {}
-    live = live_rows(ctx, state, now)
-    for fid in touched:
-        b = subject_balance(ctx, state, fid, entity_id, now, live)
-        if b is not None:
-            balances[fid] = b
     return TrackResult(
         event_id=event.id,
         customer_id=state.id,
         entity_id=entity_id,
         value=value,
         applied=applied,
-        balances=balances,
+        balances=subject_balances(ctx, state, touched, entity_id, now),
     )
+
+
+def subject_balances(
+    ctx: Context,
+    state: CustomerState,
+    feature_ids: Sequence[str],
+    entity_id: str | None,
+    now: datetime,
+) -> dict[str, Balance]:
+    """The subject's Balance of each feature that has rows in its view (R13), in the given order."""
+    wanted = set(feature_ids)
+    by_feature: dict[str, list[RowState]] = {}
+    for r in live_rows(ctx, state, now):
+        if r.feature_id in wanted and sees(r, entity_id):
+            by_feature.setdefault(r.feature_id, []).append(r)
+    types = ctx.registry.feature_types
+    return {
+        fid: balance_view(fid, types[fid], by_feature[fid], now)
+        for fid in feature_ids
+        if fid in by_feature
+    }
 
 
 # -- balance edits ----------------------------------------------------------------------------

@@ -41,21 +41,25 @@ def balance_view(
         if row.unlimited:
             unlimited = True
             unlimited_usage += row.unlimited_usage
+        bal = row.balance
         granted += row.granted
-        balance_sum += row.balance
-        if row.balance > 0:
-            remaining += row.balance
+        balance_sum += bal
+        if bal > 0:
+            remaining += bal
         else:
-            overage -= row.balance
-        remaining += released_seats(row)
-        if row.billing == "usage":
+            overage -= bal
+        usage_billed = row.billing == "usage"
+        if usage_billed:
             overage_allowed = any_usage = True
+            if row.allocated:
+                remaining += released_seats(row)
             if row.max_purchase is None or max_purchase is None:
                 max_purchase = None
             else:
                 max_purchase += row.max_purchase
-        if row.next_reset_at is not None and (next_reset is None or row.next_reset_at < next_reset):
-            next_reset = row.next_reset_at
+        nxt = row.next_reset_at
+        if nxt is not None and (next_reset is None or nxt < next_reset):
+            next_reset = nxt
         intervals.add(row_interval(row))
         for r in row.rollovers:
             if r.expires_at is not None and r.expires_at <= now:
@@ -66,17 +70,17 @@ def balance_view(
             rollovers.append(RolloverBalance(r.amount, r.balance, r.expires_at))
         breakdown.append(
             BalanceRow(
-                id=row.id,
-                feature_id=row.feature_id,
-                product_id=row.product_id,
-                entity_id=row.entity_id,
-                granted=row.granted,
-                balance=row.balance,
-                usage=row.usage,
-                overage_allowed=row.billing == "usage",
-                reset=row.reset,
-                next_reset_at=row.next_reset_at,
-                expires_at=row.expires_at,
+                row.id,
+                row.feature_id,
+                row.product_id,
+                row.entity_id,
+                row.granted,
+                bal,
+                row.granted - bal,
+                usage_billed,
+                row.reset,
+                nxt,
+                row.expires_at,
             )
         )
     # The common interval; rows that differ (a non-resetting one included) give "multiple".

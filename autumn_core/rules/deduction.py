@@ -201,7 +201,9 @@ def _deduct(
         spent = rollover_left.get(row.id)
         if spent is not None:
             rollovers = tuple(
-                r if r.balance == b else attrs.evolve(r, balance=b)
+                r
+                if r.balance == b
+                else RolloverState(r.id, r.amount, b, r.expires_at, r.created_at)
                 for r, b in zip(row.rollovers, spent, strict=True)
             )
             changed[row.id] = evolve_row(row, balance=new_bal, rollovers=rollovers)
