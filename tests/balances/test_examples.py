@@ -268,3 +268,64 @@ def test_r9_allocated_never_drops_silently_even_under_cap(billing: Autumn) -> No
     assert billing.events.list("c") == []
     b = billing.track("c", "users", value=3).balances["users"]
     assert (b.usage, b.overage, b.max_purchase) == (D(3), D(2), D(2))
+
+
+# -- rollovers at renewal (paid products, through the lifecycle layer) ---------------------------
+def _rollover_billing(clock: ManualClock) -> Autumn:
+    from autumn_core import Catalog, Feature, Item, Product, Rollover
+    from autumn_memory import MemoryStore
+
+    catalog = Catalog(
+        features=[Feature.metered("messages")],
+        products=[
+            Product(
+                "usage",
+                items=[
+                    Item.priced(
+                        "messages",
+                        price="0.01",
+                        billing="usage",
+                        included=400,
+                        rollover=Rollover(max=500, expires_after_months=1),
+                    )
+                ],
+            ),
+            Product(
+                "prepaid",
+                items=[
+                    Item.priced(
+                        "messages",
+                        price=10,
+                        billing="prepaid",
+                        billing_units=300,
+                        included=300,
+                        rollover=Rollover(),
+                    )
+                ],
+            ),
+        ],
+    )
+    return Autumn(catalog, store=MemoryStore(), clock=clock)
+
+
+def test_e20_usage_billed_rollover_at_renewal(clock: ManualClock) -> None:
+    """E20: included 400, Rollover(max=500, 1 month): track(150), renewal -> 650, [250]."""
+    billing = _rollover_billing(clock)
+    billing.attach("c", "usage")
+    billing.track("c", "messages", value=150)
+    clock.set(T0 + timedelta(days=29))  # past Feb 28 10:00, the clamped period end
+    b = billing.customers.get("c").features["messages"]
+    assert b.remaining == D(650)
+    assert [(r.amount, r.balance) for r in b.rollovers] == [(D(250), D(250))]
+    assert b.rollovers[0].expires_at == T0.replace(month=3, day=28)  # old boundary + 1 month
+
+
+def test_e21_prepaid_uncapped_rollover_and_pack_invoice(clock: ManualClock) -> None:
+    """E21: prepaid 300 + 1 pack (600), uncapped rollover: track(350), renewal -> 850, $10."""
+    billing = _rollover_billing(clock)
+    billing.attach("c", "prepaid", quantities={"messages": 600})
+    billing.track("c", "messages", value=350)
+    clock.set(T0 + timedelta(days=29))
+    b = billing.customers.get("c").features["messages"]
+    assert (b.remaining, [r.amount for r in b.rollovers]) == (D(850), [D(250)])
+    assert billing.invoices.list("c")[-1].total == D(10)
