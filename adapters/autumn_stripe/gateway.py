@@ -263,7 +263,23 @@ class StripeGateway:
     def create_customer(
         self, *, customer_id: str | None, email: str | None, name: str | None, idempotency_key: str
     ) -> str:
-        """Create the Stripe customer, tagged with the library's id to find it from Stripe."""
+        """Create the Stripe customer, tagged with the library's id to find it from Stripe.
+
+        With an id and an email, a customer this library already created for that id is found
+        again (list by email is strongly consistent, unlike Stripe's search) and reused: a
+        process that died after Stripe created the customer, or a retry after Stripe forgot the
+        idempotency key, must not leave a second customer behind.
+        """
+        if customer_id and email:
+            found = self._call(
+                "customer lookup",
+                self.client.v1.customers.list,
+                {"email": email, "limit": 100},
+            )
+            for candidate in found.data:
+                meta = _as_dict(candidate).get("metadata") or {}
+                if meta.get("autumn_customer_id") == customer_id:
+                    return str(candidate.id)
         params: dict[str, Any] = {"metadata": {"autumn_customer_id": customer_id or ""}}
         if email:
             params["email"] = email
@@ -495,7 +511,9 @@ class StripeGateway:
                 {"plan": i.plan_id, "quantity": i.quantity, "metadata": self._item_metadata(i)}
                 for i in items
             ],
-            "metadata": {"autumn_cycle": cycle},
+            # autumn_created_by: a retry of the same operation recognises its own subscription
+            # (and that the first invoice already collected the request) instead of charging.
+            "metadata": {"autumn_cycle": cycle, "autumn_created_by": key[:500]},
             # Charge now or fail now: never leave an unpaid subscription behind a charge call.
             "payment_behavior": "error_if_incomplete",
         }
@@ -704,6 +722,17 @@ class StripeGateway:
             to_create = {}
             lines = self._drop_renewed(lines, existing)
 
+        # A retry of an operation whose subscription was already created (the process died
+        # after Stripe answered): that subscription's first invoice collected the whole request.
+        replayed = [
+            sub
+            for cycle, sub in existing.items()
+            if (sub.get("metadata") or {}).get("autumn_created_by") == key[:500] and cycle in wanted
+        ]
+        if replayed:
+            to_create = {}
+            lines = []
+
         # New subscriptions whose first invoice collects exactly what the lines ask for them.
         sweeping: dict[str, list[_Item]] = {}
         trialing: dict[str, list[_Item]] = {}
@@ -720,7 +749,9 @@ class StripeGateway:
         try:
             if not by_intent:
                 self._add_items(request, lines, currency)
-            invoice_id: str | None = None
+            invoice_id: str | None = (
+                self._id(replayed[0].get("latest_invoice")) if replayed else None
+            )
             for cycle, items in sweeping.items():
                 sub = self._create_subscription(customer, cycle, items, key, trial_end=None)
                 existing[cycle] = sub

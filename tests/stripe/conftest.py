@@ -174,13 +174,23 @@ class WebhookSink:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
-    def wait_for(self, event_type: str, timeout: float = 10.0) -> tuple[bytes, dict[str, str]]:
-        """The first delivery of ``event_type`` (localstripe delivers about 1 s after the call)."""
+    def wait_for(
+        self, event_type: str, customer: str, timeout: float = 10.0
+    ) -> tuple[bytes, dict[str, str]]:
+        """The first delivery of ``event_type`` about ``customer``.
+
+        localstripe delivers about 1 s after the call, to the endpoints registered *then*, so
+        events of earlier tests can arrive too: the customer tells them apart.
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self.lock:
                 for body, headers in self.received:
-                    if json.loads(body).get("type") == event_type:
+                    event = json.loads(body)
+                    if (
+                        event.get("type") == event_type
+                        and event["data"]["object"].get("customer") == customer
+                    ):
                         return body, headers
             time.sleep(0.05)
         raise AssertionError(f"no {event_type} webhook within {timeout} s")

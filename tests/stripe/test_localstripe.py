@@ -102,7 +102,7 @@ def test_first_recurring_charge_creates_one_subscription_of_2000_usd_monthly(
     assert outcome.status == "paid", outcome.message
     [sub] = live_subscriptions(client, cus)
     assert sub["status"] == "active"
-    assert sub["metadata"] == {"autumn_cycle": "month:1"}
+    assert sub["metadata"] == {"autumn_cycle": "month:1", "autumn_created_by": "att-1"}
     [item] = sub["items"]["data"]
     assert item["quantity"] == 1
     plan = item["plan"]
@@ -146,11 +146,32 @@ def test_retried_charge_keeps_one_subscription(
     cus = new_customer(gateway)
     add_card(client, cus)
     req = request(cus, [line("20")], key="att-retry", recurring=[base()])
-    assert gateway.charge(req).status == "paid"
-    # The engine retries the same operation (e.g. after a timeout): the subscription is found by
-    # its cycle metadata and left as is, even on a server that ignores idempotency keys.
-    assert gateway.charge(request(cus, [], key="att-retry", recurring=[base()])).status == "paid"
+    first = gateway.charge(req)
+    assert first.status == "paid"
+    # The engine retries the same operation (e.g. its process died after Stripe answered): the
+    # subscription is recognised as this operation's own, so nothing is created or charged
+    # again, even on a server that ignores idempotency keys.
+    again = gateway.charge(req)
+    assert (again.status, again.gateway_invoice_id) == ("paid", first.gateway_invoice_id)
     assert len(all_subscriptions(client, cus)) == 1
+    assert len(invoices(client, cus)) == 1
+    assert pending_items(client, cus) == []
+
+
+def test_customer_is_found_again_by_email_and_library_id(
+    gateway: StripeGateway, client: stripe.StripeClient
+) -> None:
+    first = new_customer(gateway, "user_7", key="k1")
+    # Another key (Stripe forgot the first, or the caller's key changed): still one customer.
+    assert new_customer(gateway, "user_7", key="k2") == first
+    # Same email, another library customer: a customer of its own.
+    assert (
+        gateway.create_customer(
+            customer_id="user_8", email="user_7@example.com", name=None, idempotency_key="k3"
+        )
+        != first
+    )
+    assert len(client.v1.customers.list({"limit": 100}).data) == 2
 
 
 def test_quantity_change_modifies_the_same_subscription_item(

@@ -39,7 +39,7 @@ def delivered(
     outcome = gateway.charge(request(cus, [line("20")], key="w-att", recurring=[base()]))
     assert outcome.status == "paid"
     return {
-        t: webhook_sink.wait_for(t)
+        t: webhook_sink.wait_for(t, cus)
         for t in ("customer.subscription.created", "invoice.payment_succeeded")
     }
 
@@ -58,7 +58,7 @@ def test_real_signed_events_are_verified_and_mapped(
     assert event.type == "subscription.updated"
     assert event.gateway_customer_id == raw["data"]["object"]["customer"]
     assert event.data["object"] == "subscription"
-    assert event.data["metadata"] == {"autumn_cycle": "month:1"}
+    assert event.data["metadata"] == {"autumn_cycle": "month:1", "autumn_created_by": "w-att"}
     assert isinstance(event.data, dict)
     assert event.created_at is not None and event.created_at.tzinfo is UTC
     assert abs((datetime.now(UTC) - event.created_at).total_seconds()) < 60
