@@ -214,6 +214,8 @@ class Invoices(_Part):
     def list(self, customer_id: Any) -> list[Invoice]:
         def body(unit: Unit) -> list[Invoice]:
             state = unit.get(customer_id)
+            if unit.write:
+                unit.flush()  # invoices made by this call's lazy work (renewals) count too
             return [
                 Invoice(
                     id=r.id,

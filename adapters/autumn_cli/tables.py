@@ -27,10 +27,10 @@ def table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
         widths = [max(w, len(v)) for w, v in zip(widths, row, strict=True)]
     line = "+".join("-" * (w + 2) for w in widths)
     out = [title, line]
-    out.append(" | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
+    out.append(" " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
     out.append(line)
     for row in text_rows:
-        out.append(" | ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+        out.append(" " + " | ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
     if not text_rows:
         out.append("(none)")
     return "\n".join(out) + "\n"

@@ -33,6 +33,10 @@ def next_due_at(state: CustomerState) -> datetime | None:
             consider(p.started_at)
             continue
         consider(p.current_period_end)
-        consider(p.trial_ends_at)
+        # A converted trial keeps its trial_ends_at for history; only a running one is due.
+        if p.trial_ends_at is not None and (
+            p.current_period_start is None or p.current_period_start < p.trial_ends_at
+        ):
+            consider(p.trial_ends_at)
         consider(p.ends_at)
     return best
