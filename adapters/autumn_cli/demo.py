@@ -93,6 +93,7 @@ def run_demo(billing: Autumn, advance: Callable[..., object], say: Callable[[str
     say("\n== A pre-created enterprise customer, enabled before sign-in, claimed by email")
     billing.customers.create(None, email="cfo@bigco.com", name="BigCo CFO")
     billing.attach(ByEmail("cfo@bigco.com"), "enterprise")
+    advance(hours=2)
     carol = billing.customers.create("carol", email="CFO@bigco.com")
     say(f"carol signs in and already holds: {', '.join(p.id for p in carol.products)}")
 
@@ -100,6 +101,7 @@ def run_demo(billing: Autumn, advance: Callable[..., object], say: Callable[[str
     first = billing.attach("alice", "pro")
     first_status = first.product.status if first.product else "-"
     say(f"alice attaches pro: {first_status}, trial ends {first.trial_ends_at}")
+    advance(hours=1)
     billing.customers.create("alice-2", email="alice+2@example.com", fingerprint="device-A")
     second = billing.attach("alice-2", "pro")
     status = second.product.status if second.product else "-"
