@@ -14,13 +14,11 @@ from autumn_core.app.context import Context, Options
 from autumn_core.app.unit import NeedsWrite, Unit
 from autumn_core.app.views import customer_view, entity_view
 from autumn_core.catalog import Catalog
-from autumn_core.facade_lifecycle import LifecycleMixin
 from autumn_core.clock import Clock, SystemClock
 from autumn_core.errors import CustomerNotFound, InvalidRequest
+from autumn_core.facade_lifecycle import LifecycleMixin
 from autumn_core.ports import Gateway, Store, StoreTransaction
 from autumn_core.results import (
-    UNSET,
-    AttachResult,
     Balance,
     CheckResult,
     Customer,
@@ -225,15 +223,15 @@ class Invoices(_Part):
                     currency=r.currency,
                     lines=[
                         InvoiceLine(
-                            l.description,
-                            l.product_id,
-                            l.feature_id,
-                            l.quantity,
-                            l.amount,
-                            l.period_start,
-                            l.period_end,
+                            line.description,
+                            line.product_id,
+                            line.feature_id,
+                            line.quantity,
+                            line.amount,
+                            line.period_start,
+                            line.period_end,
                         )
-                        for l in r.lines
+                        for line in r.lines
                     ],
                     created_at=r.created_at,
                     gateway_invoice_id=r.gateway_invoice_id,

@@ -12,10 +12,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _harness import time_calls, write  # noqa: E402
+from _harness import time_calls, write
 
-from autumn_core import Autumn, Catalog, Feature, Item, ManualClock, Product  # noqa: E402
-from autumn_memory import MemoryStore  # noqa: E402
+from autumn_core import Autumn, Catalog, Feature, Item, ManualClock, Product
+from autumn_memory import MemoryStore
 
 N = 20_000
 

@@ -22,10 +22,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _harness import time_calls, write  # noqa: E402
+from _harness import time_calls, write
 
-from autumn_core import Autumn, Catalog, Feature, Item, Product, TrackRequest  # noqa: E402
-from autumn_sqlite import SqliteStore  # noqa: E402
+from autumn_core import Autumn, Catalog, Feature, Item, Product, TrackRequest
+from autumn_sqlite import SqliteStore
 
 TRACKS = 3000
 PROCS = 4
