@@ -12,14 +12,14 @@ Target: stacked p50 <= 2x single-row p50. Writes benchmarks/results/stacked.json
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _harness import time_calls, write  # noqa: E402
+from _harness import time_calls, write
 
-from autumn_core import (  # noqa: E402
+from autumn_core import (
     Autumn,
     Catalog,
     Feature,
@@ -28,7 +28,7 @@ from autumn_core import (  # noqa: E402
     Product,
     Rollover,
 )
-from autumn_memory import MemoryStore  # noqa: E402
+from autumn_memory import MemoryStore
 
 N = 20_000
 BIG = 10**12
