@@ -29,6 +29,9 @@ database with the application that embeds it):
 - Uniqueness the domain relies on (DOMAIN.md I5) is a constraint, never a read-then-write:
   customer id, id-less email, idempotency key, both trial claims, renewal markers, gateway event
   ids.
+- ``autumn_lock_customer`` locks a customer row (by pk or id) and returns its documents in one
+  statement, read after the lock was granted (see its comment); unchanged documents are skipped
+  when the caller's cached (pk, seq, version) is current.
 - ``autumn_assert`` raises SQLSTATE 40001 from inside a statement. A customer save checks the
   version it read that way, so a save that lost a race fails (and is retried by the caller) in
   the same round trip as the write, without the client waiting for a row count.
@@ -38,7 +41,7 @@ from __future__ import annotations
 
 from typing import Final
 
-#: Key of the advisory lock taken while migrating (``'autumn_core'`` as a 64-bit integer).
+#: Key of the advisory lock taken while migrating (the bytes ``autumn_s`` as a 63-bit integer).
 MIGRATION_LOCK_KEY: Final = int.from_bytes(b"autumn_s", "big") & 0x7FFF_FFFF_FFFF_FFFF
 
 MIGRATIONS_TABLE: Final = "autumn_schema_migrations"
@@ -60,6 +63,47 @@ V1: tuple[str, ...] = (
             RAISE EXCEPTION USING ERRCODE = 'serialization_failure', MESSAGE = message;
         END IF;
         RETURN true;
+    END
+    $$
+    """,
+    """
+    CREATE FUNCTION autumn_lock_customer(
+        p_pk text, p_id text, h_pk text, h_seq bigint, h_ver bigint,
+        OUT o_pk text, OUT o_seq bigint, OUT o_version bigint, OUT o_head jsonb,
+        OUT o_products jsonb, OUT o_rows jsonb, OUT o_entities jsonb
+    ) RETURNS SETOF record
+    LANGUAGE plpgsql VOLATILE AS $$
+    DECLARE
+        c record;
+    BEGIN
+        -- Lock first. Each statement of a VOLATILE function takes a new snapshot, so the
+        -- children below are read as committed after the lock was granted; a single
+        -- SELECT ... FOR UPDATE with subqueries would read them as of before the wait.
+        IF p_pk IS NOT NULL THEN
+            SELECT x.pk, x.seq, x.version, x.head INTO c
+            FROM autumn_customers x WHERE x.pk = p_pk FOR UPDATE;
+        ELSE
+            SELECT x.pk, x.seq, x.version, x.head INTO c
+            FROM autumn_customers x WHERE x.id = p_id FOR UPDATE;
+        END IF;
+        IF NOT FOUND THEN
+            RETURN;
+        END IF;
+        o_pk := c.pk;
+        o_seq := c.seq;
+        o_version := c.version;
+        IF c.pk = h_pk AND c.seq = h_seq AND c.version = h_ver THEN
+            RETURN NEXT;  -- the caller's cached parse is current: no documents
+            RETURN;
+        END IF;
+        o_head := c.head;
+        SELECT coalesce(jsonb_agg(t.data ORDER BY t.pos), '[]'::jsonb) INTO o_products
+        FROM autumn_customer_products t WHERE t.customer_pk = c.pk;
+        SELECT coalesce(jsonb_agg(t.data ORDER BY t.pos), '[]'::jsonb) INTO o_rows
+        FROM autumn_balance_rows t WHERE t.customer_pk = c.pk;
+        SELECT coalesce(jsonb_agg(t.data ORDER BY t.pos), '[]'::jsonb) INTO o_entities
+        FROM autumn_entities t WHERE t.customer_pk = c.pk;
+        RETURN NEXT;
     END
     $$
     """,

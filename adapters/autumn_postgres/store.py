@@ -168,23 +168,28 @@ _CHILD_SPECS: Final = (
 def _child_ctes(spec: _Child, *, replace: bool) -> str:
     """Upsert the given children and delete the removed ones, only if the head was written.
 
-    With ``replace`` the children not listed in ``{p}_keep`` are deleted (the store does not know
-    what the database holds); otherwise exactly the ids in ``{p}_del``.
+    Changes arrive as one JSON array per table (``{p}_up``: objects with id, pos, data and the
+    extra columns), not as one SQL array per column: a single text parameter is far cheaper for
+    the client to send than arrays of JSON strings, which psycopg must escape character by
+    character. With ``replace`` the children not named in ``{p}_keep`` are deleted (the store
+    does not know what the database holds); otherwise exactly the ids in ``{p}_del``.
     """
     p = spec.prefix
     extra_cols = "".join(f", {name}" for name, _ in spec.extra)
-    extra_arrays = "".join(f", %({p}_{name})s::{typ}[]" for name, typ in spec.extra)
+    extra_types = "".join(f", {name} {typ}" for name, typ in spec.extra)
     extra_x = "".join(f", x.{name}" for name, _ in spec.extra)
     extra_set = "".join(f", {name} = excluded.{name}" for name, _ in spec.extra)
+    ids = "SELECT jsonb_array_elements_text(%({p}_{which})s::jsonb)"
     removed = (
-        f"NOT (id = ANY(%({p}_keep)s::text[]))" if replace else f"id = ANY(%({p}_del)s::text[])"
+        f"id NOT IN ({ids.format(p=p, which='keep')})"
+        if replace
+        else f"id IN ({ids.format(p=p, which='del')})"
     )
     return f"""
     , {p}_up AS (
         INSERT INTO {spec.table} (customer_pk, id, pos{extra_cols}, data)
-        SELECT %(pk)s, x.id, x.pos{extra_x}, x.data::jsonb
-        FROM unnest(%({p}_id)s::text[], %({p}_pos)s::int[]{extra_arrays}, %({p}_data)s::text[])
-             AS x(id, pos{extra_cols}, data)
+        SELECT %(pk)s, x.id, x.pos{extra_x}, x.data
+        FROM jsonb_to_recordset(%({p}_up)s::jsonb) AS x(id text, pos int{extra_types}, data jsonb)
         WHERE EXISTS (SELECT 1 FROM head)
         ON CONFLICT (customer_pk, id) DO UPDATE
         SET pos = excluded.pos{extra_set}, data = excluded.data
@@ -257,16 +262,10 @@ _CACHED: Final = (
 _READ_BY_ID: Final = f"SELECT {_CACHED} FROM autumn_customers c WHERE c.id = %(key)s"
 _READ_BY_PK: Final = f"SELECT {_CACHED} FROM autumn_customers c WHERE c.pk = %(key)s"
 
-#: Write path, statement 1: lock the customer row (returns the newest committed head).
+#: Write path: lock the customer row, then read its documents (one statement, see schema.py).
 _LOCK: Final = (
-    "SELECT c.seq, c.version, CASE WHEN c.seq = %(hseq)s::bigint"
-    " AND c.version = %(hver)s::bigint THEN NULL ELSE c.head END"
-    " FROM autumn_customers c WHERE c.pk = %(key)s FOR UPDATE"
-)
-#: Write path, statement 2 (same round trip): the children, read after the lock was granted.
-_CHILDREN_AFTER_LOCK: Final = (
-    f"SELECT {_AGGS} FROM autumn_customers c WHERE c.pk = %(key)s"
-    " AND (c.seq = %(hseq)s::bigint AND c.version = %(hver)s::bigint) IS NOT TRUE"
+    "SELECT * FROM autumn_lock_customer(%(pk)s::text, %(id)s::text, %(hpk)s::text,"
+    " %(hseq)s::bigint, %(hver)s::bigint)"
 )
 
 _DELETE_CUSTOMER: Final = """
@@ -280,14 +279,13 @@ WITH a AS (DELETE FROM autumn_customer_products WHERE customer_pk = %(pk)s),
 DELETE FROM autumn_customers WHERE pk = %(pk)s
 """
 
+#: One JSON array of event documents; the indexed columns are taken from the documents.
 _INSERT_EVENTS: Final = """
 INSERT INTO autumn_events
     (id, customer_pk, entity_id, feature_id, event_name, value, ts, created_at, data)
-SELECT x.id, x.customer_pk, x.entity_id, x.feature_id, x.event_name, x.value, x.ts,
-       x.created_at, x.data::jsonb
-FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::numeric[],
-            %s::timestamptz[], %s::timestamptz[], %s::text[])
-     AS x(id, customer_pk, entity_id, feature_id, event_name, value, ts, created_at, data)
+SELECT d->>'id', d->>'customer_pk', d->>'entity_id', d->>'feature_id', d->>'event_name',
+       (d->>'value')::numeric, (d->>'timestamp')::timestamptz, (d->>'created_at')::timestamptz, d
+FROM jsonb_array_elements(%s::jsonb) AS d
 """
 
 _LIST_EVENTS: Final = """
@@ -381,39 +379,32 @@ def _email_lower(state: CustomerState) -> str | None:
 def _child_params(
     params: dict[str, Any], before: CustomerState | None, after: CustomerState
 ) -> None:
-    """Fill the unnest arrays of the child CTEs.
+    """Fill the JSON parameters of the child CTEs.
 
-    With a ``before`` (what the database holds), only the children that changed are listed, and
-    the removed ones in ``*_del``; without one, every child is listed and ``*_keep`` names them.
+    With a ``before`` (what the database holds) only the children that changed are listed in
+    ``*_up`` and the removed ones in ``*_del``; without one every child is listed, and ``*_keep``
+    names them all.
     """
     for spec in _CHILD_SPECS:
         p = spec.prefix
         prev: dict[str, tuple[int, Any]] = {}
         if before is not None:
             prev = {getattr(x, spec.key): (i, x) for i, x in enumerate(getattr(before, spec.attr))}
-        ids: list[str] = []
-        pos: list[int] = []
-        data: list[str] = []
+        up: list[dict[str, Any]] = []
         keep: list[str] = []
-        extra: dict[str, list[Any]] = {name: [] for name, _ in spec.extra}
         for i, item in enumerate(getattr(after, spec.attr)):
             key = getattr(item, spec.key)
             keep.append(key)
             old = prev.pop(key, None)
             if old is not None and old[0] == i and (old[1] is item or old[1] == item):
                 continue
-            ids.append(key)
-            pos.append(i)
-            data.append(codec.encode(item))
+            change = {"id": key, "pos": i, "data": codec.unstructure(item)}
             for name, _ in spec.extra:
-                extra[name].append(getattr(item, name))
-        params[f"{p}_id"] = ids
-        params[f"{p}_pos"] = pos
-        params[f"{p}_data"] = data
-        for name, values in extra.items():
-            params[f"{p}_{name}"] = values
-        params[f"{p}_keep"] = keep
-        params[f"{p}_del"] = list(prev)
+                change[name] = getattr(item, name)
+            up.append(change)
+        params[f"{p}_up"] = codec.dump(up) if up else "[]"
+        params[f"{p}_keep"] = codec.dump(keep)
+        params[f"{p}_del"] = codec.dump(list(prev)) if prev else "[]"
 
 
 # -- the transaction ------------------------------------------------------------------------
@@ -434,7 +425,7 @@ class PostgresTransaction:
         self._pipeline_cm: contextlib.AbstractContextManager[psycopg.Pipeline] | None = None
         #: Cache entries this transaction produced: published only after COMMIT.
         self._staged: dict[str, _Entry | None] = {}
-        #: Customers fetched whole by ``customer_pk`` in a read transaction (pk -> state).
+        #: Customers fetched whole (and, writing, locked) by ``customer_pk`` (pk -> state).
         self._prefetched: dict[str, CustomerState] = {}
         #: pk -> (seq, state) that this transaction knows the database holds (it read, inserted
         #: or saved it): the base a save diffs against.
@@ -445,8 +436,9 @@ class PostgresTransaction:
         self._conn = self._store._acquire()
         if self._write:
             try:
-                self._pipeline_cm = self._conn.pipeline()
-                self._pipeline = self._pipeline_cm.__enter__()
+                if self._store._use_pipeline:
+                    self._pipeline_cm = self._conn.pipeline()
+                    self._pipeline = self._pipeline_cm.__enter__()
                 self._conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
             except BaseException as exc:
                 self._abort()
@@ -474,10 +466,10 @@ class PostgresTransaction:
                 return
             try:
                 self._conn.execute("COMMIT")
-                assert self._pipeline is not None and self._pipeline_cm is not None
-                self._pipeline.sync()
-                cm, self._pipeline_cm, self._pipeline = self._pipeline_cm, None, None
-                cm.__exit__(None, None, None)
+                if self._pipeline is not None and self._pipeline_cm is not None:
+                    self._pipeline.sync()
+                    cm, self._pipeline_cm, self._pipeline = self._pipeline_cm, None, None
+                    cm.__exit__(None, None, None)
             except BaseException as err:
                 self._abort()
                 if isinstance(err, psycopg.Error):
@@ -590,13 +582,20 @@ class PostgresTransaction:
     # -- customers ------------------------------------------------------------------------------
     @_translated
     def customer_pk(self, customer_id: str) -> str | None:
-        if self._write:
-            row = self._one("SELECT pk FROM autumn_customers WHERE id = %s", (customer_id,))
-            return None if row is None else str(row[0])
-        # Read transaction: fetch the whole customer now (one round trip for a check).
+        """The pk for an id; also fetches the whole customer in the same statement.
+
+        The next step of every call is loading that customer, so a read transaction reads it
+        now (a ``check`` is one round trip) and a write transaction locks it now (the lock a
+        ``load_customer(for_update=True)`` would take next; customer row first either way).
+        """
         hint_pk = self._store._ids.get(customer_id)
         hint = self._lookup(hint_pk) if hint_pk is not None else None
-        row = self._one(_READ_BY_ID, self._hint_params(customer_id, hint, hint_pk))
+        params = self._hint_params(customer_id, hint, hint_pk)
+        if self._write:
+            params["pk"], params["id"] = None, customer_id
+            row = self._one(_LOCK, params)
+        else:
+            row = self._one(_READ_BY_ID, params)
         if row is None:
             return None
         pk = str(row[0])
@@ -606,28 +605,17 @@ class PostgresTransaction:
 
     @_translated
     def load_customer(self, pk: str, *, for_update: bool = False) -> CustomerState | None:
-        if for_update and self._write:
-            return self._load_locked(pk)
         state = self._prefetched.pop(pk, None)
         if state is not None:
             return state
         hint = self._lookup(pk)
-        row = self._one(_READ_BY_PK, self._hint_params(pk, hint, pk))
-        return None if row is None else self._state(hint, *row)
-
-    def _load_locked(self, pk: str) -> CustomerState | None:
-        hint = self._lookup(pk)
         params = self._hint_params(pk, hint, pk)
-        lock = self._conn.execute(_LOCK, params)
-        children = self._conn.execute(_CHILDREN_AFTER_LOCK, params)
-        head_row = lock.fetchone()
-        child_row = children.fetchone()
-        if head_row is None:
-            return None
-        seq, version, head = head_row
-        if child_row is None:
-            return self._state(hint, pk, seq, version, head, None, None, None)
-        return self._state(hint, pk, seq, version, head, *child_row)
+        if for_update and self._write:
+            params["pk"], params["id"] = pk, None
+            row = self._one(_LOCK, params)
+        else:
+            row = self._one(_READ_BY_PK, params)
+        return None if row is None else self._state(hint, *row)
 
     def _states(self, rows: list[Any]) -> list[CustomerState]:
         return [self._state(self._lookup(str(r[0])), *r) for r in rows]
@@ -766,20 +754,7 @@ class PostgresTransaction:
         self._need_write()
         if not events:
             return
-        self._fire(
-            _INSERT_EVENTS,
-            (
-                [e.id for e in events],
-                [e.customer_pk for e in events],
-                [e.entity_id for e in events],
-                [e.feature_id for e in events],
-                [e.event_name for e in events],
-                [e.value for e in events],
-                [e.timestamp for e in events],
-                [e.created_at for e in events],
-                [codec.encode(e) for e in events],
-            ),
-        )
+        self._fire(_INSERT_EVENTS, (codec.encode(list(events)),))
 
     @_translated
     def list_events(
@@ -1003,8 +978,10 @@ class PostgresStore:
         max_size: int = DEFAULT_POOL_MAX,
         timeout: float = DEFAULT_TIMEOUT,
         cache_size: int = DEFAULT_CACHE_SIZE,
+        pipeline: bool = True,
     ) -> None:
         self._cache_size = max(0, int(cache_size))
+        self._use_pipeline = bool(pipeline)
         #: pk -> (seq, version, state) of committed states. Read without a lock (dict reads are
         #: atomic); written under ``_cache_lock``.
         self._cache: dict[str, _Entry] = {}

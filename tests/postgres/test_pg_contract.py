@@ -7,7 +7,6 @@ import pytest
 from autumn_core.ports import Store
 from autumn_postgres import PostgresStore
 from tests.contract.store_contract import StoreContract
-from tests.postgres.conftest import PgDatabase
 
 pytestmark = pytest.mark.postgres
 
@@ -16,8 +15,8 @@ class TestPostgresStore(StoreContract):
     """A fresh database per test; ``reopen_store`` is a second store (own pool) on it."""
 
     @pytest.fixture(autouse=True)
-    def _database(self, pg_db: PgDatabase) -> None:
-        self.url = pg_db.url
+    def _database(self, pg_store_url: str) -> None:
+        self.url = pg_store_url
 
     def make_store(self) -> Store:
         return PostgresStore(self.url)
@@ -31,8 +30,8 @@ class TestPostgresUncachedStore(StoreContract):
     store actually wrote (with the cache, a load right after a save is served from memory)."""
 
     @pytest.fixture(autouse=True)
-    def _database(self, pg_db: PgDatabase) -> None:
-        self.url = pg_db.url
+    def _database(self, pg_store_url: str) -> None:
+        self.url = pg_store_url
 
     def make_store(self) -> Store:
         return PostgresStore(self.url, cache_size=0)
