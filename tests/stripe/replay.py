@@ -83,3 +83,35 @@ def replay_client(script: list[tuple[str, str, str]]) -> tuple[stripe.StripeClie
         http_client=http,
     )
     return client, http
+
+
+class HybridClient(ReplayClient):
+    """Scripted routes from recordings (reusable), everything else to a real server.
+
+    Used end to end: localstripe serves what it can, recordings the endpoints it lacks
+    (Checkout Sessions), all through one ``StripeClient``.
+    """
+
+    name = "hybrid"
+
+    def __init__(self, real: stripe.HTTPClient, routes: dict[tuple[str, str], str]) -> None:
+        super().__init__([])
+        self.real = real
+        self.routes = routes
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        post_data: Any = None,
+        *,
+        _usage: list[str] | None = None,
+    ) -> tuple[str, int, Mapping[str, str]]:
+        sent = Sent(method, url, headers or {}, post_data)
+        name = self.routes.get((sent.method, sent.path))
+        if name is None:
+            return self.real.request(method, url, headers, post_data)
+        self.sent.append(sent)
+        recording = json.loads((RECORDINGS / name).read_text())
+        return json.dumps(recording["body"]), int(recording.get("status", 200)), {}
