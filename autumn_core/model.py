@@ -8,16 +8,40 @@ All records are frozen attrs objects. A use case builds a new ``CustomerState`` 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+import operator
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
 from autumn_core.catalog import Rollover
 
 ZERO = Decimal(0)
+
+_T = TypeVar("_T")
+_FIELDS: dict[type, tuple[Callable[[Any], tuple[Any, ...]], dict[str, int]]] = {}
+
+
+def replace(obj: _T, **changes: Any) -> _T:
+    """``attrs.evolve`` at a third of the cost: one attrgetter, then ``__init__`` by position.
+
+    Records here are copied on every call of the hot path (a track copies a row and the customer).
+    """
+    cls = type(obj)
+    spec = _FIELDS.get(cls)
+    if spec is None:
+        names = [a.name for a in attrs.fields(cls)]  # type: ignore[misc]
+        spec = (operator.attrgetter(*names), {n: i for i, n in enumerate(names)})
+        _FIELDS[cls] = spec
+    values = list(spec[0](obj))
+    index = spec[1]
+    for name, value in changes.items():
+        values[index[name]] = value
+    return cls(*values)
+
 
 #: Statuses stored on a customer product; "trialing" is derived (DOMAIN.md 2.4).
 STORED_STATUSES = ("scheduled", "active", "past_due", "expired")
@@ -158,6 +182,13 @@ class CustomerState:
     entities: tuple[EntityState, ...] = ()
     #: Incremented by the store on every save; lets stores cache parsed aggregates.
     version: int = 0
+
+    @functools.cached_property
+    def due_at(self) -> datetime | None:
+        """When lazy work is next due (``rules.due.next_due_at``), computed once per state."""
+        from autumn_core.rules.due import next_due_at
+
+        return next_due_at(self)
 
     def entity(self, entity_id: str) -> EntityState | None:
         for e in self.entities:

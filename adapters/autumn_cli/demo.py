@@ -84,13 +84,16 @@ def run_demo(billing: Autumn, advance: Callable[..., object], say: Callable[[str
     billing.customers.create(
         "alice", name="Alice", email="alice@example.com", fingerprint="device-A"
     )
+    advance(minutes=5)
     billing.customers.create("bob")  # no email: only the id is required
-    billing.track(
-        "dave", "messages", value=3, customer_data=CustomerData(name="Dave")
-    )  # auto-created
+    advance(minutes=5)
+    # dave is auto-created by his first tracked message
+    billing.track("dave", "messages", value=3, customer_data=CustomerData(name="Dave"))
+    advance(minutes=50)
     say("alice and bob sign up; dave is created by his first tracked message")
 
     say("\n== A pre-created enterprise customer, enabled before sign-in, claimed by email")
+    advance(minutes=10)
     billing.customers.create(None, email="cfo@bigco.com", name="BigCo CFO")
     billing.attach(ByEmail("cfo@bigco.com"), "enterprise")
     advance(hours=2)

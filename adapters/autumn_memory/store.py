@@ -24,9 +24,9 @@ from autumn_core.model import (
     InvoiceRecord,
     PendingRecord,
     ProductVersionRecord,
+    replace,
 )
 from autumn_core.ports import StoreCapabilities
-from autumn_core.rules.due import next_due_at
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
 _DELETED: Any = object()
@@ -193,7 +193,7 @@ class MemoryTransaction:
     def save_customer(self, before: CustomerState, after: CustomerState) -> None:
         self._need_write()
         self._check_unique(after, before)
-        self._customers[after.pk] = attrs.evolve(after, version=before.version + 1)
+        self._customers[after.pk] = replace(after, version=before.version + 1)
         if (before.id, before.email) != (after.id, after.email):
             self._index(before, after)
 
@@ -232,7 +232,7 @@ class MemoryTransaction:
             state = self.load_customer(pk)
             if state is None:
                 continue
-            due = next_due_at(state)
+            due = state.due_at
             if due is not None and due <= now:
                 pks.append(pk)
                 if limit is not None and len(pks) >= limit:

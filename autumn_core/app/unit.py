@@ -22,7 +22,6 @@ from autumn_core.errors import (
 from autumn_core.model import CustomerState, EventRecord, IdempotencyRecord, InvoiceRecord
 from autumn_core.ports import StoreTransaction
 from autumn_core.results import ByEmail, CustomerData
-from autumn_core.rules.due import next_due_at
 from autumn_core.values import check_email, check_id, check_metadata, check_optional_str
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
@@ -103,7 +102,7 @@ class Unit:
             return None
         self._loaded[pk] = state
         self._current[pk] = state
-        due = next_due_at(state)
+        due = state.due_at
         if due is not None and due <= self.now:
             if not self.write:
                 raise NeedsWrite
