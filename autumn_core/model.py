@@ -33,7 +33,7 @@ def replace(obj: _T, **changes: Any) -> _T:
     cls = type(obj)
     spec = _FIELDS.get(cls)
     if spec is None:
-        names = [a.name for a in attrs.fields(cls)]  # type: ignore[misc]
+        names = [a.name for a in attrs.fields(cls)]  # type: ignore[arg-type]
         spec = (operator.attrgetter(*names), {n: i for i, n in enumerate(names)})
         _FIELDS[cls] = spec
     values = list(spec[0](obj))
