@@ -23,8 +23,13 @@ _counter = itertools.count(1)
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[PgCluster]:
     """The session's cluster (fsync off, loopback, free port); removed at the end."""
-    cluster = PgCluster(max_connections=300)
+    # pg_stat_statements lets tests count the statements a call sends (server-side truth).
+    cluster = PgCluster(
+        max_connections=300, extra_settings={"shared_preload_libraries": "pg_stat_statements"}
+    )
     cluster.start()  # raises ClusterError (a test error, not a skip) when it cannot start
+    with psycopg.connect(cluster.url("postgres"), autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
     try:
         yield cluster
     finally:

@@ -1,0 +1,406 @@
+"""PostgresStore beyond the shared contract: migrations, round trips, error translation."""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import attrs
+import psycopg
+import pytest
+from psycopg import pq
+from psycopg_pool import ConnectionPool
+
+import autumn_core
+from autumn_core.errors import InvalidRequest, StoreError, UniqueViolation
+from autumn_core.model import CustomerState, EventRecord, RowState
+from autumn_postgres import PostgresStore, RetryableStoreError, schema, store_from_url
+from autumn_postgres.store import translate
+from tests.pg_cluster import PgCluster
+from tests.postgres import _pg_workers as workers
+
+pytestmark = pytest.mark.postgres
+
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def customer(pk: str, cid: str | None, *, balance: int = 10, rows: int = 3) -> CustomerState:
+    return CustomerState(
+        pk=pk,
+        id=cid,
+        created_at=T0,
+        email=f"{pk}@example.com",
+        rows=tuple(
+            RowState(id=f"{pk}-r{i}", feature_id="m", created_at=T0, balance=Decimal(balance))
+            for i in range(rows)
+        ),
+    )
+
+
+@pytest.fixture
+def store(pg_store_url: str) -> Iterator[PostgresStore]:
+    s = PostgresStore(pg_store_url)
+    yield s
+    s.close()
+
+
+def migrations(url: str) -> list[tuple[int, int]]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            f"SELECT version, applied_by_pid FROM {schema.MIGRATIONS_TABLE} ORDER BY version"
+        ).fetchall()
+    return [(int(v), int(pid)) for v, pid in rows]
+
+
+# -- migrations -----------------------------------------------------------------------------
+
+
+def test_fresh_database_is_migrated_to_the_current_version(pg_url: str) -> None:
+    """Given an empty database, when a store opens it, then every step is applied once."""
+    store = PostgresStore(pg_url)
+    try:
+        assert store.schema_version() == schema.current_version()
+    finally:
+        store.close()
+    assert [v for v, _ in migrations(pg_url)] == list(range(1, schema.current_version() + 1))
+
+
+def test_processes_opening_at_once_migrate_once(pg_url: str) -> None:
+    """Given an empty database, when 6 processes open it at the same instant, then all of them
+    succeed and each migration step was applied exactly once, by one backend."""
+    ctx = multiprocessing.get_context("spawn")
+    n = 6
+    start = ctx.Barrier(n)
+    out = ctx.Queue()
+    procs = [ctx.Process(target=workers.open_store, args=(pg_url, start, out)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    reports = [out.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
+    assert reports == [None] * n
+    applied = migrations(pg_url)
+    assert [v for v, _ in applied] == list(range(1, schema.current_version() + 1))
+    assert len({pid for _, pid in applied}) == 1  # one process did all the steps
+
+
+def test_a_new_step_is_applied_on_the_next_open(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given a database at the current version, when the code gains a step, then reopening
+    applies only that step and keeps the data."""
+    first = PostgresStore(pg_url)
+    with first.transaction() as tx:
+        tx.insert_customer(customer("pk1", "c1"))
+    first.close()
+    steps = [*schema.MIGRATIONS, ("CREATE TABLE autumn_test_extra (x int)",)]
+    monkeypatch.setattr(schema, "MIGRATIONS", steps)
+    again = PostgresStore(pg_url)
+    try:
+        assert again.schema_version() == len(steps)
+        with again.transaction(write=False) as tx:
+            assert tx.customer_pk("c1") == "pk1"
+    finally:
+        again.close()
+    assert [v for v, _ in migrations(pg_url)] == list(range(1, len(steps) + 1))
+
+
+def test_a_newer_schema_is_refused(pg_url: str) -> None:
+    """Given a database migrated by a newer autumn_postgres, when this one opens it, then it
+    refuses with a StoreError that says so, and changes nothing."""
+    PostgresStore(pg_url).close()
+    newer = schema.current_version() + 1
+    with psycopg.connect(pg_url) as conn:
+        conn.execute(f"INSERT INTO {schema.MIGRATIONS_TABLE} (version) VALUES (%s)", (newer,))
+    with pytest.raises(StoreError, match="newer"):
+        PostgresStore(pg_url)
+    assert max(v for v, _ in migrations(pg_url)) == newer
+
+
+# -- round trips ----------------------------------------------------------------------------
+
+
+def _statements(cluster: PgCluster, dbname: str) -> int:
+    """Statements executed in ``dbname`` since the last reset (pg_stat_statements)."""
+    with psycopg.connect(cluster.url("postgres"), autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT coalesce(sum(s.calls), 0) FROM pg_stat_statements s"
+            " JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = %s",
+            (dbname,),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _reset_statements(cluster: PgCluster) -> None:
+    with psycopg.connect(cluster.url("postgres"), autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_statements_reset()")
+
+
+@contextlib.contextmanager
+def _round_trips(pool: ConnectionPool[Any], tmp_path: Path) -> Iterator[list[int]]:
+    """Count the client's round trips on the pool's only connection, from libpq's protocol
+    trace: one ``Sync`` message per round trip (outside pipeline mode)."""
+    trace = tmp_path / "libpq.trace"
+    counted: list[int] = []
+    conn = pool.getconn()
+    try:
+        with trace.open("w") as f:
+            conn.pgconn.trace(f.fileno())
+            conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+            pool.putconn(conn)
+            yield counted
+            conn.pgconn.untrace()
+    finally:
+        if conn.closed is False and conn.info.transaction_status == pq.TransactionStatus.IDLE:
+            conn.pgconn.untrace()
+    text = trace.read_text()
+    counted.append(
+        sum(1 for line in text.splitlines() if line.split("\t")[:1] == ["F"] and "Sync" in line)
+    )
+
+
+def test_a_read_with_nothing_due_is_one_round_trip(
+    pg_cluster: PgCluster, pg_store_url: str, tmp_path: Path
+) -> None:
+    """Given a stored customer, when a read transaction finds it by id and loads it (what a
+    ``check`` does), then that is one statement on the server and one round trip on the wire
+    (no BEGIN, no COMMIT, no second query), with a warm parse cache or none."""
+    dbname = pg_store_url.rsplit("/", 1)[1]
+    for cache_size in (10_000, 0):
+        pool: ConnectionPool[Any] = ConnectionPool(
+            pg_store_url, min_size=1, max_size=1, kwargs={"autocommit": True}, open=True
+        )
+        store = PostgresStore(pool, cache_size=cache_size)
+        try:
+            with store.transaction() as tx:
+                tx.insert_customer(customer(f"pk{cache_size}", f"c{cache_size}"))
+            with store.transaction(write=False) as tx:  # warm: statements prepared
+                tx.customer_pk(f"c{cache_size}")
+            _reset_statements(pg_cluster)
+            with _round_trips(pool, tmp_path) as trips:
+                for _ in range(10):
+                    with store.transaction(write=False) as tx:
+                        pk = tx.customer_pk(f"c{cache_size}")
+                        assert pk is not None
+                        state = tx.load_customer(pk)
+                        assert state is not None and len(state.rows) == 3
+            assert trips == [10]
+            assert _statements(pg_cluster, dbname) == 10
+        finally:
+            store.close()
+            pool.close()
+
+
+def test_a_track_shaped_write_is_three_statements(pg_cluster: PgCluster, pg_store_url: str) -> None:
+    """Given a stored customer, when a write transaction finds, locks, saves one changed row and
+    appends one event, then the server executed lock-and-load, save and insert (plus BEGIN
+    and COMMIT, which pg_stat_statements does not count), and the result is right."""
+    dbname = pg_store_url.rsplit("/", 1)[1]
+    store = PostgresStore(pg_store_url, max_size=1)
+    try:
+        with store.transaction() as tx:
+            tx.insert_customer(customer("pk1", "c1"))
+
+        def track(i: int) -> None:
+            with store.transaction() as tx:
+                pk = tx.customer_pk("c1")
+                assert pk is not None
+                before = tx.load_customer(pk, for_update=True)
+                assert before is not None
+                r = before.rows[1]
+                after = attrs.evolve(
+                    before,
+                    rows=(before.rows[0], attrs.evolve(r, balance=r.balance - 1), before.rows[2]),
+                )
+                tx.save_customer(before, after)
+                tx.append_events(
+                    [EventRecord(f"e{i}", pk, None, "m", None, Decimal(1), {}, T0, T0)]
+                )
+
+        track(0)
+        _reset_statements(pg_cluster)
+        for i in range(1, 11):
+            track(i)
+        assert _statements(pg_cluster, dbname) == 10 * 3
+        with store.transaction(write=False) as tx:
+            state = tx.load_customer("pk1")
+            assert state is not None
+            assert [r.balance for r in state.rows] == [10, -1, 10]
+            assert state.version == 12
+    finally:
+        store.close()
+
+
+# -- error translation ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected", "retryable"),
+    [
+        (psycopg.errors.SerializationFailure("could not serialize"), RetryableStoreError, True),
+        (psycopg.errors.DeadlockDetected("deadlock detected"), RetryableStoreError, True),
+        (psycopg.errors.UniqueViolation("duplicate key"), UniqueViolation, False),
+        (psycopg.OperationalError("server closed the connection"), StoreError, False),
+        (psycopg.errors.AdminShutdown("terminating connection"), StoreError, False),
+        (psycopg.errors.UndefinedTable("no such table"), StoreError, False),
+        (ValueError("bad document"), StoreError, False),
+    ],
+)
+def test_translate_maps_driver_errors(
+    exc: BaseException, expected: type[StoreError], retryable: bool
+) -> None:
+    """Every driver error becomes the core's error class, retryable only when the server rolled
+    the transaction back (40001, 40P01)."""
+    err = translate(exc)
+    assert type(err) is expected
+    assert getattr(err, "retryable", False) is retryable
+    assert not isinstance(err, psycopg.Error)
+
+
+def test_a_deadlock_is_a_retryable_store_error(store: PostgresStore) -> None:
+    """Given two customers, when two write transactions lock them in opposite orders, then
+    one of them fails with a retryable StoreError (nothing of it kept) and the other commits."""
+    with store.transaction() as tx:
+        tx.insert_customer(customer("a", "a"))
+        tx.insert_customer(customer("b", "b"))
+    both_locked_one = threading.Barrier(2)
+    results: dict[str, BaseException | None] = {}
+
+    def work(first: str, second: str) -> None:
+        try:
+            with store.transaction() as tx:
+                s1 = tx.load_customer(first, for_update=True)
+                assert s1 is not None
+                tx.save_customer(s1, attrs.evolve(s1, name=f"by {first}"))
+                both_locked_one.wait(10)
+                assert tx.load_customer(second, for_update=True) is not None
+            results[first] = None
+        except BaseException as exc:
+            results[first] = exc
+
+    threads = [threading.Thread(target=work, args=p) for p in (("a", "b"), ("b", "a"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    failures = [e for e in results.values() if e is not None]
+    assert len(failures) == 1, results
+    assert isinstance(failures[0], RetryableStoreError)
+    assert failures[0].retryable is True
+    loser = next(k for k, e in results.items() if e is not None)
+    with store.transaction(write=False) as tx:
+        lost = tx.load_customer(loser)
+        assert lost is not None and lost.name is None
+
+
+def test_a_save_from_an_unlocked_stale_read_is_a_retryable_store_error(
+    store: PostgresStore,
+) -> None:
+    """Given a write transaction that read a customer without locking it, when another
+    transaction saves that customer first, then the first one's commit fails with a retryable
+    StoreError and the other's change is kept."""
+    with store.transaction() as tx:
+        tx.insert_customer(customer("a", "a"))
+    with pytest.raises(RetryableStoreError), store.transaction() as tx:
+        stale = tx.load_customer("a")
+        assert stale is not None
+        other = PostgresStore(store._pool)  # another store object, another connection
+        with other.transaction() as tx2:
+            fresh = tx2.load_customer("a", for_update=True)
+            assert fresh is not None
+            tx2.save_customer(fresh, attrs.evolve(fresh, name="winner"))
+        tx.save_customer(stale, attrs.evolve(stale, name="loser"))
+    with store.transaction(write=False) as tx:
+        got = tx.load_customer("a")
+        assert got is not None and got.name == "winner"
+
+
+def test_an_unreachable_server_is_a_store_error(pg_cluster: PgCluster) -> None:
+    """Given nothing listening on a port, when a store opens it, then StoreError (not a
+    psycopg exception) is raised within the timeout."""
+    from tests.pg_cluster import _free_port
+
+    url = f"postgresql://postgres@127.0.0.1:{_free_port()}/nope?connect_timeout=1"
+    with pytest.raises(StoreError):
+        PostgresStore(url, timeout=1.0)
+
+
+def test_a_killed_connection_fails_one_call_and_the_store_recovers(
+    pg_cluster: PgCluster, pg_store_url: str
+) -> None:
+    """Given a store whose pooled connection the server terminates, when the next call runs,
+    then it fails with StoreError (not a psycopg error), and the call after it succeeds."""
+    store = PostgresStore(pg_store_url, max_size=1)
+    try:
+        with store.transaction() as tx:
+            tx.insert_customer(customer("a", "a"))
+        with store.transaction(write=False) as tx:
+            pid = tx._conn.info.backend_pid
+        with psycopg.connect(pg_cluster.url("postgres"), autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(StoreError), store.transaction(write=False) as tx:
+            tx.customer_pk("a")
+        with store.transaction(write=False) as tx:
+            assert tx.customer_pk("a") == "a"
+    finally:
+        store.close()
+
+
+def test_unique_violation_on_insert_keeps_the_transaction_usable(store: PostgresStore) -> None:
+    """Given customer "a", when a transaction inserts another "a" (refused) and carries on,
+    then its other work commits."""
+    with store.transaction() as tx:
+        tx.insert_customer(customer("pk1", "a"))
+    with store.transaction() as tx:
+        with pytest.raises(UniqueViolation):
+            tx.insert_customer(customer("pk2", "a"))
+        tx.insert_customer(customer("pk3", "b"))
+    with store.transaction(write=False) as tx:
+        assert tx.customer_pk("b") == "pk3"
+
+
+# -- opening ----------------------------------------------------------------------------------
+
+
+def test_open_by_url_through_the_entry_point(pg_store_url: str) -> None:
+    """``autumn_core.open("postgresql://...")`` finds this store through the entry point."""
+    from autumn_core import Catalog, Feature
+
+    catalog = Catalog(features=[Feature.boolean("sso")], products=[])
+    billing = autumn_core.open(pg_store_url, catalog=catalog)
+    try:
+        billing.customers.create("u1")
+        assert billing.customers.get("u1").id == "u1"
+    finally:
+        billing.close()
+    billing = autumn_core.open(
+        pg_store_url.replace("postgresql://", "postgres://"), catalog=catalog
+    )
+    try:
+        assert billing.customers.get("u1").id == "u1"
+    finally:
+        billing.close()
+
+
+def test_store_from_url_refuses_unknown_options(pg_store_url: str) -> None:
+    with pytest.raises(InvalidRequest, match="bogus"):
+        store_from_url(pg_store_url, bogus=1)
+    with pytest.raises(InvalidRequest):
+        store_from_url("mysql://x")
+
+
+def test_repr_hides_the_password(pg_store_url: str) -> None:
+    url = pg_store_url.replace("postgres@", "postgres:secret@")
+    store = PostgresStore(url)
+    try:
+        assert "secret" not in repr(store)
+    finally:
+        store.close()
