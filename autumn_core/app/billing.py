@@ -172,6 +172,8 @@ def advance_lines(
                 if seats is not None
                 else seats_in_use(_item_rows(rows, cp, index))
             )
+            if count == 0:
+                continue  # no paid seat: nothing to bill, and no $0 line on the invoice
             add(
                 f"{_name(product)}: {count} paid {item.feature_id}",
                 seats_amount(item, count),
