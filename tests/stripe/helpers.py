@@ -7,7 +7,9 @@ from typing import Any
 
 import stripe
 
+from autumn_core import Catalog, Feature, Item, Price, Product
 from autumn_core.ports import ChargeLine, ChargeRequest, RecurringPrice
+from autumn_stripe import StripeGateway
 
 GOOD_CARD = "4242424242424242"
 DECLINED_ON_ATTACH = "4000000000000002"  # Stripe (and localstripe) refuse to attach it
@@ -112,3 +114,32 @@ def collected(client: stripe.StripeClient, gateway_id: str | None) -> tuple[str,
         return ("paid" if pi["status"] == "succeeded" else pi["status"]), pi["amount"]
     inv = as_dict(client.v1.invoices.retrieve(gateway_id))
     return inv["status"], inv["total"]
+
+
+def catalog() -> Catalog:
+    msgs = "messages"
+    return Catalog(
+        features=[Feature.metered(msgs)],
+        products=[
+            Product("free", default=True, items=[Item.feature(msgs, included=100, reset="month")]),
+            Product(
+                "pro", price=Price(20), items=[Item.feature(msgs, included=500, reset="month")]
+            ),
+            Product(
+                "premium", price=Price(50), items=[Item.feature(msgs, included=1000, reset="month")]
+            ),
+            Product(
+                "pack", price=Price(15, interval="one_off"), items=[Item.feature(msgs, included=50)]
+            ),
+        ],
+    )
+
+
+class CardOnFile(StripeGateway):
+    """The real gateway, whose new customers already entered a card (as after a checkout)."""
+
+    def create_customer(self, **kwargs: Any) -> str:
+        gid = super().create_customer(**kwargs)
+        if not self.has_payment_method(gid):
+            add_card(self.client, gid)
+        return gid

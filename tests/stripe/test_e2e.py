@@ -17,44 +17,15 @@ from typing import Any
 import pytest
 import stripe
 
-from autumn_core import Autumn, Catalog, Feature, Item, ManualClock, Price, Product, to_dict
+from autumn_core import Autumn, ManualClock, to_dict
 from autumn_memory import MemoryStore
 from autumn_stripe import StripeGateway, signature_header
 
 from .conftest import WEBHOOK_SECRET, LocalStripe, WebhookSink
-from .helpers import add_card, as_dict, collected, invoices, live_subscriptions
+from .helpers import CardOnFile, as_dict, catalog, collected, invoices, live_subscriptions
 from .replay import HybridClient
 
 pytestmark = pytest.mark.stripe
-
-
-def catalog() -> Catalog:
-    msgs = "messages"
-    return Catalog(
-        features=[Feature.metered(msgs)],
-        products=[
-            Product("free", default=True, items=[Item.feature(msgs, included=100, reset="month")]),
-            Product(
-                "pro", price=Price(20), items=[Item.feature(msgs, included=500, reset="month")]
-            ),
-            Product(
-                "premium", price=Price(50), items=[Item.feature(msgs, included=1000, reset="month")]
-            ),
-            Product(
-                "pack", price=Price(15, interval="one_off"), items=[Item.feature(msgs, included=50)]
-            ),
-        ],
-    )
-
-
-class CardOnFile(StripeGateway):
-    """The real gateway, whose new customers already entered a card (as after a checkout)."""
-
-    def create_customer(self, **kwargs: Any) -> str:
-        gid = super().create_customer(**kwargs)
-        if not self.has_payment_method(gid):
-            add_card(self.client, gid)
-        return gid
 
 
 @pytest.fixture

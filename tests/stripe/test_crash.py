@@ -1,0 +1,110 @@
+"""SIGKILL at each step of a paid attach, then ``recover()`` and the caller's retry.
+
+The child process (crash_child.py) attaches a paid product through the real StripeGateway on
+localstripe and a SQLite file, and kills itself after the Stripe customer exists, after Stripe
+charged, or just before the local commit. A new engine on the same file then runs
+``recover()`` and the caller retries the attach with the same idempotency key.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import stripe
+
+from autumn_core import Autumn
+from autumn_sqlite import SqliteStore
+
+from .conftest import LocalStripe
+from .crash_child import gateway
+from .helpers import all_subscriptions, as_dict, catalog, collected, invoices
+
+pytestmark = [pytest.mark.stripe, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+STEPS = ["after_customer", "after_charge", "before_commit"]
+
+
+def crash_then_retry(ls: LocalStripe, tmp_path: Path, step: str) -> tuple[Autumn, Any]:
+    db = tmp_path / "crash.db"
+    gw = gateway(ls.base)
+    billing = Autumn(catalog(), store=SqliteStore(db), gateway=gw)
+    billing.customers.create("c1", email="c1@example.com")
+    billing.close()
+
+    child = subprocess.run(
+        [sys.executable, "-m", "tests.stripe.crash_child", str(db), ls.base, step],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert child.returncode == -9, (child.returncode, child.stdout, child.stderr[-2000:])
+
+    billing = Autumn(catalog(), store=SqliteStore(db), gateway=gw)
+    billing.recover()
+    assert not billing.customers.get("c1").has_product("pro")  # nothing committed locally
+    billing.attach("c1", "pro", idempotency_key="attach-1")
+    return billing, gw.client
+
+
+def stripe_customers(client: stripe.StripeClient, cid: str) -> list[str]:
+    found = client.v1.customers.list({"email": f"{cid}@example.com", "limit": 100}).data
+    return [c.id for c in found if as_dict(c)["metadata"].get("autumn_customer_id") == cid]
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_one_stripe_customer_and_one_subscription_and_local_state_matching(
+    ls: LocalStripe, tmp_path: Path, step: str
+) -> None:
+    billing, client = crash_then_retry(ls, tmp_path, step)
+    [gid] = stripe_customers(client, "c1")
+    live = [s for s in all_subscriptions(client, gid) if s["status"] == "active"]
+    assert len(live) == 1
+    assert [i["plan"]["amount"] for i in live[0]["items"]["data"]] == [2000]
+    customer = billing.customers.get("c1")
+    assert customer.gateway_customer_id == gid
+    assert customer.has_product("pro")
+    assert [p.status for p in customer.products if p.id == "pro"] == ["active"]
+    billing.close()
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        "after_customer",
+        pytest.param(
+            "after_charge",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="engine: the attach's gateway key is random per call (attach nonce) and "
+                "no pending record is kept for card-on-file attaches, so the retry cannot be "
+                "recognised as the same charge (see the stripe session report)",
+            ),
+        ),
+        pytest.param(
+            "before_commit",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="engine: as for after_charge",
+            ),
+        ),
+    ],
+)
+def test_the_attach_is_charged_exactly_once(ls: LocalStripe, tmp_path: Path, step: str) -> None:
+    billing, client = crash_then_retry(ls, tmp_path, step)
+    [gid] = stripe_customers(client, "c1")
+    paid = [i["total"] for i in invoices(client, gid) if i["status"] == "paid"]
+    intents = [
+        collected(client, pi.id)[1]
+        for pi in client.v1.payment_intents.list({"limit": 100}).data
+        if as_dict(pi).get("customer") == gid
+        and as_dict(pi).get("status") == "succeeded"
+        and not as_dict(pi).get("invoice")  # an invoice's own payment is counted with it
+    ]
+    assert sum(paid) + sum(intents) == 2000, (paid, intents)
+    billing.close()
