@@ -244,7 +244,12 @@ class StripeGateway:
         return {"idempotency_key": key}
 
     def _call(self, step: str, fn: Callable[..., _T], *args: Any) -> _T:
-        """Run one SDK call, translating its errors (the only place SDK calls are made)."""
+        """Run one SDK call; its errors become the library's through ``errors.translate``.
+
+        Every SDK error of the gateway goes through that one function; the few call sites that
+        catch an SDK error themselves do so to branch (404 → create, decline → outcome, no
+        payment method → open invoice) and still use it for the error they raise.
+        """
         with translated(step):
             return fn(*args)
 
