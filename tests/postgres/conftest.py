@@ -83,5 +83,5 @@ def pg_store_url(_pg_shared_db: str) -> str:
                 (schema.MIGRATIONS_TABLE,),
             )
         ]
-        conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY")  # type: ignore[arg-type]
+        conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY")
     return _pg_shared_db

@@ -147,24 +147,21 @@ def _reset_statements(cluster: PgCluster) -> None:
 @contextlib.contextmanager
 def _round_trips(pool: ConnectionPool[Any], tmp_path: Path) -> Iterator[list[int]]:
     """Count the client's round trips on the pool's only connection, from libpq's protocol
-    trace: one ``Sync`` message per round trip (outside pipeline mode)."""
+    trace: one frontend ``Sync`` message per round trip (outside pipeline mode). The count is
+    appended to the yielded list when the block ends."""
     trace = tmp_path / "libpq.trace"
     counted: list[int] = []
-    conn = pool.getconn()
-    try:
-        with trace.open("w") as f:
-            conn.pgconn.trace(f.fileno())
-            conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
-            pool.putconn(conn)
+    with pool.connection() as conn:
+        pgconn = conn.pgconn
+    with trace.open("w") as f:
+        pgconn.trace(f.fileno())
+        pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+        try:
             yield counted
-            conn.pgconn.untrace()
-    finally:
-        if conn.closed is False and conn.info.transaction_status == pq.TransactionStatus.IDLE:
-            conn.pgconn.untrace()
-    text = trace.read_text()
-    counted.append(
-        sum(1 for line in text.splitlines() if line.split("\t")[:1] == ["F"] and "Sync" in line)
-    )
+        finally:
+            pgconn.untrace()
+    lines = trace.read_text().splitlines()
+    counted.append(sum(1 for line in lines if line.startswith("F\t") and "\tSync" in line))
 
 
 def test_a_read_with_nothing_due_is_one_round_trip(
