@@ -24,6 +24,8 @@ database with the application that embeds it):
 - ``autumn_customer_products``, ``autumn_balance_rows`` and ``autumn_entities`` hold one ``jsonb``
   document per child record, keyed by (customer, child id), so a ``track`` rewrites one small
   row, not the customer. ``pos`` keeps the order of the aggregate's tuples.
+- Keys that lists are ordered by (customer pk, pending key) are ``COLLATE "C"``: code-point
+  order, as Python sorts strings, whatever the database's default collation.
 - Money and quantities that SQL sees are ``numeric`` (event values, invoice totals); times are
   ``timestamptz``. Nothing is ``real`` / ``double precision``.
 - Uniqueness the domain relies on (DOMAIN.md I5) is a constraint, never a read-then-write:
@@ -109,7 +111,7 @@ V1: tuple[str, ...] = (
     """,
     """
     CREATE TABLE autumn_customers (
-        pk text PRIMARY KEY,
+        pk text COLLATE "C" PRIMARY KEY,
         seq bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
         id text UNIQUE,
         email_lower text,
@@ -225,7 +227,7 @@ V1: tuple[str, ...] = (
     " WHERE gateway_invoice_id IS NOT NULL",
     """
     CREATE TABLE autumn_pending (
-        key text PRIMARY KEY,
+        key text COLLATE "C" PRIMARY KEY,
         customer_pk text NOT NULL,
         kind text NOT NULL,
         created_at timestamptz NOT NULL,

@@ -5,8 +5,9 @@ How it keeps the Store port's promises with psycopg 3 and a ``psycopg_pool.Conne
 - **One transaction per call, at READ COMMITTED.** A write transaction runs in psycopg's
   *pipeline mode*: ``BEGIN`` travels with the first statement, statements whose result nobody
   waits for (the customer save, events, invoices) are queued, and ``COMMIT`` travels with them.
-  A ``track`` is three round trips: find the customer, lock it and read what changed, write
-  everything and commit.
+  A ``track`` is two round trips and three statements besides BEGIN/COMMIT: find, lock and
+  read the customer; then write the changed rows, the event and commit. (``pipeline=False``
+  sends each statement on its own, for drivers or proxies that do not support pipelining.)
 - **Rows locked in a fixed order.** ``load_customer(pk, for_update=True)`` takes the customer row
   with ``SELECT ... FOR UPDATE`` before anything else of that customer is read, so concurrent
   writes to one customer queue on that row (they wait, they do not fail) while writes to other
@@ -17,7 +18,9 @@ How it keeps the Store port's promises with psycopg 3 and a ``psycopg_pool.Conne
   is granted sees them as committed. Both statements still share one round trip (pipelined).
 - **Read transactions** run in autocommit mode: each statement is its own READ COMMITTED
   snapshot and no ``BEGIN``/``COMMIT`` is sent. ``customer_pk`` in a read transaction fetches the
-  whole customer in the same statement, so a ``check`` with nothing due is one round trip.
+  whole customer in the same statement, so a ``check`` with nothing due is one round trip (one
+  statement). In a write transaction ``customer_pk`` locks and fetches the customer the same way
+  (``autumn_lock_customer``), because loading it for update is always the next step.
 - **A parse cache.** A ``CustomerState`` is parsed once per committed version: every load sends
   the (seq, version) it has cached and the server returns the documents only when they differ.
   Cache entries written by a transaction are published only after it commits.
@@ -600,7 +603,7 @@ class PostgresTransaction:
             return None
         pk = str(row[0])
         self._prefetched[pk] = self._state(hint if hint_pk == pk else None, *row)
-        self._store._ids[customer_id] = pk
+        self._store._remember_id(customer_id, pk)
         return pk
 
     @_translated
@@ -653,7 +656,7 @@ class PostgresTransaction:
         self._held[state.pk] = (seq, inserted)
         self._stage(state.pk, (seq, 1, inserted))
         if state.id is not None:
-            self._store._ids[state.id] = state.pk
+            self._store._remember_id(state.id, state.pk)
 
     @_translated
     def save_customer(self, before: CustomerState, after: CustomerState) -> None:
@@ -703,7 +706,7 @@ class PostgresTransaction:
         else:
             self._stage(after.pk, None)
         if after.id is not None:
-            self._store._ids[after.id] = after.pk
+            self._store._remember_id(after.id, after.pk)
 
     @_translated
     def delete_customer(self, pk: str) -> None:
@@ -939,9 +942,7 @@ class PostgresTransaction:
 
     @_translated
     def list_pending(self, kind: str) -> list[PendingRecord]:
-        rows = self._all(
-            'SELECT data FROM autumn_pending WHERE kind = %s ORDER BY key COLLATE "C"', (kind,)
-        )
+        rows = self._all("SELECT data FROM autumn_pending WHERE kind = %s ORDER BY key", (kind,))
         return [codec.structure(r[0], PendingRecord) for r in rows]
 
 
@@ -1097,6 +1098,13 @@ class PostgresStore:
             if len(cache) > self._cache_size:
                 for stale in list(cache)[: max(1, len(cache) // 4)]:
                     del cache[stale]
+
+    def _remember_id(self, customer_id: str, pk: str) -> None:
+        """Note which pk an id belongs to (bounded like the cache: a hint, safe to forget)."""
+        ids = self._ids
+        if len(ids) >= max(1, 2 * self._cache_size):
+            ids.clear()
+        ids[customer_id] = pk
 
     def _publish(self, staged: dict[str, _Entry | None]) -> None:
         for pk, entry in staged.items():

@@ -38,3 +38,18 @@ class TestPostgresUncachedStore(StoreContract):
 
     def reopen_store(self) -> Store:
         return PostgresStore(self.url, cache_size=0)
+
+
+class TestPostgresUnpipelinedStore(StoreContract):
+    """``pipeline=False``: every statement of a write is its own round trip (the fallback for
+    proxies without pipelining); the contract must hold the same."""
+
+    @pytest.fixture(autouse=True)
+    def _database(self, pg_store_url: str) -> None:
+        self.url = pg_store_url
+
+    def make_store(self) -> Store:
+        return PostgresStore(self.url, pipeline=False)
+
+    def reopen_store(self) -> Store:
+        return PostgresStore(self.url, pipeline=False)
