@@ -1,0 +1,195 @@
+"""PostgreSQL store figures, each beside the raw psycopg floor measured in the same run.
+
+A throwaway cluster is started for the run (tests/pg_cluster.py; fsync off for both sides, so
+the comparison measures the engine, not the disk). The floor issues the same statements a call
+needs, without the library: check = one SELECT of a balance; track = one transaction that locks
+the customer row, updates one balance row and inserts one event.
+
+Run: .venv/bin/python benchmarks/bench_postgres.py
+Targets: check p50 <= 0.5 ms; track >= 50% of the raw floor.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent))
+
+import psycopg
+from _harness import time_calls, write
+
+from autumn_core import Autumn, Catalog, Feature, Item, Product
+from autumn_postgres import PostgresStore
+from tests.pg_cluster import pg_cluster
+
+TRACKS = 1500
+PROCS = 4
+PER_PROC = 400
+
+
+def catalog() -> Catalog:
+    return Catalog(
+        features=[Feature.metered("messages")],
+        products=[
+            Product(
+                "free",
+                default=True,
+                items=[Item.feature("messages", included=10**12, reset="month")],
+            )
+        ],
+    )
+
+
+def engine(url: str) -> Autumn:
+    return Autumn(catalog(), store=PostgresStore(url, max_size=2))
+
+
+RAW_SCHEMA = """
+CREATE TABLE IF NOT EXISTS raw_customers (id text PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS raw_rows (id text PRIMARY KEY, customer text, balance numeric);
+CREATE TABLE IF NOT EXISTS raw_events (id bigserial PRIMARY KEY, customer text, value numeric,
+                                       ts timestamptz);
+"""
+
+
+def raw_setup(url: str, customers: list[str]) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(RAW_SCHEMA)
+        for c in customers:
+            conn.execute("INSERT INTO raw_customers VALUES (%s) ON CONFLICT DO NOTHING", (c,))
+            conn.execute(
+                "INSERT INTO raw_rows VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                (f"r-{c}", c, Decimal(10**12)),
+            )
+
+
+def raw_check(conn: psycopg.Connection[Any], customer: str) -> bool:
+    (bal,) = conn.execute(
+        "SELECT balance FROM raw_rows WHERE customer = %s", (customer,), prepare=True
+    ).fetchone()  # type: ignore[misc]
+    return bool(bal >= 1)
+
+
+def raw_track(conn: psycopg.Connection[Any], customer: str) -> None:
+    with conn.transaction():
+        conn.execute(
+            "SELECT id FROM raw_customers WHERE id = %s FOR UPDATE", (customer,), prepare=True
+        )
+        conn.execute(
+            "UPDATE raw_rows SET balance = balance - 1 WHERE id = %s",
+            (f"r-{customer}",),
+            prepare=True,
+        )
+        conn.execute(
+            "INSERT INTO raw_events (customer, value, ts) VALUES (%s, 1, now())",
+            (customer,),
+            prepare=True,
+        )
+
+
+def per_second(fn: Any, n: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return n / (time.perf_counter() - t0)
+
+
+def _worker(url: str, customer: str, n: int, raw: bool, out: Any) -> None:
+    worst = 0.0
+    if raw:
+        conn = psycopg.connect(url, autocommit=True)
+
+        def call() -> None:
+            raw_track(conn, customer)
+    else:
+        billing = engine(url)
+
+        def call() -> None:
+            billing.track(customer, "messages")
+
+    t0 = time.perf_counter()
+    errors = 0
+    for _ in range(n):
+        s = time.perf_counter()
+        try:
+            call()
+        except Exception:
+            errors += 1
+        worst = max(worst, time.perf_counter() - s)
+    out.put((n, time.perf_counter() - t0, worst, errors))
+
+
+def parallel(url: str, customers: list[str], raw: bool) -> dict[str, float]:
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(url, c, PER_PROC, raw, q)) for c in customers]
+    for p in procs:
+        p.start()
+    results = [q.get() for _ in procs]
+    for p in procs:
+        p.join()
+    return {
+        "per_s": sum(r[0] for r in results) / max(r[1] for r in results),
+        "worst_ms": max(r[2] for r in results) * 1000,
+        "errors": sum(r[3] for r in results),
+    }
+
+
+def main() -> None:
+    figures: dict[str, Any] = {}
+    with pg_cluster() as cluster:
+        url = cluster.create_database("bench")
+        distinct = [f"c{i}" for i in range(PROCS)]
+        raw_setup(url, ["bench", "hot", *distinct])
+        billing = engine(url)
+        for c in ["bench", "hot", *distinct]:
+            billing.customers.create(c)
+        raw = psycopg.connect(url, autocommit=True)
+        figures["floor_check"] = time_calls(lambda: raw_check(raw, "bench"), n=3000)
+        figures["check"] = time_calls(lambda: billing.check("bench", "messages"), n=3000)
+        figures["floor_track_per_s"] = per_second(lambda: raw_track(raw, "bench"), TRACKS)
+        figures["track_per_s"] = per_second(lambda: billing.track("bench", "messages"), TRACKS)
+        billing.close()
+        figures["hot_4proc"] = parallel(url, ["hot"] * PROCS, raw=False)
+        figures["floor_hot_4proc"] = parallel(url, ["hot"] * PROCS, raw=True)
+        figures["distinct_4proc"] = parallel(url, distinct, raw=False)
+        figures["floor_distinct_4proc"] = parallel(url, distinct, raw=True)
+        check = engine(url)
+        figures["hot_usage_after"] = str(check.customers.get("hot").features["messages"].usage)
+        check.close()
+    figures["check_ratio_to_floor"] = figures["check"]["p50_us"] / figures["floor_check"]["p50_us"]
+    figures["track_ratio_to_floor"] = figures["track_per_s"] / figures["floor_track_per_s"]
+    for k in ("hot_4proc", "distinct_4proc"):
+        figures[f"{k}_ratio_to_floor"] = figures[k]["per_s"] / figures[f"floor_{k}"]["per_s"]
+    figures["targets"] = {"check_p50_us": 500, "track_ratio_to_floor": 0.5}
+    path = write("postgres", figures)
+    rows = [
+        "| figure | library | floor (raw psycopg) | ratio | target |",
+        "|---|---|---|---|---|",
+        f"| check p50 | {figures['check']['p50_us']:.0f} us (p99 {figures['check']['p99_us']:.0f}) | "
+        f"{figures['floor_check']['p50_us']:.0f} us | {figures['check_ratio_to_floor']:.1f}x | <= 500 us |",
+        f"| track/s, one connection | {figures['track_per_s']:,.0f} | {figures['floor_track_per_s']:,.0f} | "
+        f"{figures['track_ratio_to_floor']:.0%} | >= 50% |",
+    ]
+    for k, label in (
+        ("distinct_4proc", "4 processes, distinct customers"),
+        ("hot_4proc", "4 processes, one hot customer"),
+    ):
+        f, fl = figures[k], figures[f"floor_{k}"]
+        rows.append(
+            f"| {label} | {f['per_s']:,.0f}/s (worst {f['worst_ms']:.0f} ms, {f['errors']} errors) | "
+            f"{fl['per_s']:,.0f}/s | {figures[f'{k}_ratio_to_floor']:.0%} | >= 50% |"
+        )
+    print("\n".join(rows))
+    print(f"hot customer usage after 4 x {PER_PROC}: {figures['hot_usage_after']}")
+    print(f"written to {path}")
+
+
+if __name__ == "__main__":
+    main()
