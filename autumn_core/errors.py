@@ -94,6 +94,9 @@ class StoreError(AutumnError):
     """Storage failed; the operation did not happen."""
 
     code = "store_error"
+    #: True when running the whole call again may succeed (a serialization failure, a deadlock,
+    #: a lock wait); the engine re-runs such calls itself, within a bound.
+    retryable: bool = False
 
 
 class UniqueViolation(StoreError):

@@ -132,7 +132,7 @@ def translate(exc: BaseException) -> StoreError:
     if isinstance(exc, sqlite3.Error):
         if _is_busy(exc):
             err = StoreError(f"the SQLite database is locked by another writer ({exc})")
-            err.retryable = True  # type: ignore[attr-defined]
+            err.retryable = True
             return err
         return StoreError(f"SQLite failed: {exc}")
     if isinstance(exc, ValueError | TypeError | KeyError | cattrs.BaseValidationError):

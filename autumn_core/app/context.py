@@ -131,7 +131,7 @@ class Context:
                 if attempt == MAX_ATTEMPTS - 1:
                     raise StoreError("a uniqueness race did not settle") from None
             except StoreError as exc:
-                if not getattr(exc, "retryable", False) or attempt == MAX_ATTEMPTS - 1:
+                if not exc.retryable or attempt == MAX_ATTEMPTS - 1:
                     raise
                 time.sleep(delay * (1 + random.random()))
                 delay = min(delay * 2, 0.1)
