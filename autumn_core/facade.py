@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from autumn_core.app import customers as customers_uc
 from autumn_core.app import entities as entities_uc
 from autumn_core.app import usage as usage_uc
+from autumn_core.app.billing import invoice_view
 from autumn_core.app.context import Context, Options
 from autumn_core.app.unit import NeedsWrite, Unit
 from autumn_core.app.views import customer_view, entity_view
@@ -26,7 +27,6 @@ from autumn_core.results import (
     Entity,
     Event,
     Invoice,
-    InvoiceLine,
     TrackRequest,
     TrackResult,
 )
@@ -214,30 +214,7 @@ class Invoices(_Part):
             state = unit.get(customer_id)
             if unit.write:
                 unit.flush()  # invoices made by this call's lazy work (renewals) count too
-            return [
-                Invoice(
-                    id=r.id,
-                    customer_id=state.id,
-                    status=r.status,
-                    total=r.total,
-                    currency=r.currency,
-                    lines=[
-                        InvoiceLine(
-                            line.description,
-                            line.product_id,
-                            line.feature_id,
-                            line.quantity,
-                            line.amount,
-                            line.period_start,
-                            line.period_end,
-                        )
-                        for line in r.lines
-                    ],
-                    created_at=r.created_at,
-                    gateway_invoice_id=r.gateway_invoice_id,
-                )
-                for r in unit.tx.list_invoices(state.pk)
-            ]
+            return [invoice_view(state, r) for r in unit.tx.list_invoices(state.pk)]
 
         return self._a._read(body)
 
