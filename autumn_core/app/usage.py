@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -19,7 +18,7 @@ from autumn_core.errors import (
     InsufficientBalance,
     InvalidRequest,
 )
-from autumn_core.model import ZERO, CustomerState, EventRecord, RowState
+from autumn_core.model import ZERO, CustomerState, EventRecord, RowState, replace
 from autumn_core.results import (
     Balance,
     ByEmail,
@@ -100,18 +99,11 @@ def candidates(
     return [c for _, c in keyed]
 
 
-_CUSTOMER_FIELDS = tuple(a.name for a in attrs.fields(CustomerState))
-_CUSTOMER_VALUES = operator.attrgetter(*_CUSTOMER_FIELDS)
-_ROWS_AT = _CUSTOMER_FIELDS.index("rows")
-
-
 def replace_rows(state: CustomerState, changed: Mapping[str, RowState]) -> CustomerState:
-    """The customer with some rows replaced (by id); ``attrs.evolve`` minus its per-call lookups."""
+    """The customer with some rows replaced (by id)."""
     if not changed:
         return state
-    values = list(_CUSTOMER_VALUES(state))
-    values[_ROWS_AT] = tuple(changed.get(r.id, r) for r in state.rows)
-    return CustomerState(*values)
+    return replace(state, rows=tuple(changed.get(r.id, r) for r in state.rows))
 
 
 def subject_balance(

@@ -11,36 +11,19 @@ changes, so a member drained across pools of one cost stays exact (no ``1/3`` ro
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal, localcontext
 
 import attrs
 
-from autumn_core.model import ZERO, RolloverState, RowState
+from autumn_core.model import ZERO, RolloverState, RowState, replace
 
 ONE = Decimal(1)
 _NEG_INF = Decimal("-Infinity")
 _NEVER = datetime.max.replace(tzinfo=UTC)
 #: Enough digits for values up to 10^15 with costs and their quotients (values.MAX_MAGNITUDE).
 _PRECISION = 60
-
-
-_ROW_FIELDS = tuple(a.name for a in attrs.fields(RowState))
-_ROW_VALUES = operator.attrgetter(*_ROW_FIELDS)
-_ROW_INDEX = {name: i for i, name in enumerate(_ROW_FIELDS)}
-
-
-def evolve_row(row: RowState, **changes: object) -> RowState:
-    """``attrs.evolve`` for rows, reading every field at once and calling ``__init__`` by position.
-
-    Deductions evolve a row on every track; this is the hot path's most frequent allocation.
-    """
-    values = list(_ROW_VALUES(row))
-    for name, value in changes.items():
-        values[_ROW_INDEX[name]] = value
-    return RowState(*values)
 
 
 @attrs.frozen
@@ -118,7 +101,7 @@ def _absorb(
     row = sink.row
     applied[row.feature_id] += amount
     changed = (
-        {} if dry_run else {row.id: evolve_row(row, unlimited_usage=row.unlimited_usage + amount)}
+        {} if dry_run else {row.id: replace(row, unlimited_usage=row.unlimited_usage + amount)}
     )
     return Deduction(changed, applied, ZERO, absorbed_by_unlimited=True)
 
@@ -206,9 +189,9 @@ def _deduct(
                 else RolloverState(r.id, r.amount, b, r.expires_at, r.created_at)
                 for r, b in zip(row.rollovers, spent, strict=True)
             )
-            changed[row.id] = evolve_row(row, balance=new_bal, rollovers=rollovers)
+            changed[row.id] = replace(row, balance=new_bal, rollovers=rollovers)
         elif new_bal != row.balance:
-            changed[row.id] = evolve_row(row, balance=new_bal)
+            changed[row.id] = replace(row, balance=new_bal)
     return Deduction(changed, applied, remainder)
 
 
@@ -245,7 +228,7 @@ def _refund(candidates: Sequence[Candidate], amount: Decimal, dry_run: bool) -> 
     if dry_run:
         return Deduction({}, applied, remainder)
     changed = {
-        c.row.id: evolve_row(c.row, balance=balances[c.row.id])
+        c.row.id: replace(c.row, balance=balances[c.row.id])
         for c in candidates
         if balances[c.row.id] != c.row.balance
     }
