@@ -39,8 +39,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -68,6 +70,7 @@ from autumn_core.model import (
 from autumn_core.ports import StoreCapabilities
 from autumn_core.rules.due import next_due_at
 from autumn_postgres import codec, schema
+from autumn_postgres.wire import BEGIN, UNKNOWN_STATEMENT, Statement, Wire
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -80,8 +83,10 @@ DEFAULT_POOL_MAX: Final = 10
 #: Seconds to wait for a pooled connection (also bounds waiting for an unreachable server).
 DEFAULT_TIMEOUT: Final = 10.0
 
-#: SQLSTATEs after which the server has rolled the transaction back and a rerun may succeed.
-RETRYABLE_SQLSTATES: Final = frozenset({"40001", "40P01"})
+#: SQLSTATEs after which the server has rolled the transaction back and a rerun may succeed
+#: (26000: a prepared statement vanished because someone reset the session; it is prepared
+#: again on the rerun).
+RETRYABLE_SQLSTATES: Final = frozenset({"40001", "40P01", UNKNOWN_STATEMENT})
 
 _CHILDREN: Final = ("products", "rows", "entities")
 
@@ -288,8 +293,17 @@ INSERT INTO autumn_events
     (id, customer_pk, entity_id, feature_id, event_name, value, ts, created_at, data)
 SELECT d->>'id', d->>'customer_pk', d->>'entity_id', d->>'feature_id', d->>'event_name',
        (d->>'value')::numeric, (d->>'timestamp')::timestamptz, (d->>'created_at')::timestamptz, d
-FROM jsonb_array_elements(%s::jsonb) AS d
+FROM jsonb_array_elements(%(events)s::jsonb) AS d
 """
+
+#: The statements of the hot paths, sent through ``wire.Wire`` (see the module docstring).
+_W_LOCK: Final = Statement(_LOCK)
+_W_READ_BY_ID: Final = Statement(_READ_BY_ID)
+_W_READ_BY_PK: Final = Statement(_READ_BY_PK)
+_W_UPDATE: Final = Statement(_UPDATE_CUSTOMER)
+_W_REPLACE: Final = Statement(_REPLACE_CUSTOMER)
+_W_EVENTS: Final = Statement(_INSERT_EVENTS)
+_W_SAVES: Final = {_UPDATE_CUSTOMER: _W_UPDATE, _REPLACE_CUSTOMER: _W_REPLACE}
 
 _LIST_EVENTS: Final = """
 SELECT data FROM autumn_events
@@ -424,6 +438,9 @@ class PostgresTransaction:
     def __init__(self, store: PostgresStore, write: bool) -> None:
         self._store = store
         self._write = write
+        #: The hot statements' executor (None with ``pipeline=False``).
+        self._wire: Wire | None = None
+        #: psycopg's pipeline, entered when a write first runs a statement the wire does not.
         self._pipeline: psycopg.Pipeline | None = None
         self._pipeline_cm: contextlib.AbstractContextManager[psycopg.Pipeline] | None = None
         #: Cache entries this transaction produced: published only after COMMIT.
@@ -437,18 +454,19 @@ class PostgresTransaction:
     # -- life cycle ---------------------------------------------------------------------------
     def __enter__(self) -> PostgresTransaction:
         self._conn = self._store._acquire()
-        if self._write:
-            try:
-                if self._store._use_pipeline:
-                    self._pipeline_cm = self._conn.pipeline()
-                    self._pipeline = self._pipeline_cm.__enter__()
-                self._conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
-            except BaseException as exc:
-                self._abort()
-                self._store._release(self._conn)
-                if isinstance(exc, psycopg.Error):
-                    raise translate(exc) from exc
-                raise
+        try:
+            if self._store._use_pipeline:
+                self._wire = Wire(self._conn, self._store._prepared_on(self._conn))
+                if self._write:
+                    self._wire.begin()  # BEGIN travels with the first statement
+            elif self._write:
+                self._conn.execute(BEGIN)
+        except BaseException as exc:
+            self._abort()
+            self._store._release(self._conn)
+            if isinstance(exc, psycopg.Error):
+                raise translate(exc) from exc
+            raise
         return self
 
     def __exit__(
@@ -468,11 +486,14 @@ class PostgresTransaction:
                     raise translate(exc) from exc
                 return
             try:
-                self._conn.execute("COMMIT")
-                if self._pipeline is not None and self._pipeline_cm is not None:
-                    self._pipeline.sync()
-                    cm, self._pipeline_cm, self._pipeline = self._pipeline_cm, None, None
-                    cm.__exit__(None, None, None)
+                if self._wire is not None and self._pipeline is None:
+                    self._wire.commit()  # the queued writes, COMMIT and one Sync
+                else:
+                    self._conn.execute("COMMIT")
+                    if self._pipeline_cm is not None:
+                        # Leaving the pipeline sends the Sync and raises a queued error.
+                        cm, self._pipeline_cm, self._pipeline = self._pipeline_cm, None, None
+                        cm.__exit__(None, None, None)
             except BaseException as err:
                 self._abort()
                 if isinstance(err, psycopg.Error):
@@ -484,6 +505,9 @@ class PostgresTransaction:
 
     def _abort(self) -> None:
         """Roll back whatever state the connection is in; a broken one is left to the pool."""
+        if self._wire is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._wire.abort()
         pipeline, self._pipeline = self._pipeline, None
         cm, self._pipeline_cm = self._pipeline_cm, None
         if pipeline is not None and cm is not None:
@@ -503,15 +527,59 @@ class PostgresTransaction:
         if not self._write:
             raise StoreError("write attempted in a read transaction")
 
+    def _psycopg(self) -> None:
+        """Hand the connection to psycopg for a statement the wire does not send: send what the
+        wire queued, and in a write continue in psycopg's pipeline (BEGIN first if not sent)."""
+        wire = self._wire
+        if wire is None or self._pipeline is not None:
+            return
+        wire.finish()
+        if self._write:
+            self._pipeline_cm = self._conn.pipeline()
+            self._pipeline = self._pipeline_cm.__enter__()
+            if not wire.opened:
+                wire.opened = True
+                self._conn.execute(BEGIN)
+
     def _fire(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> None:
         """Queue a statement whose result nobody needs; errors surface by COMMIT at the latest."""
+        self._psycopg()
         self._conn.execute(sql, params)
 
     def _one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
+        self._psycopg()
         return self._conn.execute(sql, params).fetchone()
 
     def _all(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
+        self._psycopg()
         return self._conn.execute(sql, params).fetchall()
+
+    def _hot_fire(self, stmt: Statement, sql: str, params: dict[str, Any]) -> None:
+        """``_fire`` for a statement of the hot paths: through the wire while it has the
+        connection."""
+        if self._wire is not None and self._pipeline is None:
+            self._wire.fire(stmt, params)
+        else:
+            self._fire(sql, params)
+
+    def _customer_row(self, stmt: Statement, sql: str, params: dict[str, Any]) -> Any:
+        """One customer row (pk, seq, version, head, products, rows, entities) or None."""
+        if self._wire is None or self._pipeline is not None:
+            return self._one(sql, params)
+        res = self._wire.one(stmt, params)
+        if not res.ntuples:
+            return None
+        value = res.get_value
+        pk, seq, version = value(0, 0), value(0, 1), value(0, 2)
+        if pk is None or seq is None or version is None:
+            raise StoreError("a customer row came back without its key")
+        docs = [value(0, i) for i in range(3, 7)]
+        return (
+            pk.decode(),
+            int(seq),
+            int(version),
+            *(None if d is None else json.loads(d) for d in docs),
+        )
 
     def _lookup(self, pk: str) -> _Entry | None:
         if pk in self._staged:
@@ -596,9 +664,9 @@ class PostgresTransaction:
         params = self._hint_params(customer_id, hint, hint_pk)
         if self._write:
             params["pk"], params["id"] = None, customer_id
-            row = self._one(_LOCK, params)
+            row = self._customer_row(_W_LOCK, _LOCK, params)
         else:
-            row = self._one(_READ_BY_ID, params)
+            row = self._customer_row(_W_READ_BY_ID, _READ_BY_ID, params)
         if row is None:
             return None
         pk = str(row[0])
@@ -615,9 +683,9 @@ class PostgresTransaction:
         params = self._hint_params(pk, hint, pk)
         if for_update and self._write:
             params["pk"], params["id"] = pk, None
-            row = self._one(_LOCK, params)
+            row = self._customer_row(_W_LOCK, _LOCK, params)
         else:
-            row = self._one(_READ_BY_PK, params)
+            row = self._customer_row(_W_READ_BY_PK, _READ_BY_PK, params)
         return None if row is None else self._state(hint, *row)
 
     def _states(self, rows: list[Any]) -> list[CustomerState]:
@@ -698,7 +766,7 @@ class PostgresTransaction:
                 raise translate(exc) from exc
             self._fire("RELEASE SAVEPOINT autumn_identity")
         else:
-            self._fire(sql, params)
+            self._hot_fire(_W_SAVES[sql], sql, params)
         if held is not None and base is not None:
             saved = attrs.evolve(after, version=base.version + 1)
             self._held[after.pk] = (held[0], saved)
@@ -757,7 +825,7 @@ class PostgresTransaction:
         self._need_write()
         if not events:
             return
-        self._fire(_INSERT_EVENTS, (codec.encode(list(events)),))
+        self._hot_fire(_W_EVENTS, _INSERT_EVENTS, {"events": codec.encode(list(events))})
 
     @_translated
     def list_events(
@@ -989,6 +1057,8 @@ class PostgresStore:
         self._cache_lock = threading.Lock()
         #: customer id -> pk, a hint for the cache (a wrong hint only costs a cache miss).
         self._ids: dict[str, str] = {}
+        #: connection -> names of the wire's statements prepared on it.
+        self._prepared: weakref.WeakKeyDictionary[Conn, set[bytes]] = weakref.WeakKeyDictionary()
         self._closed = False
         self._pid = os.getpid()
         if isinstance(url_or_pool, ConnectionPool):
@@ -1068,6 +1138,12 @@ class PostgresStore:
                 raise translate(exc) from exc
         conn.prepare_threshold = 0
         return conn
+
+    def _prepared_on(self, conn: Conn) -> set[bytes]:
+        names = self._prepared.get(conn)
+        if names is None:
+            names = self._prepared[conn] = set()
+        return names
 
     def _release(self, conn: Conn) -> None:
         with contextlib.suppress(Exception):
