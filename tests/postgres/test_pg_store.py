@@ -144,11 +144,26 @@ def _reset_statements(cluster: PgCluster) -> None:
         conn.execute("SELECT pg_stat_statements_reset()")
 
 
+def _count_round_trips(lines: list[str]) -> int:
+    """Round trips in a libpq protocol trace: every run of frontend messages (``F``) that is
+    followed by a backend message (``B``) is one wait for the server, whether it ended with a
+    ``Sync``, a ``Flush`` or nothing (pipeline mode)."""
+    trips = 0
+    sent = False
+    for line in lines:
+        if line.startswith("F\t"):
+            sent = True
+        elif line.startswith("B\t") and sent:
+            trips += 1
+            sent = False
+    return trips
+
+
 @contextlib.contextmanager
 def _round_trips(pool: ConnectionPool[Any], tmp_path: Path) -> Iterator[list[int]]:
-    """Count the client's round trips on the pool's only connection, from libpq's protocol
-    trace: one frontend ``Sync`` message per round trip (outside pipeline mode). The count is
-    appended to the yielded list when the block ends."""
+    """Count the client's round trips on the pool's only connection from libpq's protocol
+    trace (``_count_round_trips``). The count is appended to the yielded list when the block
+    ends."""
     trace = tmp_path / "libpq.trace"
     counted: list[int] = []
     with pool.connection() as conn:
@@ -160,8 +175,16 @@ def _round_trips(pool: ConnectionPool[Any], tmp_path: Path) -> Iterator[list[int
             yield counted
         finally:
             pgconn.untrace()
-    lines = trace.read_text().splitlines()
-    counted.append(sum(1 for line in lines if line.startswith("F\t") and "\tSync" in line))
+    counted.append(_count_round_trips(trace.read_text().splitlines()))
+
+
+def test_the_round_trip_counter_counts_waits_not_syncs() -> None:
+    """A pipeline that flushes (no Sync) and then syncs is two round trips; one Sync whose
+    answer is read is one; messages sent without waiting in between are one."""
+    assert _count_round_trips(["F\t1\tBind", "F\t1\tFlush", "B\t1\tBindComplete"]) == 1
+    pipelined = ["F\tBind", "F\tFlush", "B\tDataRow", "F\tBind", "F\tSync", "B\tReady"]
+    assert _count_round_trips(pipelined) == 2
+    assert _count_round_trips([*pipelined, "F\tSync", "B\tReady"]) == 3
 
 
 def test_a_read_with_nothing_due_is_one_round_trip(
@@ -193,6 +216,59 @@ def test_a_read_with_nothing_due_is_one_round_trip(
             assert _statements(pg_cluster, dbname) == 10
         finally:
             store.close()
+            pool.close()
+
+
+def _metered_catalog() -> Any:
+    from autumn_core import Catalog, Feature, Item, Product
+
+    return Catalog(
+        features=[Feature.metered("messages")],
+        products=[
+            Product(
+                "free",
+                default=True,
+                items=[Item.feature("messages", included=10**9, reset="month")],
+            )
+        ],
+    )
+
+
+def test_track_is_two_round_trips_and_check_one(
+    pg_cluster: PgCluster, pg_store_url: str, tmp_path: Path
+) -> None:
+    """Given a customer with nothing due, when the engine tracks and checks through a store
+    whose pool has one connection, then each track is at most two round trips (BEGIN with the
+    lock-and-load; the writes with COMMIT) and each check at most one, and the server ran three
+    statements per track and one per check; the usage is right."""
+    dbname = pg_store_url.rsplit("/", 1)[1]
+    for cache_size in (10_000, 0):
+        pool: ConnectionPool[Any] = ConnectionPool(
+            pg_store_url, min_size=1, max_size=1, kwargs={"autocommit": True}, open=True
+        )
+        billing = autumn_core.Autumn(
+            _metered_catalog(), store=PostgresStore(pool, cache_size=cache_size)
+        )
+        cid = f"u{cache_size}"
+        try:
+            billing.customers.create(cid)
+            billing.track(cid, "messages")  # warm: statements prepared on the connection
+            billing.check(cid, "messages")
+            _reset_statements(pg_cluster)
+            with _round_trips(pool, tmp_path) as tracks:
+                for _ in range(10):
+                    billing.track(cid, "messages")
+            assert _statements(pg_cluster, dbname) == 10 * 3
+            _reset_statements(pg_cluster)
+            with _round_trips(pool, tmp_path) as checks:
+                for _ in range(10):
+                    assert billing.check(cid, "messages").allowed
+            assert _statements(pg_cluster, dbname) == 10
+            assert tracks[0] <= 10 * 2, tracks
+            assert checks[0] <= 10 * 1, checks
+            assert billing.customers.get(cid).features["messages"].usage == 11
+        finally:
+            billing.close()
             pool.close()
 
 
@@ -234,6 +310,112 @@ def test_a_track_shaped_write_is_three_statements(pg_cluster: PgCluster, pg_stor
             assert state.version == 12
     finally:
         store.close()
+
+
+def _track_like(tx: Any, pk: str, event_id: str) -> None:
+    before = tx.load_customer(pk, for_update=True)
+    assert before is not None
+    r = before.rows[0]
+    after = attrs.evolve(before, rows=(attrs.evolve(r, balance=r.balance - 1), *before.rows[1:]))
+    tx.save_customer(before, after)
+    tx.append_events([EventRecord(event_id, pk, None, "m", None, Decimal(1), {}, T0, T0)])
+
+
+def test_a_queued_write_that_fails_at_commit_keeps_nothing(store: PostgresStore) -> None:
+    """Given an event id already stored, when a track-shaped transaction queues a save and an
+    event with that id, then the COMMIT round trip raises UniqueViolation, the save is not kept,
+    the cache is not touched, and the next transaction on the connection works."""
+    with store.transaction() as tx:
+        tx.insert_customer(customer("pk1", "c1"))
+    with store.transaction() as tx:
+        _track_like(tx, "pk1", "e1")
+    with pytest.raises(UniqueViolation), store.transaction() as tx:
+        _track_like(tx, "pk1", "e1")
+    for _ in range(2):
+        with store.transaction(write=False) as tx:
+            state = tx.load_customer("pk1")
+            assert state is not None and state.rows[0].balance == 9 and state.version == 2
+    with store.transaction() as tx:
+        _track_like(tx, "pk1", "e2")
+    with store.transaction(write=False) as tx:
+        state = tx.load_customer("pk1")
+        assert state is not None and state.rows[0].balance == 8
+
+
+def test_a_write_mixing_hot_and_other_statements_commits_them_all(store: PostgresStore) -> None:
+    """Given a customer, when one transaction locks it (pipelined wire), then runs statements
+    the wire does not send (an idempotency record, a claim), then saves and appends, then all
+    of it is committed together."""
+    from autumn_core.model import IdempotencyRecord
+
+    with store.transaction() as tx:
+        tx.insert_customer(customer("pk1", "c1"))
+    with store.transaction() as tx:
+        assert tx.customer_pk("c1") == "pk1"
+        assert tx.claim_gateway_event("g1")
+        tx.put_idempotency(IdempotencyRecord("track", "pk1", "k1", "h", {"ok": True}, T0))
+        _track_like(tx, "pk1", "e1")
+    with store.transaction(write=False) as tx:
+        state = tx.load_customer("pk1")
+        assert state is not None and state.rows[0].balance == 9
+        assert tx.get_idempotency("track", "pk1", "k1") is not None
+        assert (
+            len(
+                tx.list_events(
+                    "pk1", feature_id=None, start=None, end=None, limit=10, starting_after=None
+                )
+            )
+            == 1
+        )
+    with store.transaction() as tx:
+        assert not tx.claim_gateway_event("g1")
+
+
+def test_a_reset_session_loses_prepared_statements_and_the_call_is_retryable(
+    pg_store_url: str,
+) -> None:
+    """Given a pooled connection whose session someone resets (``DISCARD ALL`` drops the
+    statements the store prepared on it), when the next transaction runs, then it fails with a
+    retryable StoreError (nothing changed) and the rerun prepares again and succeeds; through
+    the engine the retry is invisible."""
+    pool: ConnectionPool[Any] = ConnectionPool(
+        pg_store_url, min_size=1, max_size=1, kwargs={"autocommit": True}, open=True
+    )
+    store = PostgresStore(pool)
+    try:
+        with store.transaction() as tx:
+            tx.insert_customer(customer("pk1", "c1"))
+        with store.transaction() as tx:
+            _track_like(tx, "pk1", "e1")
+        with pool.connection() as conn:
+            conn.execute("DISCARD ALL")
+        with pytest.raises(RetryableStoreError), store.transaction() as tx:
+            _track_like(tx, "pk1", "e2")
+        with store.transaction() as tx:
+            _track_like(tx, "pk1", "e2")
+        with store.transaction(write=False) as tx:
+            state = tx.load_customer("pk1")
+            assert state is not None and state.rows[0].balance == 8
+    finally:
+        store.close()
+        pool.close()
+    pool = ConnectionPool(
+        pg_store_url, min_size=1, max_size=1, kwargs={"autocommit": True}, open=True
+    )
+    billing = autumn_core.Autumn(_metered_catalog(), store=PostgresStore(pool))
+    try:
+        billing.customers.create("u1")
+        billing.track("u1", "messages")
+        with pool.connection() as conn:
+            conn.execute("DISCARD ALL")
+        billing.track("u1", "messages")
+        with pool.connection() as conn:
+            conn.execute("DISCARD ALL")
+        assert billing.check("u1", "messages").allowed
+        assert billing.customers.get("u1").features["messages"].usage == 2
+    finally:
+        billing.close()
+        pool.close()
 
 
 # -- error translation ----------------------------------------------------------------------
