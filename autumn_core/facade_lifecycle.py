@@ -7,7 +7,7 @@ in one transaction.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from autumn_core.app import attach as attach_uc
@@ -15,15 +15,19 @@ from autumn_core.app import billing
 from autumn_core.app import cancel as cancel_uc
 from autumn_core.app import events as events_uc
 from autumn_core.app.usage import check_customer_ref
-from autumn_core.errors import InvalidRequest
+from autumn_core.errors import AutumnError, GatewayError, InvalidRequest
+from autumn_core.model import PendingRecord
+from autumn_core.ports import ChargeRequest
 from autumn_core.results import (
     UNSET,
     AttachPreview,
     AttachResult,
+    ByEmail,
     CustomerData,
     CustomerProduct,
     GatewayEvent,
 )
+from autumn_core.serialization import converter
 
 if TYPE_CHECKING:
     from autumn_core.app.context import Context
@@ -68,7 +72,20 @@ class LifecycleMixin:
             customer_data=customer_data,
             idempotency_key=idempotency_key,
         )
-        return self._write(lambda unit: attach_uc.attach(unit, args))
+        if self._ctx.gateway is None:
+            return self._write(lambda unit: attach_uc.attach(unit, args))
+        return billing.drive(
+            self._ctx, self._attach_driver(args), lambda unit: attach_uc.attach(unit, args)
+        )
+
+    def _attach_driver(self, args: attach_uc.AttachArgs) -> billing.Driver:
+        return billing.Driver(
+            now=self._ctx.clock.now(),
+            prefixes=attach_uc.charge_prefixes(args),
+            payload=attach_uc.operation_payload(args),
+            customer_ref=args.customer,
+            customer_data=args.customer_data,
+        )
 
     def preview_attach(
         self,
@@ -113,8 +130,33 @@ class LifecycleMixin:
     ) -> CustomerProduct:
         """X1-X6: at the period end (default) or now with a prorated credit."""
         cancel_uc.validate(customer_id, product_id, entity_id, immediately)
-        return self._write(
-            lambda unit: cancel_uc.cancel(unit, customer_id, product_id, entity_id, immediately)
+
+        def body(unit: Unit) -> CustomerProduct:
+            return cancel_uc.cancel(unit, customer_id, product_id, entity_id, immediately)
+
+        if self._ctx.gateway is None or not immediately:
+            return self._write(body)
+        return billing.drive(
+            self._ctx, self._cancel_driver(customer_id, product_id, entity_id), body
+        )
+
+    def _cancel_driver(
+        self, customer_id: Any, product_id: str, entity_id: str | None
+    ) -> billing.Driver:
+        customer = (
+            {"email": customer_id.email}
+            if isinstance(customer_id, ByEmail)
+            else {"id": customer_id}
+        )
+        return billing.Driver(
+            now=self._ctx.clock.now(),
+            prefixes=("cancel:",),
+            payload={
+                "op": "cancel",
+                "customer": customer,
+                "product_id": product_id,
+                "entity_id": entity_id,
+            },
         )
 
     def uncancel(
@@ -148,11 +190,32 @@ class LifecycleMixin:
         self._write(lambda unit: events_uc.handle_event(unit, event))
 
     def recover(self) -> int:
-        """Drop checkout plans whose customer no longer exists; return how many were dropped.
+        """Settle what a crashed process left behind; return how many records were settled.
 
-        A checkout plan otherwise waits for its payment event for as long as the provider may
-        send it, so nothing else is recovered here.
+        - Pending *operations* (kind ``"operation"``): a paid attach or an immediate cancel
+          records its planned charge in its own short transaction before calling the gateway.
+          A process killed after that record, after the gateway call or before the local
+          commit leaves the record. For each one, the gateway is asked what became of the
+          charge with the SAME idempotency key (``find_charge`` when the gateway has it,
+          otherwise the charge is re-driven and the gateway replays its first outcome, never
+          charging twice). Collected (or left open for the customer): the operation runs again
+          with that outcome and commits its local effect (product, invoice, the caller's
+          idempotency key, so the caller's retry replays it). Refused, or never received by
+          the provider: the record is deleted and nothing is provisioned. A record that
+          cannot be completed (its product was attached meanwhile by another call, the
+          customer was deleted) or whose provider is unreachable stays for a later run.
+        - Checkout plans whose customer no longer exists are dropped; other checkout plans
+          wait for their payment event for as long as the provider may send it.
+
+        Safe to run at any time and from several processes: completing an operation deletes
+        its record in the same transaction as the effect, so it happens once.
         """
+        settled = 0
+        if self._ctx.gateway is not None:
+            records = self._ctx.run(lambda tx: tx.list_pending(billing.OPERATION), write=False)
+            for rec in records:
+                if self._recover_operation(rec):
+                    settled += 1
 
         def body(unit: Unit) -> int:
             dropped = 0
@@ -162,4 +225,42 @@ class LifecycleMixin:
                     dropped += 1
             return dropped
 
-        return self._write(body)
+        return settled + self._write(body)
+
+    def _recover_operation(self, rec: PendingRecord) -> bool:
+        ctx = self._ctx
+        payload = rec.payload
+        request = converter.structure(payload["request"], ChargeRequest)
+        charge_key = str(payload["charge_key"])
+        try:
+            outcome = billing.find_charge(ctx, request)
+        except GatewayError:
+            return False  # the provider is unreachable: try again later
+        if outcome is None or outcome.status == "failed":
+            ctx.run(lambda tx: tx.delete_pending(rec.key), write=True)
+            return True
+        drv = billing.Driver(now=ctx.clock.now(), prefixes=(charge_key,), payload=dict(payload))
+        drv.resolved[charge_key] = billing.Resolved(request, outcome)
+        body = self._operation_body(payload)
+        if body is None:
+            return False
+        try:
+            billing.drive(ctx, drv, body)
+        except AutumnError:
+            return False
+        return charge_key in drv.consumed
+
+    def _operation_body(self, payload: Mapping[str, Any]) -> Callable[[Unit], Any] | None:
+        ref = payload.get("customer") or {}
+        customer: Any = ByEmail(ref["email"]) if "email" in ref else ref.get("id")
+        if payload.get("op") == "attach":
+            try:
+                args = attach_uc.args_from_payload(self._ctx, payload)
+            except AutumnError:
+                return None
+            return lambda unit: attach_uc.attach(unit, args)
+        if payload.get("op") == "cancel":
+            product_id = str(payload["product_id"])
+            entity_id = payload.get("entity_id")
+            return lambda unit: cancel_uc.cancel(unit, customer, product_id, entity_id, True)
+        return None

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from decimal import Decimal
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import attrs
 
@@ -175,6 +175,11 @@ class RecurringPrice:
     interval_count: int
 
 
+#: Why the engine moves money; lets a gateway tell a renewal (that a provider subscription may
+#: bill by itself) from a first charge or a switch without guessing from amounts.
+CHARGE_REASONS = ("attach", "renewal", "switch", "seats", "quantity", "cancel", "conversion")
+
+
 @attrs.frozen
 class ChargeRequest:
     gateway_customer_id: str
@@ -182,12 +187,20 @@ class ChargeRequest:
     lines: tuple[ChargeLine, ...]
     total: Decimal
     currency: str
+    #: Derived from the engine's operation id and persisted before the call (in a pending
+    #: operation record), so a retry after a crash sends the same key: a gateway must return
+    #: the first outcome for a key it has seen instead of charging again.
     idempotency_key: str
     description: str = ""
     #: The customer's recurring fixed prices after this change (a gateway may keep a
     #: subscription in step with it); None when unchanged.
     recurring: tuple[RecurringPrice, ...] | None = None
     metadata: dict[str, str] = attrs.field(factory=dict)
+    #: One of ``CHARGE_REASONS``.
+    reason: str = "attach"
+    #: The end of the period the lines pay for (a trial's end for a $0 trialing start): when a
+    #: provider subscription created now should first bill by itself. None when unknown.
+    period_end: datetime | None = None
 
 
 @attrs.frozen
@@ -208,6 +221,9 @@ class CheckoutRequest:
     currency: str
     success_url: str | None
     idempotency_key: str
+    #: The customer's recurring fixed prices once the checkout is paid: a gateway may start
+    #: the provider subscription from the checkout itself. None for a one-off payment.
+    recurring: tuple[RecurringPrice, ...] | None = None
 
 
 class Gateway(Protocol):
@@ -232,8 +248,23 @@ class Gateway(Protocol):
         """The customer has no recurring fixed price left at the provider."""
 
 
+@runtime_checkable
+class ChargeLookup(Protocol):
+    """Optional gateway capability used by ``Autumn.recover()``.
+
+    Tells, without charging, what became of a charge sent with ``request.idempotency_key``:
+    its outcome, or None when the provider never received it (recovery then rolls the
+    operation back instead of charging now). A gateway without it is re-driven with the same
+    key, which its replay rule turns into "the first outcome, or the charge made now".
+    """
+
+    def find_charge(self, request: ChargeRequest) -> ChargeOutcome | None: ...
+
+
 __all__ = [
+    "CHARGE_REASONS",
     "ChargeLine",
+    "ChargeLookup",
     "ChargeOutcome",
     "ChargeRequest",
     "CheckoutRequest",

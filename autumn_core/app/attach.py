@@ -8,6 +8,7 @@ an existing cycle, or a checkout that provisions nothing until the gateway repor
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
@@ -72,9 +73,11 @@ class AttachArgs:
     force_checkout: bool
     customer_data: CustomerData | None
     idempotency_key: str | None
-    #: One per public call, stable across the call's transaction re-runs: the gateway's
-    #: idempotency key, so a re-run never charges twice and a new call is a new charge.
-    nonce: str = attrs.field(factory=lambda: new_id("call"))
+    #: The operation id: charge keys are ``attach:<nonce>`` / ``trial:<nonce>``. Derived from
+    #: the caller's idempotency key (scoped to the customer) when there is one, so a retry
+    #: after a crash finds the same pending operation; otherwise fresh per call (and then
+    #: persisted in the pending record before the gateway is called).
+    nonce: str = attrs.field(factory=lambda: new_id("op"))
 
     def fingerprint(self) -> str:
         trial = self.free_trial
@@ -156,7 +159,74 @@ def validate_attach(
         force_checkout,
         customer_data,
         idempotency_key,
+        nonce=operation_id(customer_id, idempotency_key),
     )
+
+
+def operation_id(customer: Any, idempotency_key: str | None) -> str:
+    """Deterministic from (customer, caller key), scoped to attach; else a fresh id."""
+    if idempotency_key is None:
+        return new_id("op")
+    ref = f"email:{customer.email.lower()}" if isinstance(customer, ByEmail) else f"id:{customer}"
+    digest = hashlib.sha256(f"attach\0{ref}\0{idempotency_key}".encode()).hexdigest()
+    return "k" + digest[:40]
+
+
+def operation_payload(a: AttachArgs) -> dict[str, Any]:
+    """How ``recover()`` runs this attach again (kept in its pending operation record)."""
+    customer = (
+        {"email": a.customer.email} if isinstance(a.customer, ByEmail) else {"id": a.customer}
+    )
+    return {
+        "op": "attach",
+        "customer": customer,
+        "product_id": a.product.id,
+        "entity_id": a.entity_id,
+        "quantities": None
+        if a.quantities is None
+        else {k: str(v) for k, v in a.quantities.items()},
+        "free_trial": "unset"
+        if a.free_trial is UNSET
+        else (None if a.free_trial is None else converter.unstructure(a.free_trial)),
+        "success_url": a.success_url,
+        "force_checkout": a.force_checkout,
+        "customer_data": None
+        if a.customer_data is None
+        else converter.unstructure(a.customer_data),
+        "idempotency_key": a.idempotency_key,
+        "nonce": a.nonce,
+    }
+
+
+def args_from_payload(ctx: Context, payload: Mapping[str, Any]) -> AttachArgs:
+    """The ``AttachArgs`` of a recorded attach (``operation_payload``), same operation id."""
+    product = ctx.registry.product(payload["product_id"])
+    if product is None:
+        raise ProductNotFound(f"product {payload['product_id']!r} does not exist")
+    ref = payload["customer"]
+    customer: Any = ByEmail(ref["email"]) if "email" in ref else ref["id"]
+    raw_trial = payload.get("free_trial", "unset")
+    quantities = payload.get("quantities")
+    data = payload.get("customer_data")
+    return AttachArgs(
+        customer,
+        product,
+        payload.get("entity_id"),
+        None if quantities is None else {k: Decimal(v) for k, v in quantities.items()},
+        UNSET
+        if raw_trial == "unset"
+        else (None if raw_trial is None else converter.structure(raw_trial, FreeTrial)),
+        payload.get("success_url"),
+        bool(payload.get("force_checkout", False)),
+        None if data is None else converter.structure(data, CustomerData),
+        payload.get("idempotency_key"),
+        nonce=payload["nonce"],
+    )
+
+
+def charge_prefixes(a: AttachArgs) -> tuple[str, ...]:
+    """The charge keys an attach's driver defers (see ``billing.drive``)."""
+    return (f"attach:{a.nonce}", f"trial:{a.nonce}")
 
 
 # -- the plan -------------------------------------------------------------------------------
@@ -709,10 +779,17 @@ def _attach_on_state(unit: Unit, state: CustomerState, a: AttachArgs) -> AttachR
     gateway = ctx.gateway
     # CO4/T7: a checkout is needed when the product needs a payment method and none is on
     # file, unless it joins an existing paid cycle (then its invoice is left open).
-    if gateway is not None and plan.needs_payment and plan.scenario != "downgrade":
+    drv = billing.driven()
+    already_charged = drv is not None and any(k in drv.resolved for k in charge_prefixes(a))
+    if (
+        gateway is not None
+        and plan.needs_payment
+        and plan.scenario != "downgrade"
+        and not already_charged
+    ):
         state, gid = billing.ensure_gateway_customer(unit, state)
         plan = attrs.evolve(plan, state=attrs.evolve(plan.state, gateway_customer_id=gid))
-        if a.force_checkout or (not plan.merged and not gateway.has_payment_method(gid)):
+        if a.force_checkout or (not plan.merged and not billing.has_payment_method(unit, gid)):
             return _checkout(unit, state, a, plan, gid)
     plan = _claim_or_replan(unit, state, a, plan)
     return _provision(unit, a, plan, state)
@@ -733,7 +810,7 @@ def _provision(
     if plan.lines or (
         plan.needs_payment and plan.trial_ends_at is None and not plan.product.is_free
     ):
-        key = f"attach:{new_state.pk}:{a.nonce}"
+        key = f"attach:{a.nonce}"
         recurring = billing.recurring_prices(ctx, new_state) if ctx.gateway is not None else None
         if paid_invoice_id is not None:
             inv = billing.new_invoice(
@@ -755,6 +832,7 @@ def _provision(
                 recurring=recurring,
                 description=f"{plan.scenario} {plan.product.id}",
                 period_end=plan.cp.current_period_end if plan.cp else None,
+                reason=_REASONS.get(plan.scenario, "attach"),
             )
         if sent.outcome == "failed":
             # CO3: nothing is provisioned; raising rolls the whole attach back.
@@ -779,12 +857,16 @@ def _provision(
             new_state,
             (),
             cp_id=plan.cp.instance_id if plan.cp else None,
-            key=f"trial:{new_state.pk}:{a.nonce}",
+            key=f"trial:{a.nonce}",
             recurring=billing.recurring_prices(ctx, new_state),
             period_end=plan.trial_ends_at,
+            reason="attach",
         )
     unit.put(new_state)
     return _result(unit, plan, invoice)
+
+
+_REASONS = {"upgrade": "switch", "downgrade": "switch", "update_quantity": "quantity"}
 
 
 def _checkout(
@@ -824,6 +906,11 @@ def _checkout(
                 currency=unit.ctx.options.currency,
                 success_url=a.success_url,
                 idempotency_key=f"checkout:{key}",
+                recurring=(
+                    billing.recurring_prices(unit.ctx, plan.state) or None
+                    if plan.product.is_recurring_paid
+                    else None
+                ),
             )
         )
     unit.put(state)

@@ -1,17 +1,30 @@
 """Invoices and charging: the lines a product owes, and sending them to the gateway.
 
-"Charge, then commit": every gateway call happens inside the use case's transaction, before it
-commits, so a refused charge raises (or marks past due) and the local change never lands.
-With ``gateway=None`` invoices are only recorded locally, as paid (CO1).
+"Charge, then commit", with a durable record in between. A use case run under an operation
+``Driver`` (attach, cancel: see ``drive``) does not call the gateway for its own charge inside its
+transaction: ``charge`` raises ``ChargeDeferred`` with the planned request, the transaction rolls
+back, a short transaction commits a pending operation record (kind ``"operation"``) holding that
+request, the gateway is called with the record's key, and the use case runs again with the
+outcome, committing the local effect and deleting the record in one transaction. A process
+killed anywhere in between leaves either nothing or the record, which ``Autumn.recover()``
+completes or rolls back with the same gateway key, so the provider never charges twice.
+
+Charges made by work that runs outside a driver (renewals and seat changes reached from
+check/track lazy work) are sent inside their transaction with a key that is deterministic for
+that attempt (the renewal period, the customer's version), so a re-run is replayed by the
+gateway. With ``gateway=None`` invoices are only recorded locally, as paid (CO1).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any, TypeVar
 
 import attrs
 
@@ -24,10 +37,17 @@ from autumn_core.model import (
     CustomerState,
     InvoiceLineRecord,
     InvoiceRecord,
+    PendingRecord,
     ProductState,
     RowState,
 )
-from autumn_core.ports import ChargeLine, ChargeOutcome, ChargeRequest, RecurringPrice
+from autumn_core.ports import (
+    ChargeLine,
+    ChargeLookup,
+    ChargeOutcome,
+    ChargeRequest,
+    RecurringPrice,
+)
 from autumn_core.results import Invoice, InvoiceLine
 from autumn_core.rules.pricing import (
     money,
@@ -37,6 +57,7 @@ from autumn_core.rules.pricing import (
     usage_amount,
 )
 from autumn_core.rules.rows import prepaid_packs
+from autumn_core.serialization import converter
 
 #: Set while previewing: nothing may reach the gateway (A7), lazy work included.
 _DRY_RUN: ContextVar[bool] = ContextVar("autumn_dry_run", default=False)
@@ -297,11 +318,32 @@ def ensure_gateway_customer(unit: Unit, state: CustomerState) -> tuple[CustomerS
         customer_id=state.id,
         email=state.email,
         name=state.name,
-        # Deterministic: a re-run of this transaction finds the same provider customer.
-        idempotency_key=f"autumn-customer:{state.pk}",
+        # Deterministic across processes: a customer created again after a crash (a new pk)
+        # keeps its id, so the provider replays the first creation.
+        idempotency_key=customer_key(state),
     )
     state = unit.put(attrs.evolve(state, gateway_customer_id=gid))
     return state, gid
+
+
+def customer_key(state: CustomerState) -> str:
+    """The provider customer's idempotency key: from the library id, else the stable pk."""
+    if state.id is not None:
+        return "autumn-customer:id:" + hashlib.sha256(state.id.encode()).hexdigest()[:40]
+    return f"autumn-customer:{state.pk}"
+
+
+def has_payment_method(unit: Unit, gid: str) -> bool:
+    """The gateway's answer, asked once per driven operation (its runs would repeat it)."""
+    gateway = unit.ctx.gateway
+    assert gateway is not None
+    drv = _DRIVER.get()
+    if drv is None:
+        return gateway.has_payment_method(gid)
+    memo_key = "has_payment_method:" + gid
+    if memo_key not in drv.memo:
+        drv.memo[memo_key] = gateway.has_payment_method(gid)
+    return bool(drv.memo[memo_key])
 
 
 def new_invoice(
@@ -346,40 +388,105 @@ def charge(
     recurring: tuple[RecurringPrice, ...] | None = None,
     description: str = "",
     period_end: datetime | None = None,
+    reason: str = "attach",
 ) -> Sent:
-    """Send ``lines`` to the gateway now; the caller decides what each outcome means.
+    """Send ``lines`` to the gateway; the caller decides what each outcome means.
 
-    The returned invoice is not saved: the caller saves it (paid, open or void) once it knows.
+    ``key`` names this charge deterministically within its operation (``attach:<op id>``,
+    ``renewal:<cp>:<period>``, ...). Under a driver that owns the key the charge is deferred
+    (see the module docstring); otherwise it is sent now. Either way a pending operation
+    record left by an interrupted earlier attempt supplies the request, so the gateway sees
+    the same idempotency key again. The returned invoice is not saved: the caller saves it.
     """
     invoice_id = new_id("inv")
     gateway = unit.ctx.gateway
-    if gateway is None or is_dry_run():
+    if gateway is None or is_dry_run() or (not lines and recurring is None):
         inv = new_invoice(unit, state, lines, status="paid", cp_id=cp_id, invoice_id=invoice_id)
         return Sent(inv, "local", state=state)
-    if not lines and recurring is None:
-        inv = new_invoice(unit, state, lines, status="paid", cp_id=cp_id, invoice_id=invoice_id)
-        return Sent(inv, "local", state=state)
+    drv = _DRIVER.get()
+    pkey = pending_key(key)
+    if drv is not None and key in drv.resolved:
+        done = drv.resolved[key]
+        drv.consumed.add(key)
+        return _sent(unit, state, lines, cp_id, done.request, done.outcome)
     state, gid = ensure_gateway_customer(unit, state)
+    existing = unit.tx.get_pending(pkey)
+    if existing is not None:
+        request = converter.structure(existing.payload["request"], ChargeRequest)
+    else:
+        request = ChargeRequest(
+            gateway_customer_id=gid,
+            invoice_id=invoice_id,
+            lines=tuple(
+                ChargeLine(ln.description, ln.amount, ln.product_id, ln.feature_id, ln.quantity)
+                for ln in lines
+            ),
+            total=total(lines),
+            currency=unit.ctx.options.currency,
+            idempotency_key=key,
+            description=description,
+            recurring=recurring,
+            metadata=_metadata(state, period_end),
+            reason=reason,
+            period_end=period_end,
+        )
+    if drv is not None and drv.owns(key):
+        if existing is None:
+            # A fresh attempt: the gateway key gets a salt persisted with the record, so a
+            # retry after a definite failure (the record deleted) is a new charge (I3).
+            request = attrs.evolve(request, idempotency_key=f"{key}:{new_id('a')}")
+        raise ChargeDeferred(
+            key=key,
+            pending_key=pkey,
+            request=request,
+            lines=tuple(lines),
+            customer_pk=state.pk,
+            customer_id=state.id,
+            gateway_customer_id=gid,
+            resumed=existing is not None,
+        )
+    memo_key = "charge:" + request.idempotency_key
+    if drv is not None and memo_key in drv.memo:
+        outcome = drv.memo[memo_key]  # the same inline charge in an earlier run of this call
+    else:
+        outcome = gateway.charge(request)
+        if drv is not None:
+            drv.memo[memo_key] = outcome
+    if existing is not None:
+        unit.tx.delete_pending(pkey)
+    return _sent(unit, state, lines, cp_id, request, outcome)
+
+
+def _metadata(state: CustomerState, period_end: datetime | None) -> dict[str, str]:
     metadata = {"autumn_customer_pk": state.pk}
     if period_end is not None:
         metadata["period_end"] = str(int(period_end.timestamp()))
-    request = ChargeRequest(
-        gateway_customer_id=gid,
-        invoice_id=invoice_id,
-        lines=tuple(
-            ChargeLine(ln.description, ln.amount, ln.product_id, ln.feature_id, ln.quantity)
-            for ln in lines
-        ),
-        total=total(lines),
-        currency=unit.ctx.options.currency,
-        idempotency_key=key,
-        description=description,
-        recurring=recurring,
-        metadata=metadata,
-    )
-    outcome: ChargeOutcome = gateway.charge(request)
+    return metadata
+
+
+def _sent(
+    unit: Unit,
+    state: CustomerState,
+    lines: Sequence[InvoiceLineRecord],
+    cp_id: str | None,
+    request: ChargeRequest,
+    outcome: ChargeOutcome,
+) -> Sent:
     if outcome.status not in ("paid", "failed", "requires_action"):
         raise GatewayError(f"gateway returned unknown charge status {outcome.status!r}")
+    if total(lines) != request.total:
+        # Planned again after the charge (a resumed or recovered operation) with another
+        # result: the invoice shows what the provider was actually asked for.
+        lines = [
+            line(
+                ln.description,
+                ln.amount,
+                product_id=ln.product_id,
+                feature_id=ln.feature_id,
+                quantity=ln.quantity,
+            )
+            for ln in request.lines
+        ]
     status = "paid" if outcome.status == "paid" else "open"
     inv = new_invoice(
         unit,
@@ -388,9 +495,219 @@ def charge(
         status=status,
         cp_id=cp_id,
         gateway_invoice_id=outcome.gateway_invoice_id,
-        invoice_id=invoice_id,
+        invoice_id=request.invoice_id,
     )
     return Sent(inv, outcome.status, outcome.checkout_url, state=state)
+
+
+# -- operations: pending records, deferral and recovery ---------------------------------------
+#: ``PendingRecord.kind`` of an in-flight gateway operation.
+OPERATION = "operation"
+#: How many charges one public call may defer in turn (normally one).
+MAX_DEFERRALS = 4
+#: How long (wall clock) a paid operation waits for another in-flight one on the same customer.
+IN_FLIGHT_WAIT_S = 5.0
+#: An operation record older than this (by the injected clock) belongs to a process that died:
+#: ``recover()`` settles it, and new operations of the customer no longer wait for it.
+STALE_AFTER = timedelta(minutes=10)
+
+T = TypeVar("T")
+
+
+def pending_key(key: str) -> str:
+    """The pending record's key for a charge key (bounded: store keys are indexed)."""
+    if len(key) <= 200:
+        return "op:" + key
+    return "op:h:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+@attrs.frozen
+class Resolved:
+    request: ChargeRequest
+    outcome: ChargeOutcome
+
+
+@attrs.define
+class Driver:
+    """One public call's operation: which charge keys it defers, what the gateway answered.
+
+    ``payload`` describes how to run the operation again (``recover`` uses it), ``now`` pins
+    the clock across the call's runs so a prorated amount is planned the same each time.
+    """
+
+    now: datetime
+    prefixes: tuple[str, ...]
+    payload: dict[str, Any]
+    #: The customer to create when the first run created it (auto-create), as (ref, data).
+    customer_ref: Any = None
+    customer_data: Any = None
+    resolved: dict[str, Resolved] = attrs.field(factory=dict)
+    consumed: set[str] = attrs.field(factory=set)
+    memo: dict[str, Any] = attrs.field(factory=dict)
+
+    def owns(self, key: str) -> bool:
+        return key.startswith(self.prefixes)
+
+
+_DRIVER: ContextVar[Driver | None] = ContextVar("autumn_driver", default=None)
+
+
+def driven() -> Driver | None:
+    return _DRIVER.get()
+
+
+class ChargeDeferred(Exception):
+    """Raised by ``charge`` under a driver: roll back, record, charge, run again."""
+
+    def __init__(
+        self,
+        *,
+        key: str,
+        pending_key: str,
+        request: ChargeRequest,
+        lines: tuple[InvoiceLineRecord, ...],
+        customer_pk: str,
+        customer_id: str | None,
+        gateway_customer_id: str,
+        resumed: bool,
+    ) -> None:
+        super().__init__(key)
+        self.key = key
+        self.pending_key = pending_key
+        self.request = request
+        self.lines = lines
+        self.customer_pk = customer_pk
+        self.customer_id = customer_id
+        self.gateway_customer_id = gateway_customer_id
+        self.resumed = resumed
+
+
+class _InFlight(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _run(ctx: Context, drv: Driver, body: Callable[[Unit], T]) -> T:
+    def run(tx: Any) -> T:
+        unit = Unit(ctx, tx, write=True)
+        unit.now = drv.now
+        drv.consumed.clear()
+        token = _DRIVER.set(drv)
+        try:
+            out = body(unit)
+        finally:
+            _DRIVER.reset(token)
+        for key in drv.consumed:
+            tx.delete_pending(pending_key(key))
+        unit.flush()
+        return out
+
+    return ctx.run(run, write=True)
+
+
+def _record(ctx: Context, drv: Driver, d: ChargeDeferred) -> ChargeRequest:
+    """The short transaction before the gateway call: the pending record (and the customer
+    with its provider id, so the next run makes no second provider customer)."""
+
+    def run(tx: Any) -> ChargeRequest:
+        unit = Unit(ctx, tx, write=True)
+        unit.now = drv.now
+        state: CustomerState | None = None
+        if tx.load_customer(d.customer_pk) is not None:
+            state = unit.find_pk(d.customer_pk)
+        elif d.customer_id is not None:
+            state = unit.get_or_create(d.customer_id, drv.customer_data)
+        else:
+            raise GatewayError(f"customer {d.customer_pk!r} vanished before its charge")
+        others = [
+            r.key
+            for r in tx.list_pending(OPERATION)
+            if r.customer_pk == state.pk
+            and r.key != d.pending_key
+            and unit.now - r.created_at < STALE_AFTER
+        ]
+        if others:
+            raise _InFlight(others[0])
+        request = d.request
+        if tx.get_pending(d.pending_key) is None:
+            request = attrs.evolve(
+                request, metadata={**request.metadata, "autumn_customer_pk": state.pk}
+            )
+            payload = {
+                **drv.payload,
+                "charge_key": d.key,
+                "request": converter.unstructure(request),
+                "lines": converter.unstructure(list(d.lines)),
+            }
+            tx.put_pending(PendingRecord(d.pending_key, state.pk, OPERATION, payload, unit.now))
+        if state.gateway_customer_id is None:
+            unit.put(attrs.evolve(state, gateway_customer_id=d.gateway_customer_id))
+        unit.flush()
+        return request
+
+    return ctx.run(run, write=True)
+
+
+def _drop(ctx: Context, key: str) -> None:
+    ctx.run(lambda tx: tx.delete_pending(key), write=True)
+
+
+def find_charge(ctx: Context, request: ChargeRequest) -> ChargeOutcome | None:
+    """What became of a sent charge: asked without charging when the gateway can tell,
+    otherwise re-driven with the same key (the gateway replays the first outcome)."""
+    gateway = ctx.gateway
+    assert gateway is not None
+    if isinstance(gateway, ChargeLookup):
+        return gateway.find_charge(request)
+    return gateway.charge(request)
+
+
+def drive(ctx: Context, drv: Driver, body: Callable[[Unit], T]) -> T:
+    """Run ``body`` as one operation: deferred charges are recorded, sent, then committed."""
+    gateway = ctx.gateway
+    deadline = time.monotonic() + IN_FLIGHT_WAIT_S
+    while True:
+        try:
+            return _run(ctx, drv, body)
+        except ChargeDeferred as d:
+            deferred = d
+        except BaseException:
+            _settle_failed(ctx, drv)
+            raise
+        assert gateway is not None
+        try:
+            request = _record(ctx, drv, deferred)
+        except _InFlight as busy:
+            if time.monotonic() > deadline:
+                raise GatewayError(
+                    f"payment operation {busy.key!r} for this customer is still pending; "
+                    "retry later, or call recover() if its process died"
+                ) from None
+            time.sleep(0.02)
+            continue
+        try:
+            outcome = gateway.charge(request)
+        except GatewayError:
+            # Maybe sent, maybe not: ask, so a charge that never arrived blocks nothing.
+            try:
+                found = gateway.find_charge(request) if isinstance(gateway, ChargeLookup) else None
+            except GatewayError:
+                found = None
+            if found is None and isinstance(gateway, ChargeLookup):
+                _drop(ctx, deferred.pending_key)
+            raise
+        drv.resolved[deferred.key] = Resolved(request, outcome)
+        if len(drv.resolved) > MAX_DEFERRALS:  # pragma: no cover - a use case bug
+            raise GatewayError("an operation deferred too many charges")
+
+
+def _settle_failed(ctx: Context, drv: Driver) -> None:
+    """The run after a charge raised: a refused charge's record goes (nothing happened);
+    a collected one stays for ``recover()`` (money moved, the local effect did not land)."""
+    for key, done in drv.resolved.items():
+        if done.outcome.status == "failed":
+            _drop(ctx, pending_key(key))
 
 
 def invoice_view(state: CustomerState, r: InvoiceRecord) -> Invoice:

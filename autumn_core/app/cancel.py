@@ -122,6 +122,7 @@ def _cancel_now(
             key=f"cancel:{cp.instance_id}",
             recurring=recurring,
             description=f"cancel {cp.product_id}",
+            reason="cancel",
         )
         if sent.outcome == "failed":  # pragma: no cover - a credit cannot be declined
             raise PaymentFailed(f"the provider refused the credit for {cp.product_id!r}")

@@ -223,6 +223,7 @@ def _end_cycle(unit: Unit, state: CustomerState) -> CustomerState:
                     lines,
                     cp_id=current.instance_id,
                     key=f"final:{current.instance_id}",
+                    reason="cancel",
                 )
                 unit.invoices.append(sent.invoice)
         paid_scheduled = {

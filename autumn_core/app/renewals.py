@@ -104,11 +104,14 @@ def _send(
     lines: list[InvoiceLineRecord],
     key: str,
     period_end: datetime | None,
+    reason: str = "renewal",
 ) -> tuple[CustomerState, bool]:
     """S7(6): send a renewal-type invoice; a refused payment makes the product past due (W4)."""
     if not lines:
         return state, True
-    sent = billing.charge(unit, state, lines, cp_id=cp.instance_id, key=key, period_end=period_end)
+    sent = billing.charge(
+        unit, state, lines, cp_id=cp.instance_id, key=key, period_end=period_end, reason=reason
+    )
     # Saved at once (not at flush): lazy work may run inside a call that lists invoices next.
     unit.tx.save_invoice(sent.invoice)
     if sent.state is not None and sent.state.gateway_customer_id != state.gateway_customer_id:
@@ -206,6 +209,7 @@ def convert_trial(unit: Unit, state: CustomerState, cp: ProductState) -> Custome
         lines,
         f"convert:{cp.instance_id}:{te.isoformat()}",
         converted[0].current_period_end,
+        "conversion",
     )
     if not ok:
         for p in converted:
@@ -330,7 +334,7 @@ def start_scheduled(unit: Unit, state: CustomerState, cp: ProductState) -> Custo
             include_one_off=True,
         )
         state, ok = _send(
-            unit, state, live, lines, f"start:{cp.instance_id}", live.current_period_end
+            unit, state, live, lines, f"start:{cp.instance_id}", live.current_period_end, "switch"
         )
         if not ok:
             state = replace_product(state, attrs.evolve(live, status="past_due"))

@@ -14,7 +14,6 @@ from decimal import Decimal
 import attrs
 
 from autumn_core.app import billing
-from autumn_core.app.context import new_id
 from autumn_core.app.unit import Unit
 from autumn_core.errors import PaymentFailed
 from autumn_core.model import ZERO, CustomerState, InvoiceLineRecord, RowState
@@ -99,7 +98,16 @@ def settle_seats(unit: Unit, state: CustomerState, row_ids: Sequence[str]) -> Cu
         )
     for cp_id, lines in by_cp.items():
         # One invoice per seat change event (API.md), charged before the change commits.
-        sent = billing.charge(unit, state, lines, cp_id=cp_id, key=f"seats:{cp_id}:{new_id('k')}")
+        # Deterministic for this attempt: a re-run of the transaction loads the same version,
+        # so the gateway replays the charge; a later seat change is a later version.
+        sent = billing.charge(
+            unit,
+            state,
+            lines,
+            cp_id=cp_id,
+            key=f"seats:{cp_id}:v{state.version}",
+            reason="seats",
+        )
         if sent.outcome == "failed":
             raise PaymentFailed(f"payment for seats failed for customer {state.id!r}")
         if sent.state is not None:

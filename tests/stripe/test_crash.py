@@ -4,6 +4,12 @@ The child process (crash_child.py) attaches a paid product through the real Stri
 localstripe and a SQLite file, and kills itself after the Stripe customer exists, after Stripe
 charged, or just before the local commit. A new engine on the same file then runs
 ``recover()`` and the caller retries the attach with the same idempotency key.
+
+The attach's pending operation record is committed before Stripe is called, so after a kill
+past that point ``recover()`` finds it, re-drives the charge with the same key (Stripe's answer
+is replayed, nothing is charged again) and commits the attach; the caller's retry then replays
+the stored result. A kill before the record (the Stripe customer exists, nothing else) leaves
+nothing to recover, and the retry attaches normally, finding the same Stripe customer.
 """
 
 from __future__ import annotations
@@ -46,9 +52,13 @@ def crash_then_retry(ls: LocalStripe, tmp_path: Path, step: str) -> tuple[Autumn
     assert child.returncode == -9, (child.returncode, child.stdout, child.stderr[-2000:])
 
     billing = Autumn(catalog(), store=SqliteStore(db), gateway=gw)
-    billing.recover()
-    assert not billing.customers.get("c1").has_product("pro")  # nothing committed locally
-    billing.attach("c1", "pro", idempotency_key="attach-1")
+    settled = billing.recover()
+    recorded = step != "after_customer"  # the pending record was committed before Stripe
+    assert settled == (1 if recorded else 0)
+    assert billing.customers.get("c1").has_product("pro") is recorded
+    again = billing.attach("c1", "pro", idempotency_key="attach-1")
+    assert again.replayed is recorded
+    assert billing.recover() == 0  # nothing left pending
     return billing, gw.client
 
 
@@ -73,28 +83,7 @@ def test_one_stripe_customer_and_one_subscription_and_local_state_matching(
     billing.close()
 
 
-@pytest.mark.parametrize(
-    "step",
-    [
-        "after_customer",
-        pytest.param(
-            "after_charge",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="engine: the attach's gateway key is random per call (attach nonce) and "
-                "no pending record is kept for card-on-file attaches, so the retry cannot be "
-                "recognised as the same charge (see the stripe session report)",
-            ),
-        ),
-        pytest.param(
-            "before_commit",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="engine: as for after_charge",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("step", STEPS)
 def test_the_attach_is_charged_exactly_once(ls: LocalStripe, tmp_path: Path, step: str) -> None:
     billing, client = crash_then_retry(ls, tmp_path, step)
     [gid] = stripe_customers(client, "c1")
