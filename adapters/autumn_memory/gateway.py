@@ -155,6 +155,16 @@ class MemoryGateway:
             self._replay[("charge", request.idempotency_key)] = outcome
             return outcome
 
+    def find_charge(self, request: ChargeRequest) -> ChargeOutcome | None:
+        """``ChargeLookup``: the first outcome for this key, or None if it never arrived.
+
+        Used by ``Autumn.recover()``: a charge that never reached the provider is rolled back
+        instead of being made late. Not recorded in ``calls`` (it is not a port write).
+        """
+        with self._lock:
+            replayed = self._replay.get(("charge", request.idempotency_key))
+            return replayed if isinstance(replayed, ChargeOutcome) else None
+
     def _charge(self, request: ChargeRequest) -> ChargeOutcome:
         customer = self._customer(request.gateway_customer_id)
         gin = self._id("gin")

@@ -19,7 +19,7 @@ Design notes (why, not what):
   (``proration_behavior="none"``) because the library's own proration lines are invoiced
   explicitly (invoice items + invoice, finalize, pay).
 - **Renewals.** Stripe renews a subscription by itself. When the engine asks for a renewal charge
-  (``recurring is None``), lines equal to a subscription item's full price are left to Stripe's
+  (``recurring is None`` and ``reason`` "renewal", "conversion" or "switch"), lines equal to a subscription item's full price are left to Stripe's
   own renewal invoice and only the rest (overage) is invoiced, so fixed prices are never charged
   twice.
 - **Credits.** A negative total becomes pending negative invoice items, which Stripe deducts from
@@ -93,6 +93,10 @@ _INTERVALS: Mapping[str, tuple[str, int]] = {
 
 _LIVE_SUB = frozenset({"active", "trialing", "past_due", "unpaid", "incomplete", "paused"})
 _MAX_KEY = 255  # Stripe's idempotency key limit
+#: ``ChargeRequest.reason`` s whose full-price lines a live subscription item bills by itself
+#: (a renewal, a trial's conversion, a scheduled product starting). A seat, quantity, cancel or
+#: attach charge is always collected now, even when a line happens to equal an item's price.
+_SELF_RENEWING = frozenset({"renewal", "conversion", "switch"})
 
 
 def minor_units(amount: Decimal, currency: str) -> int:
@@ -725,7 +729,8 @@ class StripeGateway:
             to_create = {c: its for c, its in wanted.items() if c not in existing}
         else:
             to_create = {}
-            lines = self._drop_renewed(lines, existing)
+            if request.reason in _SELF_RENEWING:
+                lines = self._drop_renewed(lines, existing)
 
         # A retry of an operation whose subscription was already created (the process died
         # after Stripe answered): that subscription's first invoice collected the whole request.
@@ -887,10 +892,12 @@ class StripeGateway:
     def _period_end(self, request: ChargeRequest, item: _Item) -> int:
         """When Stripe should first bill a subscription the library did not charge now.
 
-        The engine may say so with ``metadata["period_end"]`` (unix seconds); otherwise the
-        period is taken to start now.
+        The engine says so with ``request.period_end`` (older engines: ``metadata["period_end"]``,
+        unix seconds); otherwise the period is taken to start now.
         """
-        raw = request.metadata.get("period_end")
+        if request.period_end is not None:
+            return int(request.period_end.timestamp())
+        raw = request.metadata.get("period_end")  # engines from before ChargeRequest.period_end
         if raw:
             return int(float(raw))
         days = {"day": 1, "week": 7, "month": 30, "year": 365}[item.interval]

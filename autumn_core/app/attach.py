@@ -832,7 +832,7 @@ def _provision(
                 recurring=recurring,
                 description=f"{plan.scenario} {plan.product.id}",
                 period_end=plan.cp.current_period_end if plan.cp else None,
-                reason=_REASONS.get(plan.scenario, "attach"),
+                reason=_reason(plan, base, unit.now),
             )
         if sent.outcome == "failed":
             # CO3: nothing is provisioned; raising rolls the whole attach back.
@@ -867,6 +867,14 @@ def _provision(
 
 
 _REASONS = {"upgrade": "switch", "downgrade": "switch", "update_quantity": "quantity"}
+
+
+def _reason(plan: Plan, base: CustomerState, now: datetime) -> str:
+    """``ChargeRequest.reason``: leaving a free product is the first paid charge, an attach."""
+    reason = _REASONS.get(plan.scenario, "attach")
+    if reason == "switch" and _paid_cycle(base, now) is None:
+        return "attach"
+    return reason
 
 
 def _checkout(

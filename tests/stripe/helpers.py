@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -71,6 +72,8 @@ def request(
     recurring: list[RecurringPrice] | None = None,
     invoice_id: str | None = None,
     metadata: dict[str, str] | None = None,
+    reason: str = "attach",
+    period_end: datetime | None = None,
 ) -> ChargeRequest:
     return ChargeRequest(
         gateway_customer_id=customer,
@@ -81,6 +84,8 @@ def request(
         idempotency_key=key,
         recurring=None if recurring is None else tuple(recurring),
         metadata=metadata or {},
+        reason=reason,
+        period_end=period_end,
     )
 
 

@@ -7,6 +7,7 @@ back through the plain SDK), not what the gateway says it did.
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -263,6 +264,7 @@ def test_overage_is_invoiced_and_the_renewed_base_is_left_to_the_subscription(
             cus,
             [line("20", desc="pro renewal"), line("7.5", "pro", "messages", "250 extra messages")],
             key="renew-1",
+            reason="renewal",
         )
     )
     assert renewal.status == "paid", renewal.message
@@ -396,7 +398,11 @@ def test_a_charge_that_does_not_pay_the_new_price_starts_a_trialing_subscription
     trial_end = int(time.time()) + 14 * 86400
     outcome = gateway.charge(
         request(
-            cus, [], key="att-trial", recurring=[base()], metadata={"period_end": str(trial_end)}
+            cus,
+            [],
+            key="att-trial",
+            recurring=[base()],
+            period_end=datetime.fromtimestamp(trial_end, UTC),
         )
     )
     assert (outcome.status, outcome.gateway_invoice_id) == ("paid", None)
