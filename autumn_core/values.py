@@ -17,8 +17,6 @@ MAX_MAGNITUDE = Decimal(10) ** 15
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 # Whitespace (as str.isspace sees it) and C0/C1 control characters.
 _BAD_ID_CHAR = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
-    r"[\s\x00-\x1f\x7f-\x9f\x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
-)
 
 
 def to_decimal(value: Any, what: str = "value") -> Decimal:
