@@ -35,6 +35,11 @@ from autumn_core.values import check_aware, check_email, check_id
 T = TypeVar("T")
 
 
+def _ref(customer_id: Any) -> None:
+    """Customer ids (or ``ByEmail``) are checked before any transaction starts (C2)."""
+    usage_uc.check_customer_ref(customer_id)
+
+
 class _Part:
     def __init__(self, owner: Autumn) -> None:
         self._a = owner
@@ -64,6 +69,7 @@ class Customers(_Part):
         return self._a._write(body)
 
     def get(self, id: Any) -> Customer:
+        _ref(id)
         return self._a._read(lambda unit: self._a._view(unit, unit.get(id).pk))
 
     def get_by_email(self, email: str) -> Customer:
@@ -73,6 +79,7 @@ class Customers(_Part):
         return self.get(ByEmail(email))
 
     def update(self, id: Any, **patch: Any) -> Customer:
+        _ref(id)
         allowed = {"name", "email", "fingerprint", "metadata", "new_id"}
         unknown = set(patch) - allowed
         if unknown:
@@ -85,6 +92,7 @@ class Customers(_Part):
         return self._a._write(body)
 
     def delete(self, id: Any) -> None:
+        _ref(id)
         self._a._write(lambda unit: customers_uc.delete_customer(unit, id))
 
     def list(
@@ -151,6 +159,9 @@ class Entities(_Part):
         return self._a._write(body)
 
     def get(self, customer_id: Any, entity_id: str) -> Entity:
+        _ref(customer_id)
+        check_id(entity_id, "entity id")
+
         def body(unit: Unit) -> Entity:
             state = unit.get(customer_id)
             unit.entity_check(state, entity_id)
@@ -159,6 +170,7 @@ class Entities(_Part):
         return self._a._read(body)
 
     def list(self, customer_id: Any) -> list[Entity]:
+        _ref(customer_id)
         return self._a._read(lambda unit: self._a._view(unit, unit.get(customer_id).pk).entities)
 
     def delete(self, customer_id: Any, entity_id: str) -> None:
@@ -176,6 +188,7 @@ class Events(_Part):
         limit: int = 100,
         starting_after: str | None = None,
     ) -> list[Event]:
+        _ref(customer_id)
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
             raise InvalidRequest(f"limit must be an integer in 1..1000, got {limit!r}")
         start_ = None if start is None else check_aware(start, "start")
@@ -210,6 +223,8 @@ class Events(_Part):
 
 class Invoices(_Part):
     def list(self, customer_id: Any) -> list[Invoice]:
+        _ref(customer_id)
+
         def body(unit: Unit) -> list[Invoice]:
             state = unit.get(customer_id)
             if unit.write:

@@ -285,3 +285,24 @@ def test_c14_by_email_never_creates_and_refuses_ambiguity(billing: Autumn) -> No
 def test_c14_by_email_resolves_a_single_customer_with_an_id(billing: Autumn) -> None:
     billing.customers.create("a", email="one@x.io")
     assert billing.track(ByEmail("ONE@x.io"), "messages", value=2).customer_id == "a"
+
+
+@pytest.mark.parametrize("bad", [123, "", None, 1.5, [1], "has space"])
+def test_every_call_refuses_a_malformed_customer_id(billing: Autumn, bad: object) -> None:
+    calls = [
+        lambda: billing.customers.get(bad),
+        lambda: billing.customers.update(bad, name="x"),
+        lambda: billing.customers.delete(bad),
+        lambda: billing.events.list(bad),
+        lambda: billing.invoices.list(bad),
+        lambda: billing.entities.list(bad),
+        lambda: billing.entities.get(bad, "e"),
+        lambda: billing.check(bad, "messages"),
+        lambda: billing.track(bad, "messages"),
+        lambda: billing.attach(bad, "seats5"),
+        lambda: billing.balances.grant(bad, "messages", 1),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidRequest):
+            call()
+    assert billing.customers.list() == []
