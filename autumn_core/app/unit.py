@@ -40,6 +40,7 @@ class Unit:
         self._loaded: dict[str, CustomerState] = {}
         self._current: dict[str, CustomerState] = {}
         self._inserted: set[str] = set()
+        self._pks: dict[str, str] = {}
         self.events: list[EventRecord] = []
         self.invoices: list[InvoiceRecord] = []
         self.after_commit: list[Callable[[], None]] = []
@@ -50,8 +51,13 @@ class Unit:
         if isinstance(ref, ByEmail):
             state = self._by_email(ref.email)
         else:
-            # Ids were validated by the public call before the transaction began.
-            pk = self.tx.customer_pk(ref)
+            # Ids were validated by the public call before the transaction began. A batch
+            # (track_many) addresses one customer many times: look its pk up once.
+            pk = self._pks.get(ref)
+            if pk is None:
+                pk = self.tx.customer_pk(ref)
+                if pk is not None:
+                    self._pks[ref] = pk
             state = self._load(pk) if pk is not None else None
         if state is None:
             return None
@@ -127,6 +133,9 @@ class Unit:
     def put(self, state: CustomerState) -> CustomerState:
         if not self.write:
             raise NeedsWrite
+        previous = self._current.get(state.pk)
+        if previous is not None and previous.id != state.id:
+            self._pks.clear()  # a rename (or a claim) moves the id
         self._current[state.pk] = state
         return state
 
@@ -140,6 +149,7 @@ class Unit:
         return state
 
     def forget(self, pk: str) -> None:
+        self._pks.clear()
         self._loaded.pop(pk, None)
         self._current.pop(pk, None)
         self._inserted.discard(pk)
