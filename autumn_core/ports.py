@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from decimal import Decimal
@@ -210,6 +210,11 @@ class ChargeOutcome:
     gateway_invoice_id: str | None = None
     checkout_url: str | None = None
     message: str = ""
+    #: Product id -> the provider subscription that bills that product's recurring prices
+    #: after this charge (additive; empty when the gateway does not say). The engine keeps
+    #: it in ``ProductState.gateway_refs["subscription_id"]`` to tell, when a subscription is
+    #: deleted, which products were billed through it (W6).
+    subscriptions: Mapping[str, str] = attrs.field(factory=dict)
 
 
 @attrs.frozen

@@ -1,7 +1,7 @@
 """MemoryGateway: an in-process payment provider behind ``autumn_core.ports.Gateway``.
 
 It keeps what a real provider keeps (customers, payment methods, charges, invoices, one
-subscription per customer mirroring the recurring fixed prices, a credit balance) and produces
+subscription per customer and billing cycle mirroring the recurring fixed prices) and produces
 the same provider-neutral events a real provider sends, shaped like Stripe's objects so that
 ``Autumn.handle_event`` reads both the same way:
 
@@ -10,7 +10,13 @@ the same provider-neutral events a real provider sends, shaped like Stripe's obj
 - ``payment.succeeded`` / ``payment.failed``: ``data = {"id": <gateway invoice id>, "metadata":
   {"autumn_invoice_id", "autumn_pending_key"?}, "total", "subscription"}``
 - ``subscription.updated`` / ``subscription.deleted``: ``data = {"id", "status",
-  "cancel_at_period_end"}``
+  "cancel_at_period_end", "metadata": {"autumn_cycle"}, "items": {"data": [{"metadata":
+  {"autumn_product_id", "autumn_feature_id"}}]}}``
+
+Like ``StripeGateway``, the recurring prices live in one subscription per billing cycle
+(``"month:1"``, ``"year:1"``, ...); ``ChargeOutcome.subscriptions`` tells the engine which
+subscription bills each product. Credits (P12) are kept by the engine, which only ever asks
+for the net amount: a charge is collected in full, a total of 0 or less collects nothing.
 
 Every write is replayed by its idempotency key, as a real provider does, so an engine retry
 never charges twice. ``calls`` records every port operation the engine called, in order.
@@ -50,8 +56,6 @@ class MemoryCustomer:
     email: str | None
     name: str | None
     has_card: bool
-    #: Credits (negative invoices) not yet used against a charge (P12).
-    credit: Decimal = ZERO
 
 
 @attrs.define
@@ -61,7 +65,7 @@ class MemoryInvoice:
     engine_invoice_id: str
     lines: tuple[ChargeLine, ...]
     total: Decimal
-    #: What was actually collected after applying the customer's credit.
+    #: What was actually collected (0 for a credit or a charge left open).
     collected: Decimal
     status: str  # "paid", "open" or "void"
 
@@ -73,6 +77,8 @@ class MemorySubscription:
     items: tuple[RecurringPrice, ...]
     status: str = "active"
     cancel_at_period_end: bool = False
+    #: The billing cycle the subscription bills, as ``"<interval>:<count>"``.
+    cycle: str = "month:1"
 
 
 @attrs.define
@@ -171,22 +177,22 @@ class MemoryGateway:
         meta = {"autumn_invoice_id": request.invoice_id, **request.metadata}
         data = {"id": gin, "object": "invoice", "total": str(request.total), "metadata": meta}
         if request.total <= 0:
-            # A credit (or nothing to collect): kept against the next invoices (P12).
-            customer.credit += -request.total
+            # Nothing to collect (the engine keeps credits itself, P12).
             self.invoices[gin] = MemoryInvoice(
                 gin, customer.id, request.invoice_id, request.lines, request.total, ZERO, "paid"
             )
             self._sync_subscription(customer.id, request.recurring)
-            return ChargeOutcome(status="paid", gateway_invoice_id=gin)
+            return self._outcome("paid", customer.id, gin)
         if not customer.has_card:
             # The customer must pay this invoice themselves: it stays open (CO4).
             self.invoices[gin] = MemoryInvoice(
                 gin, customer.id, request.invoice_id, request.lines, request.total, ZERO, "open"
             )
             self._sync_subscription(customer.id, request.recurring)
-            return ChargeOutcome(
-                status="requires_action",
-                gateway_invoice_id=gin,
+            return self._outcome(
+                "requires_action",
+                customer.id,
+                gin,
                 message="no payment method on file; the invoice is open",
             )
         if self._declines > 0:
@@ -198,38 +204,52 @@ class MemoryGateway:
             return ChargeOutcome(
                 status="failed", gateway_invoice_id=gin, message="card declined (decline_next)"
             )
-        used = min(customer.credit, request.total)
-        customer.credit -= used
         self.invoices[gin] = MemoryInvoice(
             gin,
             customer.id,
             request.invoice_id,
             request.lines,
             request.total,
-            request.total - used,
+            request.total,
             "paid",
         )
         self._sync_subscription(customer.id, request.recurring)
         self._event("payment.succeeded", customer.id, data)
-        return ChargeOutcome(status="paid", gateway_invoice_id=gin)
+        return self._outcome("paid", customer.id, gin)
+
+    def _outcome(self, status: str, customer: str, gin: str, *, message: str = "") -> ChargeOutcome:
+        """The outcome, naming the live subscription that bills each product (W6)."""
+        subscriptions = {
+            price.product_id: sub.id
+            for sub in self.subscriptions_of(customer)
+            for price in sub.items
+        }
+        return ChargeOutcome(
+            status=status, gateway_invoice_id=gin, message=message, subscriptions=subscriptions
+        )
 
     def _sync_subscription(
         self, customer: str, recurring: tuple[RecurringPrice, ...] | None
     ) -> None:
-        """Mirror the customer's recurring fixed prices in one subscription (the engine decides)."""
+        """Mirror the customer's recurring fixed prices, one subscription per billing cycle
+        (the engine decides amounts and periods)."""
         if recurring is None:
             return
-        items = tuple(p for p in recurring if p.quantity > 0 and p.unit_amount > 0)
-        sub = self.subscription_of(customer)
-        if not items:
-            if sub is not None:
-                sub.status = "canceled"
-            return
-        if sub is None:
-            sub = MemorySubscription(self._id("gsub"), customer, items)
-            self.subscriptions[sub.id] = sub
-        else:
-            sub.items = items
+        wanted: dict[str, list[RecurringPrice]] = {}
+        for price in recurring:
+            if price.quantity > 0 and price.unit_amount > 0:
+                wanted.setdefault(f"{price.interval}:{price.interval_count}", []).append(price)
+        live = {sub.cycle: sub for sub in self.subscriptions_of(customer)}
+        for cycle, old in live.items():
+            if cycle not in wanted:
+                old.status = "canceled"
+        for cycle, items in wanted.items():
+            found = live.get(cycle)
+            if found is None:
+                new = MemorySubscription(self._id("gsub"), customer, tuple(items), cycle=cycle)
+                self.subscriptions[new.id] = new
+            else:
+                found.items = tuple(items)
 
     def create_checkout(self, request: CheckoutRequest) -> str:
         with self._lock:
@@ -254,14 +274,24 @@ class MemoryGateway:
     def cancel_subscription(self, gateway_customer_id: str, *, idempotency_key: str) -> None:
         with self._lock:
             self.calls.append("cancel_subscription")
-            sub = self.subscription_of(gateway_customer_id)
-            if sub is not None:
+            for sub in self.subscriptions_of(gateway_customer_id):
                 sub.status = "canceled"
 
     # -- playing the customer and the provider (test helpers) ------------------------------------
-    def subscription_of(self, gateway_customer_id: str) -> MemorySubscription | None:
-        for sub in self.subscriptions.values():
-            if sub.customer == gateway_customer_id and sub.status != "canceled":
+    def subscriptions_of(self, gateway_customer_id: str) -> list[MemorySubscription]:
+        """The customer's live subscriptions, oldest first (one per billing cycle)."""
+        return [
+            sub
+            for sub in self.subscriptions.values()
+            if sub.customer == gateway_customer_id and sub.status != "canceled"
+        ]
+
+    def subscription_of(
+        self, gateway_customer_id: str, cycle: str | None = None
+    ) -> MemorySubscription | None:
+        """The customer's (oldest) live subscription, or the one of ``cycle`` (``"year:1"``)."""
+        for sub in self.subscriptions_of(gateway_customer_id):
+            if cycle is None or sub.cycle == cycle:
                 return sub
         return None
 
@@ -335,30 +365,39 @@ class MemoryGateway:
             }
             return [self._event("payment.succeeded", inv.customer, data)]
 
-    def cancel_at_period_end(self, gateway_customer_id: str) -> list[GatewayEvent]:
+    def cancel_at_period_end(
+        self, gateway_customer_id: str, cycle: str | None = None
+    ) -> list[GatewayEvent]:
         """A cancel from the billing portal: the subscription stays until its period end (W5)."""
         with self._lock:
-            sub = self._live_subscription(gateway_customer_id)
+            sub = self._live_subscription(gateway_customer_id, cycle)
             sub.cancel_at_period_end = True
             return [self._subscription_event("subscription.updated", sub)]
 
-    def set_subscription_status(self, gateway_customer_id: str, status: str) -> list[GatewayEvent]:
+    def set_subscription_status(
+        self, gateway_customer_id: str, status: str, cycle: str | None = None
+    ) -> list[GatewayEvent]:
         with self._lock:
-            sub = self._live_subscription(gateway_customer_id)
+            sub = self._live_subscription(gateway_customer_id, cycle)
             sub.status = status
             return [self._subscription_event("subscription.updated", sub)]
 
-    def delete_subscription(self, gateway_customer_id: str) -> list[GatewayEvent]:
-        """The provider ends the subscription now (W6)."""
+    def delete_subscription(
+        self, gateway_customer_id: str, cycle: str | None = None
+    ) -> list[GatewayEvent]:
+        """The provider ends the subscription (of ``cycle``, else the oldest) now (W6)."""
         with self._lock:
-            sub = self._live_subscription(gateway_customer_id)
+            sub = self._live_subscription(gateway_customer_id, cycle)
             sub.status = "canceled"
             return [self._subscription_event("subscription.deleted", sub)]
 
-    def _live_subscription(self, gateway_customer_id: str) -> MemorySubscription:
-        sub = self.subscription_of(gateway_customer_id)
+    def _live_subscription(
+        self, gateway_customer_id: str, cycle: str | None = None
+    ) -> MemorySubscription:
+        sub = self.subscription_of(gateway_customer_id, cycle)
         if sub is None:
-            raise InvalidRequest(f"customer {gateway_customer_id!r} has no live subscription")
+            on = f" on cycle {cycle!r}" if cycle else ""
+            raise InvalidRequest(f"customer {gateway_customer_id!r} has no live subscription{on}")
         return sub
 
     def _subscription_event(self, type_: str, sub: MemorySubscription) -> GatewayEvent:
@@ -370,6 +409,18 @@ class MemoryGateway:
                 "object": "subscription",
                 "status": sub.status,
                 "cancel_at_period_end": sub.cancel_at_period_end,
+                "metadata": {"autumn_cycle": sub.cycle},
+                "items": {
+                    "data": [
+                        {
+                            "metadata": {
+                                "autumn_product_id": p.product_id,
+                                "autumn_feature_id": p.feature_id or "",
+                            }
+                        }
+                        for p in sub.items
+                    ]
+                },
             },
         )
 

@@ -843,16 +843,12 @@ def _provision(
             base = attrs.evolve(base, gateway_customer_id=new_state.gateway_customer_id)
             gid = new_state.gateway_customer_id or ""
             return _checkout(unit, base, a, plan, gid, sent.checkout_url)
-        if (
-            sent.state is not None
-            and sent.state.gateway_customer_id != new_state.gateway_customer_id
-        ):
-            new_state = attrs.evolve(new_state, gateway_customer_id=sent.state.gateway_customer_id)
+        new_state = billing.adopt(new_state, sent)
         unit.invoices.append(sent.invoice)
         invoice = billing.invoice_view(new_state, sent.invoice)
     elif plan.trial_ends_at is not None and plan.needs_payment and ctx.gateway is not None:
         # A card-required trial: $0 now; the gateway may open a trialing subscription (T7).
-        billing.charge(
+        trial_sent = billing.charge(
             unit,
             new_state,
             (),
@@ -862,6 +858,7 @@ def _provision(
             period_end=plan.trial_ends_at,
             reason="attach",
         )
+        new_state = billing.adopt(new_state, trial_sent)
     unit.put(new_state)
     return _result(unit, plan, invoice)
 
@@ -980,12 +977,14 @@ def preview_body(unit: Unit, a: AttachArgs) -> AttachPreview:
     with billing.dry_run():
         state = _ref_state(unit, a)
         plan = plan_attach(unit, state, a)
+        # P12: the customer's credit, as the invoice would spend it (downgrades invoice nothing).
+        lines = billing.with_credit(unit, state, plan.lines)
     preview = AttachPreview(
         scenario=plan.scenario,
-        due_now=plan.due,
+        due_now=billing.total(lines),
         lines=list(
             billing.invoice_view(
-                state, billing.new_invoice(unit, state, plan.lines, status="open", cp_id=None)
+                state, billing.new_invoice(unit, state, lines, status="open", cp_id=None)
             ).lines
         ),
         next_cycle_at=plan.next_cycle_at,

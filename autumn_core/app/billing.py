@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime, timedelta
@@ -108,6 +108,61 @@ def line(
 def total(lines: Iterable[InvoiceLineRecord]) -> Decimal:
     """P11: the total is the sum of the (already rounded) lines."""
     return sum((ln.amount for ln in lines), ZERO)
+
+
+# -- credits (P12) ----------------------------------------------------------------------------
+#: The description of the line that spends the customer's credit on an invoice (P12).
+CREDIT_LINE = "Applied credit balance"
+
+
+def is_credit_line(ln: InvoiceLineRecord) -> bool:
+    return ln.product_id is None and ln.feature_id is None and ln.description == CREDIT_LINE
+
+
+def credit_balance(invoices: Iterable[InvoiceRecord]) -> Decimal:
+    """P12, derived from the invoices alone (no counter is kept): what the negative invoices
+    credited, less what credit lines have spent since. Void invoices count for nothing, so a
+    voided charge gives back the credit it had taken."""
+    balance = ZERO
+    for inv in invoices:
+        if inv.status == "void":
+            continue
+        if inv.total < 0:
+            balance -= inv.total
+        balance += sum((ln.amount for ln in inv.lines if is_credit_line(ln)), ZERO)
+    return max(ZERO, balance)
+
+
+def customer_credit(unit: Unit, state: CustomerState) -> Decimal:
+    """The customer's credit now: stored invoices plus those this unit has not saved yet."""
+    seen: dict[str, InvoiceRecord] = {i.id: i for i in unit.tx.list_invoices(state.pk)}
+    for inv in unit.invoices:
+        if inv.customer_pk == state.pk:
+            seen[inv.id] = inv
+    return credit_balance(seen.values())
+
+
+def with_credit(
+    unit: Unit, state: CustomerState, lines: Sequence[InvoiceLineRecord]
+) -> list[InvoiceLineRecord]:
+    """P12: a positive invoice spends the customer's credit, up to its total, as one line."""
+    out = list(lines)
+    gross = total(out)
+    if gross <= 0 or any(is_credit_line(ln) for ln in out):
+        return out
+    available = customer_credit(unit, state)
+    if available <= 0:
+        return out
+    return [*out, line(CREDIT_LINE, -min(available, gross), product_id=None)]
+
+
+def to_collect(lines: Sequence[InvoiceLineRecord]) -> tuple[InvoiceLineRecord, ...]:
+    """What the gateway is asked to collect: the (net) lines, or nothing for a credit.
+
+    The engine keeps the credit (P12) and spends it on the next invoices itself, so a negative
+    total is never sent as money: the provider would otherwise hold the same credit twice.
+    """
+    return tuple(lines) if total(lines) >= 0 else ()
 
 
 def _name(product: Product) -> str:
@@ -400,7 +455,10 @@ def charge(
     """
     invoice_id = new_id("inv")
     gateway = unit.ctx.gateway
-    if gateway is None or is_dry_run() or (not lines and recurring is None):
+    lines = with_credit(unit, state, lines)
+    collect = to_collect(lines)
+    if gateway is None or is_dry_run() or (not collect and recurring is None):
+        # No provider, or nothing for it to do (a credit kept by the engine, P12).
         inv = new_invoice(unit, state, lines, status="paid", cp_id=cp_id, invoice_id=invoice_id)
         return Sent(inv, "local", state=state)
     drv = _DRIVER.get()
@@ -419,9 +477,9 @@ def charge(
             invoice_id=invoice_id,
             lines=tuple(
                 ChargeLine(ln.description, ln.amount, ln.product_id, ln.feature_id, ln.quantity)
-                for ln in lines
+                for ln in collect
             ),
-            total=total(lines),
+            total=total(collect),
             currency=unit.ctx.options.currency,
             idempotency_key=key,
             description=description,
@@ -474,7 +532,7 @@ def _sent(
 ) -> Sent:
     if outcome.status not in ("paid", "failed", "requires_action"):
         raise GatewayError(f"gateway returned unknown charge status {outcome.status!r}")
-    if total(lines) != request.total:
+    if total(to_collect(lines)) != request.total:
         # Planned again after the charge (a resumed or recovered operation) with another
         # result: the invoice shows what the provider was actually asked for.
         lines = [
@@ -488,6 +546,8 @@ def _sent(
             for ln in request.lines
         ]
     status = "paid" if outcome.status == "paid" else "open"
+    if outcome.subscriptions:
+        state = record_subscriptions(unit.ctx, state, outcome.subscriptions)
     inv = new_invoice(
         unit,
         state,
@@ -498,6 +558,57 @@ def _sent(
         invoice_id=request.invoice_id,
     )
     return Sent(inv, outcome.status, outcome.checkout_url, state=state)
+
+
+# -- provider subscriptions (W6) ---------------------------------------------------------------
+#: ``ProductState.gateway_refs`` key of the provider subscription that bills the product.
+SUBSCRIPTION_REF = "subscription_id"
+
+
+def record_subscriptions(
+    ctx: Context, state: CustomerState, subscriptions: Mapping[str, str]
+) -> CustomerState:
+    """Keep, on each live recurring product, the subscription the gateway says bills it.
+
+    A product the gateway does not name (one with only pay-per-use prices, which no
+    subscription item carries) takes the subscription of a named product on its billing cycle.
+    """
+    by_cycle: dict[tuple[str, int] | None, str] = {}
+    live = [p for p in state.products if is_recurring_live(p)]
+    for p in live:
+        sub = subscriptions.get(p.product_id)
+        if sub is not None:
+            by_cycle.setdefault(product_of(ctx, p).billing_interval(), sub)
+    changed = False
+    products = list(state.products)
+    for i, p in enumerate(products):
+        if not is_recurring_live(p):
+            continue
+        sub = subscriptions.get(p.product_id) or by_cycle.get(product_of(ctx, p).billing_interval())
+        if sub is not None and p.gateway_refs.get(SUBSCRIPTION_REF) != sub:
+            products[i] = attrs.evolve(p, gateway_refs={**p.gateway_refs, SUBSCRIPTION_REF: sub})
+            changed = True
+    return attrs.evolve(state, products=tuple(products)) if changed else state
+
+
+def adopt(state: CustomerState, sent: Sent) -> CustomerState:
+    """What a charge learnt about the customer (provider customer id, subscription refs),
+    carried onto ``state`` (which may have moved on since the charge was planned)."""
+    learnt = sent.state
+    if learnt is None:
+        return state
+    if learnt.gateway_customer_id != state.gateway_customer_id:
+        state = attrs.evolve(state, gateway_customer_id=learnt.gateway_customer_id)
+    refs = {p.instance_id: p.gateway_refs for p in learnt.products if p.gateway_refs}
+    if not refs:
+        return state
+    products = tuple(
+        attrs.evolve(p, gateway_refs={**p.gateway_refs, **refs[p.instance_id]})
+        if p.instance_id in refs and refs[p.instance_id].items() - p.gateway_refs.items()
+        else p
+        for p in state.products
+    )
+    return attrs.evolve(state, products=products)
 
 
 # -- operations: pending records, deferral and recovery ---------------------------------------

@@ -126,8 +126,7 @@ def _cancel_now(
         )
         if sent.outcome == "failed":  # pragma: no cover - a credit cannot be declined
             raise PaymentFailed(f"the provider refused the credit for {cp.product_id!r}")
-        if sent.state is not None:
-            state = attrs.evolve(state, gateway_customer_id=sent.state.gateway_customer_id)
+        state = billing.adopt(state, sent)
         unit.invoices.append(sent.invoice)
     else:
         state = _sync_cancel(unit, state)

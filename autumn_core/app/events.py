@@ -23,7 +23,7 @@ from autumn_core.app.provisioning import (
 )
 from autumn_core.app.unit import Unit
 from autumn_core.errors import InvalidRequest
-from autumn_core.model import CustomerState, InvoiceRecord
+from autumn_core.model import CustomerState, InvoiceRecord, ProductState
 from autumn_core.results import GatewayEvent
 
 EVENT_TYPES = (
@@ -90,7 +90,7 @@ def handle_event(unit: Unit, event: GatewayEvent) -> None:
     elif kind == "subscription.deleted":
         state = _customer_of(unit, event, data)
         if state is not None:
-            unit.put(_end_cycle(unit, state))
+            unit.put(_end_cycle(unit, state, data))
     # Other types are recorded (so they are not re-examined) and ignored.
 
 
@@ -177,12 +177,9 @@ def _subscription_updated(unit: Unit, event: GatewayEvent, data: Mapping[str, An
         return
     status = data.get("status")
     if status in ENDED:
-        unit.put(_end_cycle(unit, state))
+        unit.put(_end_cycle(unit, state, data))
         return
-    now = unit.now
-    for cp in list(state.products):
-        if not billing.is_recurring_live(cp):
-            continue
+    for cp in billed_through(state, data):
         current = state.product_instance(cp.instance_id)
         if current is None or not current.is_live:
             continue
@@ -192,15 +189,51 @@ def _subscription_updated(unit: Unit, event: GatewayEvent, data: Mapping[str, An
             state = replace_product(state, attrs.evolve(current, status="past_due"))
         elif status in ("active", "trialing") and current.status == "past_due":
             state = replace_product(state, attrs.evolve(current, status="active"))
-    _ = now
     unit.put(state)
 
 
-def _end_cycle(unit: Unit, state: CustomerState) -> CustomerState:
+def _item_products(data: Mapping[str, Any]) -> set[str]:
+    """The product ids a provider subscription object names on its items (Stripe's shape:
+    ``items.data[].metadata.autumn_product_id``, which both gateways set)."""
+    items = data.get("items")
+    rows = items.get("data") if isinstance(items, Mapping) else None
+    out: set[str] = set()
+    for item in rows if isinstance(rows, list) else []:
+        meta = item.get("metadata") if isinstance(item, Mapping) else None
+        pid = meta.get("autumn_product_id") if isinstance(meta, Mapping) else None
+        if isinstance(pid, str) and pid:
+            out.add(pid)
+    return out
+
+
+def billed_through(state: CustomerState, data: Mapping[str, Any]) -> list[ProductState]:
+    """W5/W6: the live recurring products a provider subscription bills.
+
+    A product that recorded its subscription (``gateway_refs["subscription_id"]``, from the
+    charge outcomes) belongs to it iff the ids match; a product without one belongs to it when
+    the subscription's items name its product id. When neither the products nor the event say
+    anything (a gateway that reports no subscription ids and no item metadata), every live
+    recurring product is taken, as a customer with one subscription has.
+    """
+    live = [p for p in state.products if billing.is_recurring_live(p)]
+    sub_id = data.get("id")
+    named = _item_products(data)
+    recorded = any(billing.SUBSCRIPTION_REF in p.gateway_refs for p in live)
+    if not named and not (recorded and isinstance(sub_id, str)):
+        return live
+    out: list[ProductState] = []
+    for p in live:
+        ref = p.gateway_refs.get(billing.SUBSCRIPTION_REF)
+        if (ref == sub_id) if ref is not None else (p.product_id in named):
+            out.append(p)
+    return out
+
+
+def _end_cycle(unit: Unit, state: CustomerState, data: Mapping[str, Any]) -> CustomerState:
     """W6: every live product billed through the subscription expires; successors start; the
     paid scheduled products of those groups are deleted; final arrears are billed once."""
     now = unit.now
-    for cp in list(state.products):
+    for cp in billed_through(state, data):
         current = state.product_instance(cp.instance_id)
         if current is None or not billing.is_recurring_live(current):
             continue

@@ -114,8 +114,7 @@ def _send(
     )
     # Saved at once (not at flush): lazy work may run inside a call that lists invoices next.
     unit.tx.save_invoice(sent.invoice)
-    if sent.state is not None and sent.state.gateway_customer_id != state.gateway_customer_id:
-        state = attrs.evolve(state, gateway_customer_id=sent.state.gateway_customer_id)
+    state = billing.adopt(state, sent)
     return state, sent.outcome in ("paid", "local")
 
 

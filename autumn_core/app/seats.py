@@ -110,7 +110,6 @@ def settle_seats(unit: Unit, state: CustomerState, row_ids: Sequence[str]) -> Cu
         )
         if sent.outcome == "failed":
             raise PaymentFailed(f"payment for seats failed for customer {state.id!r}")
-        if sent.state is not None:
-            state = attrs.evolve(state, gateway_customer_id=sent.state.gateway_customer_id)
+        state = billing.adopt(state, sent)
         unit.invoices.append(sent.invoice)
     return state
