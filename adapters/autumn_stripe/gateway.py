@@ -148,6 +148,15 @@ class _NoPaymentMethod(Exception):
         self.invoice = invoice
 
 
+class _FirstTaken(Exception):
+    """Another operation already created the customer's first subscription for this cycle.
+
+    Raised when the per-customer "first subscription" idempotency key was used with other
+    parameters (Stripe answers 400 ``idempotency_error``): the charge is re-planned from a
+    fresh subscription list instead of creating a second subscription.
+    """
+
+
 class _Declined(Exception):
     """A card decline on an invoice we created: carries the invoice to void."""
 
@@ -194,6 +203,7 @@ class StripeGateway:
         one_off: Literal["invoice", "payment_intent"] = "invoice",
         webhook_tolerance: int = webhooks.DEFAULT_TOLERANCE,
         clock: Callable[[], float] = time.time,
+        cache_ttl: float = 60.0,
     ) -> None:
         if client is None:
             if not api_key:
@@ -214,6 +224,17 @@ class StripeGateway:
         self._known_plans: set[str] = set()
         self._known_products: set[str] = set()
         self._lock = threading.Lock()
+        #: How long (s) what this instance learned about a customer stands in for a request.
+        self.cache_ttl = cache_ttl
+        #: Customers known to have a usable default payment method (a card this gateway
+        #: attached, or a "yes" from ``has_payment_method``) until the deadline. Dropped when a
+        #: charge is not paid and on webhooks that can remove a card.
+        self._pm_known: dict[str, float] = {}
+        #: Customers this instance has just created (so they have no subscription yet), until
+        #: the deadline. Consumed by the customer's first charge, checkout, portal session or
+        #: cancel, and by any webhook about the customer: the first charge skips the
+        #: subscription list. Safe across processes: see ``_create_subscription`` (``first``).
+        self._fresh: dict[str, float] = {}
 
     @classmethod
     def for_localstripe(
@@ -300,7 +321,75 @@ class StripeGateway:
             params,
             self._key(idempotency_key, "customer"),
         )
-        return str(created.id)
+        gid = str(created.id)
+        self._remember(self._fresh, gid)
+        return gid
+
+    # -- what this instance knows without asking (per customer, short-lived) -----------------
+    def _remember(self, cache: dict[str, float], gid: str) -> None:
+        with self._lock:
+            cache[gid] = self._clock() + self.cache_ttl
+
+    def _knows(self, cache: dict[str, float], gid: str) -> bool:
+        deadline = cache.get(gid)
+        return deadline is not None and self._clock() < deadline
+
+    def _take_fresh(self, gid: str) -> bool:
+        """Consume the "just created, no subscription yet" mark (valid for one use)."""
+        with self._lock:
+            deadline = self._fresh.pop(gid, None)
+        return deadline is not None and self._clock() < deadline
+
+    def forget(self, gid: str | None = None) -> None:
+        """Drop what this instance remembers about a customer (all customers with None).
+
+        Called on charges that were not paid and on webhooks that may change a customer's
+        cards or subscriptions; an application that changes them behind the gateway's back
+        (dashboard, its own SDK calls) within ``cache_ttl`` may call it too.
+        """
+        with self._lock:
+            if gid is None:
+                self._pm_known.clear()
+                self._fresh.clear()
+            else:
+                self._pm_known.pop(gid, None)
+                self._fresh.pop(gid, None)
+
+    def attach_payment_method(self, gateway_customer_id: str, payment_method: str) -> str:
+        """Attach a card (a token ``tok_...``/source, or a PaymentMethod ``pm_...``) as default.
+
+        For applications that collect cards themselves (Stripe Elements): the gateway then
+        knows the customer can pay, and the next ``has_payment_method`` needs no request.
+        Returns the attached source or payment method id. A declined card raises
+        ``PaymentFailed`` and leaves nothing attached.
+        """
+        gid = gateway_customer_id
+        if payment_method.startswith("pm_"):
+            self._call(
+                "payment method attach",
+                self.client.v1.payment_methods.attach,
+                payment_method,
+                {"customer": gid},
+            )
+            self._call(
+                "default payment method update",
+                self.client.v1.customers.update,
+                gid,
+                {"invoice_settings": {"default_payment_method": payment_method}},
+                {"idempotency_key": f"autumn-default-pm:{gid}:{payment_method}"},
+            )
+            attached = payment_method
+        else:
+            source = self._call(
+                "card attach",
+                self.client.v1.customers.payment_sources.create,
+                gid,
+                {"source": payment_method},
+                {"idempotency_key": f"autumn-source:{gid}:{payment_method}"[:_MAX_KEY]},
+            )
+            attached = str(source.id)
+        self._remember(self._pm_known, gid)
+        return attached
 
     def has_payment_method(self, gateway_customer_id: str) -> bool:
         """A default card/source, a default payment method, or any attached card counts.
@@ -308,7 +397,14 @@ class StripeGateway:
         An attached card that is not the default is made the customer's default invoice payment
         method here: subscriptions and invoices only charge the default, so without this the
         answer "yes" would be followed by a charge Stripe refuses.
+
+        A "yes" (or a card attached through ``attach_payment_method``) is remembered for
+        ``cache_ttl`` seconds, so a paid attach right after needs no customer request. A stale
+        "yes" costs no money: the charge then ends ``failed``/``requires_action`` and the memory
+        is dropped (also by webhooks that can remove a card, see ``_observe``).
         """
+        if self._knows(self._pm_known, gateway_customer_id):
+            return True
         customer = _as_dict(
             self._call("customer lookup", self.client.v1.customers.retrieve, gateway_customer_id)
         )
@@ -316,6 +412,7 @@ class StripeGateway:
             return False
         settings = customer.get("invoice_settings") or {}
         if customer.get("default_source") or settings.get("default_payment_method"):
+            self._remember(self._pm_known, gateway_customer_id)
             return True
         methods = self._call(
             "payment method lookup",
@@ -332,6 +429,7 @@ class StripeGateway:
             {"invoice_settings": {"default_payment_method": pm}},
             {"idempotency_key": f"autumn-default-pm:{gateway_customer_id}:{pm}"},
         )
+        self._remember(self._pm_known, gateway_customer_id)
         return True
 
     # -- catalog sync --------------------------------------------------------------------------
@@ -513,7 +611,19 @@ class StripeGateway:
         key: str,
         *,
         trial_end: int | None,
+        first: bool = False,
     ) -> dict[str, Any]:
+        """Create the cycle's subscription (its first invoice is paid now or it fails now).
+
+        ``first``: no live subscription of this cycle was known (listed, or the customer was
+        just created). The request then carries the per-customer key
+        ``autumn-first-subscription:<customer>:<cycle>`` instead of the operation's, so two
+        operations that both believe the customer has none (one skipped the list because it
+        had just created the customer, the other listed before the first subscription existed)
+        cannot both create one: Stripe refuses the second use of that key with other
+        parameters, and ``_FirstTaken`` makes the charge re-plan from a fresh list. The same
+        operation retried sends the same parameters and gets Stripe's first answer back.
+        """
         params: dict[str, Any] = {
             "customer": customer,
             "items": [
@@ -528,19 +638,26 @@ class StripeGateway:
         }
         if trial_end is not None:
             params["trial_end"] = trial_end
-        return _as_dict(
-            self._call(
-                "subscription creation",
-                self.client.v1.subscriptions.create,
-                cast(Any, params),
-                self._key(key, f"subscription:{cycle}"),
-            )
+        options: stripe.RequestOptions = (
+            {"idempotency_key": f"autumn-first-subscription:{customer}:{cycle}"[:_MAX_KEY]}
+            if first
+            else self._key(key, f"subscription:{cycle}")
         )
+        try:
+            created = self.client.v1.subscriptions.create(cast(Any, params), options)
+        except stripe.IdempotencyError as exc:
+            if first:
+                raise _FirstTaken(cycle) from exc
+            raise translate(exc, "subscription creation") from exc
+        except stripe.StripeError as exc:
+            raise translate(exc, "subscription creation") from exc
+        return _as_dict(created)
 
     def _update_subscription(
         self, sub: Mapping[str, Any], ops: list[dict[str, Any]], key: str
     ) -> None:
-        params: dict[str, Any] = {"items": ops}
+        # autumn_updated_by: find_charge can tell that this operation reached Stripe.
+        params: dict[str, Any] = {"items": ops, "metadata": {"autumn_updated_by": key[:500]}}
         if self.send_proration_behavior:
             params["proration_behavior"] = "none"  # the library's lines carry the prorations
         self._call(
@@ -576,6 +693,7 @@ class StripeGateway:
 
     def cancel_subscription(self, gateway_customer_id: str, *, idempotency_key: str) -> None:
         """Cancel every library-managed subscription of the customer, without Stripe prorations."""
+        self._take_fresh(gateway_customer_id)
         for sub in self.subscriptions(gateway_customer_id).values():
             self._cancel(sub, idempotency_key)
 
@@ -601,6 +719,7 @@ class StripeGateway:
                     "description": ln.line.description,
                     "metadata": {
                         "autumn_invoice_id": request.invoice_id,
+                        "autumn_charge_key": request.idempotency_key[:500],
                         "autumn_line": str(ln.index),
                         "autumn_product_id": ln.line.product_id or "",
                         "autumn_feature_id": ln.line.feature_id or "",
@@ -613,7 +732,11 @@ class StripeGateway:
         params: dict[str, Any] = {
             "customer": request.gateway_customer_id,
             "pending_invoice_items_behavior": "include",
-            "metadata": {"autumn_invoice_id": request.invoice_id, **request.metadata},
+            "metadata": {
+                **request.metadata,
+                "autumn_invoice_id": request.invoice_id,
+                "autumn_charge_key": request.idempotency_key[:500],
+            },
         }
         if request.description:
             params["description"] = request.description
@@ -646,7 +769,9 @@ class StripeGateway:
                 # Stripe refuses to pay an invoice when the customer has no *default* payment
                 # method. A card saved by a Checkout Session is attached but not the default:
                 # has_payment_method promotes it, then the payment is tried once more. With no
-                # card at all the invoice is left open for the customer (CO4).
+                # card at all the invoice is left open for the customer (CO4). What this
+                # instance remembered about the customer's card was wrong: ask Stripe.
+                self.forget(request.gateway_customer_id)
                 if not self.has_payment_method(request.gateway_customer_id):
                     raise _NoPaymentMethod(invoice) from exc
                 paid = self.client.v1.invoices.pay(
@@ -681,6 +806,7 @@ class StripeGateway:
             "customer": request.gateway_customer_id,
             "metadata": {
                 "autumn_invoice_id": request.invoice_id,
+                "autumn_charge_key": request.idempotency_key[:500],
                 "description": request.description
                 or "; ".join(ln.description for ln in request.lines)[:450],
             },
@@ -710,7 +836,33 @@ class StripeGateway:
         Order matters for "nothing changes when the charge did not happen": money is collected
         first (new subscription and/or invoice), and existing subscriptions are changed only
         after it succeeded.
+
+        The customer's subscriptions are listed first, except for a customer this instance has
+        just created (it has none); a first subscription is created under a per-customer key
+        (see ``_create_subscription``) so that shortcut can never make a second one.
         """
+        customer = request.gateway_customer_id
+        fresh = self._take_fresh(customer)
+        try:
+            try:
+                outcome = self._charge(request, known={} if fresh else None, first_keys=True)
+            except _FirstTaken:
+                outcome = self._charge(request, known=None, first_keys=False)
+        except BaseException:
+            self.forget(customer)
+            raise
+        if outcome.status != "paid":
+            self.forget(customer)
+        return outcome
+
+    def _charge(
+        self,
+        request: ChargeRequest,
+        *,
+        known: dict[str, dict[str, Any]] | None,
+        first_keys: bool,
+    ) -> ChargeOutcome:
+        """``charge`` given the live subscriptions when already ``known`` (else listed)."""
         currency = (request.currency or self.currency).lower()
         customer = request.gateway_customer_id
         key = request.idempotency_key
@@ -719,7 +871,12 @@ class StripeGateway:
             for i, line in enumerate(request.lines)
         ]
         lines = [ln for ln in lines if ln.amount != 0]
-        existing = self.subscriptions(customer) if (request.recurring is not None or lines) else {}
+        if known is not None:
+            existing = dict(known)
+        elif request.recurring is not None or lines:
+            existing = self.subscriptions(customer)
+        else:
+            existing = {}
 
         wanted: dict[str, list[_Item]] = {}
         if request.recurring is not None:
@@ -763,7 +920,9 @@ class StripeGateway:
                 self._id(replayed[0].get("latest_invoice")) if replayed else None
             )
             for cycle, items in sweeping.items():
-                sub = self._create_subscription(customer, cycle, items, key, trial_end=None)
+                sub = self._create_subscription(
+                    customer, cycle, items, key, trial_end=None, first=first_keys
+                )
                 existing[cycle] = sub
                 if sub.get("status") == "incomplete":
                     self._undo_failed(request, sub=sub, invoice_id=sub.get("latest_invoice"))
@@ -813,7 +972,7 @@ class StripeGateway:
         for cycle, items in trialing.items():
             trial_end = self._period_end(request, items[0])
             existing[cycle] = self._create_subscription(
-                customer, cycle, items, key, trial_end=trial_end
+                customer, cycle, items, key, trial_end=trial_end, first=first_keys
             )
         self._sync_existing(request, existing, wanted, to_create, key)
         return ChargeOutcome(status="paid", gateway_invoice_id=invoice_id)
@@ -962,10 +1121,179 @@ class StripeGateway:
                 self._key(key, "void"),
             )
 
+    # -- recovery: what became of a charge, without charging -----------------------------------
+    def find_charge(self, request: ChargeRequest) -> ChargeOutcome | None:
+        """What the charge sent with ``request.idempotency_key`` left at Stripe, or None.
+
+        ``autumn_core.ports.ChargeLookup``: ``recover()`` asks this instead of charging again,
+        so an operation whose process died before Stripe received it is rolled back rather
+        than charged at recovery. Every Stripe object a charge makes or changes carries the key
+        (subscription ``metadata.autumn_created_by`` / ``autumn_updated_by``, invoice, invoice
+        item and PaymentIntent ``metadata.autumn_charge_key``), and lists by customer are
+        strongly consistent (unlike Stripe's search), so the answer is read back from them:
+
+        - a subscription it created: active/trialing -> paid (its first invoice);
+          incomplete -> canceled here, failed;
+        - its invoice: paid -> paid; open -> requires_action (the customer can pay the hosted
+          invoice); draft (died before finalize/pay) -> deleted, None; void -> failed;
+        - its PaymentIntent (``one_off="payment_intent"``): succeeded -> paid; not confirmed
+          for lack of a card -> requires_action; declined -> failed;
+        - only pending invoice items: a credit (total <= 0) -> paid; a charge that died before
+          its invoice -> the items are deleted (they would ride on the next invoice), None.
+
+        When the answer is paid or requires_action, the steps the charge takes after the money
+        (keeping the other subscriptions in step with ``recurring``) are completed, since the
+        process that died may not have reached them; they move no money. When nothing of the
+        charge reached Stripe and it asks for no money (total <= 0: a downgrade or a cancel),
+        it is simply made now, which is what the engine will record. A failed or rolled-back
+        charge leaves nothing payable: open invoices voided, drafts deleted, items deleted.
+
+        Must not run while the charge itself is still in flight in another process (it would
+        undo that charge's first steps): ``recover()`` is for records whose process died.
+        """
+        customer = request.gateway_customer_id
+        key = request.idempotency_key[:500]
+        self.forget(customer)
+        subs = self._call(
+            "subscription lookup",
+            self.client.v1.subscriptions.list,
+            {"customer": customer, "status": "all", "limit": 100},
+        )
+        updated = False
+        for sub in subs.data:
+            data = _as_dict(sub)
+            meta = data.get("metadata") or {}
+            if meta.get("autumn_updated_by") == key:
+                updated = True
+            if meta.get("autumn_created_by") != key:
+                continue
+            status = data.get("status")
+            latest = self._id(data.get("latest_invoice"))
+            if status in ("incomplete", "incomplete_expired", "canceled"):
+                live = status == "incomplete"
+                message = self._failure_message(data) if live else "the subscription was canceled"
+                self._undo_failed(request, sub=data if live else None, invoice_id=latest)
+                return ChargeOutcome(status="failed", gateway_invoice_id=latest, message=message)
+            self._finish(request)
+            return ChargeOutcome(status="paid", gateway_invoice_id=latest)
+
+        listed = self._call(
+            "invoice lookup",
+            self.client.v1.invoices.list,
+            {"customer": customer, "limit": 100},
+        )
+        for inv in listed.data:
+            data = _as_dict(inv)
+            if (data.get("metadata") or {}).get("autumn_charge_key") != key:
+                continue
+            status, inv_id = data.get("status"), str(data["id"])
+            if status == "paid":
+                self._finish(request)
+                return ChargeOutcome(status="paid", gateway_invoice_id=inv_id)
+            if status == "open":
+                self._finish(request)
+                return ChargeOutcome(
+                    status="requires_action",
+                    gateway_invoice_id=inv_id,
+                    checkout_url=data.get("hosted_invoice_url"),
+                    message="the invoice is open for the customer to pay",
+                )
+            if status == "draft":
+                self._call("invoice cleanup", self.client.v1.invoices.delete, inv_id, None)
+                self._delete_items(request)
+                return None
+            self._delete_items(request)
+            return ChargeOutcome(
+                status="failed",
+                gateway_invoice_id=inv_id,
+                message=f"Stripe invoice {inv_id} ended {status}",
+            )
+
+        if self.one_off == "payment_intent":
+            # Listed without ``customer``: localstripe refuses that filter on this endpoint.
+            intents = self._call(
+                "payment lookup", self.client.v1.payment_intents.list, {"limit": 100}
+            )
+            for pi in intents.data:
+                data = _as_dict(pi)
+                if data.get("customer") != customer:
+                    continue
+                if (data.get("metadata") or {}).get("autumn_charge_key") != key:
+                    continue
+                pi_id, status = str(data["id"]), data.get("status")
+                if status == "succeeded":
+                    self._finish(request)
+                    return ChargeOutcome(status="paid", gateway_invoice_id=pi_id)
+                if data.get("last_payment_error") or status == "canceled":
+                    return ChargeOutcome(
+                        status="failed",
+                        gateway_invoice_id=pi_id,
+                        message=self._intent_failure(data),
+                    )
+                self._finish(request)
+                return ChargeOutcome(
+                    status="requires_action",
+                    gateway_invoice_id=pi_id,
+                    message="no payment method on file; the payment is left open",
+                )
+
+        items = [
+            item
+            for item in self._pending_items(customer)
+            if (item.get("metadata") or {}).get("autumn_charge_key") == key
+        ]
+        currency = (request.currency or self.currency).lower()
+        asks_money = request.total > 0 and any(
+            minor_units(ln.amount, currency) > 0 for ln in request.lines
+        )
+        if items and asks_money:
+            self._delete_items(request)  # died before its invoice: nothing was collected
+            return None
+        if items or updated:
+            # A credit's items, or subscriptions changed (only ever after the money): done.
+            self._finish(request)
+            return ChargeOutcome(status="paid")
+        if not asks_money:
+            # Nothing reached Stripe and nothing is to be collected (a downgrade, a cancel):
+            # making it now moves no money and matches what the engine will record.
+            return self.charge(request)
+        return None
+
+    def _finish(self, request: ChargeRequest) -> None:
+        """The moneyless tail of a charge found paid: bring subscriptions in step."""
+        if request.recurring is None:
+            return
+        self._charge(
+            attrs.evolve(request, lines=(), total=Decimal(0)), known=None, first_keys=False
+        )
+
+    def _delete_items(self, request: ChargeRequest) -> None:
+        """Delete the charge's pending invoice items (else the next invoice would bill them)."""
+        key = request.idempotency_key[:500]
+        for item in self._pending_items(request.gateway_customer_id):
+            if (item.get("metadata") or {}).get("autumn_charge_key") == key:
+                self._call(
+                    "invoice item cleanup", self.client.v1.invoice_items.delete, str(item["id"])
+                )
+
     # -- hosted pages --------------------------------------------------------------------------
     def create_checkout(self, request: CheckoutRequest) -> str:
-        """A Checkout Session in payment mode that also saves the card for later renewals."""
+        """A Checkout Session: ``mode=subscription`` for recurring prices, else ``mode=payment``.
+
+        With ``request.recurring`` the session starts the cycle's Stripe subscription itself
+        (tagged ``autumn_cycle`` like one the gateway creates, so the engine's later charges
+        find and modify it): the plans are its line items and the request's other lines ride
+        on its first invoice as one-time items. Checkout can do that only when the lines pay
+        every plan's full price (no trial, no proration), nothing is a credit and all plans
+        share one billing cycle; otherwise (and for a one-off payment) the session is in
+        payment mode and saves the card for the first charge, which creates the subscription.
+        """
         currency = (request.currency or self.currency).lower()
+        self._take_fresh(request.gateway_customer_id)
+        if request.recurring:
+            session_params = self._subscription_checkout(request, currency)
+            if session_params is not None:
+                return self._open_checkout(request, session_params)
         amounts = [(ln, minor_units(ln.amount, currency)) for ln in request.lines]
         if any(a < 0 for _, a in amounts):
             # Checkout cannot show credits: charge the net total as one line.
@@ -1004,6 +1332,58 @@ class StripeGateway:
                 "invoice_data": {"metadata": {"autumn_pending_key": request.pending_key}},
             },
         }
+        return self._open_checkout(request, params)
+
+    def _subscription_checkout(
+        self, request: CheckoutRequest, currency: str
+    ) -> dict[str, Any] | None:
+        """Session parameters in subscription mode, or None when Checkout cannot express it."""
+        assert request.recurring is not None
+        items = self._items(request.recurring, currency)
+        cycles = {item.cycle for item in items}
+        lines = [
+            _Line(i, ln, minor_units(ln.amount, currency)) for i, ln in enumerate(request.lines)
+        ]
+        lines = [ln for ln in lines if ln.amount != 0]
+        if len(cycles) != 1 or any(ln.amount < 0 for ln in lines):
+            return None
+        rest = self._cover(lines, items)
+        if rest is None:
+            return None
+        for item in items:
+            self.ensure_plan(item)
+        pending = request.pending_key
+        line_items: list[dict[str, Any]] = [
+            {"price": item.plan_id, "quantity": item.quantity} for item in items
+        ]
+        line_items += [
+            {
+                "quantity": 1,
+                "price_data": {
+                    "currency": currency,
+                    "unit_amount": ln.amount,
+                    "product_data": {"name": ln.line.description or ln.line.product_id or "Charge"},
+                },
+            }
+            for ln in rest
+        ]
+        [cycle] = cycles
+        return {
+            "mode": "subscription",
+            "customer": request.gateway_customer_id,
+            "client_reference_id": pending,
+            "line_items": line_items,
+            "metadata": {"autumn_pending_key": pending},
+            "subscription_data": {
+                "metadata": {
+                    "autumn_cycle": cycle,
+                    "autumn_created_by": request.idempotency_key[:500],
+                    "autumn_pending_key": pending,
+                },
+            },
+        }
+
+    def _open_checkout(self, request: CheckoutRequest, params: dict[str, Any]) -> str:
         if request.success_url:
             params["success_url"] = request.success_url
         session = self._call(
@@ -1018,6 +1398,7 @@ class StripeGateway:
 
     def billing_portal_url(self, gateway_customer_id: str, return_url: str | None) -> str:
         """A short-lived billing portal session (not idempotent: each visit needs a fresh one)."""
+        self._take_fresh(gateway_customer_id)  # the portal may change subscriptions
         params: dict[str, Any] = {"customer": gateway_customer_id}
         if return_url:
             params["return_url"] = return_url
@@ -1033,10 +1414,29 @@ class StripeGateway:
         """Verify a webhook delivery with ``webhook_secret`` and translate it."""
         if not self.webhook_secret:
             raise InvalidRequest("StripeGateway was built without webhook_secret")
-        return webhooks.parse(
+        event = webhooks.parse(
             payload,
             signature_header,
             self.webhook_secret,
             tolerance=self.webhook_tolerance,
             now=self._clock,
         )
+        self._observe(event)
+        return event
+
+    def _observe(self, event: GatewayEvent) -> None:
+        """Forget what an event may have made stale (cards, subscriptions) in this instance.
+
+        Only events delivered to this instance are seen; other processes' caches expire after
+        ``cache_ttl``, and neither cache can cause a double charge (see ``charge``).
+        """
+        gid = event.gateway_customer_id
+        if event.type.startswith("stripe.customer.") and not event.type.startswith(
+            "stripe.customer.subscription"
+        ):
+            object_id = event.data.get("id")
+            gid = gid or (object_id if isinstance(object_id, str) else None)
+        if gid is not None:
+            self.forget(gid)
+        elif event.type in ("stripe.payment_method.detached", "payment.failed"):
+            self.forget()  # a detached payment method no longer names its customer
