@@ -6,8 +6,10 @@ both equally. Each new customer gets a card from a token made beforehand (untime
 attached by one timed call on both sides.
 
 - library: ``Autumn(..., gateway=StripeGateway.for_localstripe(...)).attach(cid, "pro")`` for
-  a new customer (auto-created): the Stripe customer, its card, the plan lookup, the
-  subscription whose first invoice collects $20, the pending operation record, the commit.
+  a new customer (auto-created): the Stripe customer, its card (``attach_payment_method``), the
+  subscription whose first invoice collects $20 (the plan lookup is cached; the card and the
+  "no subscription yet" of a customer it just created are known to the gateway, so neither a
+  customer retrieve nor a subscription list is sent), the pending operation record, the commit.
 - bare SDK: ``customers.create``, ``payment_sources.create``, ``plans.retrieve``,
   ``subscriptions.create`` — the Stripe work that attach cannot avoid.
 
@@ -93,13 +95,18 @@ def catalog() -> Catalog:
 
 
 class BenchGateway(StripeGateway):
-    """Gives each new Stripe customer the next pre-made card token (as a checkout would)."""
+    """Gives each new Stripe customer the next pre-made card token.
+
+    Attached with ``attach_payment_method`` (one ``payment_sources.create``, as on the bare
+    side), as an application collecting cards with Stripe Elements would: the gateway then
+    knows the customer can pay without asking Stripe again.
+    """
 
     tokens: list[str]
 
     def create_customer(self, **kwargs: Any) -> str:
         gid = super().create_customer(**kwargs)
-        self.client.v1.customers.payment_sources.create(gid, {"source": self.tokens.pop()})
+        self.attach_payment_method(gid, self.tokens.pop())
         return gid
 
 

@@ -2,6 +2,7 @@
 
 Usage: ``python -m tests.stripe.crash_child <db> <api_base> <step>`` from the repository root,
 ``step`` one of ``after_customer`` (the Stripe customer exists, nothing local),
+``before_charge`` (the pending operation record is committed, Stripe was not called),
 ``after_charge`` (Stripe has charged, nothing local) or ``before_commit`` (the attach's
 transaction is complete and about to commit).
 """
@@ -44,6 +45,8 @@ class Killing(CardOnFile):
         return gid
 
     def charge(self, request: Any) -> Any:
+        if self.step == "before_charge":
+            die()  # the pending record is committed; Stripe never hears of the charge
         outcome = super().charge(request)
         self.charged = True
         if self.step == "after_charge":

@@ -6,9 +6,11 @@ charged, or just before the local commit. A new engine on the same file then run
 ``recover()`` and the caller retries the attach with the same idempotency key.
 
 The attach's pending operation record is committed before Stripe is called, so after a kill
-past that point ``recover()`` finds it, re-drives the charge with the same key (Stripe's answer
-is replayed, nothing is charged again) and commits the attach; the caller's retry then replays
-the stored result. A kill before the record (the Stripe customer exists, nothing else) leaves
+past that point ``recover()`` finds it and asks ``StripeGateway.find_charge`` (read-only, by the
+charge key Stripe's objects carry) what became of it: charged -> the attach is committed and the
+caller's retry replays the stored result; never received (killed between the record and the
+Stripe call) -> the operation is rolled back, nothing is charged at recovery, and the caller's
+retry is a new attach. A kill before the record (the Stripe customer exists, nothing else) leaves
 nothing to recover, and the retry attaches normally, finding the same Stripe customer.
 """
 
@@ -96,4 +98,49 @@ def test_the_attach_is_charged_exactly_once(ls: LocalStripe, tmp_path: Path, ste
         and not as_dict(pi).get("invoice")  # an invoice's own payment is counted with it
     ]
     assert sum(paid) + sum(intents) == 2000, (paid, intents)
+    billing.close()
+
+
+def test_killed_before_the_stripe_call_is_rolled_back_without_charging(
+    ls: LocalStripe, tmp_path: Path
+) -> None:
+    """The record is committed, Stripe never saw the charge: recover() must not charge it."""
+    db = tmp_path / "crash.db"
+    gw = gateway(ls.base)
+    billing = Autumn(catalog(), store=SqliteStore(db), gateway=gw)
+    billing.customers.create("c1", email="c1@example.com")
+    billing.close()
+
+    child = subprocess.run(
+        [sys.executable, "-m", "tests.stripe.crash_child", str(db), ls.base, "before_charge"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert child.returncode == -9, (child.returncode, child.stdout, child.stderr[-2000:])
+
+    billing = Autumn(catalog(), store=SqliteStore(db), gateway=gw)
+    client = gw.client
+    [gid] = stripe_customers(client, "c1")  # created (and committed) before the record
+    assert billing.recover() == 1  # settled: rolled back
+    assert billing.recover() == 0
+    customer = billing.customers.get("c1")
+    assert not customer.has_product("pro")
+    assert customer.gateway_customer_id == gid
+    assert all_subscriptions(client, gid) == []
+    assert invoices(client, gid) == []
+    assert [
+        pi.id
+        for pi in client.v1.payment_intents.list({"limit": 100}).data
+        if as_dict(pi).get("customer") == gid
+    ] == []
+    assert billing.invoices.list("c1") == []
+
+    # The caller's retry is a new attach (the rolled-back one left no stored result): one charge.
+    again = billing.attach("c1", "pro", idempotency_key="attach-1")
+    assert not again.replayed
+    live = [s for s in all_subscriptions(client, gid) if s["status"] == "active"]
+    assert len(live) == 1
+    assert [i["total"] for i in invoices(client, gid) if i["status"] == "paid"] == [2000]
     billing.close()

@@ -233,3 +233,100 @@ def test_rate_limit_and_5xx_are_gateway_errors_that_say_retry(recording: str, wo
     assert words in err.value.message
     assert "retry" in err.value.message
     assert err.value.code == "gateway_error"
+
+
+# -- Checkout in subscription mode (CheckoutRequest.recurring) -------------------------------
+def test_checkout_with_recurring_prices_opens_a_subscription_mode_session() -> None:
+    """The plans are the session's line items, other lines one-time items on its first invoice;
+    the subscription Stripe creates on completion carries ``autumn_cycle`` so the engine's
+    later charges find and modify it."""
+    probe, _ = gateway_for([])
+    [item] = probe._items([base()], "usd")
+    gateway, http = gateway_for(
+        [
+            ("GET", f"/v1/plans/{item.plan_id}", "plan_premium.json"),
+            ("POST", "/v1/checkout/sessions", "checkout_session_subscription.json"),
+        ]
+    )
+    url = gateway.create_checkout(
+        CheckoutRequest(
+            gateway_customer_id=CUS,
+            pending_key="pending_att_2",
+            lines=(line("20"), line("15", "pack", None, "50 messages")),
+            total=Decimal(35),
+            currency="usd",
+            success_url="https://app.example.com/billing/success",
+            idempotency_key="att-sub",
+            recurring=(base(),),
+        )
+    )
+    assert url.startswith("https://checkout.stripe.com/c/pay/cs_test_")
+    sent = http.sent[-1]
+    assert sent.idempotency_key == "att-sub:checkout"
+    assert sent.form == {
+        "mode": "subscription",
+        "customer": CUS,
+        "client_reference_id": "pending_att_2",
+        "line_items[0][price]": item.plan_id,
+        "line_items[0][quantity]": "1",
+        "line_items[1][quantity]": "1",
+        "line_items[1][price_data][currency]": "usd",
+        "line_items[1][price_data][unit_amount]": "1500",
+        "line_items[1][price_data][product_data][name]": "50 messages",
+        "metadata[autumn_pending_key]": "pending_att_2",
+        "subscription_data[metadata][autumn_cycle]": "month:1",
+        "subscription_data[metadata][autumn_created_by]": "att-sub",
+        "subscription_data[metadata][autumn_pending_key]": "pending_att_2",
+        "success_url": "https://app.example.com/billing/success",
+    }
+
+
+def test_checkout_whose_lines_do_not_pay_the_full_price_stays_in_payment_mode() -> None:
+    """A prorated or trial amount cannot be expressed by a subscription-mode session."""
+    gateway, http = gateway_for([("POST", "/v1/checkout/sessions", "checkout_session.json")])
+    gateway.create_checkout(
+        CheckoutRequest(
+            gateway_customer_id=CUS,
+            pending_key="pending_att_3",
+            lines=(line("7.50"),),
+            total=Decimal("7.50"),
+            currency="usd",
+            success_url=None,
+            idempotency_key="att-pro",
+            recurring=(base(),),
+        )
+    )
+    [sent] = http.sent
+    assert sent.form["mode"] == "payment"
+    assert sent.form["line_items[0][price_data][unit_amount]"] == "750"
+
+
+# -- the first-subscription key -------------------------------------------------------------
+def test_a_first_subscription_taken_by_another_operation_is_modified_not_duplicated() -> None:
+    """The gateway just created the customer (no subscription list), but another process made
+    the first subscription meanwhile: Stripe refuses the per-customer first-subscription key
+    with other parameters, and the gateway re-plans from the list (updates that one)."""
+    premium = base("50", "premium")
+    probe, _ = gateway_for([])
+    [item] = probe._items([premium], "usd")
+    gateway, http = gateway_for(
+        [
+            ("GET", f"/v1/plans/{item.plan_id}", "plan_premium.json"),
+            ("POST", "/v1/subscriptions", "error_idempotency.json"),
+            ("GET", "/v1/subscriptions", "subscription_list_pro.json"),
+            ("POST", f"/v1/subscriptions/{SUB}", "subscription_updated_premium.json"),
+        ]
+    )
+    gateway._remember(gateway._fresh, CUS)  # as create_customer does
+    outcome = gateway.charge(request(CUS, [], key="att-race", recurring=[premium]))
+    assert outcome.status == "paid"
+    assert [(s.method, s.path) for s in http.sent] == [
+        ("GET", f"/v1/plans/{item.plan_id}"),
+        ("POST", "/v1/subscriptions"),
+        ("GET", "/v1/subscriptions"),
+        ("POST", f"/v1/subscriptions/{SUB}"),
+    ]
+    assert http.sent[1].idempotency_key == f"autumn-first-subscription:{CUS}:month:1"
+    update = http.sent[-1].form
+    assert update["items[0][id]"] == "si_RecAutumnItem01"
+    assert update["metadata[autumn_updated_by]"] == "att-race"
