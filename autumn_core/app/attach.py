@@ -31,6 +31,7 @@ from autumn_core.app.provisioning import (
     with_period,
     with_trial,
 )
+from autumn_core.app.renewals import align_rows, in_trial_period
 from autumn_core.app.unit import Unit, args_fingerprint
 from autumn_core.app.usage import check_customer_ref, check_entity_ref
 from autumn_core.app.views import product_view
@@ -554,6 +555,14 @@ def _plan_upgrade(
             prorated=prorated,
         )
     next_at = cp.current_period_end if product.is_recurring_paid else None
+    next_total = _advance_total(ctx, product, cp, new_state, now) if next_at else ZERO
+    if old_trialing:
+        # T10: the products that shared the old trial move with it, or convert now.
+        new_state, moved_lines, moved_total = _move_shared_trial(
+            unit, new_state, current, trial_ends, next_at
+        )
+        lines += moved_lines
+        next_total += moved_total
     card_required = trial is None or trial.card_required
     return Plan(
         scenario="upgrade",
@@ -564,10 +573,66 @@ def _plan_upgrade(
         trial_ends_at=trial_ends,
         trial_claim=claim,
         next_cycle_at=next_at,
-        next_cycle_total=_advance_total(ctx, product, cp, new_state, now) if next_at else ZERO,
+        next_cycle_total=next_total,
         merged=old_paid,
         needs_payment=bool(lines) or (not product.is_free and card_required),
     )
+
+
+def _move_shared_trial(
+    unit: Unit,
+    state: CustomerState,
+    current: ProductState,
+    trial_ends: datetime | None,
+    next_at: datetime | None,
+) -> tuple[CustomerState, list[InvoiceLineRecord], Decimal]:
+    """T10 (last bullet), T2/T9: the upgraded product's trial was a cycle other products
+    joined (add-ons, entity products). A new trial moves their trial end to its end; no new
+    trial ends it for all of them now, and their first full period is billed with the upgrade.
+
+    Returns the new state, the lines to add to the upgrade's invoice, and what the moved
+    products add to the next cycle's in-advance total (when it starts at ``next_at``).
+    """
+    ctx = unit.ctx
+    now = unit.now
+    lines: list[InvoiceLineRecord] = []
+    next_total = ZERO
+    shared = [
+        p
+        for p in state.products
+        if p.instance_id != current.instance_id
+        and billing.is_recurring_live(p)
+        and p.is_trialing(now)
+        and p.trial_ends_at == current.trial_ends_at
+        and in_trial_period(p)
+    ]
+    for p in shared:
+        product = billing.product_of(ctx, p)
+        if trial_ends is not None:
+            moved = attrs.evolve(
+                p,
+                trial_ends_at=trial_ends,
+                billing_anchor=trial_ends,
+                current_period_end=trial_ends,
+            )
+        else:
+            moved = with_period(attrs.evolve(p, trial_ends_at=now), product, anchor=now, start=now)
+        state = align_rows(replace_product(state, moved), moved)
+        if trial_ends is None:
+            lines += billing.advance_lines(
+                ctx,
+                product,
+                moved,
+                state.rows,
+                now=now,
+                start=moved.current_period_start,
+                end=moved.current_period_end,
+                include_one_off=False,
+            )
+        at = moved.current_period_end
+        if next_at is not None and at == next_at:
+            next_total += _advance_total(ctx, product, moved, state, now)
+    return state, lines, next_total
 
 
 def _plan_downgrade(

@@ -410,7 +410,10 @@ def new_invoice(
     cp_id: str | None,
     gateway_invoice_id: str | None = None,
     invoice_id: str | None = None,
+    at: datetime | None = None,
 ) -> InvoiceRecord:
+    """``at``: the instant the invoice belongs to (a period boundary reached lazily later, S7/T7);
+    the current time by default."""
     return InvoiceRecord(
         id=invoice_id or new_id("inv"),
         customer_pk=state.pk,
@@ -418,7 +421,7 @@ def new_invoice(
         total=total(lines),
         currency=unit.ctx.options.currency,
         lines=tuple(lines),
-        created_at=unit.now,
+        created_at=unit.now if at is None else at,
         gateway_invoice_id=gateway_invoice_id,
         cp_id=cp_id,
     )
@@ -444,6 +447,7 @@ def charge(
     description: str = "",
     period_end: datetime | None = None,
     reason: str = "attach",
+    at: datetime | None = None,
 ) -> Sent:
     """Send ``lines`` to the gateway; the caller decides what each outcome means.
 
@@ -459,14 +463,16 @@ def charge(
     collect = to_collect(lines)
     if gateway is None or is_dry_run() or (not collect and recurring is None):
         # No provider, or nothing for it to do (a credit kept by the engine, P12).
-        inv = new_invoice(unit, state, lines, status="paid", cp_id=cp_id, invoice_id=invoice_id)
+        inv = new_invoice(
+            unit, state, lines, status="paid", cp_id=cp_id, invoice_id=invoice_id, at=at
+        )
         return Sent(inv, "local", state=state)
     drv = _DRIVER.get()
     pkey = pending_key(key)
     if drv is not None and key in drv.resolved:
         done = drv.resolved[key]
         drv.consumed.add(key)
-        return _sent(unit, state, lines, cp_id, done.request, done.outcome)
+        return _sent(unit, state, lines, cp_id, done.request, done.outcome, at)
     state, gid = ensure_gateway_customer(unit, state)
     existing = unit.tx.get_pending(pkey)
     if existing is not None:
@@ -512,7 +518,7 @@ def charge(
             drv.memo[memo_key] = outcome
     if existing is not None:
         unit.tx.delete_pending(pkey)
-    return _sent(unit, state, lines, cp_id, request, outcome)
+    return _sent(unit, state, lines, cp_id, request, outcome, at)
 
 
 def _metadata(state: CustomerState, period_end: datetime | None) -> dict[str, str]:
@@ -529,6 +535,7 @@ def _sent(
     cp_id: str | None,
     request: ChargeRequest,
     outcome: ChargeOutcome,
+    at: datetime | None = None,
 ) -> Sent:
     if outcome.status not in ("paid", "failed", "requires_action"):
         raise GatewayError(f"gateway returned unknown charge status {outcome.status!r}")
@@ -556,6 +563,7 @@ def _sent(
         cp_id=cp_id,
         gateway_invoice_id=outcome.gateway_invoice_id,
         invoice_id=request.invoice_id,
+        at=at,
     )
     return Sent(inv, outcome.status, outcome.checkout_url, state=state)
 

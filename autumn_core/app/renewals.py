@@ -105,12 +105,25 @@ def _send(
     key: str,
     period_end: datetime | None,
     reason: str = "renewal",
+    *,
+    at: datetime,
 ) -> tuple[CustomerState, bool]:
-    """S7(6): send a renewal-type invoice; a refused payment makes the product past due (W4)."""
+    """S7(6): send a renewal-type invoice; a refused payment makes the product past due (W4).
+
+    The invoice is dated ``at``, the boundary it belongs to (a period end, a trial end), even
+    when lazy work reaches it later: the library owns periods (D7, S7, T7).
+    """
     if not lines:
         return state, True
     sent = billing.charge(
-        unit, state, lines, cp_id=cp.instance_id, key=key, period_end=period_end, reason=reason
+        unit,
+        state,
+        lines,
+        cp_id=cp.instance_id,
+        key=key,
+        period_end=period_end,
+        reason=reason,
+        at=at,
     )
     # Saved at once (not at flush): lazy work may run inside a call that lists invoices next.
     unit.tx.save_invoice(sent.invoice)
@@ -131,7 +144,7 @@ def end_product(unit: Unit, state: CustomerState, cp: ProductState, at: datetime
         lines = billing.arrears_lines(
             unit.ctx, product, cp, _rows(state, cp), start=cp.current_period_start, end=at
         )
-        state, _ = _send(unit, state, cp, lines, f"final:{cp.instance_id}", None)
+        state, _ = _send(unit, state, cp, lines, f"final:{cp.instance_id}", None, at=at)
     state = expire(state, cp, at)
     state = activate_successor(unit, state, cp, at)
     return _sync_cancel(unit, state)
@@ -190,7 +203,7 @@ def convert_trial(unit: Unit, state: CustomerState, cp: ProductState) -> Custome
         new = attrs.evolve(new, billing_anchor=te)
         converted.append(new)
         state = replace_product(state, new)
-        state = _align_rows(state, new)
+        state = align_rows(state, new)
         lines += billing.advance_lines(
             unit.ctx,
             product,
@@ -209,6 +222,7 @@ def convert_trial(unit: Unit, state: CustomerState, cp: ProductState) -> Custome
         f"convert:{cp.instance_id}:{te.isoformat()}",
         converted[0].current_period_end,
         "conversion",
+        at=te,
     )
     if not ok:
         for p in converted:
@@ -220,7 +234,7 @@ def _requires_card(product: Product) -> bool:
     return product.free_trial is None or product.free_trial.card_required
 
 
-def _align_rows(state: CustomerState, cp: ProductState) -> CustomerState:
+def align_rows(state: CustomerState, cp: ProductState) -> CustomerState:
     """Price-backed rows renew on the product's period: their next reset is its end."""
     end = cp.current_period_end
     return attrs.evolve(
@@ -295,7 +309,13 @@ def renew(unit: Unit, state: CustomerState, cp: ProductState) -> CustomerState:
             include_one_off=False,
         )
         state, ok = _send(
-            unit, state, renewed, lines, f"renew:{cp.instance_id}:{start.isoformat()}", new_end
+            unit,
+            state,
+            renewed,
+            lines,
+            f"renew:{cp.instance_id}:{start.isoformat()}",
+            new_end,
+            at=end,
         )
         status = "active" if ok and cp.status == "active" else ("past_due" if not ok else cp.status)
         if status != renewed.status:
@@ -320,7 +340,7 @@ def start_scheduled(unit: Unit, state: CustomerState, cp: ProductState) -> Custo
     live = attrs.evolve(cp, status="active", reset_anchor=at, billing_anchor=at)
     live = with_period(live, product, anchor=at, start=at)
     state = activate(unit, state, product, live, reset_anchor=at)
-    state = _align_rows(state, live)
+    state = align_rows(state, live)
     if product.is_recurring_paid or product.is_one_off:
         lines = billing.advance_lines(
             unit.ctx,
@@ -333,7 +353,14 @@ def start_scheduled(unit: Unit, state: CustomerState, cp: ProductState) -> Custo
             include_one_off=True,
         )
         state, ok = _send(
-            unit, state, live, lines, f"start:{cp.instance_id}", live.current_period_end, "switch"
+            unit,
+            state,
+            live,
+            lines,
+            f"start:{cp.instance_id}",
+            live.current_period_end,
+            "switch",
+            at=at,
         )
         if not ok:
             state = replace_product(state, attrs.evolve(live, status="past_due"))
@@ -344,6 +371,7 @@ def start_scheduled(unit: Unit, state: CustomerState, cp: ProductState) -> Custo
 
 __all__ = [
     "advance_products",
+    "align_rows",
     "convert_trial",
     "end_product",
     "in_trial_period",
