@@ -8,6 +8,7 @@ in one transaction.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from autumn_core.app import attach as attach_uc
@@ -189,7 +190,7 @@ class LifecycleMixin:
         events_uc.validate(event)
         self._write(lambda unit: events_uc.handle_event(unit, event))
 
-    def recover(self) -> int:
+    def recover(self, *, older_than: timedelta = timedelta(0)) -> int:
         """Settle what a crashed process left behind; return how many records were settled.
 
         - Pending *operations* (kind ``"operation"``): a paid attach or an immediate cancel
@@ -208,12 +209,20 @@ class LifecycleMixin:
           wait for their payment event for as long as the provider may send it.
 
         Safe to run at any time and from several processes: completing an operation deletes
-        its record in the same transaction as the effect, so it happens once.
+        its record in the same transaction as the effect, so it happens once. At start-up the
+        default settles every record; while other processes may be in the middle of a charge,
+        pass ``older_than=timedelta(minutes=10)`` so that only abandoned operations are
+        touched.
         """
+        if not isinstance(older_than, timedelta) or older_than < timedelta(0):
+            raise InvalidRequest(f"older_than must be a non-negative timedelta, got {older_than!r}")
+        cutoff = self._ctx.clock.now() - older_than
         settled = 0
         if self._ctx.gateway is not None:
             records = self._ctx.run(lambda tx: tx.list_pending(billing.OPERATION), write=False)
             for rec in records:
+                if rec.created_at > cutoff:
+                    continue  # maybe still in flight in a live process
                 if self._recover_operation(rec):
                     settled += 1
 

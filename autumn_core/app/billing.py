@@ -809,12 +809,15 @@ def drive(ctx: Context, drv: Driver, body: Callable[[Unit], T]) -> T:
             outcome = gateway.charge(request)
         except GatewayError:
             # Maybe sent, maybe not: ask, so a charge that never arrived blocks nothing.
-            try:
-                found = gateway.find_charge(request) if isinstance(gateway, ChargeLookup) else None
-            except GatewayError:
-                found = None
-            if found is None and isinstance(gateway, ChargeLookup):
-                _drop(ctx, deferred.pending_key)
+            # Only a provider that answers "never received" lets the record go; when it
+            # cannot be asked, the record stays for recover().
+            if isinstance(gateway, ChargeLookup):
+                try:
+                    never_arrived = gateway.find_charge(request) is None
+                except GatewayError:
+                    never_arrived = False
+                if never_arrived:
+                    _drop(ctx, deferred.pending_key)
             raise
         drv.resolved[deferred.key] = Resolved(request, outcome)
         if len(drv.resolved) > MAX_DEFERRALS:  # pragma: no cover - a use case bug

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from autumn_core import Autumn
+from autumn_core import Autumn, ManualClock
 from autumn_core.ports import ChargeOutcome, ChargeRequest
 from autumn_memory import MemoryGateway
 
@@ -175,3 +175,25 @@ def test_a_crash_after_an_immediate_cancel_credit_is_completed(
     assert statuses(engine) == {"free": "active"}
     assert totals(engine) == [D("20.00"), D("-20.00")]
     assert engine.recover() == 0
+
+
+def test_recover_older_than_leaves_operations_that_may_still_be_in_flight(
+    billing: Autumn, clock: ManualClock
+) -> None:
+    from datetime import timedelta
+
+    from autumn_core import InvalidRequest
+    from autumn_core.app import billing as billing_uc
+    from autumn_core.model import PendingRecord
+
+    with billing.store.transaction() as tx:
+        tx.put_pending(PendingRecord("op-young", "cus_x", billing_uc.OPERATION, {}, clock.now()))
+    # Given a pending operation written a minute ago by a process that may still be charging,
+    clock.advance(minutes=1)
+    # when recover() is told to settle only operations older than ten minutes,
+    assert billing.recover(older_than=timedelta(minutes=10)) == 0
+    # then the record is left alone.
+    with billing.store.transaction(write=False) as tx:
+        assert tx.get_pending("op-young") is not None
+    with pytest.raises(InvalidRequest):
+        billing.recover(older_than=timedelta(seconds=-1))
