@@ -431,17 +431,7 @@ def _plan_alongside(
         prorated = False
     new_state = activate(unit, state, product, cp)
     if trial_ends is None and not product.is_free:
-        lines = billing.advance_lines(
-            ctx,
-            product,
-            cp,
-            new_state.rows,
-            now=now,
-            start=cp.current_period_start,
-            end=cp.current_period_end,
-            include_one_off=True,
-            prorated=prorated,
-        )
+        lines = _first_period_lines(ctx, product, cp, new_state, now, prorated)
     next_at = cp.current_period_end if product.is_recurring_paid else None
     return Plan(
         scenario=scenario,
@@ -543,17 +533,7 @@ def _plan_upgrade(
         new_state, products=(*new_state.products, cp), rows=(*new_state.rows, *new_rows)
     )
     if trial_ends is None and not product.is_free:
-        lines += billing.advance_lines(
-            ctx,
-            product,
-            cp,
-            new_state.rows,
-            now=now,
-            start=cp.current_period_start,
-            end=cp.current_period_end,
-            include_one_off=True,
-            prorated=prorated,
-        )
+        lines += _first_period_lines(ctx, product, cp, new_state, now, prorated)
     next_at = cp.current_period_end if product.is_recurring_paid else None
     next_total = _advance_total(ctx, product, cp, new_state, now) if next_at else ZERO
     if old_trialing:
@@ -1079,3 +1059,25 @@ __all__ = [
     "preview_body",
     "validate_attach",
 ]
+
+
+def _first_period_lines(
+    ctx: Context,
+    product: Product,
+    cp: ProductState,
+    state: CustomerState,
+    now: datetime,
+    prorated: bool,
+) -> list[InvoiceLineRecord]:
+    """What a newly live product bills now: its period (or the rest of it) and one-off prices."""
+    return billing.advance_lines(
+        ctx,
+        product,
+        cp,
+        state.rows,
+        now=now,
+        start=cp.current_period_start,
+        end=cp.current_period_end,
+        include_one_off=True,
+        prorated=prorated,
+    )
