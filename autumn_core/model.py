@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import attrs
 
 from autumn_core.catalog import Rollover
+from autumn_core.results import BalanceRow
 
 ZERO = Decimal(0)
 
@@ -108,6 +109,23 @@ class RowState:
     @property
     def usage(self) -> Decimal:
         return self.granted - self.balance
+
+    @functools.cached_property
+    def public(self) -> BalanceRow:
+        """The row as ``Balance.breakdown`` shows it; built once per (immutable) row."""
+        return BalanceRow(
+            self.id,
+            self.feature_id,
+            self.product_id,
+            self.entity_id,
+            self.granted,
+            self.balance,
+            self.granted - self.balance,
+            self.billing == "usage",
+            self.reset,
+            self.next_reset_at,
+            self.expires_at,
+        )
 
 
 @attrs.frozen

@@ -27,7 +27,7 @@ from autumn_core.results import (
     TrackResult,
 )
 from autumn_core.rules.balance_view import balance_view
-from autumn_core.rules.deduction import Candidate, Deduction, deduct, shift_total
+from autumn_core.rules.deduction import Candidate, Deduction, deduct, fits, shift_total
 from autumn_core.rules.order import order_key, sees
 from autumn_core.rules.periods import next_boundary
 from autumn_core.serialization import converter
@@ -178,12 +178,15 @@ def check(unit: Unit, a: CheckArgs) -> CheckResult:
     if not cands:
         return CheckResult(False, state.id, f.id, a.required, a.entity_id, None)
     own = any(c.row.feature_id == f.id for c in cands)
-    if any(c.row.unlimited for c in cands) or a.required <= 0:
-        allowed, used = True, None
+    used: Deduction | None = None
+    if own:
+        # The subject holds the feature itself: the decision is a sum over the rows.
+        allowed = fits(cands, a.required, now)
+    elif any(c.row.unlimited for c in cands) or a.required <= 0:
+        allowed = True
     else:
-        dry = deduct(cands, a.required, "reject", now, dry_run=True)
-        allowed = dry.remainder == 0
-        used = dry
+        used = deduct(cands, a.required, "reject", now, dry_run=True)
+        allowed = used.remainder == 0
     if a.send_event and allowed:
         _track_on_state(
             unit, state, [f], a.required, a.entity_id, "reject", {}, now, event_name=None

@@ -68,21 +68,7 @@ def balance_view(
             remaining += r.balance
             balance_sum += r.balance
             rollovers.append(RolloverBalance(r.amount, r.balance, r.expires_at))
-        breakdown.append(
-            BalanceRow(
-                row.id,
-                row.feature_id,
-                row.product_id,
-                row.entity_id,
-                row.granted,
-                bal,
-                row.granted - bal,
-                usage_billed,
-                row.reset,
-                nxt,
-                row.expires_at,
-            )
-        )
+        breakdown.append(row.public)
     # The common interval; rows that differ (a non-resetting one included) give "multiple".
     interval = intervals.pop() if len(intervals) == 1 else ("multiple" if intervals else None)
     if unlimited:

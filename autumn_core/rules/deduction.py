@@ -83,6 +83,36 @@ def deduct(
         return _refund(candidates, -value, dry_run)
 
 
+def fits(candidates: Sequence[Candidate], value: Decimal, now: datetime) -> bool:
+    """Whether ``deduct(candidates, value, "reject", now).remainder == 0``, without deducting.
+
+    Under "reject" every row can give a fixed amount (live rollovers, its positive balance,
+    then its pass-2 room down to its floor) whatever the order, so the decision is a sum
+    (K3 d). Only rows at cost 1 take this path; credit pools go through ``deduct`` so their
+    unit conversions stay exactly as the real deduction does them.
+    """
+    if value <= 0:
+        return True
+    capacity = ZERO
+    for c in candidates:
+        row = c.row
+        if c.cost != ONE:
+            return deduct(candidates, value, "reject", now, dry_run=True).remainder == 0
+        if row.unlimited:
+            return True
+        for r in row.rollovers:
+            if r.balance > 0 and (r.expires_at is None or r.expires_at > now):
+                capacity += r.balance
+        if row.balance > 0:
+            capacity += row.balance
+        floor = pass2_floor(row, "reject", False)
+        if floor is not None:
+            if floor == _NEG_INF:
+                return True
+            capacity += max(ZERO, min(row.balance, ZERO) - floor)
+    return value <= capacity
+
+
 def _zero_applied(candidates: Sequence[Candidate]) -> dict[str, Decimal]:
     return {c.row.feature_id: ZERO for c in candidates}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime, timedelta
 
+import attrs
 import pytest
 
 from autumn_core.catalog import Catalog, Feature, Item, Product, Rollover
@@ -135,7 +136,7 @@ def test_s6_rows_that_never_reset_lazily() -> None:
 
 
 def _fields(r: RowState) -> dict:  # type: ignore[type-arg]
-    return {a: getattr(r, a) for a in r.__slots__ if a != "__weakref__"}  # type: ignore[attr-defined]
+    return {a.name: getattr(r, a.name) for a in attrs.fields(RowState)}
 
 
 # -- rollovers (RO1-RO3) ------------------------------------------------------------------------
