@@ -54,7 +54,8 @@ class StoreTransaction(Protocol):
     def customer_pk(self, customer_id: str) -> str | None: ...
 
     def customers_by_email(self, email: str) -> list[CustomerState]:
-        """Every customer whose email matches case-insensitively, oldest first."""
+        """Every customer whose email matches case-insensitively, in ``list_customers`` order
+        (created_at, then id with id-less customers last, then pk)."""
 
     def load_customer(self, pk: str, *, for_update: bool = False) -> CustomerState | None:
         """``for_update`` locks the customer until the transaction ends (write transactions)."""
@@ -74,7 +75,14 @@ class StoreTransaction(Protocol):
     def list_customers(
         self, *, limit: int, starting_after: str | None, email: str | None
     ) -> list[CustomerState]:
-        """Ordered by (created_at, pk); ``starting_after`` is a customer *pk*."""
+        """Ordered by (created_at, id, pk): id-less customers come after those with an id
+        created at the same instant, ids compare by code point, and pk only orders id-less
+        customers among themselves (DOMAIN.md C11).
+
+        ``starting_after`` is a customer *pk*: the page starts after that customer's place in
+        this order, whether or not it matches ``email`` (a pk that does not exist starts from
+        the beginning). ``email`` matches case-insensitively.
+        """
 
     def due_customer_pks(self, now: datetime, limit: int | None) -> list[str]:
         """Customers whose earliest due time (``next_due_at`` at save) is <= now."""

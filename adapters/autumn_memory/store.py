@@ -9,8 +9,7 @@ overlay at commit; an exception discards it, so a failed call leaves nothing beh
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -73,6 +72,11 @@ _EMPTY_OVERLAYS: dict[str, Any] = {
         "_deleted_customers": frozenset,
     }.items()
 }
+
+
+def _list_order(state: CustomerState) -> tuple[datetime, bool, str, str]:
+    """The port's customer order: created_at, then id (id-less last), then pk."""
+    return (state.created_at, state.id is None, state.id or "", state.pk)
 
 
 class MemoryTransaction:
@@ -141,6 +145,7 @@ class MemoryTransaction:
             state = self.load_customer(pk)
             if state is not None and state.email is not None and state.email.lower() == low:
                 found.append(state)
+        found.sort(key=_list_order)
         return found
 
     def load_customer(self, pk: str, *, for_update: bool = False) -> CustomerState | None:
@@ -216,14 +221,16 @@ class MemoryTransaction:
         self, *, limit: int, starting_after: str | None, email: str | None
     ) -> list[CustomerState]:
         states = [s for s in (self.load_customer(pk) for pk in self._all_pks()) if s is not None]
-        states.sort(key=lambda s: (s.created_at, s.pk))
-        if email is not None:
-            low = email.lower()
-            states = [s for s in states if s.email is not None and s.email.lower() == low]
+        states.sort(key=_list_order)
         if starting_after is not None:
+            # The page starts after that customer's place in the full order, whether or not it
+            # matches the email filter; an unknown pk starts from the beginning.
             keys = [s.pk for s in states]
             if starting_after in keys:
                 states = states[keys.index(starting_after) + 1 :]
+        if email is not None:
+            low = email.lower()
+            states = [s for s in states if s.email is not None and s.email.lower() == low]
         return states[:limit]
 
     def due_customer_pks(self, now: datetime, limit: int | None) -> list[str]:
@@ -427,6 +434,32 @@ class MemoryTransaction:
         d.versions.update(self._versions)
 
 
+class _Transaction:
+    """The context manager of one transaction (a class: cheaper than a generator per call)."""
+
+    __slots__ = ("_store", "_tx", "_write")
+
+    def __init__(self, store: MemoryStore, write: bool) -> None:
+        self._store = store
+        self._write = write
+        self._tx: MemoryTransaction | None = None
+
+    def __enter__(self) -> MemoryTransaction:
+        if self._write:
+            self._store._lock.acquire()
+        self._tx = MemoryTransaction(self._store._data, self._write)
+        return self._tx
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if not self._write:
+            return
+        try:
+            if exc_type is None and self._tx is not None:
+                self._tx.commit()
+        finally:
+            self._store._lock.release()
+
+
 class MemoryStore:
     """The in-memory store: a real product for development, tests and single-process apps."""
 
@@ -437,17 +470,10 @@ class MemoryStore:
         self._lock = threading.RLock()
         self._closed = False
 
-    @contextmanager
-    def transaction(self, *, write: bool = True) -> Iterator[MemoryTransaction]:
+    def transaction(self, *, write: bool = True) -> _Transaction:
         if self._closed:
             raise StoreError("the store is closed")
-        if not write:
-            yield MemoryTransaction(self._data, False)
-            return
-        with self._lock:
-            tx = MemoryTransaction(self._data, True)
-            yield tx
-            tx.commit()
+        return _Transaction(self, write)
 
     def close(self) -> None:
         self._closed = True

@@ -721,7 +721,7 @@ class PostgresTransaction:
     def customers_by_email(self, email: str) -> list[CustomerState]:
         rows = self._all(
             f"SELECT {_FULL} FROM autumn_customers c WHERE c.email_lower = %s"
-            " ORDER BY c.created_at, c.seq",
+            ' ORDER BY c.created_at, c.id IS NULL, c.id COLLATE "C", c.pk',
             (email.lower(),),
         )
         return self._states(rows)
@@ -823,13 +823,11 @@ class PostgresTransaction:
             SELECT {_FULL} FROM autumn_customers c
             WHERE (%(email)s::text IS NULL OR c.email_lower = %(email)s::text)
               AND (%(after)s::text IS NULL
-                   OR NOT EXISTS (
-                       SELECT 1 FROM autumn_customers a WHERE a.pk = %(after)s::text
-                       AND (%(email)s::text IS NULL OR a.email_lower = %(email)s::text))
-                   OR (c.created_at, c.pk) > (
-                       SELECT a.created_at, a.pk FROM autumn_customers a
-                       WHERE a.pk = %(after)s::text))
-            ORDER BY c.created_at, c.pk
+                   OR NOT EXISTS (SELECT 1 FROM autumn_customers a WHERE a.pk = %(after)s::text)
+                   OR (c.created_at, c.id IS NULL, COALESCE(c.id, '') COLLATE "C", c.pk) > (
+                       SELECT a.created_at, a.id IS NULL, COALESCE(a.id, '') COLLATE "C", a.pk
+                       FROM autumn_customers a WHERE a.pk = %(after)s::text))
+            ORDER BY c.created_at, c.id IS NULL, c.id COLLATE "C", c.pk
             LIMIT %(limit)s
             """,
             {

@@ -184,6 +184,10 @@ _INSERT_EVENT: Final = (
     "INSERT INTO events (id, customer_pk, feature_id, ts_us, data) VALUES (?, ?, ?, ?, ?)"
 )
 
+#: The port's customer order: created_at, then id (id-less last), then pk; ids compare by code
+#: point (SQLite's BINARY collation on UTF-8), as in the other stores.
+_CUSTOMER_ORDER: Final = "ORDER BY created_us, id IS NULL, id, pk"
+
 _LOAD_CHILDREN: Final = (
     "SELECT 0, pos, data FROM customer_products WHERE customer_pk = ?1"
     " UNION ALL SELECT 1, pos, data FROM balance_rows WHERE customer_pk = ?1"
@@ -360,7 +364,7 @@ class SqliteTransaction:
 
     def customers_by_email(self, email: str) -> list[CustomerState]:
         rows = self._all(
-            "SELECT pk, seq, version FROM customers WHERE email_lower = ? ORDER BY created_us, seq",
+            f"SELECT pk, seq, version FROM customers WHERE email_lower = ? {_CUSTOMER_ORDER}",
             (email.lower(),),
         )
         return self._states(rows)
@@ -375,15 +379,22 @@ class SqliteTransaction:
             where.append("email_lower = ?")
             params.append(email.lower())
         if starting_after is not None:
+            # After that customer's place in the full order, whether or not it matches the
+            # email filter; an unknown pk starts from the beginning.
             cursor = self._one(
-                "SELECT created_us, pk FROM customers WHERE pk = ?", (starting_after,)
+                "SELECT created_us, id IS NULL, coalesce(id, ''), pk FROM customers WHERE pk = ?",
+                (starting_after,),
             )
             if cursor is not None:
-                where.append("(created_us, pk) > (?, ?)")
-                params.extend(cursor)
+                # Spelled so that the index on the order key serves it as a range.
+                where.append(
+                    "created_us >= ? AND (created_us > ? OR (id IS NULL, coalesce(id, ''), pk)"
+                    " > (?, ?, ?))"
+                )
+                params.extend((cursor[0], *cursor))
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_us, pk LIMIT ?"
+        sql += f" {_CUSTOMER_ORDER} LIMIT ?"
         params.append(limit)
         return self._states(self._all(sql, params))
 

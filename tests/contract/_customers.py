@@ -458,11 +458,11 @@ class CustomerContract(StoreTestBase):
         """Given customers with and without ids sharing an email in different cases, when they
         are looked up by that email, then all are returned oldest first, and no others."""
         # given
-        old = customer(None, email="Ann@X.io", created_at=T0)
-        mid = customer("ann", email="ann@x.io", created_at=T0 + timedelta(seconds=1))
         new = customer("ann2", email="ANN@X.IO", created_at=T0 + timedelta(seconds=2))
+        mid = customer("ann", email="ann@x.io", created_at=T0 + timedelta(seconds=1))
+        old = customer(None, email="Ann@X.io", created_at=T0)
         other = customer("bob", email="bob@x.io")
-        self.insert(store, old, mid, new, other)
+        self.insert(store, new, mid, old, other)
         # when
         with store.transaction(write=False) as tx:
             found = tx.customers_by_email("aNN@x.io")
@@ -471,9 +471,27 @@ class CustomerContract(StoreTestBase):
         assert [c.pk for c in found] == [old.pk, mid.pk, new.pk]
         assert missing == []
 
+    def test_customers_by_email_orders_one_instant_by_id_id_less_last(self, store: Store) -> None:
+        """Given customers sharing an email and a creation instant, inserted out of order, when
+        looked up by that email, then they follow the list order: id, id-less last (C11)."""
+        # given
+        self.insert(
+            store,
+            customer("c", pk="pk_1", email="t@x.io", created_at=T0),
+            customer(None, pk="pk_0", email="T@x.io", created_at=T0),
+            customer("a", pk="pk_3", email="t@X.io", created_at=T0),
+            customer("b", pk="pk_2", email="t@x.io", created_at=T0),
+            customer("z", pk="pk_9", email="t@x.io", created_at=T0 - timedelta(seconds=1)),
+        )
+        # when
+        with store.transaction(write=False) as tx:
+            found = tx.customers_by_email("t@x.io")
+        # then
+        assert [c.id for c in found] == ["z", "a", "b", "c", None]
+
     def test_list_customers_orders_and_pages(self, store: Store) -> None:
         """Given five customers (two created at the same instant), when listed two at a time
-        with ``starting_after``, then pages follow (created_at, pk) and cover everyone once."""
+        with ``starting_after``, then pages follow (created_at, id, pk) and cover everyone once."""
         # given
         states = [
             customer("c3", pk="pk_c", created_at=T0 + timedelta(seconds=2)),
@@ -495,6 +513,70 @@ class CustomerContract(StoreTestBase):
                 after = page[-1].pk
         # then
         assert pages == [["pk_a1", "pk_a2"], ["pk_b", "pk_c"], ["pk_d"]]
+
+    def test_list_customers_orders_one_instant_by_id_id_less_last(self, store: Store) -> None:
+        """Given customers created at one instant with ids "c", "a", "b" and one without an id
+        (pks chosen against that order), when listed, then they come in id order with the
+        id-less one last (C11), and paging one at a time returns each exactly once."""
+        # given
+        states = [
+            customer("c", pk="pk_1", created_at=T0),
+            customer(None, pk="pk_0", email="pre@x.io", created_at=T0),
+            customer("a", pk="pk_3", created_at=T0),
+            customer("b", pk="pk_2", created_at=T0),
+        ]
+        self.insert(store, *states)
+        # when
+        with store.transaction(write=False) as tx:
+            full = tx.list_customers(limit=10, starting_after=None, email=None)
+            paged: list[str | None] = []
+            after = None
+            for _ in range(10):
+                page = tx.list_customers(limit=1, starting_after=after, email=None)
+                if not page:
+                    break
+                paged.extend(c.id for c in page)
+                after = page[-1].pk
+        # then
+        assert [c.id for c in full] == ["a", "b", "c", None]
+        assert paged == ["a", "b", "c", None]
+
+    def test_list_customers_orders_ids_by_code_point(self, store: Store) -> None:
+        """Given customers created at one instant whose ids differ in case and script, when
+        listed, then ids compare by code point (not by a locale's collation), and the
+        id-less ones follow in pk order."""
+        # given
+        ids = ["b", "B", "a", "\u00e9", "A", "a-", "a_"]
+        self.insert(store, *(customer(i, created_at=T0) for i in ids))
+        self.insert(
+            store,
+            customer(None, pk="pk_y", email="y@x.io", created_at=T0),
+            customer(None, pk="pk_x", email="x@x.io", created_at=T0),
+        )
+        # when
+        with store.transaction(write=False) as tx:
+            listed = tx.list_customers(limit=20, starting_after=None, email=None)
+        # then
+        assert [c.id for c in listed] == [*sorted(ids), None, None]
+        assert [c.pk for c in listed[-2:]] == ["pk_x", "pk_y"]
+
+    def test_list_customers_starting_after_a_customer_the_filter_skips(self, store: Store) -> None:
+        """Given customers some of which match an email, when listed with that email filter
+        and ``starting_after`` a customer that does not match it, then the page starts after
+        that customer's place in the full order."""
+        # given
+        a = customer("a", email="team@x.io", created_at=T0)
+        b = customer("b", email="other@x.io", created_at=T0 + timedelta(seconds=1))
+        c = customer(None, email="Team@x.io", created_at=T0 + timedelta(seconds=1))
+        d = customer("d", email="TEAM@x.io", created_at=T0 + timedelta(seconds=2))
+        self.insert(store, a, b, c, d)
+        # when
+        with store.transaction(write=False) as tx:
+            after_b = tx.list_customers(limit=10, starting_after=b.pk, email="team@x.io")
+            after_d = tx.list_customers(limit=10, starting_after=d.pk, email="other@x.io")
+        # then
+        assert [s.pk for s in after_b] == [c.pk, d.pk]
+        assert after_d == []
 
     def test_list_customers_filters_by_email(self, store: Store) -> None:
         """Given customers with several emails, when listed with an email filter in another
