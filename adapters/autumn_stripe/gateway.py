@@ -939,6 +939,7 @@ class StripeGateway:
                         status="requires_action",
                         gateway_invoice_id=invoice_id,
                         message="no payment method on file; the payment is left open",
+                        subscriptions=self._billed_by(existing, wanted),
                     )
                 if intent.get("status") != "succeeded":
                     return ChargeOutcome(
@@ -958,6 +959,7 @@ class StripeGateway:
                 gateway_invoice_id=str(exc.invoice["id"]),
                 checkout_url=exc.invoice.get("hosted_invoice_url"),
                 message="no payment method on file; the invoice is open for the customer to pay",
+                subscriptions=self._billed_by(existing, wanted),
             )
         except _Declined as exc:
             self._undo_failed(request, sub=None, invoice_id=exc.invoice_id)
@@ -975,7 +977,31 @@ class StripeGateway:
                 customer, cycle, items, key, trial_end=trial_end, first=first_keys
             )
         self._sync_existing(request, existing, wanted, to_create, key)
-        return ChargeOutcome(status="paid", gateway_invoice_id=invoice_id)
+        return ChargeOutcome(
+            status="paid",
+            gateway_invoice_id=invoice_id,
+            subscriptions=self._billed_by(existing, wanted),
+        )
+
+    @staticmethod
+    def _billed_by(
+        subs: Mapping[str, Mapping[str, Any]], wanted: Mapping[str, Sequence[_Item]]
+    ) -> dict[str, str]:
+        """``ChargeOutcome.subscriptions``: each product of ``recurring`` -> the subscription of
+        its cycle that now holds its items (created, updated, or already in step).
+
+        Empty for a charge without ``recurring`` (nothing was created or changed). A cycle whose
+        subscription was not created (a charge left ``requires_action`` before a trialing
+        subscription was made) names nothing; the engine then keeps what it knew.
+        """
+        out: dict[str, str] = {}
+        for cycle, items in wanted.items():
+            sub_id = (subs.get(cycle) or {}).get("id")
+            if not sub_id:
+                continue
+            for item in items:
+                out.setdefault(item.product_id, str(sub_id))
+        return out
 
     def _sync_existing(
         self,
@@ -1174,8 +1200,9 @@ class StripeGateway:
                 message = self._failure_message(data) if live else "the subscription was canceled"
                 self._undo_failed(request, sub=data if live else None, invoice_id=latest)
                 return ChargeOutcome(status="failed", gateway_invoice_id=latest, message=message)
-            self._finish(request)
-            return ChargeOutcome(status="paid", gateway_invoice_id=latest)
+            return ChargeOutcome(
+                status="paid", gateway_invoice_id=latest, subscriptions=self._finish(request)
+            )
 
         listed = self._call(
             "invoice lookup",
@@ -1188,15 +1215,16 @@ class StripeGateway:
                 continue
             status, inv_id = data.get("status"), str(data["id"])
             if status == "paid":
-                self._finish(request)
-                return ChargeOutcome(status="paid", gateway_invoice_id=inv_id)
+                return ChargeOutcome(
+                    status="paid", gateway_invoice_id=inv_id, subscriptions=self._finish(request)
+                )
             if status == "open":
-                self._finish(request)
                 return ChargeOutcome(
                     status="requires_action",
                     gateway_invoice_id=inv_id,
                     checkout_url=data.get("hosted_invoice_url"),
                     message="the invoice is open for the customer to pay",
+                    subscriptions=self._finish(request),
                 )
             if status == "draft":
                 self._call("invoice cleanup", self.client.v1.invoices.delete, inv_id, None)
@@ -1222,19 +1250,20 @@ class StripeGateway:
                     continue
                 pi_id, status = str(data["id"]), data.get("status")
                 if status == "succeeded":
-                    self._finish(request)
-                    return ChargeOutcome(status="paid", gateway_invoice_id=pi_id)
+                    return ChargeOutcome(
+                        status="paid", gateway_invoice_id=pi_id, subscriptions=self._finish(request)
+                    )
                 if data.get("last_payment_error") or status == "canceled":
                     return ChargeOutcome(
                         status="failed",
                         gateway_invoice_id=pi_id,
                         message=self._intent_failure(data),
                     )
-                self._finish(request)
                 return ChargeOutcome(
                     status="requires_action",
                     gateway_invoice_id=pi_id,
                     message="no payment method on file; the payment is left open",
+                    subscriptions=self._finish(request),
                 )
 
         items = [
@@ -1251,21 +1280,24 @@ class StripeGateway:
             return None
         if items or updated:
             # A credit's items, or subscriptions changed (only ever after the money): done.
-            self._finish(request)
-            return ChargeOutcome(status="paid")
+            return ChargeOutcome(status="paid", subscriptions=self._finish(request))
         if not asks_money:
             # Nothing reached Stripe and nothing is to be collected (a downgrade, a cancel):
             # making it now moves no money and matches what the engine will record.
             return self.charge(request)
         return None
 
-    def _finish(self, request: ChargeRequest) -> None:
-        """The moneyless tail of a charge found paid: bring subscriptions in step."""
+    def _finish(self, request: ChargeRequest) -> Mapping[str, str]:
+        """The moneyless tail of a charge found paid: bring subscriptions in step.
+
+        Returns which subscription now bills each product (``ChargeOutcome.subscriptions``).
+        """
         if request.recurring is None:
-            return
-        self._charge(
+            return {}
+        tail = self._charge(
             attrs.evolve(request, lines=(), total=Decimal(0)), known=None, first_keys=False
         )
+        return tail.subscriptions
 
     def _delete_items(self, request: ChargeRequest) -> None:
         """Delete the charge's pending invoice items (else the next invoice would bill them)."""

@@ -79,7 +79,7 @@ def handle_event(unit: Unit, event: GatewayEvent) -> None:
     data: Mapping[str, Any] = event.data or {}
     kind = event.type
     if kind == "checkout.completed":
-        _run_pending(unit, data, invoice=data.get("invoice"))
+        _run_pending(unit, data, invoice=data.get("invoice"), subscription=data.get("subscription"))
     elif kind == "payment.succeeded":
         if not _run_pending(unit, data, invoice=data.get("id")):
             _paid(unit, data)
@@ -94,15 +94,28 @@ def handle_event(unit: Unit, event: GatewayEvent) -> None:
     # Other types are recorded (so they are not re-examined) and ignored.
 
 
-def _run_pending(unit: Unit, data: Mapping[str, Any], *, invoice: Any) -> bool:
-    """W2/W3/CO5: the stored checkout plan runs exactly once, without charging again."""
+def _run_pending(
+    unit: Unit, data: Mapping[str, Any], *, invoice: Any, subscription: Any = None
+) -> bool:
+    """W2/W3/CO5: the stored checkout plan runs exactly once, without charging again.
+
+    ``subscription``: the provider subscription the checkout started (Stripe's Checkout
+    Session in ``mode=subscription``: its ``subscription``, an id or the expanded object;
+    None in payment mode). The products it provisions are billed through it, as a charge
+    outcome's ``subscriptions`` would say (W6).
+    """
     key = _pending_key(data)
     if key is None:
         return False
     pending = unit.tx.get_pending(key)
     if pending is None or pending.kind != attach_uc.CHECKOUT:
         return key is not None and pending is None and _already_ran(data)
-    attach_uc.complete_pending(unit, pending, invoice if isinstance(invoice, str) else None)
+    done = attach_uc.complete_pending(unit, pending, invoice if isinstance(invoice, str) else None)
+    sub_id = subscription.get("id") if isinstance(subscription, Mapping) else subscription
+    if done and isinstance(sub_id, str) and sub_id:
+        state = unit.find_pk(pending.customer_pk)
+        product_id = pending.payload["product_id"]
+        unit.put(billing.record_subscriptions(unit.ctx, state, {product_id: sub_id}))
     return True
 
 

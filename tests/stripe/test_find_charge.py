@@ -67,7 +67,9 @@ def test_a_paid_first_subscription_is_found_paid_without_charging_again(
     assert found is not None
     assert (found.status, found.gateway_invoice_id) == ("paid", outcome.gateway_invoice_id)
     assert invoices(client, cus) == before
-    assert len(live_subscriptions(client, cus)) == 1
+    [sub] = live_subscriptions(client, cus)
+    # recover() records which subscription bills the product, as the charge itself would have.
+    assert found.subscriptions == outcome.subscriptions == {"pro": sub["id"]}
 
 
 def test_a_declined_first_charge_is_found_failed(

@@ -159,6 +159,35 @@ def test_retried_charge_keeps_one_subscription(
     assert pending_items(client, cus) == []
 
 
+# -- which subscription bills each product (ChargeOutcome.subscriptions) --------------------
+def test_outcomes_name_the_subscription_of_each_product_per_cycle(
+    gateway: StripeGateway, client: stripe.StripeClient
+) -> None:
+    """A monthly product and a yearly add-on: two subscriptions, each product mapped to its own;
+    a charge that creates or changes nothing (a renewal) names none; a retry names the same."""
+    cus = new_customer(gateway)
+    add_card(client, cus)
+    first = gateway.charge(request(cus, [line("20")], key="att-pro", recurring=[base()]))
+    [monthly] = live_subscriptions(client, cus)
+    assert first.subscriptions == {"pro": monthly["id"]}
+
+    both = [base(), base("240", "yearly", "year")]
+    addon_req = request(cus, [line("240", "yearly")], key="att-yearly", recurring=both)
+    addon = gateway.charge(addon_req)
+    assert addon.status == "paid", addon.message
+    [yearly] = [s for s in live_subscriptions(client, cus) if s["id"] != monthly["id"]]
+    assert yearly["metadata"]["autumn_cycle"] == "year:1"
+    assert addon.subscriptions == {"pro": monthly["id"], "yearly": yearly["id"]}
+    assert gateway.charge(addon_req).subscriptions == addon.subscriptions  # a retry
+
+    renewal = gateway.charge(request(cus, [line("20")], key="renew", reason="renewal"))
+    assert renewal.status == "paid" and renewal.subscriptions == {}
+    # Dropping the add-on cancels its subscription: only the monthly one is named.
+    drop = gateway.charge(request(cus, [], key="drop-yearly", recurring=[base()]))
+    assert drop.subscriptions == {"pro": monthly["id"]}
+    assert [s["id"] for s in live_subscriptions(client, cus)] == [monthly["id"]]
+
+
 def test_customer_is_found_again_by_email_and_library_id(
     gateway: StripeGateway, client: stripe.StripeClient
 ) -> None:
