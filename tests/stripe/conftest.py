@@ -195,6 +195,24 @@ class WebhookSink:
             time.sleep(0.05)
         raise AssertionError(f"no {event_type} webhook within {timeout} s")
 
+    def wait_for_all(
+        self, event_type: str, customer: str, count: int, timeout: float = 10.0
+    ) -> list[tuple[bytes, dict[str, str]]]:
+        """The first ``count`` deliveries of ``event_type`` about ``customer``, in arrival order."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                found = [
+                    (body, headers)
+                    for body, headers in self.received
+                    if (event := json.loads(body)).get("type") == event_type
+                    and event["data"]["object"].get("customer") == customer
+                ]
+            if len(found) >= count:
+                return found[:count]
+            time.sleep(0.05)
+        raise AssertionError(f"fewer than {count} {event_type} webhooks within {timeout} s")
+
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()

@@ -121,7 +121,16 @@ def collected(client: stripe.StripeClient, gateway_id: str | None) -> tuple[str,
     return inv["status"], inv["total"]
 
 
-def catalog() -> Catalog:
+#: A yearly add-on: beside a monthly product it makes a second Stripe subscription.
+YEARLY_ADDON = Product(
+    "yearly-addon",
+    add_on=True,
+    price=Price(240, interval="year"),
+    items=[Item.feature("messages", included=10)],
+)
+
+
+def catalog(*extra: Product) -> Catalog:
     msgs = "messages"
     return Catalog(
         features=[Feature.metered(msgs)],
@@ -136,6 +145,7 @@ def catalog() -> Catalog:
             Product(
                 "pack", price=Price(15, interval="one_off"), items=[Item.feature(msgs, included=50)]
             ),
+            *extra,
         ],
     )
 
