@@ -16,6 +16,8 @@ import stripe
 
 from autumn_core import Autumn, ManualClock
 from autumn_core.app.billing import SUBSCRIPTION_REF
+from autumn_core.model import CustomerState
+from autumn_core.ports import StoreTransaction
 from autumn_memory import MemoryStore
 from autumn_stripe import StripeGateway
 
@@ -34,7 +36,13 @@ def clock() -> ManualClock:
 
 def refs(billing: Autumn, cid: str) -> dict[str, str | None]:
     """Each live product's recorded subscription id."""
-    state = billing._ctx.run(lambda tx: tx.load_customer(tx.customer_pk(cid)), write=False)
+
+    def load(tx: StoreTransaction) -> CustomerState | None:
+        pk = tx.customer_pk(cid)
+        return None if pk is None else tx.load_customer(pk)
+
+    state = billing._ctx.run(load, write=False)
+    assert state is not None
     return {
         p.product_id: p.gateway_refs.get(SUBSCRIPTION_REF)
         for p in state.products
