@@ -158,8 +158,15 @@ V1: tuple[str, ...] = (
     """,
 )
 
+#: Version 2: customers are listed by (created_at, id with id-less last, pk) (DOMAIN.md C11);
+#: the index on exactly that key lets a page stop after ``limit`` rows instead of sorting all.
+V2: tuple[str, ...] = (
+    "CREATE INDEX customers_order ON customers (created_us, id IS NULL, id, pk)",
+    "DROP INDEX customers_created",
+)
+
 #: ``MIGRATIONS[i]`` takes a database from version ``i`` to ``i + 1``.
-MIGRATIONS: list[tuple[str, ...]] = [V1]
+MIGRATIONS: list[tuple[str, ...]] = [V1, V2]
 
 
 def current_version() -> int:
@@ -167,4 +174,4 @@ def current_version() -> int:
     return len(MIGRATIONS)
 
 
-__all__ = ["APPLICATION_ID", "MIGRATIONS", "V1", "current_version"]
+__all__ = ["APPLICATION_ID", "MIGRATIONS", "V1", "V2", "current_version"]

@@ -103,12 +103,40 @@ class TestSchemaVersions:
         _assert_v1_data_intact(store)
         store.close()
 
+    def test_version_2_lists_customers_through_the_order_index(self, tmp_path: Path) -> None:
+        """Given a version-1 database, when the current store opens it, then the customer
+        order index replaces the old one and an unfiltered page is read through it, in
+        (created_at, id, pk) order."""
+        # given
+        path = tmp_path / "v1.db"
+        _restore_v1(path)
+        # when
+        store = SqliteStore(path)
+        # then
+        conn = sqlite3.connect(path)
+        indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT pk FROM customers"
+            " ORDER BY created_us, id IS NULL, id, pk LIMIT 10"
+        ).fetchall()
+        conn.close()
+        assert "customers_order" in indexes
+        assert "customers_created" not in indexes
+        assert "customers_order" in " ".join(str(r[-1]) for r in plan)
+        assert "TEMP B-TREE" not in " ".join(str(r[-1]) for r in plan)
+        with store.transaction(write=False) as tx:
+            listed = tx.list_customers(limit=10, starting_after=None, email=None)
+            assert sorted(c.pk for c in listed) == ["pk_pre", "pk_v1"]
+            keys = [(c.created_at, c.id is None, c.id or "", c.pk) for c in listed]
+            assert keys == sorted(keys)
+        store.close()
+
     def test_a_new_step_upgrades_version_1(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """Given a version-1 database and code with a second migration step, when the store
-        opens it, then the step runs once (version 2), the data is intact, and a store without
-        that step then refuses the file as newer."""
+        """Given a version-1 database and code with one more migration step, when the store
+        opens it, then the step runs once (after the released ones), the data is intact, and a
+        store without that step then refuses the file as newer."""
         # given
         path = tmp_path / "v1.db"
         _restore_v1(path)
@@ -117,14 +145,15 @@ class TestSchemaVersions:
             "UPDATE customers SET tier = 'gold' WHERE id IS NOT NULL",
             "CREATE INDEX customers_tier ON customers (tier)",
         )
+        extra = schema.current_version() + 1
         monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, step])
         # when
         store = SqliteStore(path)
         # then
-        assert store.schema_version == 2
+        assert store.schema_version == extra
         _assert_v1_data_intact(store)
         store.close()
-        SqliteStore(path).close()  # already at 2: nothing runs again
+        SqliteStore(path).close()  # already at the new version: nothing runs again
         conn = sqlite3.connect(path)
         assert conn.execute("SELECT pk, tier FROM customers ORDER BY pk").fetchall() == [
             ("pk_pre", None),
@@ -138,7 +167,7 @@ class TestSchemaVersions:
     def test_a_failing_step_changes_nothing(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """Given a version-1 database and a second step that fails half-way, when the store
+        """Given a version-1 database and a new last step that fails half-way, when the store
         opens it, then StoreError is raised and the file is still version 1, untouched."""
         # given
         path = tmp_path / "v1.db"
