@@ -1317,13 +1317,18 @@ class StripeGateway:
         find and modify it): the plans are its line items and the request's other lines ride
         on its first invoice as one-time items. Checkout can do that only when the lines pay
         every plan's full price (no trial, no proration), nothing is a credit and all plans
-        share one billing cycle; otherwise (and for a one-off payment) the session is in
-        payment mode and saves the card for the first charge, which creates the subscription.
+        share one billing cycle, and the customer has no live subscription of that cycle yet
+        (a second one would bill its prices twice; a customer this instance has just created is
+        known to have none, otherwise the subscriptions are listed); otherwise (and for a
+        one-off payment) the session is in payment mode and saves the card.
+
+        Once completed, the ``checkout.session.completed`` event carries the subscription's id
+        (``subscription``), which the engine records on the products it provisions (W6).
         """
         currency = (request.currency or self.currency).lower()
-        self._take_fresh(request.gateway_customer_id)
+        fresh = self._take_fresh(request.gateway_customer_id)
         if request.recurring:
-            session_params = self._subscription_checkout(request, currency)
+            session_params = self._subscription_checkout(request, currency, fresh=fresh)
             if session_params is not None:
                 return self._open_checkout(request, session_params)
         amounts = [(ln, minor_units(ln.amount, currency)) for ln in request.lines]
@@ -1367,7 +1372,7 @@ class StripeGateway:
         return self._open_checkout(request, params)
 
     def _subscription_checkout(
-        self, request: CheckoutRequest, currency: str
+        self, request: CheckoutRequest, currency: str, *, fresh: bool
     ) -> dict[str, Any] | None:
         """Session parameters in subscription mode, or None when Checkout cannot express it."""
         assert request.recurring is not None
@@ -1382,6 +1387,9 @@ class StripeGateway:
         rest = self._cover(lines, items)
         if rest is None:
             return None
+        [cycle] = cycles
+        if not fresh and cycle in self.subscriptions(request.gateway_customer_id):
+            return None  # the cycle's subscription exists: a second would bill it twice
         for item in items:
             self.ensure_plan(item)
         pending = request.pending_key
@@ -1399,7 +1407,6 @@ class StripeGateway:
             }
             for ln in rest
         ]
-        [cycle] = cycles
         return {
             "mode": "subscription",
             "customer": request.gateway_customer_id,

@@ -244,6 +244,7 @@ def test_checkout_with_recurring_prices_opens_a_subscription_mode_session() -> N
     [item] = probe._items([base()], "usd")
     gateway, http = gateway_for(
         [
+            ("GET", "/v1/subscriptions", "subscription_list_empty.json"),
             ("GET", f"/v1/plans/{item.plan_id}", "plan_premium.json"),
             ("POST", "/v1/checkout/sessions", "checkout_session_subscription.json"),
         ]
@@ -299,6 +300,34 @@ def test_checkout_whose_lines_do_not_pay_the_full_price_stays_in_payment_mode() 
     [sent] = http.sent
     assert sent.form["mode"] == "payment"
     assert sent.form["line_items[0][price_data][unit_amount]"] == "750"
+
+
+def test_checkout_for_a_cycle_that_has_its_subscription_stays_in_payment_mode() -> None:
+    """A subscription-mode session would start a second subscription of the cycle, billing the
+    prices of the existing one twice (e.g. a forced checkout for a product merged into it)."""
+    gateway, http = gateway_for(
+        [
+            ("GET", "/v1/subscriptions", "subscription_list_pro.json"),
+            ("POST", "/v1/checkout/sessions", "checkout_session.json"),
+        ]
+    )
+    gateway.create_checkout(
+        CheckoutRequest(
+            gateway_customer_id=CUS,
+            pending_key="pending_att_4",
+            lines=(line("50", "premium"), line("20", "team")),
+            total=Decimal(70),
+            currency="usd",
+            success_url=None,
+            idempotency_key="att-team",
+            recurring=(base("50", "premium"), base("20", "team")),
+        )
+    )
+    assert [(s.method, s.path) for s in http.sent] == [
+        ("GET", "/v1/subscriptions"),
+        ("POST", "/v1/checkout/sessions"),
+    ]
+    assert http.sent[-1].form["mode"] == "payment"
 
 
 # -- the first-subscription key -------------------------------------------------------------
