@@ -11,8 +11,10 @@ Design notes (why, not what):
   subscription) are additionally *found again* by deterministic id or metadata, so they are never
   created twice even after Stripe forgets a key (24 h) or on a server that ignores keys.
 - **Stripe mirrors, the library decides.** The library computes every amount and period. A
-  customer's recurring fixed prices live in one Stripe subscription per billing cycle (normally
-  exactly one per customer), tagged ``metadata.autumn_cycle``. A *new* subscription's first
+  customer's recurring fixed prices live in one Stripe subscription per billing cycle (a
+  monthly product and a yearly add-on make two), tagged ``metadata.autumn_cycle``; each
+  charge with ``recurring`` reports which one bills each product
+  (``ChargeOutcome.subscriptions``), so a deleted subscription ends only its products (W6). A *new* subscription's first
   invoice collects the lines it covers (the full-period fixed prices) and sweeps the request's
   other lines, added just before as pending invoice items, into the same invoice: one Stripe
   invoice per charge. Changes to an existing subscription are made without Stripe prorations
@@ -22,10 +24,13 @@ Design notes (why, not what):
   (``recurring is None`` and ``reason`` "renewal", "conversion" or "switch"), lines equal to a subscription item's full price are left to Stripe's
   own renewal invoice and only the rest (overage) is invoiced, so fixed prices are never charged
   twice.
-- **Credits.** A negative total becomes pending negative invoice items, which Stripe deducts from
-  the customer's next invoice (the mechanism Stripe uses for its own proration credits).
-  localstripe has neither customer balance transactions nor credit notes, and a pending credit
-  item behaves the same on both.
+- **Credits are the engine's (P12).** The engine keeps a customer's credit and spends it on the
+  next invoices itself (an ``Applied credit balance`` line), so a negative total never reaches
+  the gateway as money and Stripe never holds the same credit a second time. A negative line
+  of a positive charge (unused time of an upgrade, applied credit) is a negative invoice item
+  on the same Stripe invoice, or is netted into the PaymentIntent amount. A request whose total
+  is negative (an engine from before P12, a direct caller) still becomes pending negative
+  invoice items, which Stripe deducts from the customer's next invoice.
 - **Declines are outcomes, outages are errors.** A declined card gives
   ``ChargeOutcome(status="failed")`` after undoing what the failed charge created at Stripe
   (pending items deleted, incomplete subscription canceled, open invoice voided); rate limits,
@@ -840,6 +845,11 @@ class StripeGateway:
         The customer's subscriptions are listed first, except for a customer this instance has
         just created (it has none); a first subscription is created under a per-customer key
         (see ``_create_subscription``) so that shortcut can never make a second one.
+
+        With ``recurring``, the outcome's ``subscriptions`` maps each of its products to the
+        subscription of its cycle (see ``_billed_by``). ``ChargeRequest`` carries no stored
+        subscription ids back, so they cannot replace the list (a field is proposed in the
+        README's known limits).
         """
         customer = request.gateway_customer_id
         fresh = self._take_fresh(customer)
@@ -1169,7 +1179,8 @@ class StripeGateway:
 
         When the answer is paid or requires_action, the steps the charge takes after the money
         (keeping the other subscriptions in step with ``recurring``) are completed, since the
-        process that died may not have reached them; they move no money. When nothing of the
+        process that died may not have reached them; they move no money. The answer then names
+        the subscription of each product (``subscriptions``), as the charge itself would have. When nothing of the
         charge reached Stripe and it asks for no money (total <= 0: a downgrade or a cancel),
         it is simply made now, which is what the engine will record. A failed or rolled-back
         charge leaves nothing payable: open invoices voided, drafts deleted, items deleted.
