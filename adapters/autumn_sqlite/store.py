@@ -52,6 +52,7 @@ from autumn_core.model import (
     ProductState,
     ProductVersionRecord,
     RowState,
+    replace,
 )
 from autumn_core.ports import StoreCapabilities
 from autumn_core.rules.due import next_due_at
@@ -437,6 +438,7 @@ class SqliteTransaction:
         known: CustomerState | None
         if written is not None and written[1] is not _DELETED:
             known = written[1]
+            seq, stored = written[0], known.version
         else:
             seen = self._seen.get(pk)
             if seen is None:
@@ -444,32 +446,35 @@ class SqliteTransaction:
                 if row is None:
                     raise StoreError(f"cannot save customer {pk!r}: it does not exist")
                 seen = (row[0], row[1])
-            known = before if seen[1] == before.version else None
+            seq, stored = seen
+            known = before if stored == before.version else None
+        # The write lock is held since BEGIN IMMEDIATE and (seq, stored) were read in this
+        # transaction (or written by it), so the new version is known without RETURNING; the
+        # ``version = ?`` guard turns any slip in that bookkeeping into an error, never a
+        # silent overwrite.
         # Encode first (see insert_customer), then write: the head row, then the children.
         due_us = _due_micros(after)
         if known is None or any(getattr(known, n) != getattr(after, n) for n in _HEAD_FIELDS):
             sql = (
                 "UPDATE customers SET id = ?, email_lower = ?, created_us = ?, next_due_us = ?,"
-                " data = ?, version = version + 1 WHERE pk = ? RETURNING seq, version"
+                " data = ?, version = version + 1 WHERE pk = ? AND version = ?"
             )
-            params: Sequence[Any] = self._head_params(after, due_us)
+            params: Sequence[Any] = (*self._head_params(after, due_us), stored)
         elif due_us == _due_micros(known):
             # The common case (a track): only the version moves, so no index is touched.
-            sql = "UPDATE customers SET version = version + 1 WHERE pk = ? RETURNING seq, version"
-            params = (pk,)
+            sql = "UPDATE customers SET version = version + 1 WHERE pk = ? AND version = ?"
+            params = (pk, stored)
         else:
             sql = (
-                "UPDATE customers SET next_due_us = ?, version = version + 1 WHERE pk = ?"
-                " RETURNING seq, version"
+                "UPDATE customers SET next_due_us = ?, version = version + 1"
+                " WHERE pk = ? AND version = ?"
             )
-            params = (due_us, pk)
+            params = (due_us, pk, stored)
         children = self._all_child_ops(after, known)
-        rows = self._all(sql, params)
-        if not rows:
-            raise StoreError(f"cannot save customer {pk!r}: it does not exist")
+        if self._exec(sql, params).rowcount != 1:
+            raise StoreError(f"cannot save customer {pk!r}: it does not exist at version {stored}")
         self._run_ops(children)
-        seq, version = rows[0]
-        self._overlay[pk] = (seq, attrs.evolve(after, version=version))
+        self._overlay[pk] = (seq, replace(after, version=stored + 1))
         self._seen.pop(pk, None)
 
     @staticmethod
