@@ -33,7 +33,9 @@ database with the application that embeds it):
   ids.
 - ``autumn_lock_customer`` locks a customer row (by pk or id) and returns its documents in one
   statement, read after the lock was granted (see its comment); unchanged documents are skipped
-  when the caller's cached (pk, seq, version) is current.
+  when the caller's cached (pk, seq, version) is current. Since then the store sends the lock
+  and the read as two pipelined statements (cheaper on the server; see store.py) and no longer
+  calls it; it stays so that processes of the previous release keep working during an upgrade.
 - ``autumn_assert`` raises SQLSTATE 40001 from inside a statement. A customer save checks the
   version it read that way, so a save that lost a race fails (and is retried by the caller) in
   the same round trip as the write, without the client waiting for a row count.

@@ -5,8 +5,8 @@ How it keeps the Store port's promises with psycopg 3 and a ``psycopg_pool.Conne
 - **One transaction per call, at READ COMMITTED.** A write transaction runs in *pipeline mode*:
   ``BEGIN`` travels with the first statement, statements whose result nobody waits for (the
   customer save, events, invoices) are queued, and ``COMMIT`` travels with them in one Sync.
-  A ``track`` is two round trips and three statements besides BEGIN/COMMIT: find, lock and
-  read the customer; then write the changed rows, the event and commit. The statements of the
+  A ``track`` is two round trips and four statements besides BEGIN/COMMIT: find and lock the
+  customer, read it; then write the changed rows, the event and commit. The statements of the
   hot paths (lock-and-load, read, save, event insert, BEGIN/COMMIT) go through ``wire.Wire``,
   a thin executor on the connection's libpq handle with named statements prepared inside the
   pipeline (psycopg's per-statement cursor and socket waits cost more than the engine itself);
@@ -16,16 +16,26 @@ How it keeps the Store port's promises with psycopg 3 and a ``psycopg_pool.Conne
 - **Rows locked in a fixed order.** ``load_customer(pk, for_update=True)`` takes the customer row
   with ``SELECT ... FOR UPDATE`` before anything else of that customer is read, so concurrent
   writes to one customer queue on that row (they wait, they do not fail) while writes to other
-  customers run in parallel. The children (balance rows, products, entities) are read by a
-  *second* statement: at READ COMMITTED a locking statement that had to wait returns the newest
-  customer row but would read other tables with the snapshot it started with, i.e. the children
-  as they were before the previous lock holder committed. A statement that starts after the lock
-  is granted sees them as committed. Both statements still share one round trip (pipelined).
-- **Read transactions** run in autocommit mode: each statement is its own READ COMMITTED
-  snapshot and no ``BEGIN``/``COMMIT`` is sent. ``customer_pk`` in a read transaction fetches the
-  whole customer in the same statement, so a ``check`` with nothing due is one round trip (one
-  statement). In a write transaction ``customer_pk`` locks and fetches the customer the same way
-  (``autumn_lock_customer``), because loading it for update is always the next step.
+  customers run in parallel. The customer and its children (balance rows, products, entities)
+  are read by a *second* statement: at READ COMMITTED a locking statement that had to wait
+  returns the newest customer row but would read other tables with the snapshot it started
+  with, i.e. the children as they were before the previous lock holder committed. The second
+  statement is sent in the same pipeline (one round trip); the server runs a pipeline's
+  statements in order, so it starts, and takes its snapshot, after the lock was granted and
+  sees them as committed. (Schema v1's ``autumn_lock_customer`` did both in one PL/pgSQL call;
+  two plain statements cost the server less. The function stays for processes of the previous
+  release during an upgrade.)
+- **Read transactions** see one snapshot without costing a ``check`` anything: the first
+  statement runs on its own (autocommit: one statement is one snapshot, no ``BEGIN``/``COMMIT``),
+  and only a second statement opens ``REPEATABLE READ READ ONLY``, replaying the first in the
+  same pipeline and comparing: same result, and all the transaction reads is that snapshot's;
+  a different one (a commit came in between) fails the call with ``RetryableStoreError``, which
+  the core runs again (``PostgresTransaction._read``). The snapshot is therefore taken at the
+  second statement, not the first; a multi-statement read costs one more statement and a
+  ``COMMIT`` round trip. ``customer_pk`` in a read transaction fetches the whole customer in the
+  same statement, so a ``check`` with nothing due is one round trip (one statement). In a write
+  transaction ``customer_pk`` locks and fetches the customer the same way, because loading it
+  for update is always the next step.
 - **Saves write only what changed**, with a statement variant per kind of change (which child
   tables have upserts or deletes), so a ``track`` runs one small CTE, not six empty ones.
 - **A parse cache.** A ``CustomerState`` is parsed once per committed version: every load sends
@@ -77,7 +87,7 @@ from autumn_core.model import (
 from autumn_core.ports import StoreCapabilities
 from autumn_core.rules.due import next_due_at
 from autumn_postgres import codec, schema
-from autumn_postgres.wire import BEGIN, UNKNOWN_STATEMENT, Statement, Wire
+from autumn_postgres.wire import BEGIN, BEGIN_SNAPSHOT, UNKNOWN_STATEMENT, Statement, Wire
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -298,11 +308,10 @@ _CACHED: Final = (
 _READ_BY_ID: Final = f"SELECT {_CACHED} FROM autumn_customers c WHERE c.id = %(key)s"
 _READ_BY_PK: Final = f"SELECT {_CACHED} FROM autumn_customers c WHERE c.pk = %(key)s"
 
-#: Write path: lock the customer row, then read its documents (one statement, see schema.py).
-_LOCK: Final = (
-    "SELECT * FROM autumn_lock_customer(%(pk)s::text, %(id)s::text, %(hpk)s::text,"
-    " %(hseq)s::bigint, %(hver)s::bigint)"
-)
+#: Write path: lock the customer row; the documents are read by the *next* statement of the same
+#: pipeline (``_READ_BY_ID`` / ``_READ_BY_PK``), which starts after the lock was granted.
+_LOCK_BY_ID: Final = "SELECT c.pk FROM autumn_customers c WHERE c.id = %(key)s FOR UPDATE"
+_LOCK_BY_PK: Final = "SELECT c.pk FROM autumn_customers c WHERE c.pk = %(key)s FOR UPDATE"
 
 _DELETE_CUSTOMER: Final = """
 WITH a AS (DELETE FROM autumn_customer_products WHERE customer_pk = %(pk)s),
@@ -315,6 +324,14 @@ WITH a AS (DELETE FROM autumn_customer_products WHERE customer_pk = %(pk)s),
 DELETE FROM autumn_customers WHERE pk = %(pk)s
 """
 
+#: One event (what a track appends): a plain VALUES row, the columns sent beside the document.
+_INSERT_EVENT: Final = """
+INSERT INTO autumn_events
+    (id, customer_pk, entity_id, feature_id, event_name, value, ts, created_at, data)
+VALUES (%(id)s, %(pk)s, %(entity)s, %(feature)s, %(name)s, %(value)s::numeric,
+        %(ts)s::timestamptz, %(created)s::timestamptz, %(data)s::jsonb)
+"""
+
 #: One JSON array of event documents; the indexed columns are taken from the documents.
 _INSERT_EVENTS: Final = """
 INSERT INTO autumn_events
@@ -325,10 +342,12 @@ FROM jsonb_array_elements(%(events)s::jsonb) AS d
 """
 
 #: The statements of the hot paths, sent through ``wire.Wire`` (see the module docstring).
-_W_LOCK: Final = Statement(_LOCK)
+_W_LOCK_BY_ID: Final = Statement(_LOCK_BY_ID)
+_W_LOCK_BY_PK: Final = Statement(_LOCK_BY_PK)
 _W_READ_BY_ID: Final = Statement(_READ_BY_ID)
 _W_READ_BY_PK: Final = Statement(_READ_BY_PK)
 _W_EVENTS: Final = Statement(_INSERT_EVENTS)
+_W_EVENT: Final = Statement(_INSERT_EVENT)
 
 
 _LIST_EVENTS: Final = """
@@ -426,7 +445,7 @@ def _child_params(
 
     With a ``before`` (what the database holds) only the children that changed are listed in
     ``*_up`` and the removed ones in ``*_del``; without one every child is listed, and ``*_keep``
-    names them all.
+    names them all (only then: the diff statements do not take it).
     """
     for spec in _CHILD_SPECS:
         p = spec.prefix
@@ -434,10 +453,8 @@ def _child_params(
         if before is not None:
             prev = {getattr(x, spec.key): (i, x) for i, x in enumerate(getattr(before, spec.attr))}
         up: list[dict[str, Any]] = []
-        keep: list[str] = []
         for i, item in enumerate(getattr(after, spec.attr)):
             key = getattr(item, spec.key)
-            keep.append(key)
             old = prev.pop(key, None)
             if old is not None and old[0] == i and (old[1] is item or old[1] == item):
                 continue
@@ -446,7 +463,10 @@ def _child_params(
                 change[name] = getattr(item, name)
             up.append(change)
         params[f"{p}_up"] = codec.dump(up) if up else "[]"
-        params[f"{p}_keep"] = codec.dump(keep)
+        if before is None:
+            params[f"{p}_keep"] = codec.dump(
+                [getattr(x, spec.key) for x in getattr(after, spec.attr)]
+            )
         params[f"{p}_del"] = codec.dump(list(prev)) if prev else "[]"
 
 
@@ -454,6 +474,8 @@ def _child_params(
 
 _Entry = tuple[int, int, CustomerState]
 _Held = tuple[int, CustomerState]
+#: A statement of a read transaction, to replay: (kind, wire statement, sql, params, result).
+_Read = tuple[str, Statement | None, str, Any, Any]
 
 
 class PostgresTransaction:
@@ -476,6 +498,14 @@ class PostgresTransaction:
         #: pk -> (seq, state) that this transaction knows the database holds (it read, inserted
         #: or saved it): the base a save diffs against.
         self._held: dict[str, _Held] = {}
+        #: Read transactions: the first statement and its result (it ran on its own snapshot);
+        #: replayed in the snapshot opened for the second statement (see ``_read``).
+        self._first: _Read | None = None
+        #: Read transactions: a REPEATABLE READ transaction is open (or queued on the wire).
+        self._snapshot = False
+        #: Read transactions: the first statement's result in the snapshot, when it was run
+        #: through psycopg (through the wire it arrives in ``Wire.kept``).
+        self._replayed: list[Any] = []
 
     # -- life cycle ---------------------------------------------------------------------------
     def __enter__(self) -> PostgresTransaction:
@@ -503,8 +533,7 @@ class PostgresTransaction:
     ) -> None:
         try:
             if not self._write:
-                if exc is None:
-                    self._store._publish(self._staged)
+                self._end_read(exc)
                 return
             if exc is not None:
                 self._abort()
@@ -530,7 +559,13 @@ class PostgresTransaction:
             self._store._release(self._conn)
 
     def _abort(self) -> None:
-        """Roll back whatever state the connection is in; a broken one is left to the pool."""
+        """Roll back whatever state the connection is in; a broken one is left to the pool.
+
+        psycopg answers a ROLLBACK it executed with ``DEALLOCATE ALL`` (it drops its prepared
+        statements), which drops the wire's too: the wire forgets them and prepares them again
+        in its next pipeline (without that the next call would fail once with 26000).
+        """
+        rolled_back = False
         if self._wire is not None:
             with contextlib.suppress(psycopg.Error):
                 self._wire.abort()
@@ -539,14 +574,39 @@ class PostgresTransaction:
         if pipeline is not None and cm is not None:
             with contextlib.suppress(psycopg.Error):
                 pipeline.sync()  # surfaces (and clears) an error of a queued statement
+            rolled_back = True
             with contextlib.suppress(psycopg.Error):
                 self._conn.execute("ROLLBACK")
                 pipeline.sync()
             with contextlib.suppress(psycopg.Error):
                 cm.__exit__(None, None, None)
         if self._conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            rolled_back = True
             with contextlib.suppress(psycopg.Error):
                 self._conn.execute("ROLLBACK")
+        if rolled_back:
+            self._store._prepared_on(self._conn).clear()
+
+    def _end_read(self, exc: BaseException | None) -> None:
+        """End a read transaction: COMMIT its snapshot if one was opened (a check has none)."""
+        if exc is None and self._snapshot:
+            try:
+                wire = self._wire
+                if wire is not None and wire.active and wire.opened:
+                    wire.commit()
+                else:
+                    if wire is not None:
+                        wire.finish()
+                    self._conn.execute("COMMIT")
+            except BaseException as err:
+                self._abort()
+                if isinstance(err, psycopg.Error):
+                    raise translate(err) from err
+                raise
+        elif exc is not None or (self._wire is not None and self._wire.active):
+            self._abort()
+        if exc is None:
+            self._store._publish(self._staged)
 
     # -- helpers ------------------------------------------------------------------------------
     def _need_write(self) -> None:
@@ -573,12 +633,75 @@ class PostgresTransaction:
         self._conn.execute(sql, params)
 
     def _one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
-        self._psycopg()
-        return self._conn.execute(sql, params).fetchone()
+        return self._read("one", None, sql, params)
 
     def _all(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
+        result: list[Any] = self._read("all", None, sql, params)
+        return result
+
+    def _run(self, kind: str, stmt: Statement | None, sql: str, params: Any) -> Any:
+        if kind == "row":
+            assert stmt is not None
+            return self._row(stmt, sql, params)
         self._psycopg()
-        return self._conn.execute(sql, params).fetchall()
+        cur = self._conn.execute(sql, params)
+        return cur.fetchone() if kind == "one" else cur.fetchall()
+
+    def _read(self, kind: str, stmt: Statement | None, sql: str, params: Any) -> Any:
+        """Run a statement whose result is needed (``kind``: "row" for a customer row, "one",
+        "all"), keeping a read transaction on one snapshot.
+
+        A read transaction's first statement runs on its own (autocommit: one statement is one
+        snapshot), so a ``check`` is one statement and one round trip. At the second statement
+        the transaction opens a snapshot (``BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY``)
+        and replays the first statement in it, pipelined with the second; the transaction goes on
+        in that snapshot. If the replay returns what the first run returned, everything the
+        caller saw is what that snapshot holds; otherwise the data changed in between, and the
+        call fails with ``RetryableStoreError`` (nothing was written; the core runs it again).
+        """
+        if self._write or self._snapshot:
+            return self._run(kind, stmt, sql, params)
+        first = self._first
+        if first is None:
+            result = self._run(kind, stmt, sql, params)
+            self._first = (kind, stmt, sql, params, result)
+            return result
+        self._open_snapshot(first)
+        result = self._run(kind, stmt, sql, params)
+        self._check_replay(first)
+        return result
+
+    def _open_snapshot(self, first: _Read) -> None:
+        kind, stmt, sql, params, _ = first
+        self._snapshot = True
+        wire = self._wire
+        if wire is not None and kind == "row":
+            assert stmt is not None
+            wire.kept.clear()
+            wire.begin(BEGIN_SNAPSHOT)  # BEGIN, the replay and the next statement: one batch
+            wire.keep(stmt, params)
+            return
+        if wire is not None:
+            wire.finish()
+        self._conn.execute(BEGIN_SNAPSHOT)
+        self._replayed = [self._run(kind, stmt, sql, params)]
+
+    def _check_replay(self, first: _Read) -> None:
+        result = first[4]
+        if self._replayed:
+            again = self._replayed.pop()
+        else:
+            wire = self._wire
+            if wire is not None and wire.active:
+                wire.finish()  # the replay may still be unread (a psycopg statement came next)
+            if wire is None or not wire.kept:
+                raise StoreError("a read transaction's replayed statement returned no result")
+            again = self._decode_row(wire.kept.pop())
+        if again != result:
+            raise RetryableStoreError(
+                "the rows a read transaction had read changed before its next statement;"
+                " nothing changed, run the call again"
+            )
 
     def _hot_fire(self, stmt: Statement, sql: str, params: dict[str, Any]) -> None:
         """``_fire`` for a statement of the hot paths: through the wire while it has the
@@ -590,9 +713,40 @@ class PostgresTransaction:
 
     def _customer_row(self, stmt: Statement, sql: str, params: dict[str, Any]) -> Any:
         """One customer row (pk, seq, version, head, products, rows, entities) or None."""
+        return self._read("row", stmt, sql, params)
+
+    def _row(self, stmt: Statement, sql: str, params: dict[str, Any]) -> Any:
         if self._wire is None or self._pipeline is not None:
-            return self._one(sql, params)
-        res = self._wire.one(stmt, params)
+            self._psycopg()
+            return self._conn.execute(sql, params).fetchone()
+        return self._decode_row(self._wire.one(stmt, params))
+
+    def _locked_row(self, by_id: bool, key: str, params: dict[str, Any]) -> Any:
+        """Lock a customer row (by id or pk), then read it whole: the read is a second
+        statement, issued after the lock statement completed (pipelined: one round trip), so it
+        sees the children as committed by the previous lock holder (see the module docstring).
+        """
+        lock_sql, read_sql = (_LOCK_BY_ID, _READ_BY_ID) if by_id else (_LOCK_BY_PK, _READ_BY_PK)
+        wire = self._wire
+        if wire is None or self._pipeline is not None:
+            locked = self._one(lock_sql, {"key": key})
+            row = self._one(read_sql, params)
+        else:
+            wire.kept.clear()
+            wire.keep(_W_LOCK_BY_ID if by_id else _W_LOCK_BY_PK, {"key": key})
+            row = self._decode_row(wire.one(_W_READ_BY_ID if by_id else _W_READ_BY_PK, params))
+            res = wire.kept.pop()
+            pk = res.get_value(0, 0) if res.ntuples else None
+            locked = None if pk is None else (pk.decode(),)
+        if locked is None and row is None:
+            return None
+        if locked is None or row is None or str(locked[0]) != str(row[0]):
+            # The id moved to another customer between the two statements (a rename committed
+            # while this one waited for the lock): nothing was read under a lock.
+            raise RetryableStoreError(f"customer {key!r} changed while it was being locked")
+        return row
+
+    def _decode_row(self, res: Any) -> Any:
         if not res.ntuples:
             return None
         value = res.get_value
@@ -689,8 +843,7 @@ class PostgresTransaction:
         hint = self._lookup(hint_pk) if hint_pk is not None else None
         params = self._hint_params(customer_id, hint, hint_pk)
         if self._write:
-            params["pk"], params["id"] = None, customer_id
-            row = self._customer_row(_W_LOCK, _LOCK, params)
+            row = self._locked_row(True, customer_id, params)
         else:
             row = self._customer_row(_W_READ_BY_ID, _READ_BY_ID, params)
         if row is None:
@@ -708,8 +861,7 @@ class PostgresTransaction:
         hint = self._lookup(pk)
         params = self._hint_params(pk, hint, pk)
         if for_update and self._write:
-            params["pk"], params["id"] = pk, None
-            row = self._customer_row(_W_LOCK, _LOCK, params)
+            row = self._locked_row(False, pk, params)
         else:
             row = self._customer_row(_W_READ_BY_PK, _READ_BY_PK, params)
         return None if row is None else self._state(hint, *row)
@@ -793,6 +945,7 @@ class PostgresTransaction:
                     with contextlib.suppress(psycopg.Error):
                         self._pipeline.sync()  # leave the aborted-pipeline state
                 self._fire("ROLLBACK TO SAVEPOINT autumn_identity")
+                self._store._prepared_on(self._conn).clear()  # psycopg deallocates (_abort)
                 raise translate(exc) from exc
             self._fire("RELEASE SAVEPOINT autumn_identity")
         else:
@@ -852,6 +1005,21 @@ class PostgresTransaction:
     def append_events(self, events: Sequence[EventRecord]) -> None:
         self._need_write()
         if not events:
+            return
+        if len(events) == 1:
+            e = events[0]
+            params = {
+                "id": e.id,
+                "pk": e.customer_pk,
+                "entity": e.entity_id,
+                "feature": e.feature_id,
+                "name": e.event_name,
+                "value": e.value,
+                "ts": e.timestamp,
+                "created": e.created_at,
+                "data": codec.encode(e),
+            }
+            self._hot_fire(_W_EVENT, _INSERT_EVENT, params)
             return
         self._hot_fire(_W_EVENTS, _INSERT_EVENTS, {"events": codec.encode(list(events))})
 
@@ -1054,6 +1222,11 @@ def _describe(conninfo: str) -> str:
     return f"{d.get('host', '')}:{d.get('port', '')}/{d.get('dbname', '')}"
 
 
+#: connection -> names of the wire's statements prepared on it (see ``_prepared_on``).
+_PREPARED: Final[weakref.WeakKeyDictionary[Conn, set[bytes]]] = weakref.WeakKeyDictionary()
+_PREPARED_LOCK: Final = threading.Lock()
+
+
 class PostgresStore:
     """The PostgreSQL store: ``PostgresStore("postgresql://user:pw@host:port/db")``.
 
@@ -1085,8 +1258,6 @@ class PostgresStore:
         self._cache_lock = threading.Lock()
         #: customer id -> pk, a hint for the cache (a wrong hint only costs a cache miss).
         self._ids: dict[str, str] = {}
-        #: connection -> names of the wire's statements prepared on it.
-        self._prepared: weakref.WeakKeyDictionary[Conn, set[bytes]] = weakref.WeakKeyDictionary()
         self._closed = False
         self._pid = os.getpid()
         if isinstance(url_or_pool, ConnectionPool):
@@ -1167,10 +1338,14 @@ class PostgresStore:
         conn.prepare_threshold = 0
         return conn
 
-    def _prepared_on(self, conn: Conn) -> set[bytes]:
-        names = self._prepared.get(conn)
+    @staticmethod
+    def _prepared_on(conn: Conn) -> set[bytes]:
+        """The wire's statement names prepared on ``conn``: per connection, not per store, since
+        two stores may share one pool."""
+        names = _PREPARED.get(conn)
         if names is None:
-            names = self._prepared[conn] = set()
+            with _PREPARED_LOCK:
+                names = _PREPARED.setdefault(conn, set())
         return names
 
     def _release(self, conn: Conn) -> None:

@@ -13,7 +13,11 @@ is several times the engine's own work. ``Wire`` sends them on the connection's 
   that goes through here casts or compares each parameter), results are read as text;
 - nothing is sent until a result is needed (``one``: a flush request) or the work is done
   (``commit`` / ``finish``: one ``Sync``), so a write transaction is exactly two round trips:
-  BEGIN + lock-and-load, then the writes + COMMIT.
+  BEGIN + lock + load, then the writes + COMMIT;
+- statements queued with ``keep`` have their results kept (``kept``), so two statements whose
+  results are both needed (the lock and the load; a replayed read and the next one) share one
+  round trip. Statements of one pipeline run in order: the second starts after the first has
+  finished (and, for a lock, after the lock was granted).
 
 Errors come back as the psycopg exception of the server's SQLSTATE (``errors.error_from_result``)
 so that ``store.translate`` maps them like any other. After an error the transaction must be
@@ -27,6 +31,7 @@ import re
 import select
 from collections import deque
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Final
 
 import psycopg
@@ -44,6 +49,11 @@ _PARAM: Final = re.compile(r"%\((\w+)\)s")
 UNKNOWN_STATEMENT: Final = "26000"
 
 BEGIN: Final = "BEGIN ISOLATION LEVEL READ COMMITTED"
+#: A read transaction of more than one statement: one snapshot for all of them.
+BEGIN_SNAPSHOT: Final = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+
+#: ``_expect`` marker of a statement whose result goes to ``kept``.
+_KEEP: Final = b"="
 
 
 class Statement:
@@ -83,6 +93,8 @@ def _text(value: Any, encoding: str) -> bytes | None:
         if value.tzinfo is None:
             raise ValueError(f"refusing to send a naive datetime: {value!r}")
         return value.isoformat().encode()
+    if kind is Decimal:
+        return str(value).encode()
     raise TypeError(f"no text form for a {kind.__name__} parameter")
 
 
@@ -94,15 +106,30 @@ class Wire:
     its own implicit transaction, closed by a ``Sync``.
     """
 
-    __slots__ = ("_encoding", "_expect", "_pg", "_poll", "_prepared", "active", "begun", "opened")
+    __slots__ = (
+        "_begin",
+        "_encoding",
+        "_expect",
+        "_pg",
+        "_poll",
+        "_prepared",
+        "active",
+        "begun",
+        "kept",
+        "opened",
+    )
 
     def __init__(self, conn: psycopg.Connection[Any], prepared: set[bytes]) -> None:
         self._pg = conn.pgconn
         self._encoding = conn.info.encoding
         self._prepared = prepared
         #: What each result still to be read answers: a statement name when it is a Parse,
-        #: b"" for any other command or query, None for a Sync.
+        #: ``_KEEP`` for a statement queued with ``keep``, b"" for any other command or query,
+        #: None for a Sync.
         self._expect: deque[bytes | None] = deque()
+        #: Results of the statements queued with ``keep``, in order, as they are read.
+        self.kept: list[pq.abc.PGresult] = []
+        self._begin = _BEGIN
         self._poll: Any = None
         #: In pipeline mode (statements may be queued or unread).
         self.active = False
@@ -111,33 +138,41 @@ class Wire:
         self.opened = False
 
     # -- sending ------------------------------------------------------------------------------
-    def begin(self) -> None:
-        """Open a transaction: ``BEGIN`` is queued ahead of the first statement (a transaction
-        that sends none costs nothing)."""
+    def begin(self, sql: str = BEGIN) -> None:
+        """Open a transaction: ``BEGIN`` (or ``sql``, e.g. ``BEGIN_SNAPSHOT``) is queued ahead
+        of the next statement (a transaction that sends none costs nothing)."""
         self.begun = True
+        self._begin = (
+            _BEGIN if sql == BEGIN else _BEGIN_SNAPSHOT if sql == BEGIN_SNAPSHOT else Statement(sql)
+        )
 
-    def _send(self, stmt: Statement, params: dict[str, Any]) -> None:
+    def _send(self, stmt: Statement, params: dict[str, Any], what: bytes = b"") -> None:
         pg = self._pg
         if not self.active:
             pg.enter_pipeline_mode()
             self.active = True
-            if self.begun and not self.opened:
-                self._send_one(_BEGIN, {})
-                self.opened = True
-        self._send_one(stmt, params)
+        if self.begun and not self.opened:
+            self._send_one(self._begin, {})
+            self.opened = True
+        self._send_one(stmt, params, what)
 
-    def _send_one(self, stmt: Statement, params: dict[str, Any]) -> None:
+    def _send_one(self, stmt: Statement, params: dict[str, Any], what: bytes = b"") -> None:
         pg = self._pg
         if stmt.name not in self._prepared:
             pg.send_prepare(stmt.name, stmt.sql)
             self._expect.append(stmt.name)
             self._prepared.add(stmt.name)  # taken back if the Parse fails or is skipped
         pg.send_query_prepared(stmt.name, stmt.values(params, self._encoding))
-        self._expect.append(b"")
+        self._expect.append(what)
 
     def fire(self, stmt: Statement, params: dict[str, Any]) -> None:
         """Queue a statement whose result nobody needs (errors surface at the next read)."""
         self._send(stmt, params)
+
+    def keep(self, stmt: Statement, params: dict[str, Any]) -> None:
+        """Queue a statement whose result is appended to ``kept`` when it is read (by the next
+        ``one``, ``commit`` or ``finish``)."""
+        self._send(stmt, params, _KEEP)
 
     def one(self, stmt: Statement, params: dict[str, Any]) -> pq.abc.PGresult:
         """Send everything queued and this statement; return its result (one round trip)."""
@@ -232,8 +267,10 @@ class Wire:
             while self._result() is not None:  # each statement's results end with None
                 pass
             status = res.status
-            if status not in _OK:
-                if what:
+            if what is _KEEP and status in _OK:
+                self.kept.append(res)
+            elif status not in _OK:
+                if what and what is not _KEEP:
                     self._prepared.discard(what)
                 if error is None and status == _FATAL:
                     error = pg_errors.error_from_result(res, encoding=self._encoding)
@@ -248,6 +285,7 @@ class Wire:
 
 
 _BEGIN: Final = Statement(BEGIN)
+_BEGIN_SNAPSHOT: Final = Statement(BEGIN_SNAPSHOT)
 _COMMIT: Final = Statement("COMMIT")
 
-__all__ = ["BEGIN", "UNKNOWN_STATEMENT", "Statement", "Wire"]
+__all__ = ["BEGIN", "BEGIN_SNAPSHOT", "UNKNOWN_STATEMENT", "Statement", "Wire"]

@@ -219,6 +219,74 @@ def test_a_read_with_nothing_due_is_one_round_trip(
             pool.close()
 
 
+def _rename(store: PostgresStore, pk: str, name: str) -> None:
+    with store.transaction() as tx:
+        before = tx.load_customer(pk, for_update=True)
+        assert before is not None
+        tx.save_customer(before, attrs.evolve(before, name=name))
+        tx.append_events([EventRecord(f"{pk}-{name}", pk, None, "m", None, Decimal(1), {}, T0, T0)])
+
+
+@pytest.mark.parametrize("pipeline", [True, False])
+def test_a_read_transaction_sees_one_snapshot(pg_store_url: str, pipeline: bool) -> None:
+    """Given two customers, when a read transaction has read both and another connection then
+    commits changes to both (and an event), then the transaction's later statements (customer
+    rows through the wire, events through psycopg) do not see that commit; a new read does."""
+    store = PostgresStore(pg_store_url, pipeline=pipeline)
+    other = PostgresStore(pg_store_url, pipeline=pipeline)  # another pool, another connection
+    try:
+        with store.transaction() as tx:
+            tx.insert_customer(customer("a", "a"))
+            tx.insert_customer(customer("b", "b"))
+        with store.transaction(write=False) as tx:
+            a1 = tx.load_customer("a")
+            b1 = tx.load_customer("b")  # the snapshot is taken here (the first read replayed)
+            _rename(other, "a", "new")
+            _rename(other, "b", "new")
+            assert tx.load_customer("a") == a1
+            assert tx.load_customer("b") == b1
+            assert tx.customer_pk("a") == "a"
+            kw: dict[str, Any] = dict(feature_id=None, start=None, end=None, limit=10)
+            assert tx.list_events("a", starting_after=None, **kw) == []
+            assert tx.load_customer("b") == b1
+        assert a1 is not None and a1.name is None
+        with store.transaction(write=False) as tx:
+            a2 = tx.load_customer("a")
+            assert a2 is not None and a2.name == "new"
+            assert len(tx.list_events("a", starting_after=None, **kw)) == 1
+    finally:
+        store.close()
+        other.close()
+
+
+@pytest.mark.parametrize("pipeline", [True, False])
+def test_a_commit_between_the_first_two_statements_of_a_read_is_never_mixed_in(
+    pg_store_url: str, pipeline: bool
+) -> None:
+    """Given a read transaction whose first statement ran on its own (no BEGIN: a check is one
+    round trip), when another connection changes what it read before the second statement,
+    then the second statement raises RetryableStoreError instead of returning rows of a newer
+    snapshot beside the old ones; through the engine's retry the call then succeeds."""
+    store = PostgresStore(pg_store_url, pipeline=pipeline)
+    other = PostgresStore(pg_store_url, pipeline=pipeline)
+    try:
+        with store.transaction() as tx:
+            tx.insert_customer(customer("a", "a"))
+            tx.insert_customer(customer("b", "b"))
+        with pytest.raises(RetryableStoreError), store.transaction(write=False) as tx:
+            assert tx.customer_pk("a") == "a"  # also reads customer a whole
+            _rename(other, "a", "new")
+            _rename(other, "b", "new")
+            tx.load_customer("b")
+        # Nothing was left open on the connection: the next read works and sees both changes.
+        with store.transaction(write=False) as tx:
+            a, b = tx.load_customer("a"), tx.load_customer("b")
+            assert a is not None and b is not None and (a.name, b.name) == ("new", "new")
+    finally:
+        store.close()
+        other.close()
+
+
 def _metered_catalog() -> Any:
     from autumn_core import Catalog, Feature, Item, Product
 
@@ -239,8 +307,8 @@ def test_track_is_two_round_trips_and_check_one(
 ) -> None:
     """Given a customer with nothing due, when the engine tracks and checks through a store
     whose pool has one connection, then each track is at most two round trips (BEGIN with the
-    lock-and-load; the writes with COMMIT) and each check at most one, and the server ran three
-    statements per track and one per check; the usage is right."""
+    lock and the load; the writes with COMMIT) and each check at most one, and the server ran
+    four statements per track and one per check; the usage is right."""
     dbname = pg_store_url.rsplit("/", 1)[1]
     for cache_size in (10_000, 0):
         pool: ConnectionPool[Any] = ConnectionPool(
@@ -258,7 +326,7 @@ def test_track_is_two_round_trips_and_check_one(
             with _round_trips(pool, tmp_path) as tracks:
                 for _ in range(10):
                     billing.track(cid, "messages")
-            assert _statements(pg_cluster, dbname) == 10 * 3
+            assert _statements(pg_cluster, dbname) == 10 * 4
             _reset_statements(pg_cluster)
             with _round_trips(pool, tmp_path) as checks:
                 for _ in range(10):
@@ -272,9 +340,9 @@ def test_track_is_two_round_trips_and_check_one(
             pool.close()
 
 
-def test_a_track_shaped_write_is_three_statements(pg_cluster: PgCluster, pg_store_url: str) -> None:
+def test_a_track_shaped_write_is_four_statements(pg_cluster: PgCluster, pg_store_url: str) -> None:
     """Given a stored customer, when a write transaction finds, locks, saves one changed row and
-    appends one event, then the server executed lock-and-load, save and insert (plus BEGIN
+    appends one event, then the server executed lock, load, save and insert (plus BEGIN
     and COMMIT, which pg_stat_statements does not count), and the result is right."""
     dbname = pg_store_url.rsplit("/", 1)[1]
     store = PostgresStore(pg_store_url, max_size=1)
@@ -302,7 +370,7 @@ def test_a_track_shaped_write_is_three_statements(pg_cluster: PgCluster, pg_stor
         _reset_statements(pg_cluster)
         for i in range(1, 11):
             track(i)
-        assert _statements(pg_cluster, dbname) == 10 * 3
+        assert _statements(pg_cluster, dbname) == 10 * 4
         with store.transaction(write=False) as tx:
             state = tx.load_customer("pk1")
             assert state is not None
