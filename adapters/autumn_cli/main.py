@@ -14,11 +14,12 @@ from decimal import Decimal
 
 from autumn_cli.demo import DEMO_START, example_catalog, print_customer, print_customers, run_demo
 from autumn_cli.tables import table
-from autumn_core import Autumn, AutumnError, Catalog, ManualClock, open
+from autumn_core import Autumn, AutumnError, Catalog, InvalidRequest, ManualClock, open
 from autumn_core.model import PendingRecord
 
 DEFAULT_DB = "sqlite:///autumn.db"
-DEMO_DB = "sqlite:///autumn-demo.db"
+#: Marks a database made by ``autumn demo`` (so a re-run may recreate it).
+DEMO_RECORD = "cli.demo"
 #: The pushed catalog is kept in the store as a record of this kind, so every command
 #: (and every process) on one database uses the same catalog.
 CATALOG_RECORD = "cli.catalog"
@@ -46,16 +47,41 @@ def _engine(args: argparse.Namespace) -> Autumn:
     return open(args.db, catalog=catalog)
 
 
+def _sqlite_file(url: str) -> str | None:
+    """The file behind a ``sqlite:///`` URL (None for other stores and ``:memory:``)."""
+    if not url.startswith("sqlite:///"):
+        return None
+    return url[len("sqlite:///") :] or None
+
+
+def _demo_owns(url: str) -> bool:
+    """Whether the database at ``url`` holds only what an earlier ``autumn demo`` wrote."""
+    probe = open(url, catalog=Catalog())
+    try:
+        with probe.store.transaction(write=False) as tx:
+            return tx.get_pending(DEMO_RECORD) is not None
+    finally:
+        probe.close()
+
+
 def _demo(args: argparse.Namespace) -> None:
-    url = args.db or DEMO_DB
-    if url == DEMO_DB:
-        # The demo owns this file: start from a clean slate on every run.
+    url = args.db or DEFAULT_DB
+    path = _sqlite_file(url)
+    if path is not None and os.path.exists(path):
+        # Re-running the demo starts from a clean slate, but only on a file the demo made:
+        # a database with anyone else's data is never removed.
+        if not _demo_owns(url):
+            raise InvalidRequest(
+                f"{path} holds data the demo did not create; run the demo elsewhere with "
+                "--db sqlite:///demo.db"
+            )
         for suffix in ("", "-wal", "-shm"):
-            path = "autumn-demo.db" + suffix
-            if os.path.exists(path):
-                os.remove(path)
+            if os.path.exists(path + suffix):
+                os.remove(path + suffix)
     clock = ManualClock(DEMO_START)
     with open(url, catalog=example_catalog(), clock=clock) as billing:
+        with billing.store.transaction() as tx:
+            tx.put_pending(PendingRecord(DEMO_RECORD, "", DEMO_RECORD, {}, DEMO_START))
         run_demo(billing, clock.advance, _say)
     print(f"(state kept in {url})")
 
@@ -172,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command != "demo" and args.db is None:
+    if args.db is None:
         args.db = DEFAULT_DB
     try:
         args.fn(args)

@@ -30,10 +30,19 @@ def test_demo_runs_the_scenario_on_the_embedded_sqlite_default(tmp_path: Path) -
     assert "bob upgrades free -> pro: upgrade, invoice $20.00" in out
     # The renewal bills bob's 250 messages beyond the 1000 included at $0.01.
     assert "overage 2.50" in out
-    assert (tmp_path / "autumn-demo.db").exists()
+    assert (tmp_path / "autumn.db").exists()
     # Running it again starts from a clean slate and prints the same story.
     again = run(["demo"], tmp_path)
     assert again.returncode == 0 and again.stdout == out
+
+
+def test_demo_never_removes_a_database_it_did_not_make(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'autumn.db'}"
+    assert main(["--db", db, "track", "real-user", "messages"]) == 0
+    result = run(["demo"], tmp_path)
+    assert result.returncode == 1
+    assert "holds data the demo did not create" in result.stderr
+    assert main(["--db", db, "customers", "show", "real-user"]) == 0
 
 
 def test_everyday_commands_on_a_pushed_catalog(
