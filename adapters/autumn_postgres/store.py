@@ -40,7 +40,12 @@ How it keeps the Store port's promises with psycopg 3 and a ``psycopg_pool.Conne
   tables have upserts or deletes), so a ``track`` runs one small CTE, not six empty ones.
 - **A parse cache.** A ``CustomerState`` is parsed once per committed version: every load sends
   the (seq, version) it has cached and the server returns the documents only when they differ.
-  Cache entries written by a transaction are published only after it commits.
+  Cache entries written by a transaction are published only after it commits. The documents
+  come back as text (each child table's documents one per line), and an entry remembers which
+  text each of its records was parsed from: when another process saved the customer (on a hot
+  customer, nearly every time), only the documents whose text changed are parsed, the other
+  records are shared (they are immutable). That memo is a pure function of the text, holds one
+  version's documents, and lives and dies with the entry.
 - **Uniqueness is a constraint.** Customer id, id-less email, idempotency key, trial claims,
   renewal markers and gateway event ids are unique indexes; claims are ``INSERT ... ON CONFLICT
   DO NOTHING`` and report whether they inserted.
@@ -72,6 +77,7 @@ from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
+from autumn_core import model
 from autumn_core.errors import AutumnError, InvalidRequest, StoreError, UniqueViolation
 from autumn_core.model import (
     CustomerState,
@@ -286,22 +292,31 @@ SELECT seq FROM head
 """
 
 
+#: Separates the child documents of one table in a customer read. ``jsonb`` text output never
+#: holds a raw newline (one inside a string is escaped as backslash-n), so splitting on it is exact.
+_DOC_SEP: Final = "\n"
+
+
 def _agg(table: str, alias: str = "c") -> str:
+    """The documents of one child table as text, in order, one per line ('' for none): the
+    client parses only the documents it has not parsed before (``PostgresTransaction._state``).
+    """
     return (
-        f"(SELECT coalesce(jsonb_agg(t.data ORDER BY t.pos), '[]'::jsonb) FROM {table} t"
+        f"(SELECT coalesce(string_agg(t.data::text, chr(10) ORDER BY t.pos), '') FROM {table} t"
         f" WHERE t.customer_pk = {alias}.pk)"
     )
 
 
 _AGGS: Final = ", ".join(_agg(spec.table) for spec in _CHILD_SPECS)
 
-#: Columns of a full customer read: pk, seq, version, head, products, rows, entities.
-_FULL: Final = f"c.pk, c.seq, c.version, c.head, {_AGGS}"
+#: Columns of a full customer read: pk, seq, version, head, products, rows, entities (the
+#: documents as text).
+_FULL: Final = f"c.pk, c.seq, c.version, c.head::text, {_AGGS}"
 
 #: The same, but the documents only when the caller's cached (pk, seq, version) is stale.
 _HIT: Final = "(c.pk = %(hpk)s AND c.seq = %(hseq)s::bigint AND c.version = %(hver)s::bigint)"
 _CACHED: Final = (
-    f"c.pk, c.seq, c.version, CASE WHEN {_HIT} THEN NULL ELSE c.head END, "
+    f"c.pk, c.seq, c.version, CASE WHEN {_HIT} THEN NULL ELSE c.head::text END, "
     + ", ".join(f"CASE WHEN {_HIT} THEN NULL ELSE {_agg(spec.table)} END" for spec in _CHILD_SPECS)
 )
 
@@ -472,7 +487,15 @@ def _child_params(
 
 # -- the transaction ------------------------------------------------------------------------
 
-_Entry = tuple[int, int, CustomerState]
+#: What a parsed customer was built from, to reuse at the next parse of a newer version: the
+#: head document's text and the state its fields were parsed into (None: unknown), and per
+#: child table (``_CHILD_SPECS`` order) each document's text -> the record parsed from it.
+#: A pure memo of parsing (text -> record), so reusing it can never be wrong; it holds the
+#: documents of one version only (rebuilt at each parse), so it is bounded like the entry.
+_Parts = tuple[str | None, CustomerState | None, tuple[dict[str, Any], ...]]
+#: A cache entry: (seq, version, parsed state, what it was parsed from or None).
+_Entry = tuple[int, int, CustomerState, _Parts | None]
+_NO_DOCS: Final[dict[str, Any]] = {}
 _Held = tuple[int, CustomerState]
 #: A statement of a read transaction, to replay: (kind, wire statement, sql, params, result).
 _Read = tuple[str, Statement | None, str, Any, Any]
@@ -758,7 +781,7 @@ class PostgresTransaction:
             pk.decode(),
             int(seq),
             int(version),
-            *(None if d is None else json.loads(d) for d in docs),
+            *(None if d is None else d.decode() for d in docs),
         )
 
     def _lookup(self, pk: str) -> _Entry | None:
@@ -784,20 +807,51 @@ class PostgresTransaction:
         rows: Any,
         entities: Any,
     ) -> CustomerState:
-        """Build (or reuse) the parsed aggregate for one customer row."""
+        """Build (or reuse) the parsed aggregate for one customer row.
+
+        The documents come as text (head; each child table's documents one per line). A stale
+        ``hint`` (another process saved the customer since) still says what the documents it was
+        parsed from were: only the documents whose text is new are parsed, the records of the
+        others are shared (records are immutable).
+        """
         if hint is not None and hint[0] == seq and hint[1] == version:
             self._held[pk] = (seq, hint[2])
             return hint[2]
-        if head is None or products is None:
+        if head is None or products is None or rows is None or entities is None:
             raise StoreError(f"customer {pk!r} changed while it was being read")
-        data = dict(head)
-        data["products"] = products
-        data["rows"] = rows
-        data["entities"] = entities
-        data["version"] = version
-        state = codec.structure(data, CustomerState)
+        prev = hint[3] if hint is not None else None
+        memos: list[dict[str, Any]] = []
+        children: list[tuple[Any, ...]] = []
+        for i, (spec, text) in enumerate(
+            zip(_CHILD_SPECS, (products, rows, entities), strict=True)
+        ):
+            known = prev[2][i] if prev is not None else _NO_DOCS
+            memo: dict[str, Any] = {}
+            items: list[Any] = []
+            if text:
+                for doc in text.split(_DOC_SEP):
+                    record = known.get(doc)
+                    if record is None:
+                        record = codec.structure(json.loads(doc), spec.cls)
+                    memo[doc] = record
+                    items.append(record)
+            memos.append(memo)
+            children.append(tuple(items))
+        if prev is not None and prev[1] is not None and prev[0] == head:
+            source = prev[1]
+        else:
+            data = json.loads(head)
+            data["version"] = version
+            source = codec.structure(data, CustomerState)
+        state = model.replace(
+            source,
+            products=children[0],
+            rows=children[1],
+            entities=children[2],
+            version=version,
+        )
         self._held[pk] = (seq, state)
-        self._stage(pk, (seq, version, state))
+        self._stage(pk, (seq, version, state, (head, source, tuple(memos))))
         return state
 
     def _hint_params(self, key: str, hint: _Entry | None, hint_pk: str | None) -> dict[str, Any]:
@@ -900,7 +954,7 @@ class PostgresTransaction:
         seq = int(row[0])
         inserted = attrs.evolve(state, version=1)
         self._held[state.pk] = (seq, inserted)
-        self._stage(state.pk, (seq, 1, inserted))
+        self._stage(state.pk, (seq, 1, inserted, None))
         if state.id is not None:
             self._store._remember_id(state.id, state.pk)
 
@@ -953,7 +1007,13 @@ class PostgresTransaction:
         if held is not None and base is not None:
             saved = attrs.evolve(after, version=base.version + 1)
             self._held[after.pk] = (held[0], saved)
-            self._stage(after.pk, (held[0], saved.version, saved))
+            # What ``base`` was parsed from still says how its documents parse; the head text
+            # only while the head was not rewritten (then the row keeps exactly that text).
+            known = self._lookup(after.pk)
+            parts = known[3] if known is not None and known[2] is base else None
+            if parts is not None and params["head"] is not None:
+                parts = (None, None, parts[2])
+            self._stage(after.pk, (held[0], saved.version, saved, parts))
         else:
             self._stage(after.pk, None)
         if after.id is not None:

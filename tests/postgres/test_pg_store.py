@@ -651,3 +651,56 @@ def test_repr_hides_the_password(pg_store_url: str) -> None:
         assert "secret" not in repr(store)
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("pipeline", [True, False])
+def test_a_reload_after_another_process_saved_parses_only_the_changed_documents(
+    pg_store_url: str, pipeline: bool
+) -> None:
+    """Given a customer parsed by one store, when another store (another process) changes one
+    balance row, deletes one, reorders or renames, then the first store's next load equals a
+    fresh parse, and the records whose documents did not change are the very objects it had."""
+    store = PostgresStore(pg_store_url, pipeline=pipeline)
+    other = PostgresStore(pg_store_url, pipeline=pipeline)
+    fresh = PostgresStore(pg_store_url, pipeline=pipeline, cache_size=0)
+
+    def load(s: PostgresStore) -> CustomerState:
+        with s.transaction() as tx:
+            state = tx.load_customer("h", for_update=True)
+        assert state is not None
+        return state
+
+    def change(fn: Any) -> None:
+        with other.transaction() as tx:
+            before = tx.load_customer("h", for_update=True)
+            assert before is not None
+            tx.save_customer(before, fn(before))
+
+    try:
+        with other.transaction() as tx:
+            tx.insert_customer(customer("h", "h", rows=4))
+        a = load(store)  # parsed once: the cache now knows its documents
+        r0, r1, r2, r3 = a.rows
+        change(lambda s: attrs.evolve(s, rows=(attrs.evolve(r0, balance=Decimal(5)), r1, r2, r3)))
+        b = load(store)
+        assert b == load(fresh)
+        assert b.rows[0].balance == 5 and b.rows[0] is not r0
+        assert b.rows[1] is r1 and b.rows[2] is r2 and b.rows[3] is r3
+        assert b.rows[1:] == a.rows[1:]
+        # its own save keeps what it knows: a reload after another change still reuses
+        with store.transaction() as tx:
+            before = tx.load_customer("h", for_update=True)
+            assert before is b  # the cache is current
+            tx.save_customer(before, attrs.evolve(before, rows=before.rows[:3]))  # delete r3
+        change(lambda s: attrs.evolve(s, rows=(s.rows[2], s.rows[1], s.rows[0]), name="renamed"))
+        c = load(store)
+        assert c == load(fresh)
+        assert c.name == "renamed" and [r.id for r in c.rows] == ["h-r2", "h-r1", "h-r0"]
+        assert c.rows[0] is r2 and c.rows[1] is r1  # reordered, same documents
+        change(lambda s: attrs.evolve(s, rows=()))
+        d = load(store)
+        assert d == load(fresh) and d.rows == () and d.name == "renamed"
+    finally:
+        store.close()
+        other.close()
+        fresh.close()
