@@ -52,7 +52,11 @@ def reference_catalog() -> Catalog:
                     Item.feature("action3", included=150, reset="month"),
                 ],
             ),
-            Product("credits100", add_on=True, items=[Item.feature("credits", included=100, reset="month")]),
+            Product(
+                "credits100",
+                add_on=True,
+                items=[Item.feature("credits", included=100, reset="month")],
+            ),
             Product("unlimited", add_on=True, items=[Item.feature("words", unlimited=True)]),
             Product(
                 "pro",
