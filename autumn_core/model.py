@@ -8,40 +8,92 @@ All records are frozen attrs objects. A use case builds a new ``CustomerState`` 
 
 from __future__ import annotations
 
-import functools
 import operator
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 import attrs
 
 from autumn_core.catalog import Rollover
 from autumn_core.results import BalanceRow
+from autumn_core.rules.due import next_due_at
 
 ZERO = Decimal(0)
 
 _T = TypeVar("_T")
+_V = TypeVar("_V")
 _FIELDS: dict[type, tuple[Callable[[Any], tuple[Any, ...]], dict[str, int]]] = {}
+#: Dict records: their field names, and the names of their derived values (never copied).
+_CACHED: dict[type, tuple[frozenset[str], tuple[str, ...]]] = {}
 
 
 def replace(obj: _T, **changes: Any) -> _T:
-    """``attrs.evolve`` at a third of the cost: one attrgetter, then ``__init__`` by position.
+    """``attrs.evolve`` at a fraction of the cost: records are copied on every call of the hot
+    path (a track copies a row and the customer).
 
-    Records here are copied on every call of the hot path (a track copies a row and the customer).
+    The two records copied most (``RowState``, ``CustomerState``) are dict classes: a copy is
+    one dict copy without the cached (derived) properties, instead of an ``__init__`` that
+    sets some thirty slots one by one. Other records: one attrgetter, then ``__init__``.
     """
     cls = type(obj)
+    cached = _CACHED.get(cls)
+    if cached is not None:
+        fields, derived = cached
+        if not fields.issuperset(changes):
+            raise TypeError(f"{cls.__name__} has no field {sorted(set(changes) - fields)}")
+        values = obj.__dict__.copy()
+        for name in derived:
+            values.pop(name, None)
+        values.update(changes)
+        new = object.__new__(cls)
+        new.__dict__.update(values)
+        return new
     spec = _FIELDS.get(cls)
     if spec is None:
         names = [a.name for a in attrs.fields(cls)]  # type: ignore[arg-type]
         spec = (operator.attrgetter(*names), {n: i for i, n in enumerate(names)})
         _FIELDS[cls] = spec
-    values = list(spec[0](obj))
+    values_list = list(spec[0](obj))
     index = spec[1]
     for name, value in changes.items():
-        values[index[name]] = value
-    return cls(*values)
+        values_list[index[name]] = value
+    return cls(*values_list)
+
+
+class derived(Generic[_V]):
+    """A value computed from an immutable record on first use and kept in its ``__dict__``.
+
+    ``functools.cached_property`` without its per-access lock (Python 3.11 takes one): two
+    threads racing on first use both compute the same value from the same frozen record.
+    """
+
+    def __init__(self, fn: Callable[[Any], _V]) -> None:
+        self.fn = fn
+        self.name = fn.__name__
+        self.__doc__ = fn.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> derived[_V]: ...
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> _V: ...
+    def __get__(self, obj: object | None, owner: type | None = None) -> _V | derived[_V]:
+        if obj is None:
+            return self
+        value = self.fn(obj)
+        obj.__dict__[self.name] = value
+        return value
+
+
+def _dict_record(cls: type[_T]) -> type[_T]:
+    """Register a (non-slotted) record for ``replace``'s dict copy."""
+    names = tuple(name for name, v in vars(cls).items() if isinstance(v, derived))
+    _CACHED[cls] = (frozenset(a.name for a in attrs.fields(cls)), names)  # type: ignore[arg-type]
+    return cls
 
 
 #: Statuses stored on a customer product; "trialing" is derived (DOMAIN.md 2.4).
@@ -57,7 +109,8 @@ class RolloverState:
     created_at: datetime
 
 
-@attrs.frozen
+@_dict_record
+@attrs.frozen(slots=False)
 class RowState:
     """One balance row: made from one item of one customer product, or by ``balances.grant``."""
 
@@ -110,7 +163,7 @@ class RowState:
     def usage(self) -> Decimal:
         return self.granted - self.balance
 
-    @functools.cached_property
+    @derived
     def public(self) -> BalanceRow:
         """The row as ``Balance.breakdown`` shows it; built once per (immutable) row."""
         return BalanceRow(
@@ -183,7 +236,8 @@ class ProductState:
         return not self.add_on and not self.one_off
 
 
-@attrs.frozen
+@_dict_record
+@attrs.frozen(slots=False)
 class CustomerState:
     """The aggregate: a customer with its products, balance rows and entities."""
 
@@ -201,11 +255,26 @@ class CustomerState:
     #: Incremented by the store on every save; lets stores cache parsed aggregates.
     version: int = 0
 
-    @functools.cached_property
+    @derived
+    def expiry_points(self) -> tuple[datetime, ...]:
+        """The instants a row or a rollover of this state expires, sorted.
+
+        Between two of them the live rows of this (immutable) state do not change, so a view
+        derived from them can be reused for any ``now`` in that window (``app.views.memoized``).
+        """
+        points = {r.expires_at for r in self.rows if r.expires_at is not None}
+        for r in self.rows:
+            points.update(ro.expires_at for ro in r.rollovers if ro.expires_at is not None)
+        return tuple(sorted(points))
+
+    @derived
+    def read_memo(self) -> dict[Any, tuple[datetime, datetime, Any]]:
+        """Views derived from this state: key -> (valid from, valid until, value)."""
+        return {}
+
+    @derived
     def due_at(self) -> datetime | None:
         """When lazy work is next due (``rules.due.next_due_at``), computed once per state."""
-        from autumn_core.rules.due import next_due_at
-
         return next_due_at(self)
 
     def entity(self, entity_id: str) -> EntityState | None:
@@ -221,7 +290,7 @@ class CustomerState:
         return None
 
 
-@attrs.frozen
+@attrs.frozen(slots=False)  # built on every call: a dict __init__ is cheaper
 class EventRecord:
     id: str
     customer_pk: str

@@ -54,11 +54,8 @@ def check_id(value: Any, what: str = "customer id") -> str:
         raise InvalidRequest(f"{what} must be a string, got {value!r}")
     if not value or len(value) > 255:
         raise InvalidRequest(f"{what} must be 1-255 characters, got {value!r}")
-    for ch in value:
-        if ch.isspace() or ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0:
-            raise InvalidRequest(
-                f"{what} must not contain whitespace or control characters: {value!r}"
-            )
+    if _BAD_ID_CHAR.search(value) is not None:
+        raise InvalidRequest(f"{what} must not contain whitespace or control characters: {value!r}")
     return value
 
 

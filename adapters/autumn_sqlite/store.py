@@ -990,9 +990,12 @@ class SqliteStore:
         target = schema.current_version()
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-            self._check_version(conn, version, target)
             if version == target:
+                self._check_version(conn, version, target)
                 return
+            # Any other version is judged only under the write lock below: outside a
+            # transaction, another opener may migrate between reading the version and
+            # looking at the tables, and its fresh tables would look foreign.
             with self._write_lock:
                 self._retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"))
                 try:

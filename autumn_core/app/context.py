@@ -7,6 +7,7 @@ import os
 import random
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import attrs
@@ -115,6 +116,9 @@ class Context:
         self.clock = clock
         self.options = options
         self.auto_create = auto_create_customers
+        #: feature id -> the credit systems listing it, with its cost in each (the catalog is
+        #: immutable, so this is computed once per feature on first use).
+        self.pool_costs: dict[str, dict[str, Decimal]] = {}
 
     def run(self, fn: Callable[[StoreTransaction], T], *, write: bool = True) -> T:
         """Run ``fn`` in one transaction, re-running it after a lost race or a retryable failure.

@@ -11,7 +11,7 @@ import attrs
 
 from autumn_core.app.context import Context, new_id
 from autumn_core.app.unit import Unit, args_fingerprint
-from autumn_core.app.views import boolean_granted, live_rows
+from autumn_core.app.views import boolean_granted, live_rows, memoized
 from autumn_core.catalog import RESET_INTERVALS, Feature
 from autumn_core.errors import (
     FeatureNotFound,
@@ -26,7 +26,7 @@ from autumn_core.results import (
     CustomerData,
     TrackResult,
 )
-from autumn_core.rules.balance_view import balance_view
+from autumn_core.rules.balance_view import balance_view, detached
 from autumn_core.rules.deduction import Candidate, Deduction, deduct, fits, shift_total
 from autumn_core.rules.order import order_key, sees
 from autumn_core.rules.periods import next_boundary
@@ -75,28 +75,27 @@ def candidates(
     customer_level_only: bool = False,
 ) -> list[Candidate]:
     """The rows a deduction of ``feature_id`` considers, in deduction order (K2, R4, O1-O10)."""
-    pools = pool_costs(ctx, feature_id)
-    reverse = ctx.options.reverse_deduction_order
-    keyed: list[tuple[tuple[object, ...], Candidate]] = []
+    pools = ctx.pool_costs.get(feature_id)
+    if pools is None:
+        pools = ctx.pool_costs[feature_id] = pool_costs(ctx, feature_id)
+    found: list[Candidate] = []
     for r in rows:
         if customer_level_only and r.entity_id is not None:
             continue
         if not sees(r, entity_id):
             continue
         if r.feature_id == feature_id:
-            keyed.append(
-                (order_key(r, own=True, entity_id=entity_id, reverse=reverse), Candidate(r, ONE))
-            )
+            found.append(Candidate(r, ONE))
         elif r.feature_id in pools:
-            keyed.append(
-                (
-                    order_key(r, own=False, entity_id=entity_id, reverse=reverse),
-                    Candidate(r, pools[r.feature_id]),
-                )
+            found.append(Candidate(r, pools[r.feature_id]))
+    if len(found) > 1:
+        reverse = ctx.options.reverse_deduction_order
+        found.sort(
+            key=lambda c: order_key(
+                c.row, own=c.row.feature_id == feature_id, entity_id=entity_id, reverse=reverse
             )
-    if len(keyed) > 1:
-        keyed.sort(key=lambda kc: kc[0])
-    return [c for _, c in keyed]
+        )
+    return found
 
 
 def replace_rows(state: CustomerState, changed: Mapping[str, RowState]) -> CustomerState:
@@ -127,7 +126,7 @@ def subject_balance(
 
 
 # -- check ------------------------------------------------------------------------------------
-@attrs.frozen
+@attrs.frozen(slots=False)  # built on every call: a dict __init__ is cheaper
 class CheckArgs:
     customer: Any
     feature: Feature
@@ -173,8 +172,15 @@ def check(unit: Unit, a: CheckArgs) -> CheckResult:
             entity_id=a.entity_id,
             balance=balance_view(f.id, "boolean", (), now) if granted else None,
         )
-    rows = live_rows(ctx, state, now)
-    cands = candidates(ctx, rows, f.id, a.entity_id)
+    # The loaded state is immutable: its candidates and balances are memoized on it, so a
+    # customer checked again before its next save costs only the decision itself.
+    loaded = state
+    cands: Sequence[Candidate] = memoized(
+        loaded,
+        now,
+        (ctx, "candidates", f.id, a.entity_id),
+        lambda: tuple(candidates(ctx, live_rows(ctx, loaded, now), f.id, a.entity_id)),
+    )
     if not cands:
         return CheckResult(False, state.id, f.id, a.required, a.entity_id, None)
     own = any(c.row.feature_id == f.id for c in cands)
@@ -192,19 +198,24 @@ def check(unit: Unit, a: CheckArgs) -> CheckResult:
             unit, state, [f], a.required, a.entity_id, "reject", {}, now, event_name=None
         )
         state = unit.current(state.pk)
-        rows = live_rows(ctx, state, now)
     if own:
         decided, cost = f.id, ONE
     else:
         decided, cost = _deciding_pool(cands, used)
-    balance = subject_balance(ctx, state, decided, a.entity_id, now, rows)
+    after = state
+    balance = memoized(
+        after,
+        now,
+        (ctx, "balance", decided, a.entity_id),
+        lambda: subject_balance(ctx, after, decided, a.entity_id, now),
+    )
     return CheckResult(
         allowed=allowed,
         customer_id=state.id,
         feature_id=decided,
         required_balance=a.required * cost,
         entity_id=a.entity_id,
-        balance=balance,
+        balance=None if balance is None else detached(balance),
     )
 
 
@@ -217,7 +228,7 @@ def _deciding_pool(cands: Sequence[Candidate], dry: Deduction | None) -> tuple[s
 
 
 # -- track ------------------------------------------------------------------------------------
-@attrs.frozen
+@attrs.frozen(slots=False)  # built on every call: a dict __init__ is cheaper
 class TrackArgs:
     customer: Any
     features: tuple[Feature, ...]

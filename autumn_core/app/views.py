@@ -2,14 +2,49 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import datetime
+from bisect import bisect_right
+from collections.abc import Callable, Hashable, Iterable
+from datetime import UTC, datetime
+from typing import TypeVar, cast
 
 from autumn_core.app.context import Context
 from autumn_core.model import CustomerState, ProductState, RowState
 from autumn_core.results import Balance, Customer, CustomerProduct, Entity
 from autumn_core.rules.balance_view import balance_view
 from autumn_core.rules.order import sees
+
+T = TypeVar("T")
+
+
+_BEGINNING = datetime.min.replace(tzinfo=UTC)
+_END = datetime.max.replace(tzinfo=UTC)
+#: Past this many views, a customer's memo starts over (one view per feature and entity).
+MEMO_SIZE = 256
+
+
+def memoized(state: CustomerState, now: datetime, key: Hashable, compute: Callable[[], T]) -> T:
+    """``compute()``, reused while ``now`` stays between the same two expiries of ``state``.
+
+    A state is immutable and its live rows change only when a row or rollover expires, so a
+    view computed from it holds for every ``now`` in that window. Read paths (check) call this
+    on the stored state, which a store hands out again until the customer is next saved.
+    The key names the view and everything else it depends on (the context, feature, entity).
+    """
+    memo = state.read_memo
+    hit = memo.get(key)
+    if hit is not None and hit[0] <= now < hit[1]:
+        return cast(T, hit[2])
+    value = compute()
+    points = state.expiry_points
+    i = bisect_right(points, now)
+    if len(memo) >= MEMO_SIZE:
+        memo.clear()
+    memo[key] = (
+        points[i - 1] if i else _BEGINNING,
+        points[i] if i < len(points) else _END,
+        value,
+    )
+    return value
 
 
 def live_product_ids(ctx: Context, state: CustomerState) -> set[str]:

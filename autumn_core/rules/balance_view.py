@@ -23,6 +23,15 @@ def row_interval(row: RowState) -> str | None:
     return row.reset if row.reset_count == 1 else f"{row.reset_count}_{row.reset}"
 
 
+def detached(balance: Balance) -> Balance:
+    """A copy of a shared (memoized) Balance whose lists the caller may change freely."""
+    copy = object.__new__(Balance)
+    copy.__dict__.update(
+        balance.__dict__, breakdown=list(balance.breakdown), rollovers=list(balance.rollovers)
+    )
+    return copy
+
+
 def balance_view(
     feature_id: str, feature_type: str, rows: Sequence[RowState], now: datetime
 ) -> Balance:

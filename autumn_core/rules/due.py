@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from autumn_core.model import CustomerState
+if TYPE_CHECKING:  # the model computes its due time with this rule
+    from autumn_core.model import CustomerState
 
 
 def next_due_at(state: CustomerState) -> datetime | None:
@@ -13,30 +15,28 @@ def next_due_at(state: CustomerState) -> datetime | None:
     Stores index customers by it so that ``process_due`` finds them without scanning; the
     app layer compares it with ``now`` to skip lazy work entirely on the hot path.
     """
-    best: datetime | None = None
-
-    def consider(t: datetime | None) -> None:
-        nonlocal best
-        if t is not None and (best is None or t < best):
-            best = t
-
+    # Collected into one list and reduced once: this runs for every customer saved or loaded
+    # after a change, so it avoids a call per candidate instant.
+    times: list[datetime | None] = []
+    add = times.append
     for row in state.rows:
         if not row.renews_with_product:
-            consider(row.next_reset_at)
-        consider(row.expires_at)
+            add(row.next_reset_at)
+        add(row.expires_at)
         for r in row.rollovers:
-            consider(r.expires_at)
+            add(r.expires_at)
     for p in state.products:
         if p.status == "expired":
             continue
         if p.status == "scheduled":
-            consider(p.started_at)
+            add(p.started_at)
             continue
-        consider(p.current_period_end)
+        add(p.current_period_end)
         # A converted trial keeps its trial_ends_at for history; only a running one is due.
         if p.trial_ends_at is not None and (
             p.current_period_start is None or p.current_period_start < p.trial_ends_at
         ):
-            consider(p.trial_ends_at)
-        consider(p.ends_at)
-    return best
+            add(p.trial_ends_at)
+        add(p.ends_at)
+    present = [t for t in times if t is not None]
+    return min(present) if present else None
