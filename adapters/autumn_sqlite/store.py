@@ -523,7 +523,7 @@ class SqliteTransaction:
             return
         insert, update, update_pos, delete_one, delete_all = _CHILD_SQL[spec.attr]
         key, extra = spec.key, spec.extra
-        encode = codec.encode
+        encode = codec.encode_record
         if before is None:
             ops.append((delete_all, (pk,), False))
             rows = [
@@ -566,13 +566,25 @@ class SqliteTransaction:
             e = events[0]
             self._exec(
                 _INSERT_EVENT,
-                (e.id, e.customer_pk, e.feature_id, codec.to_micros(e.timestamp), codec.encode(e)),
+                (
+                    e.id,
+                    e.customer_pk,
+                    e.feature_id,
+                    codec.to_micros(e.timestamp),
+                    codec.encode_event(e),
+                ),
             )
             return
         self._many(
             _INSERT_EVENT,
             [
-                (e.id, e.customer_pk, e.feature_id, codec.to_micros(e.timestamp), codec.encode(e))
+                (
+                    e.id,
+                    e.customer_pk,
+                    e.feature_id,
+                    codec.to_micros(e.timestamp),
+                    codec.encode_event(e),
+                )
                 for e in events
             ],
         )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -11,7 +13,7 @@ from typing import Any
 
 import attrs
 
-from autumn_core.app.context import Context, new_id
+from autumn_core.app.context import Context
 from autumn_core.errors import (
     CustomerNotFound,
     EntityNotFound,
@@ -201,7 +203,11 @@ class Unit:
         self.invoices = []
 
     def event_id(self) -> str:
-        return new_id("evt")
+        """A unique id that sorts by creation time: wall-clock microseconds, then 64 random
+        bits. Stores index event ids, and growing ids land at the end of the index instead of
+        on a random page of it. The wall clock only orders ids (it is not the domain's time,
+        which comes from the injected clock); the random bits alone keep them unique."""
+        return f"evt_{time.time_ns() // 1000:014x}{os.urandom(8).hex()}"
 
 
 def _describe(ref: Any) -> str:

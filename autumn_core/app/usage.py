@@ -371,8 +371,8 @@ def _track_on_state(
     applied: dict[str, Decimal] = {}
     touched: list[str] = []
     seat_rows: list[str] = []
+    rows = live_rows(ctx, state, now)
     for f in features:
-        rows = live_rows(ctx, state, now)
         cands = candidates(ctx, rows, f.id, entity_id)
         result = deduct(cands, value, mode, now)
         # R9 applies to deductions; a refund's excess is always dropped (D5).
@@ -381,20 +381,27 @@ def _track_on_state(
             raise InsufficientBalance(
                 f"customer {state.id!r} lacks {result.remainder} of {f.id!r} for a track of {value}"
             )
-        state = replace_rows(state, result.changed)
+        if result.changed:
+            state = replace_rows(state, result.changed)
+            # A deduction changes balances only, never which rows are live.
+            rows = [result.changed.get(r.id, r) for r in rows]
         for fid, amount in result.applied.items():
             applied[fid] = applied.get(fid, ZERO) + amount
         applied.setdefault(f.id, ZERO)
-        for fid in [f.id, *[c.row.feature_id for c in cands]]:
-            if fid not in touched:
-                touched.append(fid)
-        seat_rows.extend(
-            rid for rid, r in result.changed.items() if r.allocated and r.billing == "usage"
-        )
+        if f.id not in touched:
+            touched.append(f.id)
+        for c in cands:
+            if c.row.feature_id not in touched:
+                touched.append(c.row.feature_id)
+        for rid, r in result.changed.items():
+            if r.allocated and r.billing == "usage":
+                seat_rows.append(rid)
+    live: list[RowState] | None = rows
     if seat_rows:
         from autumn_core.app.seats import settle_seats
 
         state = settle_seats(unit, state, seat_rows)
+        live = None
     unit.put(state)
     event = EventRecord(
         id=unit.event_id(),
@@ -414,7 +421,7 @@ def _track_on_state(
         entity_id=entity_id,
         value=value,
         applied=applied,
-        balances=subject_balances(ctx, state, touched, entity_id, now),
+        balances=subject_balances(ctx, state, touched, entity_id, now, live),
     )
 
 
@@ -424,11 +431,15 @@ def subject_balances(
     feature_ids: Sequence[str],
     entity_id: str | None,
     now: datetime,
+    live: Sequence[RowState] | None = None,
 ) -> dict[str, Balance]:
-    """The subject's Balance of each feature that has rows in its view (R13), in the given order."""
+    """The subject's Balance of each feature that has rows in its view (R13), in the given order.
+
+    ``live`` = ``live_rows(ctx, state, now)`` when the caller already has it.
+    """
     wanted = set(feature_ids)
     by_feature: dict[str, list[RowState]] = {}
-    for r in live_rows(ctx, state, now):
+    for r in live_rows(ctx, state, now) if live is None else live:
         if r.feature_id in wanted and sees(r, entity_id):
             by_feature.setdefault(r.feature_id, []).append(r)
     types = ctx.registry.feature_types

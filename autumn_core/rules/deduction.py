@@ -139,20 +139,30 @@ def _absorb(
 def _deduct(
     candidates: Sequence[Candidate], value: Decimal, mode: str, now: datetime, dry_run: bool
 ) -> Deduction:
-    applied = _zero_applied(candidates)
+    # One pass over the candidates sets up everything below (this runs on every track).
+    applied: dict[str, Decimal] = {}
+    balances: dict[str, Decimal] = {}
+    sink: Candidate | None = None
+    any_rollovers = False
+    for c in candidates:
+        row = c.row
+        applied[row.feature_id] = ZERO
+        balances[row.id] = row.balance
+        if row.unlimited and sink is None:
+            sink = c
+        if row.rollovers:
+            any_rollovers = True
     if value == 0 or not candidates:
         return Deduction({}, applied, value)
 
-    sink = _unlimited(candidates)
     if sink is not None:  # R5: the unlimited row absorbs everything, as a usage counter.
         return _absorb(sink, value * sink.cost, applied, dry_run)
 
     need, need_cost = value, ONE  # what is left, in units of cost ``need_cost``
-    balances = {c.row.id: c.row.balance for c in candidates}
 
     # R6, RO4: rollovers first, soonest expiry first (None last), over every row.
     rollover_left: dict[str, list[Decimal]] = {}
-    if any(c.row.rollovers for c in candidates):
+    if any_rollovers:
         pool: list[tuple[bool, datetime, int, int, Candidate]] = []
         for idx, c in enumerate(candidates):
             for ridx, r in enumerate(c.row.rollovers):
