@@ -27,6 +27,7 @@ How it keeps the Store port's promises with nothing but the standard library's `
 from __future__ import annotations
 
 import contextlib
+import operator
 import os
 import random
 import sqlite3
@@ -55,7 +56,6 @@ from autumn_core.model import (
     replace,
 )
 from autumn_core.ports import StoreCapabilities
-from autumn_core.rules.due import next_due_at
 from autumn_sqlite import codec, schema
 
 T = TypeVar("T")
@@ -197,8 +197,11 @@ _LOAD_CHILDREN: Final = (
 )
 
 
+_head: Final = operator.attrgetter(*_HEAD_FIELDS)
+
+
 def _due_micros(state: CustomerState) -> int | None:
-    due = next_due_at(state)
+    due = state.due_at  # derived once per state: the loaded one already knows it
     return None if due is None else codec.to_micros(due)
 
 
@@ -454,7 +457,7 @@ class SqliteTransaction:
         # silent overwrite.
         # Encode first (see insert_customer), then write: the head row, then the children.
         due_us = _due_micros(after)
-        if known is None or any(getattr(known, n) != getattr(after, n) for n in _HEAD_FIELDS):
+        if known is None or (known is not after and _head(known) != _head(after)):
             sql = (
                 "UPDATE customers SET id = ?, email_lower = ?, created_us = ?, next_due_us = ?,"
                 " data = ?, version = version + 1 WHERE pk = ? AND version = ?"
