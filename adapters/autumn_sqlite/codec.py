@@ -33,9 +33,19 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
+#: Recently written UTC instants and their text. A customer's rows carry the same few instants
+#: (created, anchor, next reset) through every save; hashing one is cheaper than formatting it.
+_ISO: dict[datetime, str] = {}
+
+
 def _unstructure_datetime(value: datetime) -> str:
     if value.tzinfo is UTC:  # the engine's own times: no conversion needed
-        return value.isoformat()
+        text = _ISO.get(value)
+        if text is None:
+            if len(_ISO) >= 4096:
+                _ISO.clear()
+            text = _ISO[value] = value.isoformat()
+        return text
     if value.tzinfo is None or value.utcoffset() is None:
         raise StoreError(f"refusing to store a naive datetime: {value!r}")
     return value.astimezone(UTC).isoformat()
