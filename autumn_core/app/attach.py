@@ -347,14 +347,12 @@ def _advance_total(
 ) -> Decimal:
     """What the product invoices in advance at each cycle start (base, packs, paid seats)."""
     return billing.total(
-        billing.advance_lines(
+        billing.cycle_lines(
             ctx,
             product,
             cp,
             state.rows,
             now=now,
-            start=cp.current_period_start,
-            end=cp.current_period_end,
             include_one_off=False,
         )
     )
@@ -467,14 +465,12 @@ def _plan_upgrade(
     old_rows = [r for r in state.rows if r.cp_id == current.instance_id]
     if old_paid:
         # Credit for the unused time of the old fixed prices (P9), then its overage (A3).
-        lines += billing.advance_lines(
+        lines += billing.cycle_lines(
             ctx,
             old,
             current,
             old_rows,
             now=now,
-            start=current.current_period_start,
-            end=current.current_period_end,
             include_one_off=False,
             prorated=True,
             sign=-1,
@@ -599,14 +595,12 @@ def _move_shared_trial(
             moved = with_period(attrs.evolve(p, trial_ends_at=now), product, anchor=now, start=now)
         state = align_rows(replace_product(state, moved), moved)
         if trial_ends is None:
-            lines += billing.advance_lines(
+            lines += billing.cycle_lines(
                 ctx,
                 product,
                 moved,
                 state.rows,
                 now=now,
-                start=moved.current_period_start,
-                end=moved.current_period_end,
                 include_one_off=False,
             )
         at = moved.current_period_end
@@ -1070,14 +1064,12 @@ def _first_period_lines(
     prorated: bool,
 ) -> list[InvoiceLineRecord]:
     """What a newly live product bills now: its period (or the rest of it) and one-off prices."""
-    return billing.advance_lines(
+    return billing.cycle_lines(
         ctx,
         product,
         cp,
         state.rows,
         now=now,
-        start=cp.current_period_start,
-        end=cp.current_period_end,
         include_one_off=True,
         prorated=prorated,
     )

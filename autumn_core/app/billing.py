@@ -178,6 +178,32 @@ def seats_in_use(rows: Sequence[RowState]) -> Decimal:
     return sum((max(ZERO, r.usage - r.included) for r in rows), ZERO)
 
 
+def cycle_lines(
+    ctx: Context,
+    product: Product,
+    cp: ProductState,
+    rows: Iterable[RowState],
+    *,
+    now: datetime,
+    include_one_off: bool,
+    prorated: bool = False,
+    sign: int = 1,
+) -> list[InvoiceLineRecord]:
+    """``advance_lines`` over the product's own current period (most callers bill exactly that)."""
+    return advance_lines(
+        ctx,
+        product,
+        cp,
+        rows,
+        now=now,
+        start=cp.current_period_start,
+        end=cp.current_period_end,
+        include_one_off=include_one_off,
+        prorated=prorated,
+        sign=sign,
+    )
+
+
 def advance_lines(
     ctx: Context,
     product: Product,

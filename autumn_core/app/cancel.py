@@ -90,14 +90,12 @@ def _cancel_now(
     lines: list[InvoiceLineRecord] = []
     if billing.is_recurring_live(cp) and not cp.is_trialing(now):
         product = billing.product_of(unit.ctx, cp)
-        lines = billing.advance_lines(
+        lines = billing.cycle_lines(
             unit.ctx,
             product,
             cp,
             [r for r in state.rows if r.cp_id == cp.instance_id],
             now=now,
-            start=cp.current_period_start,
-            end=cp.current_period_end,
             include_one_off=False,
             prorated=True,
             sign=-1,

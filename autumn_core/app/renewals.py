@@ -204,14 +204,12 @@ def convert_trial(unit: Unit, state: CustomerState, cp: ProductState) -> Custome
         converted.append(new)
         state = replace_product(state, new)
         state = align_rows(state, new)
-        lines += billing.advance_lines(
+        lines += billing.cycle_lines(
             unit.ctx,
             product,
             new,
             state.rows,
             now=te,
-            start=new.current_period_start,
-            end=new.current_period_end,
             include_one_off=False,
         )
     state, ok = _send(
@@ -342,14 +340,12 @@ def start_scheduled(unit: Unit, state: CustomerState, cp: ProductState) -> Custo
     state = activate(unit, state, product, live, reset_anchor=at)
     state = align_rows(state, live)
     if product.is_recurring_paid or product.is_one_off:
-        lines = billing.advance_lines(
+        lines = billing.cycle_lines(
             unit.ctx,
             product,
             live,
             state.rows,
             now=at,
-            start=live.current_period_start,
-            end=live.current_period_end,
             include_one_off=True,
         )
         state, ok = _send(
