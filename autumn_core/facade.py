@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from importlib.metadata import entry_points
@@ -420,9 +421,15 @@ def open(
         raise InvalidRequest(f"store URL must look like scheme://..., got {url!r}")
     scheme = url.split("://", 1)[0]
     engine_kwargs = {k: kwargs.pop(k) for k in ("auto_create_customers", "options") if k in kwargs}
+    store = _store_factory(scheme)(url, **kwargs)
+    return Autumn(catalog, store=store, gateway=gateway, clock=clock, **engine_kwargs)
+
+
+@functools.cache
+def _store_factory(scheme: str) -> Callable[..., Store]:
+    """The registered store factory for a URL scheme (scanning entry points once per scheme)."""
     for ep in entry_points(group="autumn_core.stores"):
         if ep.name == scheme:
-            factory = ep.load()
-            store = factory(url, **kwargs)
-            return Autumn(catalog, store=store, gateway=gateway, clock=clock, **engine_kwargs)
+            factory: Callable[..., Store] = ep.load()
+            return factory
     raise InvalidRequest(f"no store is registered for URL scheme {scheme!r}")

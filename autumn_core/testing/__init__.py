@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from autumn_core.catalog import Catalog, Feature, FreeTrial, Item, Price, Product
 from autumn_core.clock import ManualClock
 from autumn_core.facade import Autumn
+from autumn_core.facade import open as open_engine
 from autumn_core.ports import Gateway
 
 #: The instant every helper engine starts at (a Monday, mid-month, 30-day-month friendly).
@@ -120,10 +121,11 @@ def engine(
     start: datetime = START,
     **kwargs: Any,
 ) -> Autumn:
-    """An ``Autumn`` on a fresh ``MemoryStore`` with a ``ManualClock`` at ``start``."""
-    from autumn_memory import MemoryStore  # the adapter is a test-time dependency only
-
-    return Autumn(catalog, store=MemoryStore(), gateway=gateway, clock=ManualClock(start), **kwargs)
+    """An ``Autumn`` on a fresh in-memory store (``memory://``, found through the store entry
+    points like any other, so the core imports no adapter) with a ``ManualClock`` at ``start``."""
+    return open_engine(
+        "memory://", catalog=catalog, gateway=gateway, clock=ManualClock(start), **kwargs
+    )
 
 
 def clock_of(billing: Autumn) -> ManualClock:
