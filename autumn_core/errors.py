@@ -105,8 +105,26 @@ class UniqueViolation(StoreError):
     code = "unique_violation"
 
 
+class StoreTimeout(StoreError):
+    """Storage did not answer within its bound (a lock held by another session, a stalled
+    server, no free connection); the operation did not happen."""
+
+    code = "store_timeout"
+
+
+class CommitOutcomeUnknown(AutumnError):
+    """The connection to the store failed while it was committing, and the store could not
+    find out whether the commit happened: the operation may or may not have taken effect.
+
+    Not a ``StoreError`` (which means nothing changed): before running the call again, look
+    at the state (or run it with an idempotency key, which makes the rerun safe either way)."""
+
+    code = "commit_outcome_unknown"
+
+
 __all__ = [
     "AutumnError",
+    "CommitOutcomeUnknown",
     "Conflict",
     "CustomerNotFound",
     "EntityAlreadyExists",
@@ -123,6 +141,7 @@ __all__ = [
     "ProductAlreadyAttached",
     "ProductNotFound",
     "StoreError",
+    "StoreTimeout",
     "UniqueViolation",
     "WebhookSignatureError",
 ]

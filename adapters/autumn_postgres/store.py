@@ -64,6 +64,7 @@ import functools
 import json
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -73,12 +74,18 @@ from typing import Any, Final, ParamSpec, TypeVar
 import attrs
 import cattrs
 import psycopg
-from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from autumn_core import model
-from autumn_core.errors import AutumnError, InvalidRequest, StoreError, UniqueViolation
+from autumn_core.errors import (
+    AutumnError,
+    CommitOutcomeUnknown,
+    InvalidRequest,
+    StoreError,
+    StoreTimeout,
+    UniqueViolation,
+)
 from autumn_core.model import (
     CustomerState,
     EntityState,
@@ -93,7 +100,19 @@ from autumn_core.model import (
 from autumn_core.ports import StoreCapabilities
 from autumn_core.rules.due import next_due_at
 from autumn_postgres import codec, schema
-from autumn_postgres.wire import BEGIN, BEGIN_SNAPSHOT, UNKNOWN_STATEMENT, Statement, Wire
+from autumn_postgres.pool import Pool, PoolExhausted
+from autumn_postgres.wire import (
+    BEGIN_SNAPSHOT,
+    DUPLICATE_STATEMENT,
+    UNKNOWN_STATEMENT,
+    CommitInDoubt,
+    ConnectionLost,
+    ServerError,
+    Statement,
+    Wire,
+    WireTimeout,
+    rows,
+)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -103,13 +122,20 @@ Conn = psycopg.Connection[Any]
 IDEMPOTENCY_TTL: Final = timedelta(hours=24)
 DEFAULT_CACHE_SIZE: Final = 10_000
 DEFAULT_POOL_MAX: Final = 10
-#: Seconds to wait for a pooled connection (also bounds waiting for an unreachable server).
-DEFAULT_TIMEOUT: Final = 10.0
+#: Seconds to connect, or to wait for a free pooled connection.
+DEFAULT_TIMEOUT: Final = 5.0
+#: Seconds to wait for a row lock another session holds (like SQLite's lock wait).
+DEFAULT_LOCK_TIMEOUT: Final = 5.0
+#: Seconds one statement may run on the server.
+DEFAULT_STATEMENT_TIMEOUT: Final = 30.0
 
 #: SQLSTATEs after which the server has rolled the transaction back and a rerun may succeed
 #: (26000: a prepared statement vanished because someone reset the session; it is prepared
 #: again on the rerun).
-RETRYABLE_SQLSTATES: Final = frozenset({"40001", "40P01", UNKNOWN_STATEMENT})
+RETRYABLE_SQLSTATES: Final = frozenset({"40001", "40P01", UNKNOWN_STATEMENT, DUPLICATE_STATEMENT})
+#: SQLSTATEs of a bound reached on the server: statement timeout (57014), lock timeout (55P03).
+#: Never re-run by the core (a rerun would multiply the wait).
+TIMEOUT_SQLSTATES: Final = frozenset({"57014", "55P03"})
 
 _CHILDREN: Final = ("products", "rows", "entities")
 
@@ -118,29 +144,39 @@ _CHILDREN: Final = ("products", "rows", "entities")
 
 
 class RetryableStoreError(StoreError):
-    """The server gave up on the transaction (serialization failure, deadlock) and rolled it
-    back; nothing happened and running the whole call again may succeed."""
+    """The server gave up on the transaction (serialization failure, deadlock, a session that
+    lost its prepared statements, a connection lost before COMMIT was sent) and rolled it back;
+    nothing happened and running the whole call again may succeed."""
 
     retryable: bool = True
 
 
 def translate(exc: BaseException) -> StoreError:
-    """Map a driver, pool or decoding exception to the core's error, keeping its message."""
+    """Map a driver, wire, pool or decoding exception to the core's error, keeping its message."""
     if isinstance(exc, StoreError):
         return exc
-    if isinstance(exc, PoolTimeout):
-        return StoreError(f"no PostgreSQL connection became available ({exc})")
+    if isinstance(exc, WireTimeout):
+        return StoreTimeout(f"{exc}; the transaction was abandoned, nothing changed")
+    if isinstance(exc, ConnectionLost):
+        return RetryableStoreError(
+            f"lost the connection to PostgreSQL before the transaction committed ({exc});"
+            " nothing changed"
+        )
+    if isinstance(exc, PoolExhausted | PoolTimeout):
+        return StoreTimeout(f"no PostgreSQL connection became available: {exc}")
     if isinstance(exc, PoolClosed):
         return StoreError("the store is closed")
-    if isinstance(exc, psycopg.Error):
+    if isinstance(exc, ServerError | psycopg.Error):
         state = exc.sqlstate
-        detail = str(exc).strip()
+        detail = exc.message if isinstance(exc, ServerError) else str(exc).strip()
         if state == "23505":
             return UniqueViolation(f"a uniqueness constraint refused the write ({detail})")
         if state in RETRYABLE_SQLSTATES:
             return RetryableStoreError(
                 f"PostgreSQL rolled the transaction back ({state}: {detail}); nothing changed"
             )
+        if state in TIMEOUT_SQLSTATES:
+            return StoreTimeout(f"PostgreSQL gave up waiting ({state}: {detail}); nothing changed")
         if (
             state is None and isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
         ) or (state is not None and state.startswith(("08", "57P"))):
@@ -160,7 +196,15 @@ def _translated(fn: Callable[P, R]) -> Callable[P, R]:
             return fn(*args, **kwargs)
         except AutumnError:
             raise
-        except (psycopg.Error, ValueError, TypeError, KeyError, cattrs.BaseValidationError) as exc:
+        except (
+            ServerError,
+            ConnectionLost,
+            psycopg.Error,
+            ValueError,
+            TypeError,
+            KeyError,
+            cattrs.BaseValidationError,
+        ) as exc:
             raise translate(exc) from exc
 
     return wrapper
@@ -276,6 +320,13 @@ def _update_customer(parts: tuple[bool, ...]) -> str:
 @functools.cache
 def _wire_statement(sql: str) -> Statement:
     return Statement(sql)
+
+
+def _doc(text: str | None) -> Any:
+    """A jsonb column read as text."""
+    if text is None:
+        raise StoreError("a stored document is missing")
+    return json.loads(text)
 
 
 #: Save without knowing what the database holds (``before`` was not read by this
@@ -502,18 +553,17 @@ _Read = tuple[str, Statement | None, str, Any, Any]
 
 
 class PostgresTransaction:
-    """One unit of work on one pooled connection; also its own context manager."""
+    """One unit of work on one pooled connection; also its own context manager.
+
+    Every statement goes through one ``Wire`` that owns the connection from ``BEGIN`` to
+    ``COMMIT``/``ROLLBACK`` (see ``autumn_postgres.wire``)."""
 
     _conn: Conn
+    _wire: Wire
 
     def __init__(self, store: PostgresStore, write: bool) -> None:
         self._store = store
         self._write = write
-        #: The hot statements' executor (None with ``pipeline=False``).
-        self._wire: Wire | None = None
-        #: psycopg's pipeline, entered when a write first runs a statement the wire does not.
-        self._pipeline: psycopg.Pipeline | None = None
-        self._pipeline_cm: contextlib.AbstractContextManager[psycopg.Pipeline] | None = None
         #: Cache entries this transaction produced: published only after COMMIT.
         self._staged: dict[str, _Entry | None] = {}
         #: Customers fetched whole (and, writing, locked) by ``customer_pk`` (pk -> state).
@@ -526,26 +576,13 @@ class PostgresTransaction:
         self._first: _Read | None = None
         #: Read transactions: a REPEATABLE READ transaction is open (or queued on the wire).
         self._snapshot = False
-        #: Read transactions: the first statement's result in the snapshot, when it was run
-        #: through psycopg (through the wire it arrives in ``Wire.kept``).
-        self._replayed: list[Any] = []
 
     # -- life cycle ---------------------------------------------------------------------------
     def __enter__(self) -> PostgresTransaction:
         self._conn = self._store._acquire()
-        try:
-            if self._store._use_pipeline:
-                self._wire = Wire(self._conn, self._store._prepared_on(self._conn))
-                if self._write:
-                    self._wire.begin()  # BEGIN travels with the first statement
-            elif self._write:
-                self._conn.execute(BEGIN)
-        except BaseException as exc:
-            self._abort()
-            self._store._release(self._conn)
-            if isinstance(exc, psycopg.Error):
-                raise translate(exc) from exc
-            raise
+        self._wire = self._store._wire_on(self._conn)
+        if self._write:
+            self._wire.begin()  # BEGIN travels with the first statement
         return self
 
     def __exit__(
@@ -560,73 +597,34 @@ class PostgresTransaction:
                 return
             if exc is not None:
                 self._abort()
-                if isinstance(exc, psycopg.Error):
-                    raise translate(exc) from exc
                 return
             try:
-                if self._wire is not None and self._pipeline is None:
-                    self._wire.commit()  # the queued writes, COMMIT and one Sync
-                else:
-                    self._conn.execute("COMMIT")
-                    if self._pipeline_cm is not None:
-                        # Leaving the pipeline sends the Sync and raises a queued error.
-                        cm, self._pipeline_cm, self._pipeline = self._pipeline_cm, None, None
-                        cm.__exit__(None, None, None)
+                self._wire.commit()  # the queued writes, COMMIT and one Sync
+            except CommitInDoubt as doubt:
+                self._store._settle(doubt)  # returns only if the transaction committed
             except BaseException as err:
                 self._abort()
-                if isinstance(err, psycopg.Error):
-                    raise translate(err) from err
-                raise
+                raise translate(err) from err
             self._store._publish(self._staged)
         finally:
-            self._store._release(self._conn)
+            self._store._release(self._conn, self._wire)
 
     def _abort(self) -> None:
-        """Roll back whatever state the connection is in; a broken one is left to the pool.
-
-        psycopg answers a ROLLBACK it executed with ``DEALLOCATE ALL`` (it drops its prepared
-        statements), which drops the wire's too: the wire forgets them and prepares them again
-        in its next pipeline (without that the next call would fail once with 26000).
-        """
-        rolled_back = False
-        if self._wire is not None:
-            with contextlib.suppress(psycopg.Error):
-                self._wire.abort()
-        pipeline, self._pipeline = self._pipeline, None
-        cm, self._pipeline_cm = self._pipeline_cm, None
-        if pipeline is not None and cm is not None:
-            with contextlib.suppress(psycopg.Error):
-                pipeline.sync()  # surfaces (and clears) an error of a queued statement
-            rolled_back = True
-            with contextlib.suppress(psycopg.Error):
-                self._conn.execute("ROLLBACK")
-                pipeline.sync()
-            with contextlib.suppress(psycopg.Error):
-                cm.__exit__(None, None, None)
-        if self._conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-            rolled_back = True
-            with contextlib.suppress(psycopg.Error):
-                self._conn.execute("ROLLBACK")
-        if rolled_back:
-            self._store._prepared_on(self._conn).clear()
+        """Roll back whatever state the connection is in; a failed one is discarded on
+        release (``Wire.abort`` is the only ROLLBACK: no driver logic runs in between)."""
+        with contextlib.suppress(ConnectionLost):
+            self._wire.abort()
 
     def _end_read(self, exc: BaseException | None) -> None:
         """End a read transaction: COMMIT its snapshot if one was opened (a check has none)."""
+        wire = self._wire
         if exc is None and self._snapshot:
             try:
-                wire = self._wire
-                if wire is not None and wire.active and wire.opened:
-                    wire.commit()
-                else:
-                    if wire is not None:
-                        wire.finish()
-                    self._conn.execute("COMMIT")
+                wire.commit(in_doubt=False)
             except BaseException as err:
                 self._abort()
-                if isinstance(err, psycopg.Error):
-                    raise translate(err) from err
-                raise
-        elif exc is not None or (self._wire is not None and self._wire.active):
+                raise translate(err) from err
+        elif exc is not None or wire.active:
             self._abort()
         if exc is None:
             self._store._publish(self._staged)
@@ -636,24 +634,9 @@ class PostgresTransaction:
         if not self._write:
             raise StoreError("write attempted in a read transaction")
 
-    def _psycopg(self) -> None:
-        """Hand the connection to psycopg for a statement the wire does not send: send what the
-        wire queued, and in a write continue in psycopg's pipeline (BEGIN first if not sent)."""
-        wire = self._wire
-        if wire is None or self._pipeline is not None:
-            return
-        wire.finish()
-        if self._write:
-            self._pipeline_cm = self._conn.pipeline()
-            self._pipeline = self._pipeline_cm.__enter__()
-            if not wire.opened:
-                wire.opened = True
-                self._conn.execute(BEGIN)
-
     def _fire(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> None:
         """Queue a statement whose result nobody needs; errors surface by COMMIT at the latest."""
-        self._psycopg()
-        self._conn.execute(sql, params)
+        self._wire.fire(_wire_statement(sql), params)
 
     def _one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
         return self._read("one", None, sql, params)
@@ -662,13 +645,16 @@ class PostgresTransaction:
         result: list[Any] = self._read("all", None, sql, params)
         return result
 
-    def _run(self, kind: str, stmt: Statement | None, sql: str, params: Any) -> Any:
+    def _decode(self, kind: str, res: Any) -> Any:
         if kind == "row":
-            assert stmt is not None
-            return self._row(stmt, sql, params)
-        self._psycopg()
-        cur = self._conn.execute(sql, params)
-        return cur.fetchone() if kind == "one" else cur.fetchall()
+            return self._decode_row(res)
+        found = rows(res, self._wire.encoding)
+        if kind == "one":
+            return found[0] if found else None
+        return found
+
+    def _run(self, kind: str, stmt: Statement | None, sql: str, params: Any) -> Any:
+        return self._decode(kind, self._wire.one(stmt or _wire_statement(sql), params))
 
     def _read(self, kind: str, stmt: Statement | None, sql: str, params: Any) -> Any:
         """Run a statement whose result is needed (``kind``: "row" for a customer row, "one",
@@ -689,81 +675,41 @@ class PostgresTransaction:
             result = self._run(kind, stmt, sql, params)
             self._first = (kind, stmt, sql, params, result)
             return result
-        self._open_snapshot(first)
-        result = self._run(kind, stmt, sql, params)
-        self._check_replay(first)
-        return result
-
-    def _open_snapshot(self, first: _Read) -> None:
-        kind, stmt, sql, params, _ = first
         self._snapshot = True
+        kind0, stmt0, sql0, params0, result0 = first
         wire = self._wire
-        if wire is not None and kind == "row":
-            assert stmt is not None
-            wire.kept.clear()
-            wire.begin(BEGIN_SNAPSHOT)  # BEGIN, the replay and the next statement: one batch
-            wire.keep(stmt, params)
-            return
-        if wire is not None:
-            wire.finish()
-        self._conn.execute(BEGIN_SNAPSHOT)
-        self._replayed = [self._run(kind, stmt, sql, params)]
-
-    def _check_replay(self, first: _Read) -> None:
-        result = first[4]
-        if self._replayed:
-            again = self._replayed.pop()
-        else:
-            wire = self._wire
-            if wire is not None and wire.active:
-                wire.finish()  # the replay may still be unread (a psycopg statement came next)
-            if wire is None or not wire.kept:
-                raise StoreError("a read transaction's replayed statement returned no result")
-            again = self._decode_row(wire.kept.pop())
-        if again != result:
+        wire.kept.clear()
+        wire.begin(BEGIN_SNAPSHOT)  # BEGIN, the replay and the next statement: one batch
+        wire.keep(stmt0 or _wire_statement(sql0), params0)
+        result = self._run(kind, stmt, sql, params)
+        if not wire.kept:
+            raise StoreError("a read transaction's replayed statement returned no result")
+        if self._decode(kind0, wire.kept.pop()) != result0:
             raise RetryableStoreError(
                 "the rows a read transaction had read changed before its next statement;"
                 " nothing changed, run the call again"
             )
-
-    def _hot_fire(self, stmt: Statement, sql: str, params: dict[str, Any]) -> None:
-        """``_fire`` for a statement of the hot paths: through the wire while it has the
-        connection."""
-        if self._wire is not None and self._pipeline is None:
-            self._wire.fire(stmt, params)
-        else:
-            self._fire(sql, params)
+        return result
 
     def _customer_row(self, stmt: Statement, sql: str, params: dict[str, Any]) -> Any:
         """One customer row (pk, seq, version, head, products, rows, entities) or None."""
         return self._read("row", stmt, sql, params)
-
-    def _row(self, stmt: Statement, sql: str, params: dict[str, Any]) -> Any:
-        if self._wire is None or self._pipeline is not None:
-            self._psycopg()
-            return self._conn.execute(sql, params).fetchone()
-        return self._decode_row(self._wire.one(stmt, params))
 
     def _locked_row(self, by_id: bool, key: str, params: dict[str, Any]) -> Any:
         """Lock a customer row (by id or pk), then read it whole: the read is a second
         statement, issued after the lock statement completed (pipelined: one round trip), so it
         sees the children as committed by the previous lock holder (see the module docstring).
         """
-        lock_sql, read_sql = (_LOCK_BY_ID, _READ_BY_ID) if by_id else (_LOCK_BY_PK, _READ_BY_PK)
         wire = self._wire
-        if wire is None or self._pipeline is not None:
-            locked = self._one(lock_sql, {"key": key})
-            row = self._one(read_sql, params)
-        else:
-            wire.kept.clear()
-            wire.keep(_W_LOCK_BY_ID if by_id else _W_LOCK_BY_PK, {"key": key})
-            row = self._decode_row(wire.one(_W_READ_BY_ID if by_id else _W_READ_BY_PK, params))
-            res = wire.kept.pop()
-            pk = res.get_value(0, 0) if res.ntuples else None
-            locked = None if pk is None else (pk.decode(),)
+        wire.kept.clear()
+        wire.keep(_W_LOCK_BY_ID if by_id else _W_LOCK_BY_PK, {"key": key})
+        row = self._decode_row(wire.one(_W_READ_BY_ID if by_id else _W_READ_BY_PK, params))
+        res = wire.kept.pop()
+        pk = res.get_value(0, 0) if res.ntuples else None
+        locked = None if pk is None else bytes(pk).decode()
         if locked is None and row is None:
             return None
-        if locked is None or row is None or str(locked[0]) != str(row[0]):
+        if locked is None or row is None or locked != str(row[0]):
             # The id moved to another customer between the two statements (a rename committed
             # while this one waited for the lock): nothing was read under a lock.
             raise RetryableStoreError(f"customer {key!r} changed while it was being locked")
@@ -863,7 +809,7 @@ class PostgresTransaction:
     @_translated
     def load_product_versions(self) -> list[ProductVersionRecord]:
         rows = self._all("SELECT data FROM autumn_product_versions ORDER BY product_id, version")
-        return [codec.structure(r[0], ProductVersionRecord) for r in rows]
+        return [codec.structure(_doc(r[0]), ProductVersionRecord) for r in rows]
 
     @_translated
     def save_product_version(self, record: ProductVersionRecord) -> None:
@@ -882,7 +828,7 @@ class PostgresTransaction:
             " WHERE product_id = %s AND version = %s)",
             (product_id, version),
         )
-        return bool(row[0])
+        return row is not None and row[0] == "t"
 
     # -- customers ------------------------------------------------------------------------------
     @_translated
@@ -921,7 +867,10 @@ class PostgresTransaction:
         return None if row is None else self._state(hint, *row)
 
     def _states(self, rows: list[Any]) -> list[CustomerState]:
-        return [self._state(self._lookup(str(r[0])), *r) for r in rows]
+        return [
+            self._state(self._lookup(str(r[0])), str(r[0]), int(r[1]), int(r[2]), *r[3:])
+            for r in rows
+        ]
 
     @_translated
     def customers_by_email(self, email: str) -> list[CustomerState]:
@@ -994,16 +943,15 @@ class PostgresTransaction:
             self._fire("SAVEPOINT autumn_identity")
             try:
                 self._one(sql, params)
-            except pg_errors.UniqueViolation as exc:
-                if self._pipeline is not None:
-                    with contextlib.suppress(psycopg.Error):
-                        self._pipeline.sync()  # leave the aborted-pipeline state
+            except ServerError as exc:
+                if exc.sqlstate != "23505":
+                    raise
+                self._wire.sync()  # leave the skipped-statements state of the pipeline
                 self._fire("ROLLBACK TO SAVEPOINT autumn_identity")
-                self._store._prepared_on(self._conn).clear()  # psycopg deallocates (_abort)
                 raise translate(exc) from exc
             self._fire("RELEASE SAVEPOINT autumn_identity")
         else:
-            self._hot_fire(_wire_statement(sql), sql, params)
+            self._wire.fire(_wire_statement(sql), params)
         if held is not None and base is not None:
             saved = attrs.evolve(after, version=base.version + 1)
             self._held[after.pk] = (held[0], saved)
@@ -1079,9 +1027,9 @@ class PostgresTransaction:
                 "created": e.created_at,
                 "data": codec.encode(e),
             }
-            self._hot_fire(_W_EVENT, _INSERT_EVENT, params)
+            self._wire.fire(_W_EVENT, params)
             return
-        self._hot_fire(_W_EVENTS, _INSERT_EVENTS, {"events": codec.encode(list(events))})
+        self._wire.fire(_W_EVENTS, {"events": codec.encode(list(events))})
 
     @_translated
     def list_events(
@@ -1105,7 +1053,7 @@ class PostgresTransaction:
                 "limit": limit,
             },
         )
-        return [codec.structure(r[0], EventRecord) for r in rows]
+        return [codec.structure(_doc(r[0]), EventRecord) for r in rows]
 
     # -- idempotency --------------------------------------------------------------------------
     @_translated
@@ -1117,7 +1065,7 @@ class PostgresTransaction:
             " WHERE operation = %s AND customer_pk = %s AND key = %s",
             (operation, customer_pk, key),
         )
-        return None if row is None else codec.structure(row[0], IdempotencyRecord)
+        return None if row is None else codec.structure(_doc(row[0]), IdempotencyRecord)
 
     @_translated
     def put_idempotency(self, record: IdempotencyRecord) -> None:
@@ -1150,7 +1098,7 @@ class PostgresTransaction:
                 "fp": fingerprint,
             },
         )
-        return bool(row[0])
+        return row is not None and row[0] == "t"
 
     @_translated
     def claim_trial(
@@ -1163,7 +1111,7 @@ class PostgresTransaction:
             "entity": entity_id or "",
             "fp": fingerprint,
         }
-        subject, by_fp = self._one(_CLAIM_TRIAL, params)
+        subject, by_fp = (int(v or 0) for v in self._one(_CLAIM_TRIAL, params))
         if subject and (fingerprint is None or by_fp):
             return True
         # One of the two was claimed already: undo the half this statement inserted (no other
@@ -1224,7 +1172,7 @@ class PostgresTransaction:
     @_translated
     def get_invoice(self, invoice_id: str) -> InvoiceRecord | None:
         row = self._one("SELECT data FROM autumn_invoices WHERE id = %s", (invoice_id,))
-        return None if row is None else codec.structure(row[0], InvoiceRecord)
+        return None if row is None else codec.structure(_doc(row[0]), InvoiceRecord)
 
     @_translated
     def find_invoice_by_gateway_id(self, gateway_invoice_id: str) -> InvoiceRecord | None:
@@ -1232,7 +1180,7 @@ class PostgresTransaction:
             "SELECT data FROM autumn_invoices WHERE gateway_invoice_id = %s ORDER BY seq LIMIT 1",
             (gateway_invoice_id,),
         )
-        return None if row is None else codec.structure(row[0], InvoiceRecord)
+        return None if row is None else codec.structure(_doc(row[0]), InvoiceRecord)
 
     @_translated
     def list_invoices(self, customer_pk: str) -> list[InvoiceRecord]:
@@ -1240,7 +1188,7 @@ class PostgresTransaction:
             "SELECT data FROM autumn_invoices WHERE customer_pk = %s ORDER BY seq",
             (customer_pk,),
         )
-        return [codec.structure(r[0], InvoiceRecord) for r in rows]
+        return [codec.structure(_doc(r[0]), InvoiceRecord) for r in rows]
 
     # -- pending ------------------------------------------------------------------------------
     @_translated
@@ -1257,7 +1205,7 @@ class PostgresTransaction:
     @_translated
     def get_pending(self, key: str) -> PendingRecord | None:
         row = self._one("SELECT data FROM autumn_pending WHERE key = %s", (key,))
-        return None if row is None else codec.structure(row[0], PendingRecord)
+        return None if row is None else codec.structure(_doc(row[0]), PendingRecord)
 
     @_translated
     def delete_pending(self, key: str) -> None:
@@ -1267,7 +1215,7 @@ class PostgresTransaction:
     @_translated
     def list_pending(self, kind: str) -> list[PendingRecord]:
         rows = self._all("SELECT data FROM autumn_pending WHERE kind = %s ORDER BY key", (kind,))
-        return [codec.structure(r[0], PendingRecord) for r in rows]
+        return [codec.structure(_doc(r[0]), PendingRecord) for r in rows]
 
 
 # -- the store ------------------------------------------------------------------------------
@@ -1282,20 +1230,58 @@ def _describe(conninfo: str) -> str:
     return f"{d.get('host', '')}:{d.get('port', '')}/{d.get('dbname', '')}"
 
 
+def _password(conninfo: str) -> str | None:
+    try:
+        value = conninfo_to_dict(conninfo).get("password")
+    except psycopg.Error:
+        return None
+    return None if value is None else str(value)
+
+
 #: connection -> names of the wire's statements prepared on it (see ``_prepared_on``).
 _PREPARED: Final[weakref.WeakKeyDictionary[Conn, set[bytes]]] = weakref.WeakKeyDictionary()
 _PREPARED_LOCK: Final = threading.Lock()
+
+
+def _seconds(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise InvalidRequest(f"{name} must be a positive number of seconds, got {value!r}")
+    return float(value)
 
 
 class PostgresStore:
     """The PostgreSQL store: ``PostgresStore("postgresql://user:pw@host:port/db")``.
 
     Also accepts a ``psycopg_pool.ConnectionPool`` the application already has (the store then
-    does not close it). Opening migrates the schema (see ``autumn_postgres.schema``).
+    does not close it). Opening connects once (so a wrong host, port, database, role or password
+    fails here, with the server's reason and without the password) and migrates the schema
+    (see ``autumn_postgres.schema``).
 
-    ``max_size`` bounds the pool this store creates, ``timeout`` how long a call waits for a
-    connection (and so for an unreachable server) before failing with ``StoreError``,
-    ``cache_size`` how many parsed customers are kept.
+    Bounds, all in seconds, so that nothing waits forever:
+
+    - ``timeout`` (5): connecting (``connect_timeout``), and waiting for a free connection
+      when ``max_size`` are in use; past it a call fails with ``StoreTimeout``.
+    - ``lock_timeout`` (5, like SQLite's lock wait): waiting for a row another session holds;
+      ``statement_timeout`` (30): one statement on the server. Past either the server cancels
+      the statement, the transaction rolls back and the call fails with ``StoreTimeout``,
+      having changed nothing. (Sent as the connection's startup ``options``; a proxy that
+      drops them leaves the client-side bound below.)
+    - The client never waits for an answer longer than ``statement_timeout + timeout``, and
+      TCP keepalives notice a dead peer: a stalled server (or network) fails the call with
+      ``StoreTimeout`` and the connection is discarded.
+
+    Outcomes: a call that raises ``StoreError`` changed nothing. When the connection fails
+    while a write is committing, the store finds out what happened: the COMMIT's own answer, if
+    it arrived, or else the transaction's id (read in the same round trip) looked up on a fresh
+    connection (``pg_xact_status``). Committed: the call returns normally. Rolled back:
+    ``StoreError``. Not knowable (the id never arrived, or the server cannot be reached, or the
+    transaction is still running on a stalled server): ``CommitOutcomeUnknown``, which is not a
+    ``StoreError`` — the write may have happened.
+
+    ``max_size`` bounds the connections this store opens, ``cache_size`` how many parsed
+    customers are kept. ``pipeline=False`` sends every statement on its own, unnamed (no
+    session state between transactions): for proxies that multiplex sessions, such as
+    pgbouncer in transaction mode.
     """
 
     capabilities = StoreCapabilities(multi_process=True, durable=True)
@@ -1307,6 +1293,8 @@ class PostgresStore:
         min_size: int = 1,
         max_size: int = DEFAULT_POOL_MAX,
         timeout: float = DEFAULT_TIMEOUT,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT,
         cache_size: int = DEFAULT_CACHE_SIZE,
         pipeline: bool = True,
     ) -> None:
@@ -1320,35 +1308,53 @@ class PostgresStore:
         self._ids: dict[str, str] = {}
         self._closed = False
         self._pid = os.getpid()
+        self._timeout = _seconds("timeout", timeout)
+        lock_s = _seconds("lock_timeout", lock_timeout)
+        statement_s = _seconds("statement_timeout", statement_timeout)
+        #: How long the client waits for any answer before abandoning the connection.
+        self._wait_limit = statement_s + self._timeout
+        self._pool: Pool | ConnectionPool[Any]
         if isinstance(url_or_pool, ConnectionPool):
-            self._pool: ConnectionPool[Any] = url_or_pool
+            self._pool = url_or_pool
             self._owns_pool = False
             conninfo = url_or_pool.conninfo
-            self._where = _describe(conninfo if isinstance(conninfo, str) else conninfo())
+            self._conninfo = conninfo if isinstance(conninfo, str) else conninfo()
+            self._connect_kwargs: dict[str, Any] = {"autocommit": True}
         elif isinstance(url_or_pool, str):
             try:
-                conninfo_to_dict(url_or_pool)
+                params = conninfo_to_dict(url_or_pool)
             except psycopg.Error as exc:
                 raise InvalidRequest(f"not a PostgreSQL URL: {exc}") from None
             if not (0 < min_size <= max_size):
                 raise InvalidRequest(f"need 0 < min_size <= max_size, got {min_size}, {max_size}")
-            if not timeout > 0:
-                raise InvalidRequest(f"timeout must be positive, got {timeout!r}")
-            self._where = _describe(url_or_pool)
-            self._pool = ConnectionPool(
+            self._conninfo = url_or_pool
+            bounds = f"-c lock_timeout={int(lock_s * 1000)} -c statement_timeout={int(statement_s * 1000)}"
+            options = f"{params['options']} {bounds}" if params.get("options") else bounds
+            self._connect_kwargs = {
+                "autocommit": True,
+                # psycopg prepares and deallocates nothing: the wire owns the session's
+                # prepared statements.
+                "prepare_threshold": None,
+                "connect_timeout": max(2, round(self._timeout)),
+                "keepalives": 1,
+                "keepalives_idle": 10,
+                "keepalives_interval": 5,
+                "keepalives_count": 3,
+                "tcp_user_timeout": int(self._wait_limit * 1000),
+                "options": options,
+            }
+            self._pool = Pool(
                 url_or_pool,
-                min_size=min_size,
                 max_size=max_size,
-                timeout=timeout,
-                kwargs={"autocommit": True, "prepare_threshold": 0},
-                name=f"autumn-{self._where}",
-                open=True,
+                timeout=self._timeout,
+                kwargs=self._connect_kwargs,
             )
             self._owns_pool = True
         else:
             raise InvalidRequest(
                 f"PostgresStore needs a postgresql:// URL or a ConnectionPool, got {url_or_pool!r}"
             )
+        self._where = _describe(self._conninfo)
         try:
             self._migrate()
         except BaseException:
@@ -1380,6 +1386,16 @@ class PostgresStore:
             return self._db_version(conn)
 
     # -- connections --------------------------------------------------------------------------
+    def _cannot_connect(self, exc: BaseException) -> StoreError:
+        """A failure to connect, naming the server's reason (never the password)."""
+        if isinstance(exc, PoolExhausted | PoolTimeout | PoolClosed):
+            return translate(exc)
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        secret = _password(self._conninfo)
+        if secret:
+            reason = reason.replace(secret, "***")
+        return StoreError(f"cannot connect to PostgreSQL at {self._where}: {reason}")
+
     def _acquire(self) -> Conn:
         if self._closed:
             raise StoreError("the store is closed")
@@ -1387,16 +1403,25 @@ class PostgresStore:
             raise StoreError("a PostgresStore cannot be used after fork: open one in each process")
         try:
             conn: Conn = self._pool.getconn()
-        except (PoolTimeout, PoolClosed, psycopg.Error) as exc:
-            raise translate(exc) from exc
-        if not conn.autocommit:  # a caller-supplied pool
-            try:
+        except (PoolExhausted, PoolTimeout, PoolClosed, psycopg.Error) as exc:
+            raise self._cannot_connect(exc) from None
+        try:
+            if not conn.autocommit:  # a caller-supplied pool
                 conn.autocommit = True
-            except psycopg.Error as exc:
-                self._pool.putconn(conn)
-                raise translate(exc) from exc
-        conn.prepare_threshold = 0
+            conn.prepare_threshold = None
+        except psycopg.Error as exc:
+            self._give_back(conn, reusable=False)
+            raise translate(exc) from exc
         return conn
+
+    def _wire_on(self, conn: Conn) -> Wire:
+        return Wire(
+            conn,
+            self._prepared_on(conn),
+            wait_limit=self._wait_limit,
+            named=self._use_pipeline,
+            eager=not self._use_pipeline,
+        )
 
     @staticmethod
     def _prepared_on(conn: Conn) -> set[bytes]:
@@ -1408,19 +1433,81 @@ class PostgresStore:
                 names = _PREPARED.setdefault(conn, set())
         return names
 
-    def _release(self, conn: Conn) -> None:
+    def _release(self, conn: Conn, wire: Wire) -> None:
+        """Hand a connection back: only a clean one (idle, out of pipeline mode, nothing
+        unread) is kept; any other is rolled back once more or closed."""
+        if not wire.clean and not wire.broken:
+            with contextlib.suppress(ConnectionLost):
+                wire.abort()
+        reusable = wire.clean
+        self._give_back(conn, reusable=reusable)
+        if wire.broken and isinstance(self._pool, Pool):
+            # A dead connection usually means the server restarted: so are the idle ones.
+            self._pool.discard_idle()
+
+    def _give_back(self, conn: Conn, *, reusable: bool) -> None:
+        pool = self._pool
+        if isinstance(pool, Pool):
+            pool.putconn(conn, reusable=reusable)
+            return
+        if not reusable:
+            with contextlib.suppress(Exception):
+                conn.close()  # psycopg_pool drops a closed connection
         with contextlib.suppress(Exception):
-            self._pool.putconn(conn)
+            pool.putconn(conn)
+
+    def _settle(self, doubt: CommitInDoubt) -> None:
+        """Find out what became of a transaction whose COMMIT's answer was lost: return if it
+        committed, raise ``StoreError`` if it rolled back, ``CommitOutcomeUnknown`` otherwise."""
+        if doubt.xid is None:
+            raise CommitOutcomeUnknown(
+                f"the connection to PostgreSQL at {self._where} failed while committing"
+                f" ({doubt.cause}), before the transaction's id arrived: the write may or may"
+                " not have happened"
+            )
+        status = None
+        deadline = time.monotonic() + self._timeout
+        try:
+            with psycopg.connect(self._conninfo, **self._connect_kwargs) as conn:
+                while True:
+                    row = conn.execute(
+                        "SELECT pg_xact_status(%s::xid8)", (doubt.xid,), prepare=False
+                    ).fetchone()
+                    status = None if row is None else row[0]
+                    if status != "in progress" or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.05)
+        except psycopg.Error as exc:
+            raise CommitOutcomeUnknown(
+                f"the connection to PostgreSQL at {self._where} failed while committing"
+                f" ({doubt.cause}), and a new connection could not find out whether it"
+                f" committed ({self._cannot_connect(exc).message}): the write may or may not"
+                " have happened"
+            ) from None
+        if status == "committed":
+            return
+        if status == "aborted":
+            raise StoreError(
+                f"the connection to PostgreSQL failed while committing ({doubt.cause}); the"
+                " server rolled the transaction back, nothing changed"
+            )
+        raise CommitOutcomeUnknown(
+            f"the connection to PostgreSQL at {self._where} failed while committing"
+            f" ({doubt.cause}); transaction {doubt.xid} is {status or 'unknown'} on the server:"
+            " the write may or may not have happened"
+        )
 
     @contextlib.contextmanager
     def _connection(self) -> Any:
         conn = self._acquire()
+        ok = False
         try:
             yield conn
+            ok = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
         except psycopg.Error as exc:
             raise translate(exc) from exc
         finally:
-            self._release(conn)
+            self._give_back(conn, reusable=ok)
 
     # -- the parse cache ----------------------------------------------------------------------
     def _cache_put(self, pk: str, entry: _Entry) -> None:

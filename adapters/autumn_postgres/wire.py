@@ -1,27 +1,29 @@
-"""A thin pipelined executor on libpq for the statements of the hot paths.
+"""The store's own executor on libpq: every statement of a transaction goes through here.
 
-``track`` and ``check`` send a handful of fixed statements (lock-and-load or read of a customer,
-the diff save, the event insert). Through psycopg's cursors and pipeline each of them costs a
-cursor, a query conversion and a wait on the socket (a poll and a send), which on a small machine
-is several times the engine's own work. ``Wire`` sends them on the connection's libpq handle
-(``conn.pgconn``, psycopg's public ``pq`` layer) in pipeline mode instead:
+A ``Wire`` owns its connection for the whole transaction, from ``BEGIN`` to ``COMMIT`` or
+``ROLLBACK``: psycopg's cursors, pipeline and prepared-statement cache never touch the
+connection in between (the store's connections are opened with ``prepare_threshold=None``, so
+psycopg itself prepares and deallocates nothing). Only psycopg's documented ``pq`` layer is used
+(``conn.pgconn``: send, flush, poll, read results), and errors are read from the results'
+documented fields, so nothing depends on how psycopg's higher layers behave.
 
-- statements are named prepared statements (``autumn_<hash>``), prepared lazily *in the same
+- Statements are named prepared statements (``autumn_<hash>``), prepared lazily *in the same
   pipeline* as their first execution (a ``Parse`` ahead of the ``Bind``), so preparing never
-  costs a round trip; which names a connection holds is remembered per connection;
-- parameters are sent as text with types inferred by the server from the SQL (every statement
-  that goes through here casts or compares each parameter), results are read as text;
-- nothing is sent until a result is needed (``one``: a flush request) or the work is done
-  (``commit`` / ``finish``: one ``Sync``), so a write transaction is exactly two round trips:
-  BEGIN + lock + load, then the writes + COMMIT;
-- statements queued with ``keep`` have their results kept (``kept``), so two statements whose
-  results are both needed (the lock and the load; a replayed read and the next one) share one
-  round trip. Statements of one pipeline run in order: the second starts after the first has
-  finished (and, for a lock, after the lock was granted).
-
-Errors come back as the psycopg exception of the server's SQLSTATE (``errors.error_from_result``)
-so that ``store.translate`` maps them like any other. After an error the transaction must be
-ended with ``abort`` (which leaves pipeline mode); the caller then rolls back through psycopg.
+  costs a round trip; which names a session holds is remembered per connection, and only the
+  wire adds to or clears that record. With ``named=False`` (a proxy that multiplexes sessions,
+  such as pgbouncer in transaction mode) every statement is parsed unnamed instead.
+- Parameters are sent as text with types inferred by the server from the SQL; results are read
+  as text (``rows``).
+- Nothing is sent until a result is needed (``one``: a flush request) or the work is done
+  (``commit`` / ``finish``: one ``Sync``), so a write transaction is two round trips:
+  BEGIN + lock + load, then the writes + COMMIT. Statements queued with ``keep`` have their
+  results kept (``kept``), so two statements whose results are both needed share one round trip.
+- Every wait on the socket is bounded (``wait_limit`` seconds): a stalled server fails the call
+  with ``WireTimeout`` instead of hanging; the connection is then unusable and is discarded.
+- ``commit`` knows what it knows: the COMMIT's own result says the transaction committed even if
+  the connection dies right after it; when the connection dies before that result arrives, it
+  raises ``CommitInDoubt`` with the transaction id (read in the same batch), so the store can
+  ask a fresh session what became of it.
 """
 
 from __future__ import annotations
@@ -30,53 +32,101 @@ import hashlib
 import re
 import select
 from collections import deque
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
 
 import psycopg
-from psycopg import errors as pg_errors
 from psycopg import pq
 
 _OK: Final = frozenset({pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK})
 _FATAL: Final = pq.ExecStatus.FATAL_ERROR
 _ABORTED: Final = pq.ExecStatus.PIPELINE_ABORTED
 _SYNC: Final = pq.ExecStatus.PIPELINE_SYNC
-_PARAM: Final = re.compile(r"%\((\w+)\)s")
+_PARAM: Final = re.compile(r"%\((\w+)\)s|%s|%%")
 
 #: SQLSTATE of "prepared statement does not exist": the session was reset (``DISCARD ALL``) by
 #: someone else; the names this connection was thought to hold are forgotten.
 UNKNOWN_STATEMENT: Final = "26000"
+#: SQLSTATE of "prepared statement already exists": the session holds a statement the wire did
+#: not know of (a proxy handed over another server session); it is recorded as prepared.
+DUPLICATE_STATEMENT: Final = "42P05"
 
 BEGIN: Final = "BEGIN ISOLATION LEVEL READ COMMITTED"
 #: A read transaction of more than one statement: one snapshot for all of them.
 BEGIN_SNAPSHOT: Final = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 
-#: ``_expect`` marker of a statement whose result goes to ``kept``.
+#: ``_expect`` markers: a statement whose result goes to ``kept``; the transaction id read at
+#: commit; the COMMIT itself.
 _KEEP: Final = b"="
+_XID: Final = b"xid"
+_COMMITTED: Final = b"commit"
+
+
+class ServerError(Exception):
+    """The server refused a statement (its SQLSTATE and message)."""
+
+    def __init__(self, sqlstate: str | None, message: str) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+        self.message = message
+
+
+class ConnectionLost(Exception):
+    """The connection failed (closed, reset, or an unreadable reply); it cannot be reused."""
+
+
+class WireTimeout(ConnectionLost):
+    """The server did not answer within the wait limit; the connection was abandoned."""
+
+
+class CommitInDoubt(Exception):
+    """The connection failed after COMMIT was sent and before its result arrived.
+
+    ``xid`` is the transaction's id when it was read (None: nothing was written, or the
+    connection failed before the id arrived)."""
+
+    def __init__(self, xid: str | None, cause: BaseException) -> None:
+        super().__init__(f"the connection failed while committing ({cause})")
+        self.xid = xid
+        self.cause = cause
 
 
 class Statement:
-    """One SQL text with ``%(name)s`` parameters, as a named prepared statement."""
+    """One SQL text with ``%(name)s`` or ``%s`` parameters, as a (named) prepared statement."""
 
-    __slots__ = ("name", "names", "sql")
+    __slots__ = ("name", "names", "positional", "sql")
 
     def __init__(self, sql: str) -> None:
         names: list[str] = []
+        kinds: set[str] = set()
 
         def number(m: re.Match[str]) -> str:
-            if m.group(1) not in names:
-                names.append(m.group(1))
-            return f"${names.index(m.group(1)) + 1}"
+            if m.group(0) == "%%":
+                return "%"
+            name = m.group(1)
+            if name is None:
+                kinds.add("positional")
+                names.append(str(len(names)))
+                return f"${len(names)}"
+            kinds.add("named")
+            if name not in names:
+                names.append(name)
+            return f"${names.index(name) + 1}"
 
         converted = _PARAM.sub(number, sql)
-        if "%s" in converted or "%%" in converted:
-            raise ValueError("a wire statement takes %(name)s parameters only")
+        if len(kinds) > 1:
+            raise ValueError("a statement takes either %(name)s or %s parameters, not both")
         self.sql: bytes = converted.encode()
         self.names: tuple[str, ...] = tuple(names)
+        self.positional = kinds == {"positional"}
         self.name: bytes = b"autumn_" + hashlib.sha1(self.sql).hexdigest()[:16].encode()
 
-    def values(self, params: dict[str, Any], encoding: str) -> list[bytes | None]:
+    def values(self, params: Any, encoding: str) -> list[bytes | None]:
+        if self.positional:
+            if len(params) != len(self.names):
+                raise ValueError(f"expected {len(self.names)} parameters, got {len(params)}")
+            return [_text(v, encoding) for v in params]
         return [_text(params[n], encoding) for n in self.names]
 
 
@@ -87,6 +137,8 @@ def _text(value: Any, encoding: str) -> bytes | None:
     kind = type(value)
     if kind is str:
         return value.encode(encoding)  # type: ignore[no-any-return]
+    if kind is bool:
+        return b"t" if value else b"f"
     if kind is int:
         return str(value).encode()
     if isinstance(value, datetime):
@@ -95,37 +147,84 @@ def _text(value: Any, encoding: str) -> bytes | None:
         return value.isoformat().encode()
     if kind is Decimal:
         return str(value).encode()
+    if isinstance(value, timedelta):
+        return f"{value // timedelta(microseconds=1)} microseconds".encode()
     raise TypeError(f"no text form for a {kind.__name__} parameter")
+
+
+Row = tuple[str | None, ...]
+
+
+def rows(res: pq.abc.PGresult, encoding: str = "utf-8") -> list[Row]:
+    """Every row of a result, each value as text (None for NULL)."""
+    value = res.get_value
+    width = res.nfields
+    out: list[Row] = []
+    for r in range(res.ntuples):
+        out.append(
+            tuple(
+                None if (v := value(r, c)) is None else bytes(v).decode(encoding)
+                for c in range(width)
+            )
+        )
+    return out
+
+
+def _server_error(res: pq.abc.PGresult, encoding: str) -> ServerError:
+    state = res.error_field(pq.DiagnosticField.SQLSTATE)
+    message = res.error_field(pq.DiagnosticField.MESSAGE_PRIMARY) or res.error_message
+    return ServerError(
+        None if state is None else state.decode("ascii", "replace"),
+        bytes(message).decode(encoding, "replace").strip(),
+    )
 
 
 class Wire:
     """Pipelined execution of ``Statement`` s on one connection (one transaction's worth).
 
-    ``prepared`` is the set of statement names the connection holds (shared, per connection).
+    ``prepared`` is the set of statement names the session holds (shared, per connection).
     With ``begin`` the first flush also carries ``BEGIN``; without it (reads) every ``one`` is
-    its own implicit transaction, closed by a ``Sync``.
+    its own implicit transaction, closed by a ``Sync``. ``eager`` sends and waits for every
+    statement on its own (one round trip each).
     """
 
     __slots__ = (
         "_begin",
         "_encoding",
         "_expect",
+        "_limit_ms",
+        "_named",
         "_pg",
         "_poll",
         "_prepared",
         "active",
         "begun",
+        "broken",
+        "committed",
+        "eager",
         "kept",
         "opened",
+        "xid",
     )
 
-    def __init__(self, conn: psycopg.Connection[Any], prepared: set[bytes]) -> None:
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        prepared: set[bytes],
+        *,
+        wait_limit: float,
+        named: bool = True,
+        eager: bool = False,
+    ) -> None:
         self._pg = conn.pgconn
         self._encoding = conn.info.encoding
         self._prepared = prepared
+        self._named = named
+        self._limit_ms = max(1, int(wait_limit * 1000))
+        self.eager = eager
         #: What each result still to be read answers: a statement name when it is a Parse,
-        #: ``_KEEP`` for a statement queued with ``keep``, b"" for any other command or query,
-        #: None for a Sync.
+        #: a marker (``_KEEP``, ``_XID``, ``_COMMITTED``), b"" for any other statement, None
+        #: for a Sync.
         self._expect: deque[bytes | None] = deque()
         #: Results of the statements queued with ``keep``, in order, as they are read.
         self.kept: list[pq.abc.PGresult] = []
@@ -136,6 +235,16 @@ class Wire:
         #: A transaction was asked for / its BEGIN was sent.
         self.begun = False
         self.opened = False
+        #: The connection failed or timed out: it must not be reused.
+        self.broken = False
+        #: The transaction id read at commit (None when nothing was written).
+        self.xid: str | None = None
+        #: The COMMIT's own result was read: the transaction committed.
+        self.committed = False
+
+    @property
+    def encoding(self) -> str:
+        return self._encoding
 
     # -- sending ------------------------------------------------------------------------------
     def begin(self, sql: str = BEGIN) -> None:
@@ -146,146 +255,270 @@ class Wire:
             _BEGIN if sql == BEGIN else _BEGIN_SNAPSHOT if sql == BEGIN_SNAPSHOT else Statement(sql)
         )
 
-    def _send(self, stmt: Statement, params: dict[str, Any], what: bytes = b"") -> None:
-        pg = self._pg
+    def _send(self, stmt: Statement, params: Any, what: bytes = b"") -> None:
         if not self.active:
-            pg.enter_pipeline_mode()
+            self._guard(self._pg.enter_pipeline_mode)
             self.active = True
         if self.begun and not self.opened:
-            self._send_one(self._begin, {})
+            self._send_one(self._begin, ())
             self.opened = True
         self._send_one(stmt, params, what)
 
-    def _send_one(self, stmt: Statement, params: dict[str, Any], what: bytes = b"") -> None:
+    def _send_one(self, stmt: Statement, params: Any, what: bytes = b"") -> None:
         pg = self._pg
+        values = stmt.values(params, self._encoding)
+        if not self._named:
+            self._guard(lambda: pg.send_query_params(stmt.sql, values))
+            self._expect.append(what)
+            return
         if stmt.name not in self._prepared:
-            pg.send_prepare(stmt.name, stmt.sql)
+            self._guard(lambda: pg.send_prepare(stmt.name, stmt.sql))
             self._expect.append(stmt.name)
             self._prepared.add(stmt.name)  # taken back if the Parse fails or is skipped
-        pg.send_query_prepared(stmt.name, stmt.values(params, self._encoding))
+        self._guard(lambda: pg.send_query_prepared(stmt.name, values))
         self._expect.append(what)
 
-    def fire(self, stmt: Statement, params: dict[str, Any]) -> None:
+    def fire(self, stmt: Statement, params: Any) -> None:
         """Queue a statement whose result nobody needs (errors surface at the next read)."""
         self._send(stmt, params)
+        if self.eager:
+            self._round_trip()
 
-    def keep(self, stmt: Statement, params: dict[str, Any]) -> None:
+    def keep(self, stmt: Statement, params: Any) -> None:
         """Queue a statement whose result is appended to ``kept`` when it is read (by the next
         ``one``, ``commit`` or ``finish``)."""
         self._send(stmt, params, _KEEP)
+        if self.eager:
+            self._round_trip()
 
-    def one(self, stmt: Statement, params: dict[str, Any]) -> pq.abc.PGresult:
+    def one(self, stmt: Statement, params: Any) -> pq.abc.PGresult:
         """Send everything queued and this statement; return its result (one round trip)."""
         self._send(stmt, params)
-        if self.begun:
-            self._pg.send_flush_request()
-        else:
-            self._pg.pipeline_sync()
-            self._expect.append(None)
-        self._flush()
-        result = self._collect()
+        result = self._round_trip()
         assert result is not None
         if not self.begun:
             self.finish()
         return result
 
-    def commit(self) -> None:
-        """Send ``COMMIT`` with everything queued, in one Sync, and leave pipeline mode."""
-        if self.active and self.opened:
-            self._send_one(_COMMIT, {})
-        self.finish()
+    def _round_trip(self) -> pq.abc.PGresult | None:
+        if self.begun:
+            self._guard(self._pg.send_flush_request)
+        else:
+            self._guard(self._pg.pipeline_sync)
+            self._expect.append(None)
+        self._flush()
+        return self._collect()
 
-    def finish(self) -> None:
-        """Send what is queued (one Sync), read every result and leave pipeline mode, so that
-        psycopg can use the connection; errors of the queued statements are raised here."""
+    def sync(self) -> None:
+        """Send a Sync and read through it, staying in pipeline mode: after an error inside a
+        transaction this ends the skipped-statements state (the transaction stays aborted
+        until ``ROLLBACK`` or ``ROLLBACK TO SAVEPOINT``)."""
         if not self.active:
             return
-        if self._expect:
-            self._pg.pipeline_sync()
-            self._expect.append(None)
-            self._flush()
-            self._collect()
-        self._pg.exit_pipeline_mode()
-        self.active = False
-
-    def abort(self) -> None:
-        """After an error: read and drop what is left, leave pipeline mode (the transaction is
-        left to the caller's ROLLBACK). Raises only if the connection itself failed."""
-        if not self.active:
-            return
-        if not self._expect or self._expect[-1] is not None:
-            self._pg.pipeline_sync()
-            self._expect.append(None)
+        self._guard(self._pg.pipeline_sync)
+        self._expect.append(None)
         self._flush()
         while self._expect:
             try:
                 self._collect()
-            except psycopg.DatabaseError:
+            except ServerError:
                 continue
-        self._pg.exit_pipeline_mode()
+
+    def commit(self, *, in_doubt: bool = True) -> None:
+        """Send ``COMMIT`` with everything queued, in one Sync, and leave pipeline mode.
+
+        With ``in_doubt`` (a write) the transaction's id is read in the same batch, and a
+        connection that fails after COMMIT was sent and before its result was read raises
+        ``CommitInDoubt``; a failure after the result arrived is no failure (it committed;
+        the connection is marked broken)."""
+        if not (self.active and self.opened):
+            self.finish()
+            return
+        if in_doubt:
+            self._send_one(_CURRENT_XID, (), _XID)
+        self._send_one(_COMMIT, (), _COMMITTED)
+        try:
+            self.finish()
+        except ConnectionLost as exc:
+            if self.committed:
+                return
+            if in_doubt:
+                raise CommitInDoubt(self.xid, exc) from exc
+            raise
+
+    def finish(self) -> None:
+        """Send what is queued (one Sync), read every result and leave pipeline mode; errors
+        of the queued statements are raised here."""
+        if not self.active:
+            return
+        if self._expect:
+            self._guard(self._pg.pipeline_sync)
+            self._expect.append(None)
+            self._flush()
+            self._collect()
+        self._guard(self._pg.exit_pipeline_mode)
         self.active = False
 
+    def abort(self) -> None:
+        """End whatever the connection is in: read and drop what is left, roll an open
+        transaction back, leave pipeline mode. Raises ``ConnectionLost`` if the connection
+        failed (the caller discards it)."""
+        if self.broken:
+            raise ConnectionLost("the connection failed earlier in this transaction")
+        if self.active:
+            if not self._expect or self._expect[-1] is not None:
+                self._guard(self._pg.pipeline_sync)
+                self._expect.append(None)
+            self._flush()
+            while self._expect:
+                try:
+                    self._collect()
+                except ServerError:
+                    continue
+        if self._pg.transaction_status != pq.TransactionStatus.IDLE:
+            if not self.active:
+                self._guard(self._pg.enter_pipeline_mode)
+                self.active = True
+            self._send_one(_ROLLBACK, ())
+            self._guard(self._pg.pipeline_sync)
+            self._expect.append(None)
+            self._flush()
+            self._collect()
+        if self.active:
+            self._guard(self._pg.exit_pipeline_mode)
+            self.active = False
+
+    @property
+    def clean(self) -> bool:
+        """The connection is idle, out of pipeline mode, with nothing unread: fit for reuse."""
+        pg = self._pg
+        return (
+            not self.broken
+            and not self.active
+            and pg.status == pq.ConnStatus.OK
+            and pg.pipeline_status == pq.PipelineStatus.OFF
+            and pg.transaction_status == pq.TransactionStatus.IDLE
+        )
+
     # -- receiving ----------------------------------------------------------------------------
+    def _guard(self, fn: Any) -> Any:
+        """Run a libpq call; a failure of the connection itself is ``ConnectionLost``."""
+        try:
+            return fn()
+        except psycopg.Error as exc:
+            self.broken = True
+            raise ConnectionLost(str(exc).strip() or type(exc).__name__) from exc
+
     def _wait(self, events: int) -> None:
         if self._poll is None:
             self._poll = select.poll()
             self._poll.register(self._pg.socket, select.POLLIN)
         if events != select.POLLIN:
             self._poll.modify(self._pg.socket, events)
-            self._poll.poll()
-            self._poll.modify(self._pg.socket, select.POLLIN)
-        else:
-            self._poll.poll()
+        try:
+            ready = self._poll.poll(self._limit_ms)
+        finally:
+            if events != select.POLLIN:
+                self._poll.modify(self._pg.socket, select.POLLIN)
+        if not ready:
+            self.broken = True
+            raise WireTimeout(
+                f"PostgreSQL did not answer within {self._limit_ms / 1000:g} s"
+                " (a stalled server or network)"
+            )
 
     def _flush(self) -> None:
         pg = self._pg
-        while pg.flush():  # non-blocking connection: 1 while data is left to send
+        while self._guard(pg.flush):  # non-blocking connection: 1 while data is left to send
             self._wait(select.POLLIN | select.POLLOUT)
-            pg.consume_input()
+            self._guard(pg.consume_input)
 
     def _result(self) -> pq.abc.PGresult | None:
         pg = self._pg
-        while pg.is_busy():
+        while self._guard(pg.is_busy):
             self._wait(select.POLLIN)
-            pg.consume_input()
-        return pg.get_result()
+            self._guard(pg.consume_input)
+        res: pq.abc.PGresult | None = pg.get_result()
+        return res
 
     def _collect(self) -> pq.abc.PGresult | None:
         """Read every result expected; return the last statement's (Syncs aside). The first
-        error is raised after the rest was read."""
-        error: psycopg.Error | None = None
+        server error is raised after the rest was read."""
+        error: Exception | None = None
         last: pq.abc.PGresult | None = None
         while self._expect:
-            what = self._expect.popleft()
+            what = self._expect[0]
             res = self._result()
             if res is None:
-                raise psycopg.OperationalError("the server sent no result")
+                self.broken = True
+                raise ConnectionLost(self._pg.error_message.decode(self._encoding, "replace"))
+            self._expect.popleft()
             if what is None:  # a Sync: one PIPELINE_SYNC result, not followed by None
                 if res.status != _SYNC:
-                    raise psycopg.OperationalError(f"expected a sync, got {res.status}")
+                    self.broken = True
+                    raise ConnectionLost(
+                        _lost_message(res, self._encoding, f"expected a sync, got {res.status}")
+                    )
                 continue
             while self._result() is not None:  # each statement's results end with None
                 pass
             status = res.status
-            if what is _KEEP and status in _OK:
-                self.kept.append(res)
-            elif status not in _OK:
-                if what and what is not _KEEP:
+            if status in _OK:
+                if what is _KEEP:
+                    self.kept.append(res)
+                elif what is _XID:
+                    v = res.get_value(0, 0) if res.ntuples else None
+                    self.xid = None if v is None else bytes(v).decode()
+                elif what is _COMMITTED:
+                    self.committed = True
+            else:
+                if what and what not in _MARKERS:
                     self._prepared.discard(what)
                 if error is None and status == _FATAL:
-                    error = pg_errors.error_from_result(res, encoding=self._encoding)
-                    if error.sqlstate == UNKNOWN_STATEMENT:
+                    err = _server_error(res, self._encoding)
+                    if err.sqlstate == UNKNOWN_STATEMENT:
                         self._prepared.clear()
+                    elif err.sqlstate == DUPLICATE_STATEMENT and what and what not in _MARKERS:
+                        self._prepared.add(what)
+                    elif err.sqlstate is None or err.sqlstate.startswith(("08", "57P")):
+                        self.broken = True
+                        raise ConnectionLost(err.message)
+                    error = err
                 elif error is None and status != _ABORTED:
-                    error = psycopg.OperationalError(f"unexpected result status {status}")
+                    error = ConnectionLost(f"unexpected result status {status}")
             last = res
         if error is not None:
             raise error
         return last
 
 
+def _lost_message(res: pq.abc.PGresult, encoding: str, default: str) -> str:
+    if res.status == _FATAL:
+        return _server_error(res, encoding).message
+    return default
+
+
 _BEGIN: Final = Statement(BEGIN)
 _BEGIN_SNAPSHOT: Final = Statement(BEGIN_SNAPSHOT)
 _COMMIT: Final = Statement("COMMIT")
+_ROLLBACK: Final = Statement("ROLLBACK")
+#: Read right before COMMIT, in the same batch: the id a fresh session can ask about when the
+#: COMMIT's result is lost (``pg_xact_status``). Does not assign an id to a transaction that
+#: wrote nothing.
+_CURRENT_XID: Final = Statement("SELECT pg_current_xact_id_if_assigned()::text")
+_MARKERS: Final = frozenset({_KEEP, _XID, _COMMITTED})
 
-__all__ = ["BEGIN", "BEGIN_SNAPSHOT", "UNKNOWN_STATEMENT", "Statement", "Wire"]
+__all__ = [
+    "BEGIN",
+    "BEGIN_SNAPSHOT",
+    "DUPLICATE_STATEMENT",
+    "UNKNOWN_STATEMENT",
+    "CommitInDoubt",
+    "ConnectionLost",
+    "Row",
+    "ServerError",
+    "Statement",
+    "Wire",
+    "WireTimeout",
+    "rows",
+]
