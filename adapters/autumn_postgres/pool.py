@@ -32,17 +32,17 @@ class Pool:
         self._kwargs = kwargs
         self._timeout = timeout
         self._idle: deque[Conn] = deque()
-        self._slots = threading.BoundedSemaphore(max_size)
         self._lock = threading.Lock()
+        #: Free slots, and the callers waiting for one, first come first served (a busy thread
+        #: looping on the store must not starve another caller).
+        self._free = max_size
+        self._waiters: deque[threading.Event] = deque()
         self._closed = False
 
     def getconn(self) -> Conn:
         if self._closed:
             raise psycopg.OperationalError("the pool is closed")
-        if not self._slots.acquire(timeout=self._timeout):
-            raise PoolExhausted(
-                f"all connections stayed in use for {self._timeout:g} s (max_size reached)"
-            )
+        self._take_slot()
         try:
             while True:
                 with self._lock:
@@ -52,8 +52,32 @@ class Pool:
                 if not conn.closed:
                     return conn
         except BaseException:
-            self._slots.release()
+            self._give_slot()
             raise
+
+    def _take_slot(self) -> None:
+        with self._lock:
+            if self._free > 0 and not self._waiters:
+                self._free -= 1
+                return
+            turn = threading.Event()
+            self._waiters.append(turn)
+        if turn.wait(self._timeout):
+            return
+        with self._lock:
+            if turn.is_set():  # handed over just as the wait ended
+                return
+            self._waiters.remove(turn)
+        raise PoolExhausted(
+            f"all connections stayed in use for {self._timeout:g} s (max_size reached)"
+        )
+
+    def _give_slot(self) -> None:
+        with self._lock:
+            if self._waiters:
+                self._waiters.popleft().set()  # the slot passes straight to the next caller
+            else:
+                self._free += 1
 
     def putconn(self, conn: Conn, *, reusable: bool = True) -> None:
         """Give a connection back: kept for reuse only if ``reusable`` and open."""
@@ -64,7 +88,7 @@ class Pool:
                 return
             _close(conn)
         finally:
-            self._slots.release()
+            self._give_slot()
 
     def discard_idle(self) -> None:
         """Close every idle connection (after one was found dead, e.g. a server restart)."""

@@ -10,8 +10,9 @@ documented fields, so nothing depends on how psycopg's higher layers behave.
 - Statements are named prepared statements (``autumn_<hash>``), prepared lazily *in the same
   pipeline* as their first execution (a ``Parse`` ahead of the ``Bind``), so preparing never
   costs a round trip; which names a session holds is remembered per connection, and only the
-  wire adds to or clears that record. With ``named=False`` (a proxy that multiplexes sessions,
-  such as pgbouncer in transaction mode) every statement is parsed unnamed instead.
+  wire adds to or clears that record. With ``named=False``, and on a connection whose session
+  was once found reset (``26000``: a proxy that multiplexes sessions, such as pgbouncer in
+  transaction mode, or a ``DISCARD ALL``), every statement is parsed unnamed instead.
 - Parameters are sent as text with types inferred by the server from the SQL; results are read
   as text (``rows``).
 - Nothing is sent until a result is needed (``one``: a flush request) or the work is done
@@ -52,6 +53,9 @@ UNKNOWN_STATEMENT: Final = "26000"
 #: not know of (a proxy handed over another server session); it is recorded as prepared.
 DUPLICATE_STATEMENT: Final = "42P05"
 
+#: Recorded in a connection's set of prepared names once its session was found reset.
+UNNAMED: Final = b""
+
 BEGIN: Final = "BEGIN ISOLATION LEVEL READ COMMITTED"
 #: A read transaction of more than one statement: one snapshot for all of them.
 BEGIN_SNAPSHOT: Final = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
@@ -73,7 +77,13 @@ class ServerError(Exception):
 
 
 class ConnectionLost(Exception):
-    """The connection failed (closed, reset, or an unreadable reply); it cannot be reused."""
+    """The connection failed (closed, reset, or an unreadable reply); it cannot be reused.
+
+    ``before_commit``: the server ended the session with an error sent in place of the result
+    of a statement queued *ahead of* COMMIT; it answers in order and exits after that error,
+    so it never ran the COMMIT."""
+
+    before_commit: bool = False
 
 
 class WireTimeout(ConnectionLost):
@@ -267,7 +277,7 @@ class Wire:
     def _send_one(self, stmt: Statement, params: Any, what: bytes = b"") -> None:
         pg = self._pg
         values = stmt.values(params, self._encoding)
-        if not self._named:
+        if not self._named or UNNAMED in self._prepared:
             self._guard(lambda: pg.send_query_params(stmt.sql, values))
             self._expect.append(what)
             return
@@ -342,7 +352,7 @@ class Wire:
         except ConnectionLost as exc:
             if self.committed:
                 return
-            if in_doubt:
+            if in_doubt and not exc.before_commit:
                 raise CommitInDoubt(self.xid, exc) from exc
             raise
 
@@ -477,12 +487,18 @@ class Wire:
                 if error is None and status == _FATAL:
                     err = _server_error(res, self._encoding)
                     if err.sqlstate == UNKNOWN_STATEMENT:
+                        # Someone resets this session between transactions (a pooling proxy
+                        # such as pgbouncer, ``DISCARD ALL``): named statements cannot be kept
+                        # here, so this connection sends every statement unnamed from now on.
                         self._prepared.clear()
+                        self._prepared.add(UNNAMED)
                     elif err.sqlstate == DUPLICATE_STATEMENT and what and what not in _MARKERS:
                         self._prepared.add(what)
                     elif err.sqlstate is None or err.sqlstate.startswith(("08", "57P")):
                         self.broken = True
-                        raise ConnectionLost(err.message)
+                        lost = ConnectionLost(err.message)
+                        lost.before_commit = what is not _COMMITTED and _COMMITTED in self._expect
+                        raise lost
                     error = err
                 elif error is None and status != _ABORTED:
                     error = ConnectionLost(f"unexpected result status {status}")

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from autumn_core import Autumn, Catalog, Feature, Item, ManualClock, Product
-from autumn_memory import MemoryStore
+from tests.conftest import StoreFactory
 
 T0 = datetime(2025, 1, 31, 10, 0, tzinfo=UTC)
 
@@ -78,9 +78,11 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def make_billing(clock: ManualClock) -> Callable[..., Autumn]:
+def make_billing(clock: ManualClock, new_store: StoreFactory) -> Callable[..., Autumn]:
+    """An engine on a fresh store of the test's kind (every store: tests/conftest.py)."""
+
     def make(**kw: Any) -> Autumn:
-        return Autumn(balances_catalog(), store=MemoryStore(), clock=clock, **kw)
+        return Autumn(balances_catalog(), store=new_store(), clock=clock, **kw)
 
     return make
 

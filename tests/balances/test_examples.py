@@ -1,4 +1,4 @@
-"""The worked examples of DOMAIN.md §19 on the facade with MemoryStore (E1-E16, E19, E22)."""
+"""The worked examples of DOMAIN.md §19 on the facade, on every store (E1-E16, E19-E22)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from autumn_core import (
     InsufficientBalance,
     ManualClock,
 )
+from autumn_core.ports import Store
 from tests.balances.conftest import T0
+from tests.conftest import StoreFactory
 
 
 def remaining(billing: Autumn, c: str, f: str = "messages") -> D:
@@ -271,9 +273,8 @@ def test_r9_allocated_never_drops_silently_even_under_cap(billing: Autumn) -> No
 
 
 # -- rollovers at renewal (paid products, through the lifecycle layer) ---------------------------
-def _rollover_billing(clock: ManualClock) -> Autumn:
+def _rollover_billing(clock: ManualClock, store: Store) -> Autumn:
     from autumn_core import Catalog, Feature, Item, Product, Rollover
-    from autumn_memory import MemoryStore
 
     catalog = Catalog(
         features=[Feature.metered("messages")],
@@ -305,12 +306,12 @@ def _rollover_billing(clock: ManualClock) -> Autumn:
             ),
         ],
     )
-    return Autumn(catalog, store=MemoryStore(), clock=clock)
+    return Autumn(catalog, store=store, clock=clock)
 
 
-def test_e20_usage_billed_rollover_at_renewal(clock: ManualClock) -> None:
+def test_e20_usage_billed_rollover_at_renewal(clock: ManualClock, new_store: StoreFactory) -> None:
     """E20: included 400, Rollover(max=500, 1 month): track(150), renewal -> 650, [250]."""
-    billing = _rollover_billing(clock)
+    billing = _rollover_billing(clock, new_store())
     billing.attach("c", "usage")
     billing.track("c", "messages", value=150)
     clock.set(T0 + timedelta(days=29))  # past Feb 28 10:00, the clamped period end
@@ -320,9 +321,11 @@ def test_e20_usage_billed_rollover_at_renewal(clock: ManualClock) -> None:
     assert b.rollovers[0].expires_at == T0.replace(month=3, day=28)  # old boundary + 1 month
 
 
-def test_e21_prepaid_uncapped_rollover_and_pack_invoice(clock: ManualClock) -> None:
+def test_e21_prepaid_uncapped_rollover_and_pack_invoice(
+    clock: ManualClock, new_store: StoreFactory
+) -> None:
     """E21: prepaid 300 + 1 pack (600), uncapped rollover: track(350), renewal -> 850, $10."""
-    billing = _rollover_billing(clock)
+    billing = _rollover_billing(clock, new_store())
     billing.attach("c", "prepaid", quantities={"messages": 600})
     billing.track("c", "messages", value=350)
     clock.set(T0 + timedelta(days=29))

@@ -19,7 +19,7 @@ from autumn_core import (
     Rollover,
     Tier,
 )
-from autumn_memory import MemoryStore
+from tests.conftest import StoreFactory
 
 FEATURES = [
     Feature.metered("messages", event_names=["chat"]),
@@ -248,8 +248,8 @@ def test_bad_toml_is_an_invalid_catalog(tmp_path: Path) -> None:
         Catalog.from_file(tmp_path / "missing.toml")
 
 
-def test_changed_products_held_by_customers_get_a_new_version() -> None:
-    store = MemoryStore()
+def test_changed_products_held_by_customers_get_a_new_version(new_store: StoreFactory) -> None:
+    store = new_store()
     v1 = cat(Product("basic", items=[Item.feature("messages", included=10)]))
     billing = Autumn(v1, store=store)
     billing.attach("holder", "basic")
@@ -265,8 +265,8 @@ def test_changed_products_held_by_customers_get_a_new_version() -> None:
     assert billing.customers.get("newcomer").products[0].version == 2
 
 
-def test_unheld_products_are_updated_in_place() -> None:
-    store = MemoryStore()
+def test_unheld_products_are_updated_in_place(new_store: StoreFactory) -> None:
+    store = new_store()
     Autumn(cat(Product("basic", items=[Item.feature("messages", included=10)])), store=store)
     billing = Autumn(
         cat(Product("basic", items=[Item.feature("messages", included=20)])), store=store

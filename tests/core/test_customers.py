@@ -19,8 +19,7 @@ from autumn_core import (
     Product,
 )
 from autumn_core.errors import Conflict
-from autumn_memory import MemoryStore
-from tests.conftest import T0
+from tests.conftest import T0, StoreFactory
 
 
 def test_c1_only_the_id_is_required(billing: Autumn) -> None:
@@ -105,7 +104,7 @@ def test_c5_auto_create_claims_by_customer_data_email(billing: Autumn) -> None:
     assert len(billing.customers.list()) == 1
 
 
-def test_c6_defaults_attach_on_creation_once_per_group() -> None:
+def test_c6_defaults_attach_on_creation_once_per_group(new_store: StoreFactory) -> None:
     catalog = Catalog(
         features=[Feature.metered("m"), Feature.metered("api")],
         products=[
@@ -114,7 +113,7 @@ def test_c6_defaults_attach_on_creation_once_per_group() -> None:
             Product("other", items=[Item.feature("m", included=99)]),
         ],
     )
-    billing = Autumn(catalog, store=MemoryStore())
+    billing = Autumn(catalog, store=new_store())
     customer = billing.customers.create("u")
     assert sorted(p.id for p in customer.products) == ["api_free", "free"]
     assert customer.features["m"].remaining == 10
@@ -162,10 +161,10 @@ def test_c8_customer_data_is_ignored_for_an_existing_customer(billing: Autumn) -
     assert billing.customers.get("u").email is None
 
 
-def test_c8_auto_create_off_raises_customer_not_found(clock: object) -> None:
+def test_c8_auto_create_off_raises_customer_not_found(new_store: StoreFactory) -> None:
     from tests.conftest import reference_catalog
 
-    billing = Autumn(reference_catalog(), store=MemoryStore(), auto_create_customers=False)
+    billing = Autumn(reference_catalog(), store=new_store(), auto_create_customers=False)
     for call in (
         lambda: billing.check("ghost", "messages"),
         lambda: billing.track("ghost", "messages"),

@@ -1,4 +1,4 @@
-"""Fixtures of DOMAIN.md §19 for the lifecycle: an engine on MemoryStore + MemoryGateway with a
+"""Fixtures of DOMAIN.md §19 for the lifecycle: an engine on each store + MemoryGateway with a
 ManualClock at 2025-04-01 09:00Z (April has 30 days, so "day 15 of 30" is exact)."""
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from autumn_core import (
     Price,
     Product,
 )
-from autumn_memory import MemoryGateway, MemoryStore
+from autumn_memory import MemoryGateway
+from tests.conftest import StoreFactory
 
 T0 = datetime(2025, 4, 1, 9, 0, tzinfo=UTC)
 D = Decimal
@@ -82,7 +83,7 @@ def gateway() -> MemoryGateway:
 
 
 @pytest.fixture
-def make(clock: ManualClock, gateway: MemoryGateway) -> Factory:
+def make(clock: ManualClock, gateway: MemoryGateway, new_store: StoreFactory) -> Factory:
     """make(products=None, *, gateway=<the fixture's>, extra_features=()) -> Autumn."""
 
     def build(
@@ -93,7 +94,7 @@ def make(clock: ManualClock, gateway: MemoryGateway) -> Factory:
         **kwargs: Any,
     ) -> Autumn:
         catalog = Catalog(features=list(features), products=list(products or base_products()))
-        return Autumn(catalog, store=MemoryStore(), gateway=gateway, clock=clock, **kwargs)
+        return Autumn(catalog, store=new_store(), gateway=gateway, clock=clock, **kwargs)
 
     return build
 

@@ -152,6 +152,7 @@ def test_a1_bad_input_raises_typed_errors_and_changes_nothing(
     )
     billing.attach("c", "pro")
     before = (billing.customers.get("c"), billing.invoices.list("c"), list(gateway.calls))
+    kwargs = dict(kwargs)  # the parameter is shared by the runs on every store
     product_id = kwargs.pop("product_id")
     with pytest.raises(error):
         billing.attach("c", product_id, **kwargs)

@@ -20,22 +20,6 @@ from tests.pg_cluster import PgCluster
 _counter = itertools.count(1)
 
 
-@pytest.fixture(scope="session")
-def pg_cluster() -> Iterator[PgCluster]:
-    """The session's cluster (fsync off, loopback, free port); removed at the end."""
-    # pg_stat_statements lets tests count the statements a call sends (server-side truth).
-    cluster = PgCluster(
-        max_connections=300, extra_settings={"shared_preload_libraries": "pg_stat_statements"}
-    )
-    cluster.start()  # raises ClusterError (a test error, not a skip) when it cannot start
-    with psycopg.connect(cluster.url("postgres"), autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
-
-
 class PgDatabase:
     """A fresh, empty database of the session cluster, dropped after the test."""
 
@@ -71,7 +55,7 @@ def _pg_shared_db(pg_cluster: PgCluster) -> str:
 def pg_store_url(_pg_shared_db: str) -> str:
     """URL of a migrated database emptied for this test (much faster than a new database).
 
-    Every ``autumn_*`` table but the migration history is truncated before the test; the test
+    Every ``autumn_*`` table but the migration history is emptied before the test; the test
     must close its stores (the contract's ``store`` fixture does).
     """
     with psycopg.connect(_pg_shared_db, autocommit=True) as conn:
@@ -83,5 +67,6 @@ def pg_store_url(_pg_shared_db: str) -> str:
                 (schema.MIGRATIONS_TABLE,),
             )
         ]
-        conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY")
+        # DELETE, not TRUNCATE: about 1 ms against about 190 ms for these small tables.
+        conn.execute("; ".join(f"DELETE FROM {t}" for t in tables))
     return _pg_shared_db
