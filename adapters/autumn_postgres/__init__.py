@@ -13,14 +13,17 @@ from autumn_core.errors import InvalidRequest
 from autumn_postgres.store import PostgresStore, RetryableStoreError
 
 _SCHEMES = ("postgresql://", "postgres://")
-_OPTIONS = frozenset({"min_size", "max_size", "timeout", "cache_size"})
+_OPTIONS = frozenset(
+    {"min_size", "max_size", "timeout", "lock_timeout", "statement_timeout", "cache_size"}
+)
 
 
 def store_from_url(url: str, **kwargs: Any) -> PostgresStore:
     """Entry point for ``autumn_core.open("postgresql://...")`` (group ``autumn_core.stores``).
 
     Keywords are passed to ``PostgresStore`` (``min_size``, ``max_size``, ``timeout``,
-    ``cache_size``); anything else is refused rather than silently ignored.
+    ``lock_timeout``, ``statement_timeout``, ``cache_size``); anything else is refused rather
+    than silently ignored.
     """
     if not isinstance(url, str) or not url.startswith(_SCHEMES):
         raise InvalidRequest(f"not a PostgreSQL URL: {url!r} (expected postgresql://...)")

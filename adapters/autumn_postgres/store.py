@@ -1,18 +1,20 @@
 """PostgresStore: one engine shared by many processes and hosts through one PostgreSQL database.
 
-How it keeps the Store port's promises with psycopg 3 and a ``psycopg_pool.ConnectionPool``:
+How it keeps the Store port's promises with psycopg 3:
 
-- **One transaction per call, at READ COMMITTED.** A write transaction runs in *pipeline mode*:
+- **One transaction per call, at READ COMMITTED, on one connection owned by ``wire.Wire``**
+  from ``BEGIN`` to ``COMMIT``/``ROLLBACK``. Every statement goes through the wire, a thin
+  pipelined executor on the connection's libpq handle (psycopg's documented ``pq`` layer):
   ``BEGIN`` travels with the first statement, statements whose result nobody waits for (the
   customer save, events, invoices) are queued, and ``COMMIT`` travels with them in one Sync.
-  A ``track`` is two round trips and four statements besides BEGIN/COMMIT: find and lock the
-  customer, read it; then write the changed rows, the event and commit. The statements of the
-  hot paths (lock-and-load, read, save, event insert, BEGIN/COMMIT) go through ``wire.Wire``,
-  a thin executor on the connection's libpq handle with named statements prepared inside the
-  pipeline (psycopg's per-statement cursor and socket waits cost more than the engine itself);
-  the first other statement of a transaction hands the connection back to psycopg's pipeline
-  for the rest of it. (``pipeline=False`` sends each statement on its own through psycopg, for
-  proxies that do not support pipelining or named statements.)
+  A ``track`` is two round trips: find and lock the customer, read it; then write the changed
+  rows, the event and commit. Statements are named prepared statements, prepared inside the
+  pipeline; psycopg itself prepares nothing (``prepare_threshold=None``) and runs no statement
+  inside a transaction, so no driver behaviour (deallocation after a ROLLBACK, its statement
+  cache) can disturb them. A session found reset between transactions (``DISCARD ALL``, a
+  transaction-pooling proxy) answers 26000: the call is rerun and that connection sends its
+  statements unnamed from then on. (``pipeline=False`` sends every statement on its own,
+  unnamed.)
 - **Rows locked in a fixed order.** ``load_customer(pk, for_update=True)`` takes the customer row
   with ``SELECT ... FOR UPDATE`` before anything else of that customer is read, so concurrent
   writes to one customer queue on that row (they wait, they do not fail) while writes to other
@@ -49,10 +51,20 @@ How it keeps the Store port's promises with psycopg 3 and a ``psycopg_pool.Conne
 - **Uniqueness is a constraint.** Customer id, id-less email, idempotency key, trial claims,
   renewal markers and gateway event ids are unique indexes; claims are ``INSERT ... ON CONFLICT
   DO NOTHING`` and report whether they inserted.
-- **Errors.** ``translate`` is the one place where driver and pool exceptions become
-  ``UniqueViolation`` / ``StoreError``. Serialization failures and deadlocks (SQLSTATE 40001,
-  40P01) become ``RetryableStoreError`` (``retryable = True``): the server rolled the transaction
-  back, so the caller may run the whole call again; ``autumn_core`` does, with a bound.
+- **Errors.** ``translate`` is the one place where server, connection, pool and decoding
+  failures become ``UniqueViolation`` / ``StoreError``. Serialization failures, deadlocks, a
+  reset session (40001, 40P01, 26000, 42P05) and a connection lost before COMMIT was sent
+  become ``RetryableStoreError`` (``retryable = True``): the server rolled the transaction
+  back, so the caller may run the whole call again; ``autumn_core`` does, with a bound. A lock
+  or statement timeout (55P03, 57014) or a server that stops answering is ``StoreTimeout``
+  (never rerun). A connection lost *while committing* is settled, not guessed (see
+  ``PostgresStore``): the caller gets the true outcome or ``CommitOutcomeUnknown``.
+- **Connections** come from the store's own small pool (``autumn_postgres.pool``): opened on
+  demand in the caller's thread with ``connect_timeout`` and TCP keepalives, so a failure to
+  connect is one ``StoreError`` naming the server's reason (never the password), with no
+  background retries; a connection goes back to the pool only idle, out of pipeline mode and
+  with nothing unread, else it is closed; after a dead one the idle ones are dropped too (a
+  restarted server killed them all).
 - **Processes.** A store must be opened in the process that uses it (the pool's threads do not
   survive ``fork``); using one across ``fork`` raises ``StoreError``.
 """

@@ -706,3 +706,37 @@ def test_a_reload_after_another_process_saved_parses_only_the_changed_documents(
         store.close()
         other.close()
         fresh.close()
+
+
+def test_a_priced_attach_works_and_psycopg_prepares_nothing(pg_store_url: str) -> None:
+    """Given a fresh database and a product with a price, when a new customer and an existing
+    one attach it (the write mixes the hot statements with claims, invoices and pending
+    records), then both attach, and the server session holds only the wire's prepared
+    statements (psycopg prepares none, so nothing can deallocate or shadow them)."""
+    from autumn_core import Price
+    from autumn_memory import MemoryGateway
+
+    cat = autumn_core.Catalog(
+        features=[autumn_core.Feature.metered("messages")],
+        products=[
+            autumn_core.Product(
+                "free", default=True, items=[autumn_core.Item.feature("messages", included=5)]
+            ),
+            autumn_core.Product(
+                "pro", price=Price(20), items=[autumn_core.Item.feature("messages", included=50)]
+            ),
+        ],
+    )
+    store = PostgresStore(pg_store_url, max_size=1)
+    for gateway in (MemoryGateway(), None):
+        billing = autumn_core.Autumn(cat, store=store, gateway=gateway)
+        new, old = f"new{gateway is None}", f"old{gateway is None}"
+        billing.customers.create(old)
+        for cid in (new, old):
+            billing.attach(cid, "pro")
+            assert [p.id for p in billing.customers.get(cid).products] == ["pro"]
+            assert [i.total for i in billing.invoices.list(cid)] == [Decimal(20)]
+    with store._connection() as conn:
+        names = [r[0] for r in conn.execute("SELECT name FROM pg_prepared_statements")]
+    assert names and all(n.startswith("autumn_") for n in names), names
+    store.close()
