@@ -512,8 +512,6 @@ class Catalog:
                 raise bad(f"on_increase {item.on_increase!r} is not one of {ON_INCREASE}", item)
             if item.on_decrease not in ON_DECREASE:
                 raise bad(f"on_decrease {item.on_decrease!r} is not one of {ON_DECREASE}", item)
-            if ftype == "credit_system" and item.billing == "usage":
-                pass
         if reset is not None and reset not in RESET_INTERVALS:
             raise bad(f"reset {reset!r} is not one of {RESET_INTERVALS}", item)
         if ftype == "allocated" and reset is not None:

@@ -35,6 +35,7 @@ import attrs
 
 from autumn_core.clock import Clock
 from autumn_core.errors import InvalidRequest
+from autumn_core.model import ZERO
 from autumn_core.ports import (
     ChargeLine,
     ChargeOutcome,
@@ -44,7 +45,6 @@ from autumn_core.ports import (
 )
 from autumn_core.results import GatewayEvent
 
-ZERO = Decimal(0)
 CHECKOUT_BASE = "https://checkout.memory-gateway.test/c/"
 PORTAL_BASE = "https://billing.memory-gateway.test/p/"
 

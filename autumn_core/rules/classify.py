@@ -9,8 +9,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 
 from autumn_core.catalog import INTERVAL_MONTHS, Item, Product
-
-ZERO = Decimal(0)
+from autumn_core.model import ZERO
 
 
 def _months(interval: str | None, count: int) -> Decimal:
