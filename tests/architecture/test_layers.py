@@ -31,6 +31,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "autumn_core.rules",
             "autumn_core.rules.due",
             "autumn_core.rules.periods",
+            "autumn_core.provider_events",
         },
     ),
     ("catalog", {"autumn_core.catalog", "autumn_core.catalog_toml"}),
@@ -45,7 +46,6 @@ LAYERS: list[tuple[str, set[str]]] = [
             "autumn_core.rules.balance_view",
             "autumn_core.rules.order",
             "autumn_core.ports",
-            "autumn_core.provider_events",
         },
     ),
     (
