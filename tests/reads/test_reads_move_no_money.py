@@ -102,9 +102,11 @@ def test_a_year_overdue_customer_is_read_without_the_gateway_then_billed_once(
     listed = {c.id: c for c in reader.customers.list()}
     events = reader.events.list("pro-user")
     preview = reader.preview_attach("basic", "pro")
+    upgrade = reader.preview_attach("pro-user", "team")
     leaver = reader.customers.get("leaver")
     listed_invoices = reader.invoices.list("pro-user")
     basic = reader.check("basic", "messages", required_balance=100)
+    newcomer = reader.check("newcomer", "messages")  # auto-created on the free default
 
     # Then: the reads see the renewals, resets and the cancellation as of now...
     assert check.allowed and check.balance is not None
@@ -119,6 +121,8 @@ def test_a_year_overdue_customer_is_read_without_the_gateway_then_billed_once(
     assert [p.id for p in leaver.products] == ["free"]
     assert leaver.features["messages"].remaining == D(100)
     assert basic.allowed and basic.balance is not None and basic.balance.remaining == D(100)
+    assert newcomer.allowed and newcomer.balance is not None
+    assert newcomer.balance.remaining == D(100)
     assert reading(listed["pro-user"]) == reading(got)
     assert reading(listed["leaver"]) == reading(leaver)
     assert [e.value for e in events] == [D(1200)]
@@ -141,6 +145,9 @@ def test_a_year_overdue_customer_is_read_without_the_gateway_then_billed_once(
     # The state the write recorded is the one the reads showed.
     assert reading(billing.customers.get("pro-user")) == reading(got)
     assert reading(billing.customers.get("leaver")) == reading(leaver)
+    # A preview of the upgrade saw the same current period as the write recorded.
+    assert billing.preview_attach("pro-user", "team") == upgrade
+    assert upgrade.scenario == "upgrade" and upgrade.due_now > 0
     # Then the gateway-less reader reads the recorded state as it is.
     assert reading(reader.customers.get("pro-user")) == reading(got)
 
