@@ -1,7 +1,7 @@
 """The catalog: features, products, their items and prices, and the rules a catalog must keep.
 
 Catalog types are frozen attrs value objects. ``Catalog`` validates on construction and raises
-``InvalidCatalog`` naming the product and item at fault (DOMAIN.md 2.2).
+``InvalidCatalog`` naming the product and item at fault (docs/rules.md 2.2).
 """
 
 from __future__ import annotations

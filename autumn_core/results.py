@@ -34,7 +34,7 @@ UNSET: Any = _Unset()
 
 @attrs.frozen
 class ByEmail:
-    """Addresses a customer by email where a customer id is taken (DOMAIN.md C14)."""
+    """Addresses a customer by email where a customer id is taken (docs/rules.md C14)."""
 
     email: str
 

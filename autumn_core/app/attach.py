@@ -1,4 +1,4 @@
-"""Attach and preview_attach (DOMAIN.md A1-A7, U1-U5, Q1-Q5, CO1-CO5, T1-T12, P9-P11, I1-I4).
+"""Attach and preview_attach (docs/rules.md A1-A7, U1-U5, Q1-Q5, CO1-CO5, T1-T12, P9-P11, I1-I4).
 
 An attach is planned first (validation, classification, trial, lines, the new customer state),
 then paid for: no gateway (recorded as paid), a charge (charge, then commit), an open invoice on

@@ -1,4 +1,4 @@
-"""Customers: get-or-create, email claim, update, delete, list (DOMAIN.md §3)."""
+"""Customers: get-or-create, email claim, update, delete, list (docs/rules.md §3)."""
 
 from __future__ import annotations
 

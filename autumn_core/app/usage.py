@@ -1,4 +1,4 @@
-"""Check, track and balance edits (DOMAIN.md §9, §10, §12, §13)."""
+"""Check, track and balance edits (docs/rules.md §9, §10, §12, §13)."""
 
 from __future__ import annotations
 

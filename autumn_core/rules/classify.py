@@ -1,4 +1,4 @@
-"""Attach classification helpers: the upgrade/downgrade test (DOMAIN.md U1-U5).
+"""Attach classification helpers: the upgrade/downgrade test (docs/rules.md U1-U5).
 
 Pure functions of two product definitions and the catalog's feature types.
 """

@@ -1,4 +1,4 @@
-"""Pricing arithmetic: billable units, tiers, proration and money rounding (DOMAIN.md P1-P12).
+"""Pricing arithmetic: billable units, tiers, proration and money rounding (docs/rules.md P1-P12).
 
 Pure functions of catalog items, quantities and instants. Money is ``Decimal`` in major units;
 every invoice line is rounded half-up to the cent (P11) and a total is the sum of its lines.

@@ -67,3 +67,8 @@ def test_every_cited_rule_id_is_on_the_rules_page(path: Path) -> None:
 def test_the_code_cites_rules() -> None:
     cited = {rule for path in SOURCES for _, text in prose(path) for rule in RULE_ID.findall(text)}
     assert len(cited - NOT_RULES) > 100
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_code_cites_the_rules_page_not_a_file_outside_the_repository(path: Path) -> None:
+    assert "DOMAIN.md" not in path.read_text()
