@@ -4,6 +4,10 @@ A row keeps ``paid_seats`` >= max(0, usage - included). Seats above the paid cou
 per ``on_increase``; a decrease follows ``on_decrease`` (``none`` keeps them paid as released
 seats, which the next increase reuses without a charge). Renewals reset the count (S7).
 Called after tracks and entity creates/deletes that changed such rows.
+
+Entities are seats (EN2): when rows of an allocated feature appear (an attach, a default, a
+grant, a switch) or the rows that counted the entities end, ``count_entities`` makes the
+customer-level usage reach the number of live entities again.
 """
 
 from __future__ import annotations
@@ -15,8 +19,11 @@ import attrs
 
 from autumn_core.app import billing
 from autumn_core.app.unit import Unit
-from autumn_core.errors import PaymentFailed
+from autumn_core.app.usage import candidates, replace_rows
+from autumn_core.app.views import live_rows
+from autumn_core.errors import InsufficientBalance, PaymentFailed
 from autumn_core.model import ZERO, CustomerState, InvoiceLineRecord, RowState
+from autumn_core.rules.deduction import deduct
 from autumn_core.rules.pricing import money, prorate, seats_amount
 
 
@@ -112,4 +119,66 @@ def settle_seats(unit: Unit, state: CustomerState, row_ids: Sequence[str]) -> Cu
             raise PaymentFailed(f"payment for seats failed for customer {state.id!r}")
         state = billing.adopt(state, sent)
         unit.invoices.append(sent.invoice)
+    return state
+
+
+def count_entities(
+    unit: Unit,
+    state: CustomerState,
+    *,
+    into: Sequence[RowState] | None = None,
+    refuse: bool,
+) -> CustomerState:
+    """EN2: the live entities of each allocated feature count as customer-level usage.
+
+    Only the shortfall is counted (entities minus the usage the customer-level rows already
+    hold), so usage carried across a plan change is not counted twice. ``into`` names the new
+    rows that take it (their paid seats are seeded here and billed with their product's first
+    period); None spreads it over every live customer-level row, as entity creates would, and
+    bills changed paid seats now. A shortfall past ``max_purchase`` raises
+    ``InsufficientBalance`` when ``refuse``; otherwise (work that is due, which cannot be
+    refused) it goes over the limit on the first row.
+    """
+    if not state.entities:
+        return state
+    ctx = unit.ctx
+    now = unit.now
+    counts: dict[str, int] = {}
+    for entity in state.entities:
+        counts[entity.feature_id] = counts.get(entity.feature_id, 0) + 1
+    fresh = None if into is None else {r.id for r in into}
+    rows = live_rows(ctx, state, now)
+    settle: list[str] = []
+    for feature_id, count in sorted(counts.items()):
+        if fresh is not None and not any(r.feature_id == feature_id for r in into or ()):
+            continue
+        own = [r for r in rows if r.feature_id == feature_id and r.entity_id is None]
+        held = sum((r.unlimited_usage if r.unlimited else r.usage for r in own), ZERO)
+        shortfall = Decimal(count) - held
+        if shortfall <= 0:
+            continue
+        takers = own if fresh is None else [r for r in own if r.id in fresh]
+        cands = candidates(ctx, takers, feature_id, None, customer_level_only=True)
+        if not cands:
+            continue
+        result = deduct(cands, shortfall, "cap", now)
+        if result.remainder > 0:
+            if refuse:
+                raise InsufficientBalance(
+                    f"customer {state.id!r} has {count} {feature_id!r} entities, more than "
+                    f"the plan allows (max_purchase)"
+                )
+            result = deduct(cands, shortfall, "overflow", now)
+        state = replace_rows(state, result.changed)
+        rows = [result.changed.get(r.id, r) for r in rows]
+        for rid, row in result.changed.items():
+            if not row.allocated or row.billing != "usage":
+                continue
+            if fresh is not None and rid in fresh:
+                seeded = attrs.evolve(row, paid_seats=max(ZERO, row.usage - row.included))
+                state = replace_rows(state, {rid: seeded})
+            else:
+                settle.append(rid)
+    if settle:
+        state = settle_seats(unit, state, settle)
     return state
