@@ -32,7 +32,7 @@ from autumn_core.app.provisioning import (
     with_trial,
 )
 from autumn_core.app.renewals import align_rows, in_trial_period
-from autumn_core.app.seats import count_entities
+from autumn_core.app.seats import count_entities_replacing
 from autumn_core.app.unit import Unit, args_fingerprint
 from autumn_core.app.usage import check_customer_ref, check_entity_ref
 from autumn_core.app.views import product_view
@@ -529,7 +529,8 @@ def _plan_upgrade(
     new_state = attrs.evolve(
         new_state, products=(*new_state.products, cp), rows=(*new_state.rows, *new_rows)
     )
-    new_state = count_entities(unit, new_state, into=new_rows, refuse=True)  # EN2
+    new_state, seat_lines = count_entities_replacing(unit, new_state, into=new_rows)  # EN2
+    lines += seat_lines
     if trial_ends is None and not product.is_free:
         lines += _first_period_lines(ctx, product, cp, new_state, now, prorated)
     next_at = cp.current_period_end if product.is_recurring_paid else None

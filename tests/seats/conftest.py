@@ -89,6 +89,7 @@ def _truncate(url: str) -> None:
 def make(new_store: Callable[[], Any], clock: ManualClock) -> Make:
     def build(catalog: Catalog, **kw: Any) -> Autumn:
         kw.setdefault("gateway", MemoryGateway())
-        return Autumn(catalog, store=new_store(), clock=clock, **kw)
+        kw.setdefault("clock", clock)
+        return Autumn(catalog, store=new_store(), **kw)
 
     return build

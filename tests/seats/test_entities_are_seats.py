@@ -50,6 +50,7 @@ def catalog(*, default: bool = False) -> Catalog:
                 items=[seats(3)],
             ),
             Product("more", name="More", add_on=True, items=[Item.feature("users", included=2)]),
+            Product("extra", name="Extra", add_on=True, price=Price(5), items=[seats(1)]),
             Product("chat", name="Chat", items=[Item.feature("messages", included=5)]),
         ],
     )
