@@ -58,7 +58,7 @@ from autumn_core.rules.periods import trial_end
 from autumn_core.rules.pricing import money, packs_amount, prorate
 from autumn_core.rules.rows import prepaid_packs, starting_balance
 from autumn_core.serialization import converter
-from autumn_core.values import to_decimal
+from autumn_core.values import check_key, check_optional_str, to_decimal
 
 CHECKOUT = "checkout"
 
@@ -141,16 +141,12 @@ def validate_attach(
             parsed[fid] = q
     if free_trial is not UNSET and free_trial is not None and not isinstance(free_trial, FreeTrial):
         raise InvalidRequest(f"free_trial must be a FreeTrial, None or unset, got {free_trial!r}")
-    if success_url is not None and not isinstance(success_url, str):
-        raise InvalidRequest(f"success_url must be a string, got {success_url!r}")
+    check_optional_str(success_url, "success_url")
     if not isinstance(force_checkout, bool):
         raise InvalidRequest(f"force_checkout must be a bool, got {force_checkout!r}")
     if customer_data is not None and not isinstance(customer_data, CustomerData):
         raise InvalidRequest(f"customer_data must be a CustomerData, got {customer_data!r}")
-    if idempotency_key is not None and (
-        not isinstance(idempotency_key, str) or not idempotency_key
-    ):
-        raise InvalidRequest(f"idempotency_key must be a non-empty string, got {idempotency_key!r}")
+    check_key(idempotency_key, "idempotency_key")
     return AttachArgs(
         customer_id,
         product,
