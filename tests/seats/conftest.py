@@ -86,6 +86,33 @@ def _truncate(url: str) -> None:
 
 
 @pytest.fixture
+def second_store(
+    request: pytest.FixtureRequest, store_kind: str, tmp_path: Path
+) -> Iterator[Callable[[Any], Any]]:
+    """second_store(store) -> another store on the same data, as a second process would open
+    it (MemoryStore lives in one process: the same store)."""
+    opened: list[Any] = []
+
+    def build(store: Any) -> Any:
+        if store_kind == "memory":
+            return store
+        if store_kind == "sqlite":
+            from autumn_sqlite import SqliteStore
+
+            other: Any = SqliteStore(store.path)
+        else:
+            from autumn_postgres import PostgresStore
+
+            other = PostgresStore(request.getfixturevalue("pg_store_url"))
+        opened.append(other)
+        return other
+
+    yield build
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
 def make(new_store: Callable[[], Any], clock: ManualClock) -> Make:
     def build(catalog: Catalog, **kw: Any) -> Autumn:
         kw.setdefault("gateway", MemoryGateway())

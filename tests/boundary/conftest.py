@@ -1,0 +1,23 @@
+"""The engines of ``tests/seats`` (memory, a SQLite file, the throwaway PostgreSQL cluster)."""
+
+from tests.seats.conftest import (
+    _pg_shared_db,
+    clock,
+    make,
+    new_store,
+    pg_cluster,
+    pg_store_url,
+    second_store,
+    store_kind,
+)
+
+__all__ = [
+    "_pg_shared_db",
+    "clock",
+    "make",
+    "new_store",
+    "pg_cluster",
+    "pg_store_url",
+    "second_store",
+    "store_kind",
+]
