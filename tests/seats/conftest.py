@@ -15,9 +15,14 @@ import pytest
 
 from autumn_core import Autumn, Catalog, ManualClock
 from autumn_memory import MemoryGateway, MemoryStore
-from tests.postgres.conftest import _pg_shared_db, pg_cluster, pg_store_url
+from tests.postgres import conftest as _pg
 
-__all__ = ["_pg_shared_db", "pg_cluster", "pg_store_url"]
+# The session's throwaway cluster and its shared migrated database: the PostgreSQL tests' own
+# fixtures (``pg_cluster`` lives in tests/postgres or, with the behaviour suite, in tests/).
+_pg_shared_db = _pg._pg_shared_db
+pg_store_url = _pg.pg_store_url
+if hasattr(_pg, "pg_cluster"):
+    pg_cluster = _pg.pg_cluster
 
 T0 = datetime(2025, 4, 1, 9, 0, tzinfo=UTC)
 STORES = ["memory", "sqlite", "postgres"]
