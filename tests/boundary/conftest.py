@@ -2,21 +2,19 @@
 
 from tests.seats import conftest as _seats
 from tests.seats.conftest import (
-    _pg_shared_db,
     clock,
+    core_pg_url,
     make,
     new_store,
-    pg_store_url,
     second_store,
     store_kind,
 )
 
 __all__ = [
-    "_pg_shared_db",
     "clock",
+    "core_pg_url",
     "make",
     "new_store",
-    "pg_store_url",
     "second_store",
     "store_kind",
 ]

@@ -6,6 +6,7 @@ clock and an in-process gateway, and closes what it built after the test.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,12 +18,12 @@ from autumn_core import Autumn, Catalog, ManualClock
 from autumn_memory import MemoryGateway, MemoryStore
 from tests.postgres import conftest as _pg
 
-# The session's throwaway cluster and its shared migrated database: the PostgreSQL tests' own
-# fixtures (``pg_cluster`` lives in tests/postgres or, with the behaviour suite, in tests/).
-_pg_shared_db = _pg._pg_shared_db
-pg_store_url = _pg.pg_store_url
+# The session's throwaway cluster: the PostgreSQL tests' own fixture (in tests/postgres, or in
+# tests/ with the behaviour suite's store fixtures).
 if hasattr(_pg, "pg_cluster"):
     pg_cluster = _pg.pg_cluster
+
+_databases = itertools.count()
 
 T0 = datetime(2025, 4, 1, 9, 0, tzinfo=UTC)
 STORES = ["memory", "sqlite", "postgres"]
@@ -33,6 +34,16 @@ Make = Callable[..., Autumn]
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(T0)
+
+
+@pytest.fixture(scope="session")
+def core_pg_url(pg_cluster: Any) -> str:
+    """A migrated database of the session cluster for these tests (emptied for each store)."""
+    from autumn_postgres import PostgresStore
+
+    url: str = pg_cluster.create_database(f"core{next(_databases)}")
+    PostgresStore(url).close()
+    return url
 
 
 @pytest.fixture(params=STORES)
@@ -61,9 +72,8 @@ def new_store(request: pytest.FixtureRequest, store_kind: str, tmp_path: Path) -
         else:
             from autumn_postgres import PostgresStore
 
-            url = request.getfixturevalue("pg_store_url")
-            if count > 1:
-                _truncate(url)  # the session's shared database, emptied again for this store
+            url = request.getfixturevalue("core_pg_url")
+            _truncate(url)
             store = PostgresStore(url)
         built.append(store)
         return store
@@ -108,7 +118,7 @@ def second_store(
         else:
             from autumn_postgres import PostgresStore
 
-            other = PostgresStore(request.getfixturevalue("pg_store_url"))
+            other = PostgresStore(request.getfixturevalue("core_pg_url"))
         opened.append(other)
         return other
 
