@@ -183,3 +183,15 @@ def test_a_scheduled_switch_counts_them_and_bills_the_seats(make: Make, clock: M
     # then pro counts the 5 entities and its first period bills $20 + 2 seats
     assert users(billing) == (D(3), D(5), D(0))
     assert totals(billing) == [D("50.00"), D("40.00")]
+
+
+def test_canceling_two_paid_seat_add_ons_at_once(make: Make, clock: ManualClock) -> None:
+    # given the paid seat add-on attached twice (two instances), half-way through April
+    billing = with_entities(make, 0)
+    billing.attach("c", "extra")
+    billing.attach("c", "extra")
+    clock.set(T0 + timedelta(days=15))
+    # when it is canceled now, then both instances end, each refunding its unused half
+    billing.cancel("c", "extra", immediately=True)
+    assert [p.id for p in billing.customers.get("c").products] == []
+    assert totals(billing) == [D("5.00"), D("5.00"), D("-2.50"), D("-2.50")]
