@@ -19,11 +19,11 @@ import attrs
 
 from autumn_core.app import billing
 from autumn_core.app.unit import Unit
-from autumn_core.app.usage import candidates, replace_rows
 from autumn_core.app.views import live_rows
 from autumn_core.errors import InsufficientBalance, PaymentFailed
 from autumn_core.model import ZERO, CustomerState, InvoiceLineRecord, RowState
-from autumn_core.rules.deduction import deduct
+from autumn_core.rules.deduction import ONE, Candidate, deduct
+from autumn_core.rules.order import order_key
 from autumn_core.rules.pricing import money, prorate, seats_amount
 
 
@@ -187,7 +187,10 @@ def _count(
         shortfall = Decimal(count) - held
         if shortfall <= 0:
             continue
-        cands = candidates(ctx, takers, feature_id, None, customer_level_only=True)
+        # As an entity create deducts (EN2): the feature's own customer-level rows, in order.
+        reverse = ctx.options.reverse_deduction_order
+        takers.sort(key=lambda r: order_key(r, own=True, entity_id=None, reverse=reverse))
+        cands = [Candidate(r, ONE) for r in takers]
         result = deduct(cands, shortfall, "cap", now)
         if result.remainder > 0:
             if refuse:
@@ -204,6 +207,6 @@ def _count(
                 changed[rid] = attrs.evolve(row, paid_seats=max(ZERO, row.usage - row.included))
             else:
                 existing.append(rid)
-        state = replace_rows(state, changed)
+        state = attrs.evolve(state, rows=tuple(changed.get(r.id, r) for r in state.rows))
         rows = [changed.get(r.id, r) for r in rows]
     return state, existing
