@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from importlib.metadata import entry_points
 from typing import Any, TypeVar
@@ -18,7 +18,7 @@ from autumn_core.app.unit import NeedsWrite, Unit
 from autumn_core.app.views import customer_view, entity_view
 from autumn_core.catalog import Catalog
 from autumn_core.clock import Clock, SystemClock
-from autumn_core.errors import CustomerNotFound, InvalidRequest
+from autumn_core.errors import CustomerNotFound, InvalidRequest, NotFound
 from autumn_core.facade_lifecycle import LifecycleMixin
 from autumn_core.ports import Gateway, Store, StoreTransaction
 from autumn_core.results import (
@@ -32,12 +32,27 @@ from autumn_core.results import (
     TrackRequest,
     TrackResult,
 )
-from autumn_core.values import check_aware, check_email, check_id
+from autumn_core.values import (
+    CheckedClock,
+    check_aware,
+    check_email,
+    check_id,
+    check_key,
+    check_metadata,
+    json_copy,
+)
 
 T = TypeVar("T")
 
 # The composition root wires the layer above the unit of work into it (ARCHITECTURE.md).
 Unit.install(due_work=lazy_uc.apply_due, make_customer=customers_uc.get_or_create)
+
+
+def _properties(value: Any) -> Any:
+    """Event properties: a checked JSON copy (a non-dict is left for the use case to refuse)."""
+    if isinstance(value, Mapping):
+        return check_metadata(value, "properties")
+    return value
 
 
 def _ref(customer_id: Any) -> None:
@@ -199,8 +214,15 @@ class Events(_Part):
         start_ = None if start is None else check_aware(start, "start")
         end_ = None if end is None else check_aware(end, "end")
 
+        if feature_id is not None:
+            check_id(feature_id, "feature_id")
+        if starting_after is not None:
+            check_id(starting_after, "starting_after")
+
         def body(unit: Unit) -> list[Event]:
             state = unit.get(customer_id)
+            if starting_after is not None:
+                _check_event_exists(unit, state.pk, starting_after)
             records = unit.tx.list_events(
                 state.pk,
                 feature_id=feature_id,
@@ -217,13 +239,33 @@ class Events(_Part):
                     r.feature_id,
                     r.event_name,
                     r.value,
-                    dict(r.properties),
+                    json_copy(dict(r.properties)),
                     r.timestamp,
                 )
                 for r in records
             ]
 
         return self._a._read(body)
+
+
+def _check_event_exists(unit: Unit, customer_pk: str, event_id: str) -> None:
+    """``starting_after`` names one of the customer's events, as customers.list requires."""
+    tx = unit.tx
+    if tx.list_events(
+        customer_pk, feature_id=None, start=None, end=None, limit=1, starting_after=event_id
+    ):
+        return
+    # Nothing after it: the last event, or no such event (the store cannot say which).
+    after: str | None = None
+    while True:
+        page = tx.list_events(
+            customer_pk, feature_id=None, start=None, end=None, limit=1000, starting_after=after
+        )
+        if any(e.id == event_id for e in page):
+            return
+        if len(page) < 1000:
+            raise NotFound(f"event {event_id!r} does not exist for this customer")
+        after = page[-1].id
 
 
 class Invoices(_Part):
@@ -252,18 +294,19 @@ class Autumn(LifecycleMixin):
     ) -> None:
         if not isinstance(catalog, Catalog):
             raise InvalidRequest(f"catalog must be a Catalog, got {catalog!r}")
+        clock = clock or SystemClock()
         self._ctx = Context(
             catalog,
             store,
             gateway,
-            clock or SystemClock(),
+            CheckedClock(clock),  # a clock past MAX_INSTANT is refused before any store sees it
             Options.coerce(options),
             bool(auto_create_customers),
         )
         self.catalog = catalog
         self.store = store
         self.gateway = gateway
-        self.clock = self._ctx.clock
+        self.clock = clock
         self.customers = Customers(self)
         self.balances = Balances(self)
         self.entities = Entities(self)
@@ -344,8 +387,8 @@ class Autumn(LifecycleMixin):
             event_name=event_name,
             value=value,
             entity_id=entity_id,
-            idempotency_key=idempotency_key,
-            properties=properties,
+            idempotency_key=check_key(idempotency_key, "idempotency_key"),
+            properties=_properties(properties),
             timestamp=timestamp,
             overage=overage,
             customer_data=customer_data,
@@ -353,6 +396,8 @@ class Autumn(LifecycleMixin):
         return self._write(lambda unit: usage_uc.track(unit, args))
 
     def track_many(self, events: Iterable[TrackRequest]) -> list[TrackResult]:
+        if isinstance(events, str | bytes | dict) or not isinstance(events, Iterable):
+            raise InvalidRequest(f"track_many takes an iterable of TrackRequest, got {events!r}")
         requests = list(events)
         parsed = []
         for r in requests:
@@ -366,8 +411,8 @@ class Autumn(LifecycleMixin):
                     event_name=r.event_name,
                     value=r.value,
                     entity_id=r.entity_id,
-                    idempotency_key=r.idempotency_key,
-                    properties=r.properties,
+                    idempotency_key=check_key(r.idempotency_key, "idempotency_key"),
+                    properties=_properties(r.properties),
                     timestamp=r.timestamp,
                     overage=r.overage,
                     customer_data=r.customer_data,

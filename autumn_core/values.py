@@ -1,9 +1,15 @@
-"""Input normalisation shared by every public call: numbers, ids, emails, datetimes."""
+"""Input normalisation shared by every public call: numbers, ids, text, JSON values, instants.
+
+Everything a caller hands in is checked and copied here, in the core, before any store sees
+it, so every store accepts and refuses the same values (and no caller keeps a reference into
+the engine's state).
+"""
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -13,6 +19,17 @@ from autumn_core.errors import InvalidRequest
 #: Quantities beyond this magnitude are refused: they are always a bug upstream, and keeping
 #: them out bounds every Decimal computation the engine does.
 MAX_MAGNITUDE = Decimal(10) ** 15
+#: Decimal places a quantity may have. With MAX_MAGNITUDE this keeps every value within the
+#: 28 digits of Decimal's default context, so events, balances and rows hold it exactly.
+MAX_PLACES = 12
+#: The latest instant the clock may read: every period, trial and reset the engine plans from
+#: "now" must still be a date Python (and every store) can represent.
+MAX_INSTANT = datetime(9000, 1, 1, tzinfo=UTC)
+#: Nesting allowed in metadata and event properties (dicts and lists within each other).
+MAX_DEPTH = 32
+#: Digits of an integer in metadata or properties (JSON readers lose larger ones).
+MAX_INT_DIGITS = 300
+_INT_LIMIT = 10**MAX_INT_DIGITS
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 # Whitespace (as str.isspace sees it) and C0/C1 control characters.
@@ -40,12 +57,30 @@ def to_decimal(value: Any, what: str = "value") -> Decimal:
         raise InvalidRequest(f"{what} must be a number, got {value!r}")
     if not result.is_finite():
         raise InvalidRequest(f"{what} must be finite, got {value!r}")
-    if abs(result) > MAX_MAGNITUDE:
+    # copy_abs and comparisons never round, so a huge exponent cannot overflow here.
+    if result.copy_abs() > MAX_MAGNITUDE:
         raise InvalidRequest(f"{what} is beyond 10^15: {value!r}")
-    # Normalise -0 and trailing exponent noise without losing exactness.
-    if result == 0:
-        return Decimal(0)
-    return result
+    return _canonical(result, value, what)
+
+
+def _canonical(result: Decimal, raw: Any, what: str) -> Decimal:
+    """One spelling per value (``50`` for 50.0 and "5E+1", ``0.5`` for "0.50"), so equal values
+    print the same in every store and process; more than MAX_PLACES decimal places refused."""
+    sign, digits, exponent = result.as_tuple()
+    assert isinstance(exponent, int)
+    if not any(digits):
+        return Decimal(0)  # also -0
+    end = len(digits)
+    while exponent < 0 and digits[end - 1] == 0:
+        end -= 1
+        exponent += 1
+    if exponent < -MAX_PLACES:
+        raise InvalidRequest(
+            f"{what} has more than {MAX_PLACES} decimal places (the precision kept): {raw!r}"
+        )
+    if exponent >= 0:
+        return Decimal(int(result))  # exact: at most 16 digits
+    return Decimal((sign, digits[:end], exponent))
 
 
 def check_id(value: Any, what: str = "customer id") -> str:
@@ -56,18 +91,44 @@ def check_id(value: Any, what: str = "customer id") -> str:
         raise InvalidRequest(f"{what} must be 1-255 characters, got {value!r}")
     if _BAD_ID_CHAR.search(value) is not None:
         raise InvalidRequest(f"{what} must not contain whitespace or control characters: {value!r}")
+    return check_text(value, what)
+
+
+def check_text(value: str, what: str) -> str:
+    """Text every store can keep: no NUL character, no lone surrogate (not valid UTF-8)."""
+    if value.isascii():
+        if "\x00" in value:
+            raise InvalidRequest(f"{what} must not contain NUL characters: {value!r}")
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequest(f"{what} is not valid Unicode (a lone surrogate): {value!r}") from None
+    if "\x00" in value:
+        raise InvalidRequest(f"{what} must not contain NUL characters: {value!r}")
     return value
+
+
+def check_key(value: Any, what: str) -> str | None:
+    """An optional non-empty string such as an idempotency key."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise InvalidRequest(f"{what} must be a non-empty string, got {value!r}")
+    return check_text(value, what)
 
 
 def check_email(value: Any) -> str:
     if not isinstance(value, str) or not _EMAIL.match(value):
         raise InvalidRequest(f"email is malformed: {value!r}")
-    return value
+    return check_text(value, "email")
 
 
 def check_optional_str(value: Any, what: str) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return check_text(value, what)
     raise InvalidRequest(f"{what} must be a string, got {value!r}")
 
 
@@ -76,12 +137,78 @@ def check_aware(value: Any, what: str) -> datetime:
         raise InvalidRequest(f"{what} must be a datetime, got {value!r}")
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidRequest(f"{what} must be timezone-aware (UTC), got naive {value!r}")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise InvalidRequest(f"{what} is outside the years 1-9999 in UTC: {value!r}") from None
 
 
-def check_metadata(value: Any) -> dict[str, Any]:
+def check_now(value: Any) -> datetime:
+    """What the clock reads: aware, and early enough for every date planned from it."""
+    now = check_aware(value, "the clock")
+    if now >= MAX_INSTANT:
+        raise InvalidRequest(f"the clock reads {value!r}, at or after {MAX_INSTANT.isoformat()}")
+    return now
+
+
+def check_metadata(value: Any, what: str = "metadata") -> dict[str, Any]:
+    """A JSON object the caller no longer shares with the engine (a checked deep copy)."""
     if value is None:
         return {}
-    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-        raise InvalidRequest(f"metadata must be a dict with string keys, got {value!r}")
-    return dict(value)
+    if not isinstance(value, Mapping):
+        raise InvalidRequest(f"{what} must be a dict with string keys, got {value!r}")
+    out = json_value(value, what, 0)
+    assert isinstance(out, dict)
+    return out
+
+
+def json_value(value: Any, what: str, depth: int) -> Any:
+    """A copy of ``value`` made of JSON's own types (dict, list, str, int, finite float, bool,
+    None); anything JSON cannot represent is refused, naming where it is."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return check_text(value, what)
+    if isinstance(value, int):
+        if abs(value) >= _INT_LIMIT:
+            raise InvalidRequest(f"{what} is an integer of more than {MAX_INT_DIGITS} digits")
+        return int(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidRequest(f"{what} is {value!r}, which JSON cannot represent")
+        return float(value)
+    if depth >= MAX_DEPTH:
+        root = what.partition("[")[0]
+        raise InvalidRequest(f"{root} is nested more than {MAX_DEPTH} levels deep")
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise InvalidRequest(f"{what} has a key that is not a string: {k!r}")
+            check_text(k, f"a key of {what}")
+            out[k] = json_value(v, f"{what}[{k!r}]", depth + 1)
+        return out
+    if isinstance(value, list | tuple):
+        return [json_value(v, f"{what}[{i}]", depth + 1) for i, v in enumerate(value)]
+    raise InvalidRequest(
+        f"{what} is {value!r:.80} (a {type(value).__name__}), which JSON cannot represent"
+    )
+
+
+def json_copy(value: Any) -> Any:
+    """A deep copy of an already checked JSON value (what a result hands back to the caller)."""
+    if isinstance(value, dict):
+        return {k: json_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_copy(v) for v in value]
+    return value
+
+
+class CheckedClock:
+    """The engine's view of the caller's clock: every reading checked by ``check_now``."""
+
+    def __init__(self, clock: Any) -> None:
+        self.clock = clock
+
+    def now(self) -> datetime:
+        return check_now(self.clock.now())

@@ -32,6 +32,7 @@ from autumn_core.app.provisioning import (
     with_trial,
 )
 from autumn_core.app.renewals import align_rows, in_trial_period
+from autumn_core.app.seats import count_entities_replacing
 from autumn_core.app.unit import Unit, args_fingerprint
 from autumn_core.app.usage import check_customer_ref, check_entity_ref
 from autumn_core.app.views import product_view
@@ -56,7 +57,7 @@ from autumn_core.rules.periods import trial_end
 from autumn_core.rules.pricing import money, packs_amount, prorate
 from autumn_core.rules.rows import prepaid_packs, starting_balance
 from autumn_core.serialization import converter
-from autumn_core.values import to_decimal
+from autumn_core.values import check_key, check_optional_str, to_decimal
 
 CHECKOUT = "checkout"
 
@@ -139,16 +140,12 @@ def validate_attach(
             parsed[fid] = q
     if free_trial is not UNSET and free_trial is not None and not isinstance(free_trial, FreeTrial):
         raise InvalidRequest(f"free_trial must be a FreeTrial, None or unset, got {free_trial!r}")
-    if success_url is not None and not isinstance(success_url, str):
-        raise InvalidRequest(f"success_url must be a string, got {success_url!r}")
+    check_optional_str(success_url, "success_url")
     if not isinstance(force_checkout, bool):
         raise InvalidRequest(f"force_checkout must be a bool, got {force_checkout!r}")
     if customer_data is not None and not isinstance(customer_data, CustomerData):
         raise InvalidRequest(f"customer_data must be a CustomerData, got {customer_data!r}")
-    if idempotency_key is not None and (
-        not isinstance(idempotency_key, str) or not idempotency_key
-    ):
-        raise InvalidRequest(f"idempotency_key must be a non-empty string, got {idempotency_key!r}")
+    check_key(idempotency_key, "idempotency_key")
     return AttachArgs(
         customer_id,
         product,
@@ -426,7 +423,7 @@ def _plan_alongside(
             prorated = False
     else:
         prorated = False
-    new_state = activate(unit, state, product, cp)
+    new_state = activate(unit, state, product, cp, refuse_over_limit=True)
     if trial_ends is None and not product.is_free:
         lines = _first_period_lines(ctx, product, cp, new_state, now, prorated)
     next_at = cp.current_period_end if product.is_recurring_paid else None
@@ -527,6 +524,8 @@ def _plan_upgrade(
     new_state = attrs.evolve(
         new_state, products=(*new_state.products, cp), rows=(*new_state.rows, *new_rows)
     )
+    new_state, seat_lines = count_entities_replacing(unit, new_state, into=new_rows)  # EN2
+    lines += seat_lines
     if trial_ends is None and not product.is_free:
         lines += _first_period_lines(ctx, product, cp, new_state, now, prorated)
     next_at = cp.current_period_end if product.is_recurring_paid else None

@@ -765,11 +765,13 @@ def _record(ctx: Context, drv: Driver, d: ChargeDeferred) -> ChargeRequest:
             state = unit.get_or_create(d.customer_id, drv.customer_data)
         else:
             raise GatewayError(f"customer {d.customer_pk!r} vanished before its charge")
+        # This operation's own earlier charges (a cancel of two paid instances) are not others.
+        own = {d.pending_key, *(pending_key(k) for k in drv.resolved)}
         others = [
             r.key
             for r in tx.list_pending(OPERATION)
             if r.customer_pk == state.pk
-            and r.key != d.pending_key
+            and r.key not in own
             and unit.now - r.created_at < STALE_AFTER
         ]
         if others:

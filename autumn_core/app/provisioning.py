@@ -13,6 +13,7 @@ from decimal import Decimal
 import attrs
 
 from autumn_core.app.context import new_id
+from autumn_core.app.seats import count_entities
 from autumn_core.app.unit import Unit
 from autumn_core.catalog import Product
 from autumn_core.model import ZERO, CustomerState, ProductState, RowState
@@ -117,13 +118,23 @@ def activate(
     cp: ProductState,
     *,
     reset_anchor: datetime | None = None,
+    refuse_over_limit: bool = False,
 ) -> CustomerState:
-    """Add ``cp`` (already live) with fresh rows to the customer."""
+    """Add ``cp`` (already live) with fresh rows to the customer.
+
+    The customer's live entities count in the new rows where no other row counts them (EN2);
+    past ``max_purchase`` an attach is refused (``refuse_over_limit``), due work is not.
+    """
     rows = rows_for(
         unit, state, product, cp, reset_anchor=reset_anchor or cp.reset_anchor or unit.now
     )
     rows = [_seed_paid_seats(r) for r in rows]
-    return attrs.evolve(state, products=(*state.products, cp), rows=(*state.rows, *rows))
+    state = attrs.evolve(state, products=(*state.products, cp), rows=(*state.rows, *rows))
+    state = count_entities(unit, state, into=rows, refuse=refuse_over_limit)
+    if not refuse_over_limit:
+        # Due work (a switch) also ended rows that counted entities: the rest count them now.
+        state = count_entities(unit, state, refuse=False)
+    return state
 
 
 def _seed_paid_seats(row: RowState) -> RowState:
@@ -192,6 +203,14 @@ def activate_successor(
     Add-ons and one-offs never bring anything back (X6); the default itself is not re-attached
     (DF5); defaults are customer-scoped (DF6).
     """
+    state = _default_after(unit, state, ended, at)
+    # EN2: the entities the ended product's rows counted now count in the rows that remain.
+    return count_entities(unit, state, refuse=False)
+
+
+def _default_after(
+    unit: Unit, state: CustomerState, ended: ProductState, at: datetime
+) -> CustomerState:
     if not ended.is_main:
         return state
     if scheduled_in(state, ended.group, ended.entity_id):

@@ -531,7 +531,10 @@ def grant_balance(
         expires_at=expires,
         included=value,
     )
-    state = unit.put(attrs.evolve(state, rows=(*state.rows, row)))
+    from autumn_core.app.seats import count_entities
+
+    state = attrs.evolve(state, rows=(*state.rows, row))
+    state = unit.put(count_entities(unit, state, into=[row], refuse=True))  # EN2
     balance = subject_balance(ctx, state, feature.id, entity_id, now)
     assert balance is not None
     return balance

@@ -12,6 +12,7 @@ from autumn_core.model import CustomerState, ProductState, RowState
 from autumn_core.results import Balance, Customer, CustomerProduct, Entity
 from autumn_core.rules.balance_view import balance_view
 from autumn_core.rules.order import sees
+from autumn_core.values import json_copy
 
 T = TypeVar("T")
 
@@ -142,7 +143,7 @@ def customer_view(ctx: Context, state: CustomerState, now: datetime) -> Customer
         name=state.name,
         email=state.email,
         fingerprint=state.fingerprint,
-        metadata=dict(state.metadata),
+        metadata=json_copy(state.metadata),  # the caller's own copy
         created_at=state.created_at,
         gateway_customer_id=state.gateway_customer_id,
         products=[product_view(ctx, p, now) for p in visible if p.entity_id is None],

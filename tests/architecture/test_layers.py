@@ -57,14 +57,16 @@ LAYERS: list[tuple[str, set[str]]] = [
             "autumn_core.app.views",
         },
     ),
-    ("services", {"autumn_core.app.billing", "autumn_core.app.provisioning"}),
+    (
+        "services",
+        {"autumn_core.app.billing", "autumn_core.app.provisioning", "autumn_core.app.seats"},
+    ),
     (
         "lifecycle",
         {
             "autumn_core.app.renewals",
             "autumn_core.app.lazy",
             "autumn_core.app.customers",
-            "autumn_core.app.seats",
         },
     ),
     (
