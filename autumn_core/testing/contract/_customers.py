@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from autumn_core.errors import StoreError, UniqueViolation
 from autumn_core.model import CustomerState, RowState
 from autumn_core.ports import Store
-from tests.contract._base import StoreTestBase
-from tests.contract.builders import (
+from autumn_core.testing.contract._base import StoreTestBase
+from autumn_core.testing.contract.builders import (
     T0,
     D,
     customer,
