@@ -320,7 +320,7 @@ def validate_track(
 def track(unit: Unit, a: TrackArgs) -> TrackResult:
     fingerprint = a.fingerprint() if a.idempotency_key is not None else ""
     if a.idempotency_key is not None:
-        pk = _pk_without_lazy_work(unit, a.customer)
+        pk = replay_pk(unit, a.customer)
         if pk is not None:
             stored = unit.replay("track", pk, a.idempotency_key, fingerprint)
             if stored is not None:
@@ -345,12 +345,19 @@ def track(unit: Unit, a: TrackArgs) -> TrackResult:
     return result
 
 
-def _pk_without_lazy_work(unit: Unit, ref: Any) -> str | None:
+def replay_pk(unit: Unit, ref: Any) -> str | None:
+    """The customer whose idempotency records a replay reads, found without lazy work.
+
+    ``ByEmail`` resolves as everywhere (C5): the first id-less customer with the email, else
+    the only one; with several and none id-less there is no replay (the call itself then
+    refuses the ambiguous email).
+    """
     if isinstance(ref, ByEmail):
         found = unit.tx.customers_by_email(ref.email)
         idless = [c for c in found if c.id is None]
-        pick = idless or found
-        return pick[0].pk if len(pick) == 1 or idless else None
+        if idless:
+            return idless[0].pk
+        return found[0].pk if len(found) == 1 else None
     return unit.tx.customer_pk(ref)
 
 
