@@ -334,3 +334,59 @@ def test_an_overage_of_half_a_cent_is_billed_half_up(make: Factory, clock: Manua
     renewal = billing.invoices.list("c")[-1]
     assert sorted(line.amount for line in renewal.lines) == [D("0.03"), D("10.00")]
     assert totals(billing) == [D("10.00"), D("10.03")]
+
+
+# -- T3/T4: what the claim is keyed by --------------------------------------------------------------
+def test_a_trial_not_unique_per_fingerprint_is_granted_on_a_shared_device(make: Factory) -> None:
+    """Given a product whose trial is not unique per fingerprint, used on device-1, when
+    another customer on device-1 attaches it, then they get a trial too (only T3 applies)."""
+    # given
+    billing = make(trial_catalog())
+    billing.attach("first", "pro-open", customer_data=DEVICE)
+    # when
+    second = billing.attach("second", "pro-open", customer_data=DEVICE)
+    # then
+    assert second.trial_ends_at == T0 + timedelta(days=7)
+
+
+def test_an_entity_may_trial_a_product_the_customer_trialed(make: Factory) -> None:
+    """Given a customer who trialed a product at customer scope, when an entity of theirs
+    attaches it, then the entity gets its own trial (T3: the scope is that entity)."""
+    # given
+    billing = make(trial_catalog())
+    billing.entities.create("c", "e1", "users")
+    billing.attach("c", "pro-open")
+    # when
+    entity = billing.attach("c", "pro-open", entity_id="e1")
+    # then
+    assert entity.trial_ends_at == T0 + timedelta(days=7)
+
+
+def test_an_explicit_free_trial_on_an_entity_is_claimed_for_that_entity(make: Factory) -> None:
+    """Given an entity that trialed a product on an explicit FreeTrial(3) and left it, when
+    the entity attaches it again, then its own trial is used up, while the customer's is not."""
+    # given
+    billing = make(trial_catalog())
+    billing.entities.create("c", "e1", "users")
+    billing.attach("c", "pro-open", entity_id="e1", free_trial=FreeTrial(3, card_required=False))
+    billing.cancel("c", "pro-open", entity_id="e1", immediately=True)
+    # when
+    entity_again = billing.attach("c", "pro-open", entity_id="e1")
+    customer = billing.attach("c", "pro-open")
+    # then
+    assert entity_again.trial_ends_at is None
+    assert customer.trial_ends_at == T0 + timedelta(days=7)
+
+
+def test_a_preview_after_the_trial_was_used_shows_no_trial(make: Factory) -> None:
+    """Given a customer who used a product's trial and left it, when they preview attaching
+    it again, then the preview (which plans but inserts no claim) shows $20 due now and the
+    next cycle a month away, not a trial."""
+    # given
+    billing = make(trial_catalog())
+    billing.attach("c", "pro-open")
+    billing.cancel("c", "pro-open", immediately=True)
+    # when
+    preview = billing.preview_attach("c", "pro-open")
+    # then
+    assert (preview.due_now, preview.next_cycle_at) == (D("20.00"), T0.replace(month=5))
