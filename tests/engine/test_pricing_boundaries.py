@@ -111,3 +111,24 @@ def test_an_empty_or_unknown_period_prorates_to_nothing() -> None:
     assert fraction_left(START, START, START) == 0
     assert prorate(D(20), START, None, START) == 0
     assert prorate(D(20), END, START, START) == 0
+
+
+def test_tier_amounts_are_per_billing_units() -> None:
+    """Tier amounts are per ``billing_units`` units: $2 per 100 up to 1,000, then $1 per 100."""
+    graduated = Item.priced(
+        "m", billing_units=100, tiers=[Tier(1000, 2), Tier(INF, 1)], tier_mode="graduated"
+    )
+    volume = Item.priced(
+        "m", billing_units=100, tiers=[Tier(1000, 2), Tier(INF, 1)], tier_mode="volume"
+    )
+    assert tiered_amount(graduated, D(1500)) == D(25)
+    assert tiered_amount(volume, D(500)) == D(10)
+
+
+def test_proration_edges_of_one_second_and_of_an_empty_period() -> None:
+    """One second left of a 30-day month is 1/2,592,000 of it, not nothing; a period without
+    an end, or one that is empty, prorates to nothing even before it starts."""
+    assert fraction_left(START, END, END - timedelta(seconds=1)) == D(1) / D(2_592_000)
+    assert fraction_left(START, None, START) == 0
+    assert fraction_left(START, START, START - timedelta(days=1)) == 0
+    assert prorate(D(20), START, START, START - timedelta(days=1)) == 0
