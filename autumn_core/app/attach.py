@@ -1,4 +1,4 @@
-"""Attach and preview_attach (DOMAIN.md A1-A7, U1-U5, Q1-Q5, CO1-CO5, T1-T12, P9-P11, I1-I4).
+"""Attach and preview_attach (docs/rules.md A1-A7, U1-U5, Q1-Q5, CO1-CO5, T1-T12, P9-P11, I1-I4).
 
 An attach is planned first (validation, classification, trial, lines, the new customer state),
 then paid for: no gateway (recorded as paid), a charge (charge, then commit), an open invoice on
@@ -40,9 +40,9 @@ from autumn_core.app.trials import (
 )
 from autumn_core.app.trials import claim as insert_claim
 from autumn_core.app.unit import Unit, args_fingerprint
-from autumn_core.app.usage import check_customer_ref, check_entity_ref, replay_pk
+from autumn_core.app.usage import check_customer_ref, check_entity_ref
 from autumn_core.app.views import product_view
-from autumn_core.catalog import FreeTrial, Item, Product
+from autumn_core.catalog import FreeTrial, Product
 from autumn_core.errors import (
     InvalidRequest,
     PaymentFailed,
@@ -55,7 +55,6 @@ from autumn_core.model import (
     InvoiceLineRecord,
     PendingRecord,
     ProductState,
-    RowState,
 )
 from autumn_core.ports import ChargeLine, CheckoutRequest
 from autumn_core.results import UNSET, AttachPreview, AttachResult, ByEmail, CustomerData
@@ -786,7 +785,7 @@ def _result(
 def attach(unit: Unit, a: AttachArgs) -> AttachResult:
     fingerprint = a.fingerprint() if a.idempotency_key is not None else ""
     if a.idempotency_key is not None:
-        pk = replay_pk(unit, a.customer)
+        pk = unit.pk_of(a.customer)
         if pk is not None:
             stored = unit.replay("attach", pk, a.idempotency_key, fingerprint)
             if stored is not None:
@@ -1018,14 +1017,6 @@ def preview_body(unit: Unit, a: AttachArgs) -> AttachPreview:
 
 
 PreviewDone = _PreviewDone
-
-
-def rows_of(state: CustomerState, cp: ProductState) -> list[RowState]:
-    return [r for r in state.rows if r.cp_id == cp.instance_id]
-
-
-def item_of(product: Product, row: RowState) -> Item | None:
-    return product.items[row.item_index] if row.item_index is not None else None
 
 
 __all__ = [

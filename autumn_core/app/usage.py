@@ -1,4 +1,4 @@
-"""Check, track and balance edits (DOMAIN.md §9, §10, §12, §13)."""
+"""Check, track and balance edits (docs/rules.md §9, §10, §12, §13)."""
 
 from __future__ import annotations
 
@@ -320,7 +320,7 @@ def validate_track(
 def track(unit: Unit, a: TrackArgs) -> TrackResult:
     fingerprint = a.fingerprint() if a.idempotency_key is not None else ""
     if a.idempotency_key is not None:
-        pk = replay_pk(unit, a.customer)
+        pk = unit.pk_of(a.customer)
         if pk is not None:
             stored = unit.replay("track", pk, a.idempotency_key, fingerprint)
             if stored is not None:
@@ -343,22 +343,6 @@ def track(unit: Unit, a: TrackArgs) -> TrackResult:
             "track", state.pk, a.idempotency_key, fingerprint, converter.unstructure(result)
         )
     return result
-
-
-def replay_pk(unit: Unit, ref: Any) -> str | None:
-    """The customer whose idempotency records a replay reads, found without lazy work.
-
-    ``ByEmail`` resolves as everywhere (C5): the first id-less customer with the email, else
-    the only one; with several and none id-less there is no replay (the call itself then
-    refuses the ambiguous email).
-    """
-    if isinstance(ref, ByEmail):
-        found = unit.tx.customers_by_email(ref.email)
-        idless = [c for c in found if c.id is None]
-        if idless:
-            return idless[0].pk
-        return found[0].pk if len(found) == 1 else None
-    return unit.tx.customer_pk(ref)
 
 
 def _track_on_state(
