@@ -10,7 +10,6 @@ import pytest
 from autumn_core import INF, Item, Tier
 from autumn_core.rules.pricing import (
     billable_units,
-    fraction_left,
     money,
     packs_amount,
     prorate,
@@ -101,14 +100,13 @@ END = datetime(2025, 5, 1, tzinfo=UTC)
 )
 def test_proration_of_a_30_day_month(now: datetime, fraction: D, left: D) -> None:
     """P9: the unused fraction of [start, end) at now, clamped to [0, 1]; $20 x 15/30 = $10."""
-    assert fraction_left(START, END, now) == fraction
+    assert prorate(D(1), START, END, now) == fraction
     assert prorate(D(20), START, END, now) == left
 
 
 def test_an_empty_or_unknown_period_prorates_to_nothing() -> None:
-    assert fraction_left(None, END, START) == 0
-    assert fraction_left(END, START, START) == 0
-    assert fraction_left(START, START, START) == 0
+    assert prorate(D(20), None, END, START) == 0
+    assert prorate(D(20), START, START, START) == 0
     assert prorate(D(20), START, None, START) == 0
     assert prorate(D(20), END, START, START) == 0
 
@@ -128,7 +126,5 @@ def test_tier_amounts_are_per_billing_units() -> None:
 def test_proration_edges_of_one_second_and_of_an_empty_period() -> None:
     """One second left of a 30-day month is 1/2,592,000 of it, not nothing; a period without
     an end, or one that is empty, prorates to nothing even before it starts."""
-    assert fraction_left(START, END, END - timedelta(seconds=1)) == D(1) / D(2_592_000)
-    assert fraction_left(START, None, START) == 0
-    assert fraction_left(START, START, START - timedelta(days=1)) == 0
+    assert prorate(D(2_592_000), START, END, END - timedelta(seconds=1)) == 1
     assert prorate(D(20), START, START, START - timedelta(days=1)) == 0
