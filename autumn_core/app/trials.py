@@ -1,4 +1,4 @@
-"""The trial claim (DOMAIN.md T1-T5, DF2): the one rule of what makes a trial used up.
+"""The trial claim (docs/rules.md T1-T5, DF2): the one rule of what makes a trial used up.
 
 A trial is claimed in the store, inside the transaction that grants it: once per subject
 (product, customer, entity) and, when the product's own trial is ``unique_fingerprint``, once

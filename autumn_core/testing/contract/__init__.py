@@ -30,9 +30,9 @@ pytest.register_assert_rewrite(
     *(f"{__name__}.{part}" for part in ("_base", "_customers", "_records", "_transactions"))
 )
 
-from autumn_core.testing.contract._base import StoreTestBase  # noqa: E402
-from autumn_core.testing.contract._customers import CustomerContract  # noqa: E402
-from autumn_core.testing.contract._records import (  # noqa: E402
+from autumn_core.testing.contract._base import StoreTestBase  # noqa
+from autumn_core.testing.contract._customers import CustomerContract  # noqa
+from autumn_core.testing.contract._records import (  # noqa
     ClaimContract,
     EventContract,
     IdempotencyContract,
@@ -40,7 +40,7 @@ from autumn_core.testing.contract._records import (  # noqa: E402
     PendingContract,
     ProductVersionContract,
 )
-from autumn_core.testing.contract._transactions import (  # noqa: E402
+from autumn_core.testing.contract._transactions import (  # noqa
     DurabilityContract,
     TransactionContract,
 )

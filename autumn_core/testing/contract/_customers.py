@@ -1,4 +1,4 @@
-"""Store contract, part 1: the customer aggregate (DOMAIN.md C1-C11, I5)."""
+"""Store contract, part 1: the customer aggregate (docs/rules.md C1-C11, I5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Store contract, part 2: the records beside the aggregate (DOMAIN.md 2.7, I1-I5)."""
+"""Store contract, part 2: the records beside the aggregate (docs/rules.md 2.7, I1-I5)."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ import pytest
 # Installed modules are not test files: ask pytest to rewrite their asserts, before importing.
 pytest.register_assert_rewrite(f"{__name__}._suite")
 
-from autumn_core.testing.gateway_contract._suite import (  # noqa: E402
+from autumn_core.testing.gateway_contract._suite import (  # noqa
     CheckoutContract,
     GatewayContract,
     GatewayTestBase,
