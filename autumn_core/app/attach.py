@@ -33,6 +33,13 @@ from autumn_core.app.provisioning import (
 )
 from autumn_core.app.renewals import align_rows, in_trial_period
 from autumn_core.app.seats import count_entities_replacing
+from autumn_core.app.trials import (
+    TrialClaim,
+    claimed,
+    explicit_trial_claim,
+    own_trial_claim,
+)
+from autumn_core.app.trials import claim as insert_claim
 from autumn_core.app.unit import Unit, args_fingerprint
 from autumn_core.app.usage import check_customer_ref, check_entity_ref
 from autumn_core.app.views import product_view
@@ -237,8 +244,8 @@ class Plan:
     cp: ProductState | None
     lines: tuple[InvoiceLineRecord, ...]
     trial_ends_at: datetime | None
-    #: The trial claim to insert (T5), as (product id, entity id, fingerprint).
-    trial_claim: tuple[str, str | None, str | None] | None
+    #: The trial claim to insert (T5) when the plan is carried out.
+    trial_claim: TrialClaim | None
     next_cycle_at: datetime | None
     next_cycle_total: Decimal
     #: CO4: added to an existing paid cycle (add-on, entity product, upgrade, quantity change).
@@ -306,7 +313,7 @@ def _included(product: Product, feature_id: str) -> Decimal:
 
 def _own_trial(
     unit: Unit, state: CustomerState, a: AttachArgs, allow_trial: bool
-) -> tuple[FreeTrial | None, tuple[str, str | None, str | None] | None]:
+) -> tuple[FreeTrial | None, TrialClaim | None]:
     """T1, T3, T4: the trial this attach grants, and the claim that makes it unique (T5).
 
     Only reads here; the claim is inserted when the attach is carried out.
@@ -315,15 +322,14 @@ def _own_trial(
     if not allow_trial or a.free_trial is None:
         return None, None
     if isinstance(a.free_trial, FreeTrial):
-        # T1/T5: used as given, no dedup; its claim is inserted only if none exists.
-        return a.free_trial, None
+        return a.free_trial, explicit_trial_claim(product, a.entity_id)
     trial = product.free_trial
     if trial is None:
         return None, None
-    fingerprint = state.fingerprint if trial.unique_fingerprint else None
-    if unit.tx.trial_claimed(product.id, state.pk, a.entity_id, fingerprint):
+    claim = own_trial_claim(product, a.entity_id, state.fingerprint)
+    if claimed(unit, state.pk, claim):
         return None, None
-    return trial, (product.id, a.entity_id, fingerprint)
+    return trial, claim
 
 
 def _quantities(a: AttachArgs, carried: Mapping[str, Decimal] | None = None) -> dict[str, Decimal]:
@@ -374,25 +380,19 @@ def _plan_alongside(
         and (scenario == "add_on" or a.entity_id is not None)
     )
     trial_ends: datetime | None = None
-    claim = None
+    claim: TrialClaim | None = None
     trial: FreeTrial | None = None
     if merged and a.free_trial is UNSET and cycle is not None:
         # T2: merged into the customer's cycle, the product inherits its trial state.
         if cycle.is_trialing(now) and allow_trial:
-            fingerprint = (
-                state.fingerprint
-                if product.free_trial is not None and product.free_trial.unique_fingerprint
-                else None
-            )
-            if not unit.tx.trial_claimed(product.id, state.pk, a.entity_id, fingerprint):
+            inherited = own_trial_claim(product, a.entity_id, state.fingerprint)
+            if not claimed(unit, state.pk, inherited):
                 trial_ends = cycle.trial_ends_at
-                claim = (product.id, a.entity_id, fingerprint)
+                claim = inherited
     else:
         trial, claim = _own_trial(unit, state, a, allow_trial)
         if trial is not None:
             trial_ends = trial_end(now, trial.length, trial.duration)
-    if isinstance(a.free_trial, FreeTrial) and trial_ends is not None:
-        claim = (product.id, a.entity_id, None)  # inserted only if none exists (T5)
     lines: list[InvoiceLineRecord] = []
     card_required = True
     if trial_ends is not None:
@@ -476,8 +476,6 @@ def _plan_upgrade(
         )
     trial, claim = _own_trial(unit, state, a, allow_trial)
     trial_ends = trial_end(now, trial.length, trial.duration) if trial is not None else None
-    if isinstance(a.free_trial, FreeTrial) and trial_ends is not None:
-        claim = (product.id, a.entity_id, None)
     cp = new_product_state(
         unit,
         product,
@@ -765,11 +763,7 @@ def _claim_or_replan(unit: Unit, state: CustomerState, a: AttachArgs, plan: Plan
     """T5: insert the trial claim; a conflict means the trial is used: attach without one."""
     if plan.trial_claim is None:
         return plan
-    product_id, entity_id, fingerprint = plan.trial_claim
-    if isinstance(a.free_trial, FreeTrial):
-        unit.tx.claim_trial(product_id, state.pk, entity_id, fingerprint)
-        return plan
-    if unit.tx.claim_trial(product_id, state.pk, entity_id, fingerprint):
+    if insert_claim(unit, state.pk, plan.trial_claim) or plan.trial_claim.explicit:
         return plan
     return plan_attach(unit, state, a, allow_trial=False)
 

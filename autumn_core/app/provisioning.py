@@ -14,6 +14,8 @@ import attrs
 
 from autumn_core.app.context import new_id
 from autumn_core.app.seats import count_entities
+from autumn_core.app.trials import claim as claim_trial
+from autumn_core.app.trials import own_trial_claim
 from autumn_core.app.unit import Unit
 from autumn_core.catalog import Product
 from autumn_core.model import ZERO, CustomerState, ProductState, RowState
@@ -320,10 +322,9 @@ def attach_defaults(unit: Unit, state: CustomerState) -> CustomerState:
         cp = new_product_state(unit, product, version, entity_id=None)
         trial = product.free_trial
         if trial is not None:
-            fingerprint = state.fingerprint if trial.unique_fingerprint else None
             # DF2/T5: the trial claim is the store's constraint; a used trial means no default
             # trial, and a paid default without its trial is not attached for free.
-            if unit.tx.claim_trial(product.id, state.pk, None, fingerprint):
+            if claim_trial(unit, state.pk, own_trial_claim(product, None, state.fingerprint)):
                 cp = with_trial(cp, product, trial_end(now, trial.length, trial.duration), now)
             elif not product.is_free:
                 continue

@@ -55,6 +55,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "autumn_core.app.context",
             "autumn_core.app.unit",
             "autumn_core.app.views",
+            "autumn_core.app.trials",
         },
     ),
     (
@@ -86,6 +87,14 @@ LAYERS: list[tuple[str, set[str]]] = [
             "autumn_core.facade",
             "autumn_core.facade_lifecycle",
             "autumn_core.testing",
+            "autumn_core.testing.contract",
+            "autumn_core.testing.contract._base",
+            "autumn_core.testing.contract._customers",
+            "autumn_core.testing.contract._records",
+            "autumn_core.testing.contract._transactions",
+            "autumn_core.testing.contract.builders",
+            "autumn_core.testing.gateway_contract",
+            "autumn_core.testing.gateway_contract._suite",
         },
     ),
 ]
@@ -95,7 +104,7 @@ ADAPTERS = ("autumn_memory", "autumn_sqlite", "autumn_postgres", "autumn_stripe"
 #: Third-party distributions the core may use (everything else it imports is the stdlib);
 #: the testing kit also gives users Hypothesis strategies.
 CORE_LIBRARIES = {"attrs", "cattrs", "tomli_w"}
-TESTING_KIT_LIBRARIES = {"hypothesis"}
+TESTING_KIT_LIBRARIES = {"hypothesis", "pytest"}  # pytest: the shipped contract suites
 
 #: What an adapter may import of the core: everything but the application layer.
 ADAPTER_FORBIDDEN = ("autumn_core.app", "autumn_core.facade", "autumn_core.facade_lifecycle")

@@ -1,12 +1,12 @@
-"""PostgresStore through the whole shared Store contract (``tests/contract``)."""
+"""PostgresStore through the whole shared Store contract (``autumn_core.testing.contract``)."""
 
 from __future__ import annotations
 
 import pytest
 
 from autumn_core.ports import Store
+from autumn_core.testing.contract import StoreContract
 from autumn_postgres import PostgresStore
-from tests.contract.store_contract import StoreContract
 
 pytestmark = pytest.mark.postgres
 

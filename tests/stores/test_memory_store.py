@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from autumn_core.ports import Store
+from autumn_core.testing.contract import StoreContract
 from autumn_memory import MemoryStore
-from tests.contract.store_contract import StoreContract
 
 
 class TestMemoryStore(StoreContract):

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from autumn_core.errors import StoreError
+from autumn_core.testing.contract.builders import customer, row
 from autumn_sqlite import SqliteStore
-from tests.contract.builders import customer, row
 
 
 def _locker(path: str | Path) -> sqlite3.Connection:

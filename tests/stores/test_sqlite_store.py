@@ -21,9 +21,9 @@ import autumn_core
 from autumn_core.catalog import Rollover
 from autumn_core.errors import InvalidRequest, StoreError, UniqueViolation
 from autumn_core.model import ZERO, EventRecord, RolloverState, RowState
+from autumn_core.testing.contract.builders import D, customer, event, rich_customer, row
 from autumn_sqlite import SqliteStore, codec, path_from_url, store_from_url
 from autumn_sqlite.store import translate
-from tests.contract.builders import D, customer, event, rich_customer, row
 from tests.stores import _process_workers as workers
 
 

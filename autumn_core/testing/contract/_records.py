@@ -1,4 +1,4 @@
-"""Store contract, part 2: the records beside the aggregate (DOMAIN.md 2.7, I1-I5)."""
+"""Store contract, part 2: the records beside the aggregate (docs/rules.md 2.7, I1-I5)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 
 from autumn_core.errors import UniqueViolation
 from autumn_core.ports import Store, StoreTransaction
-from tests.contract._base import StoreTestBase
-from tests.contract.builders import (
+from autumn_core.testing.contract._base import StoreTestBase
+from autumn_core.testing.contract.builders import (
     T0,
     D,
     customer,

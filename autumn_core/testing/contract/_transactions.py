@@ -10,8 +10,8 @@ import pytest
 
 from autumn_core.errors import StoreError
 from autumn_core.ports import Store, StoreTransaction
-from tests.contract._base import StoreTestBase
-from tests.contract.builders import (
+from autumn_core.testing.contract._base import StoreTestBase
+from autumn_core.testing.contract.builders import (
     T0,
     D,
     customer,

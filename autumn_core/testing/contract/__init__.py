@@ -1,9 +1,11 @@
 """The Store contract suite: every Store adapter must pass it unchanged.
 
-Use it by subclassing ``StoreContract`` in a test module and implementing ``make_store`` (and,
-for durable or multi-process stores, ``reopen_store``)::
+It is a pytest suite (it needs ``pytest`` and ``hypothesis``, the ``dev`` extra); nothing else in
+``autumn_core`` imports it. Use it by subclassing ``StoreContract`` in a test module and
+implementing ``make_store`` (and, for durable or multi-process stores, ``reopen_store``); see
+``CONTRACT.md`` beside this module::
 
-    from tests.contract.store_contract import StoreContract
+    from autumn_core.testing.contract import StoreContract
 
     class TestMyStore(StoreContract):
         def make_store(self) -> Store:
@@ -20,9 +22,17 @@ given / when / then, and uses only the port (``Store``, ``StoreTransaction``) an
 
 from __future__ import annotations
 
-from tests.contract._base import StoreTestBase
-from tests.contract._customers import CustomerContract
-from tests.contract._records import (
+import pytest
+
+# The parts are installed modules, not test files: ask pytest to rewrite their asserts too, so
+# a failing contract test explains itself. This must run before they are imported.
+pytest.register_assert_rewrite(
+    *(f"{__name__}.{part}" for part in ("_base", "_customers", "_records", "_transactions"))
+)
+
+from autumn_core.testing.contract._base import StoreTestBase  # noqa
+from autumn_core.testing.contract._customers import CustomerContract  # noqa
+from autumn_core.testing.contract._records import (  # noqa
     ClaimContract,
     EventContract,
     IdempotencyContract,
@@ -30,7 +40,10 @@ from tests.contract._records import (
     PendingContract,
     ProductVersionContract,
 )
-from tests.contract._transactions import DurabilityContract, TransactionContract
+from autumn_core.testing.contract._transactions import (  # noqa
+    DurabilityContract,
+    TransactionContract,
+)
 
 
 class StoreContract(

@@ -1,4 +1,4 @@
-"""Store contract, part 1: the customer aggregate (DOMAIN.md C1-C11, I5)."""
+"""Store contract, part 1: the customer aggregate (docs/rules.md C1-C11, I5)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from autumn_core.errors import StoreError, UniqueViolation
 from autumn_core.model import CustomerState, RowState
 from autumn_core.ports import Store
-from tests.contract._base import StoreTestBase
-from tests.contract.builders import (
+from autumn_core.testing.contract._base import StoreTestBase
+from autumn_core.testing.contract.builders import (
     T0,
     D,
     customer,
