@@ -134,10 +134,10 @@ def test_the_same_rules_hold_for_catalogs_built_in_python() -> None:
         Catalog(features, [Product("pro", items=[monthly])])
     with pytest.raises(InvalidCatalog, match="product 'pro': add_on must be true or false"):
         Catalog(features, [Product("pro", add_on="false")])  # type: ignore[arg-type]
-    with pytest.raises(InvalidCatalog, match="interval_count must be an integer in 1..100"):
+    with pytest.raises(InvalidCatalog, match=r"interval_count must be an integer in 1\.\.100"):
         Catalog(features, [Product("pro", price=Price(5, interval_count=10**6))])
     capped = Item.feature("messages", 5, reset="month", rollover=Rollover(max_percent=101))
-    with pytest.raises(InvalidCatalog, match="max_percent must be in 0..100"):
+    with pytest.raises(InvalidCatalog, match=r"max_percent must be in 0\.\.100"):
         Catalog(features, [Product("pro", items=[capped])])
     with pytest.raises(InvalidCatalog, match="free trial length"):
         FreeTrial(10**9, duration="year")
@@ -163,7 +163,7 @@ def test_file_errors_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(InvalidCatalog) as info:
         Catalog.from_file(path)
     assert info.value.message.startswith(f"catalog {path}: product 'pro': add_on")
-    with pytest.raises(InvalidCatalog, match="is a directory|Is a directory"):
+    with pytest.raises(InvalidCatalog, match=r"[iI]s a directory"):
         Catalog.from_file(tmp_path)
     with pytest.raises(InvalidCatalog, match="must be text"):
         Catalog.from_toml(b"x = 1")  # type: ignore[arg-type]
