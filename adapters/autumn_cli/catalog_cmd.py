@@ -47,8 +47,11 @@ def register(commands: Commands) -> None:
     )
 
 
-def _holdings(billing: Autumn, catalog: Catalog) -> dict[str, list[str]]:
-    """What customers hold that ``catalog`` lacks: "product 'x'" / "feature 'y'" -> customer ids."""
+def _holdings(billing: Autumn, current: Catalog | None, catalog: Catalog) -> dict[str, list[str]]:
+    """What customers hold that ``catalog`` lacks: "product 'x'" / "feature 'y'" -> customer ids.
+
+    A customer holds the features of its balance rows and those its products grant in the
+    ``current`` catalog (on/off features have no balance row)."""
     with billing.store.transaction(write=False) as tx:
         states = []
         after = None
@@ -62,14 +65,18 @@ def _holdings(billing: Autumn, catalog: Catalog) -> dict[str, list[str]]:
     with progress(total=len(states), unit="customer", desc="checking holdings") as bar:
         for state in states:
             who = state.id or state.email or state.pk
+            features = {row.feature_id for row in state.rows}
             for cp in state.products:
-                if cp.status != "expired" and catalog.product(cp.product_id) is None:
+                if cp.status == "expired":
+                    continue
+                if catalog.product(cp.product_id) is None:
                     held[f"product {cp.product_id!r}"].append(who)
-            for row in state.rows:
-                if catalog.feature(row.feature_id) is None:
-                    key = f"feature {row.feature_id!r}"
-                    if who not in held[key]:
-                        held[key].append(who)
+                definition = current.product(cp.product_id) if current is not None else None
+                if definition is not None:
+                    features.update(i.feature_id for i in definition.items)
+            for fid in sorted(features):
+                if catalog.feature(fid) is None:
+                    held[f"feature {fid!r}"].append(who)
             bar.update(1)
     return dict(held)
 
@@ -94,7 +101,8 @@ def push(args: argparse.Namespace) -> None:
         )
     # Opened on the new catalog only after the check: opening registers product versions.
     with open_store(args, Catalog(), read=False) as probe:
-        held = _holdings(probe, catalog)
+        found = stored_catalog(url, probe)
+        held = _holdings(probe, found[0] if found else None, catalog)
     if held and not args.force:
         raise CliError(
             "catalog_drops_holdings",

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from autumn_cli.engine import located
-from autumn_cli.registry import Commands, HelpFormatter, common_options
+from autumn_cli.registry import Commands, HelpFormatter, Parser, common_options
 from autumn_core import AutumnError, StoreError, __version__
 
 #: The subcommands, each declared by a ``register(commands)`` function in its own module.
@@ -40,7 +40,7 @@ LONGEST_QUOTED = 48
 
 def build_parser() -> argparse.ArgumentParser:
     common = common_options()
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="autumn",
         description="The autumn-embedded billing engine on the command line.\n"
         "Every command works on one database: --db URL, else $AUTUMN_DB, else"
@@ -77,7 +77,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Driver and pool warnings (a PostgreSQL pool retrying, say) would print many lines of their
     # own; the error that ends the command says it once.
     logging.disable(logging.WARNING)
-    args = build_parser().parse_args(argv)
+    try:
+        parser = build_parser()
+    except Exception as exc:  # a subcommand module failed to import: still one line
+        if os.environ.get("AUTUMN_DEBUG"):
+            raise
+        print(f"error: unexpected: {type(exc).__name__}: {_one_line(str(exc))}", file=sys.stderr)
+        return 1
+    args = parser.parse_args(argv)
     try:
         args.fn(args)
     except AutumnError as exc:

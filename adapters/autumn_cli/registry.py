@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from autumn_cli.engine import DB_ENV, DEFAULT_DB, DEFAULT_TIMEOUT
 
@@ -13,6 +14,14 @@ Handler = Callable[[argparse.Namespace], None]
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Descriptions keep their line breaks; option help states defaults itself."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage mistake reported on one line like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"error: usage: {message} (see `{self.prog} --help`)\n")
+        sys.exit(2)
 
 
 def common_options() -> argparse.ArgumentParser:
