@@ -54,12 +54,12 @@ def redacted(url: str) -> str:
 
 def sqlite_file(url: str) -> str | None:
     """The file behind a ``sqlite://`` URL (None for other stores and in-memory SQLite)."""
-    if not url.startswith("sqlite://"):
+    # The SQLAlchemy convention the store follows: sqlite:///relative.db, sqlite:////abs.db.
+    # A malformed URL is left for the store to refuse with its own message.
+    if not url.startswith("sqlite:///") or "?" in url or "#" in url:
         return None
-    from autumn_sqlite import path_from_url
-
-    path = path_from_url(url)
-    return None if path == ":memory:" else path
+    path = url[len("sqlite:///") :]
+    return None if path in ("", ":memory:") else path
 
 
 def _store_options(url: str, args: argparse.Namespace) -> tuple[str, dict[str, float]]:
@@ -105,7 +105,7 @@ def located(exc: StoreError, args: argparse.Namespace) -> str:
         message += (
             "; the database is read-only: check the permissions of the file and its directory"
         )
-    path = sqlite_file(url) if url.startswith("sqlite://") and "?" not in url else None
+    path = sqlite_file(url)
     if redacted(url) in message or (path and path in message):
         return message
     return f"{redacted(url)}: {message}"
