@@ -1296,6 +1296,12 @@ class PostgresStore:
     ``max_size`` bounds the pool this store creates, ``timeout`` how long a call waits for a
     connection (and so for an unreachable server) before failing with ``StoreError``,
     ``cache_size`` how many parsed customers are kept.
+
+    Example:
+        ```python
+        store = PostgresStore("postgresql://app:secret@db/billing", max_size=20, timeout=5)
+        billing = Autumn(catalog, store=store)
+        ```
     """
 
     capabilities = StoreCapabilities(multi_process=True, durable=True)
@@ -1360,13 +1366,27 @@ class PostgresStore:
 
     # -- public -------------------------------------------------------------------------------
     def transaction(self, *, write: bool = True) -> PostgresTransaction:
-        """A context manager running one transaction (see the module docstring)."""
+        """A context manager running one transaction (see the module docstring).
+
+        Example:
+            ```python
+            with store.transaction(write=False) as tx:
+                pk = tx.customer_pk("user-1")
+            ```
+        """
         if self._closed:
             raise StoreError("the store is closed")
         return PostgresTransaction(self, write)
 
     def close(self) -> None:
-        """Release the pool (if this store made it); later calls raise ``StoreError``."""
+        """Release the pool (if this store made it); later calls raise ``StoreError``.
+
+        Example:
+            ```python
+            store = PostgresStore("postgresql://app:secret@db/billing")
+            store.close()
+            ```
+        """
         self._closed = True
         if self._owns_pool:
             with contextlib.suppress(Exception):
@@ -1375,7 +1395,13 @@ class PostgresStore:
         self._ids.clear()
 
     def schema_version(self) -> int:
-        """The schema version of the database (the highest applied migration)."""
+        """The schema version of the database (the highest applied migration).
+
+        Example:
+            ```python
+            print(PostgresStore("postgresql://app:secret@db/billing").schema_version)
+            ```
+        """
         with self._connection() as conn:
             return self._db_version(conn)
 

@@ -782,6 +782,11 @@ class SqliteStore:
     committed call survives the process being killed, the last commits may be lost on power
     failure) or ``"FULL"`` (every commit is fsynced). ``lock_timeout`` bounds how long a write
     waits for the database lock before failing with ``StoreError``.
+
+    Example:
+        ```python
+        billing = Autumn(catalog, store=SqliteStore("billing.db", synchronous="FULL"))
+        ```
     """
 
     capabilities = StoreCapabilities(multi_process=True, durable=True)
@@ -840,7 +845,14 @@ class SqliteStore:
 
     # -- public -----------------------------------------------------------------------------
     def transaction(self, *, write: bool = True) -> SqliteTransaction:
-        """A context manager running one transaction (see the module docstring)."""
+        """A context manager running one transaction (see the module docstring).
+
+        Example:
+            ```python
+            with store.transaction(write=False) as tx:
+                pk = tx.customer_pk("user-1")
+            ```
+        """
         if self._closed:
             raise StoreError("the store is closed")
         if self._generation != _fork_generation:
@@ -848,7 +860,14 @@ class SqliteStore:
         return SqliteTransaction(self, self._connection(), write)
 
     def close(self) -> None:
-        """Close every connection this store opened; later calls raise ``StoreError``."""
+        """Close every connection this store opened; later calls raise ``StoreError``.
+
+        Example:
+            ```python
+            store = SqliteStore("billing.db")
+            store.close()
+            ```
+        """
         self._closed = True
         with self._connections_lock:
             conns = [h.conn for h in self._connections]
@@ -869,7 +888,13 @@ class SqliteStore:
 
     @property
     def schema_version(self) -> int:
-        """The schema version of the open database."""
+        """The schema version of the open database.
+
+        Example:
+            ```python
+            assert SqliteStore("billing.db").schema_version == autumn_sqlite.schema.current_version()
+            ```
+        """
         conn = self._connection()
         try:
             return int(conn.execute("PRAGMA user_version").fetchone()[0])
