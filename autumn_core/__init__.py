@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _package_version
+
 from autumn_core.catalog import (
     INF,
     Catalog,
@@ -57,6 +60,12 @@ from autumn_core.results import (
     TrackResult,
 )
 from autumn_core.serialization import from_dict, to_dict
+
+try:
+    #: The installed distribution's version (``autumn --version`` prints the same).
+    __version__ = _package_version("autumn-embedded")
+except PackageNotFoundError:  # pragma: no cover - imported from a source tree, not installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "INF",

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import attrs
 
 from autumn_core.errors import InvalidCatalog, InvalidRequest
-from autumn_core.values import to_decimal
+from autumn_core.values import check_id, to_decimal
 
 INF = Decimal("Infinity")
 
@@ -43,6 +43,15 @@ ON_DECREASE = (
 )
 TRIAL_DURATIONS = ("day", "week", "month", "year")
 
+#: Upper bounds that keep every date computation of a catalog inside the calendar: a count past
+#: them is always a typo (``reset_count = 10**9``) and would break every later call.
+MAX_RESET_COUNT = 1000
+MAX_INTERVAL_COUNT = 100
+MAX_CYCLE_MONTHS = 120
+MAX_ROLLOVER_MONTHS = 120
+#: The longest free trial per duration unit: ten years.
+MAX_TRIAL: dict[str, int] = {"day": 3660, "week": 522, "month": 120, "year": 10}
+
 #: Months per price interval, for the upgrade test (U4, U5).
 INTERVAL_MONTHS: dict[str, Decimal] = {
     "one_off": Decimal(0),
@@ -52,6 +61,16 @@ INTERVAL_MONTHS: dict[str, Decimal] = {
     "semi_annual": Decimal(6),
     "year": Decimal(12),
 }
+
+
+def _show(value: Any, limit: int = 40) -> str:
+    """``repr(value)``, shortened so that a runaway value cannot flood an error message."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 12]}...{text[-8:]}"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _num(value: Any, what: str) -> Decimal:
@@ -103,6 +122,10 @@ class Feature:
     def credit_system(
         cls, id: str, name: str | None = None, costs: Mapping[str, Any] | None = None
     ) -> Feature:
+        if costs is not None and not isinstance(costs, Mapping):
+            raise InvalidCatalog(
+                f"feature {id!r}: costs must be a table of feature = cost, got {_show(costs)}"
+            )
         parsed = {
             k: _num(v, f"cost of {k!r} in credit system {id!r}") for k, v in (costs or {}).items()
         }
@@ -124,14 +147,21 @@ class FreeTrial:
     card_required: bool = True
 
     def __attrs_post_init__(self) -> None:
-        if isinstance(self.length, bool) or not isinstance(self.length, int) or self.length <= 0:
-            raise InvalidRequest(
-                f"free trial length must be a positive integer, got {self.length!r}"
-            )
-        if self.duration not in TRIAL_DURATIONS:
-            raise InvalidRequest(
+        if not isinstance(self.duration, str) or self.duration not in TRIAL_DURATIONS:
+            raise InvalidCatalog(
                 f"free trial duration must be one of {TRIAL_DURATIONS}, got {self.duration!r}"
             )
+        longest = MAX_TRIAL[self.duration]
+        if not _is_int(self.length) or not 1 <= self.length <= longest:
+            raise InvalidCatalog(
+                f"free trial length must be an integer in 1..{longest} ({self.duration}s),"
+                f" got {_show(self.length)}"
+            )
+        for flag in ("unique_fingerprint", "card_required"):
+            if not isinstance(getattr(self, flag), bool):
+                raise InvalidCatalog(
+                    f"free trial {flag} must be true or false, got {_show(getattr(self, flag))}"
+                )
 
 
 @attrs.frozen
@@ -325,6 +355,80 @@ class Product:
         return best
 
 
+def _catalog_id(value: Any, what: str) -> str:
+    try:
+        return check_id(value, what)
+    except InvalidRequest as exc:
+        raise InvalidCatalog(exc.message) from None
+
+
+def _opt_text(value: Any, what: str) -> None:
+    if value is not None and not isinstance(value, str):
+        raise InvalidCatalog(f"{what} must be a string, got {_show(value)}")
+
+
+def _check_feature(f: Feature) -> None:
+    _catalog_id(f.id, "feature id")
+    where = f"feature {f.id!r}"
+    _opt_text(f.name, f"{where}: name")
+    if f.type not in ("boolean", "metered", "allocated", "credit_system"):
+        raise InvalidCatalog(f"{where} has unknown type {_show(f.type)}")
+    for name in f.event_names:
+        _catalog_id(name, f"{where}: event name")
+    if not isinstance(f.costs, Mapping):
+        raise InvalidCatalog(
+            f"{where}: costs must be a table of feature = cost, got {_show(f.costs)}"
+        )
+
+
+def _cycle_error(interval: str, count: Any) -> str | None:
+    """Why ``count`` intervals is not a billing cycle the calendar can keep (None when it is)."""
+    if not _is_int(count) or not 1 <= count <= MAX_INTERVAL_COUNT:
+        return f"interval_count must be an integer in 1..{MAX_INTERVAL_COUNT}, got {_show(count)}"
+    if interval == "one_off" and count != 1:
+        return f"a one_off price takes interval_count 1, got {count}"
+    months = INTERVAL_MONTHS.get(interval, Decimal(0)) * count
+    if months > MAX_CYCLE_MONTHS:
+        return f"a cycle of {count} {interval} is longer than {MAX_CYCLE_MONTHS} months"
+    return None
+
+
+def _check_item_fields(item: Item, bad: Any) -> None:
+    """The scalar fields of an item have their types and ranges (before any rule reads them)."""
+    if not _is_int(item.reset_count) or not 1 <= item.reset_count <= MAX_RESET_COUNT:
+        raise bad(
+            f"reset_count must be an integer in 1..{MAX_RESET_COUNT}, got {_show(item.reset_count)}"
+        )
+    if not isinstance(item.unlimited, bool):
+        raise bad(f"unlimited must be true or false, got {_show(item.unlimited)}")
+    if item.reset_usage_on_enable is not None and not isinstance(item.reset_usage_on_enable, bool):
+        raise bad(
+            f"reset_usage_on_enable must be true or false, got {_show(item.reset_usage_on_enable)}"
+        )
+    for key in ("reset", "per_entity", "billing", "interval"):
+        value = getattr(item, key)
+        if value is not None and not isinstance(value, str):
+            raise bad(f"{key} must be a string, got {_show(value)}")
+    for key in ("tier_mode", "on_increase", "on_decrease"):
+        if not isinstance(getattr(item, key), str):
+            raise bad(f"{key} must be a string, got {_show(getattr(item, key))}")
+    if item.rollover is not None and not isinstance(item.rollover, Rollover):
+        raise bad(f"rollover must be a Rollover, got {_show(item.rollover)}")
+
+
+def _check_rollover(r: Rollover, bad: Any) -> None:
+    if r.max is not None and r.max < 0:
+        raise bad(f"rollover max must be >= 0, got {r.max}")
+    if r.max_percent is not None and not 0 <= r.max_percent <= 100:
+        raise bad(f"rollover max_percent must be in 0..100, got {r.max_percent}")
+    months = r.expires_after_months
+    if months is not None and (not _is_int(months) or not 1 <= months <= MAX_ROLLOVER_MONTHS):
+        raise bad(
+            f"rollover expires_after_months must be an integer in 1..{MAX_ROLLOVER_MONTHS},"
+            f" got {_show(months)}"
+        )
+
+
 class Catalog:
     """A validated set of features and products."""
 
@@ -337,16 +441,19 @@ class Catalog:
         *,
         allow_paid_default: bool = False,
     ) -> None:
+        if not isinstance(allow_paid_default, bool):
+            raise InvalidCatalog(
+                f"allow_paid_default must be true or false, got {_show(allow_paid_default)}"
+            )
         self.features: tuple[Feature, ...] = tuple(features)
         raw_products = tuple(products)
         self._features: dict[str, Feature] = {}
         for f in self.features:
             if not isinstance(f, Feature):
-                raise InvalidCatalog(f"features must be Feature objects, got {f!r}")
+                raise InvalidCatalog(f"features must be Feature objects, got {_show(f)}")
+            _check_feature(f)
             if f.id in self._features:
                 raise InvalidCatalog(f"feature {f.id!r} is defined twice")
-            if f.type not in ("boolean", "metered", "allocated", "credit_system"):
-                raise InvalidCatalog(f"feature {f.id!r} has unknown type {f.type!r}")
             self._features[f.id] = f
         for f in self.features:
             if f.type == "credit_system":
@@ -424,19 +531,31 @@ class Catalog:
             where = f"product {p.id!r}" + (f", item {item.feature_id!r}" if item else "")
             return InvalidCatalog(f"{where}: {msg}")
 
-        if not isinstance(p.id, str) or not p.id:
-            raise InvalidCatalog(f"product id must be a non-empty string, got {p.id!r}")
+        _catalog_id(p.id, "product id")
+        _opt_text(p.name, f"product {p.id!r}: name")
+        if not isinstance(p.group, str):
+            raise bad(f"group must be a string, got {_show(p.group)}")
+        for flag in ("add_on", "default"):
+            if not isinstance(getattr(p, flag), bool):
+                raise bad(f"{flag} must be true or false, got {_show(getattr(p, flag))}")
+        if p.free_trial is not None and not isinstance(p.free_trial, FreeTrial):
+            raise bad(f"free_trial must be a FreeTrial, got {_show(p.free_trial)}")
         if p.price is not None:
+            if not isinstance(p.price, Price):
+                raise bad(f"price must be a Price, got {_show(p.price)}")
             if p.price.interval not in PRICE_INTERVALS:
                 raise bad(f"price interval {p.price.interval!r} is not one of {PRICE_INTERVALS}")
             if p.price.amount < 0:
                 raise bad(f"negative price amount {p.price.amount}")
-            if p.price.interval_count < 1:
-                raise bad("price interval_count must be >= 1")
+            cycle = _cycle_error(p.price.interval, p.price.interval_count)
+            if cycle:
+                raise bad(f"price {cycle}")
         items: list[Item] = []
         for item in p.items:
             if not isinstance(item, Item):
-                raise bad(f"items must be Item objects, got {item!r}")
+                raise bad(f"items must be Item objects, got {_show(item)}")
+            if not isinstance(item.feature_id, str):
+                raise bad(f"item feature_id must be a string, got {_show(item.feature_id)}")
             feature = self._features.get(item.feature_id)
             if feature is None:
                 raise bad("unknown feature", item)
@@ -450,8 +569,7 @@ class Catalog:
 
     def _validate_item(self, p: Product, item: Item, feature: Feature, bad: Any) -> Item:
         ftype = feature.type
-        if item.reset_count < 1:
-            raise bad("reset_count must be >= 1", item)
+        _check_item_fields(item, lambda msg: bad(msg, item))
         if item.included is not None and item.included < 0:
             raise bad(f"negative included {item.included}", item)
         if ftype == "boolean":
@@ -512,6 +630,10 @@ class Catalog:
                 raise bad(f"on_increase {item.on_increase!r} is not one of {ON_INCREASE}", item)
             if item.on_decrease not in ON_DECREASE:
                 raise bad(f"on_decrease {item.on_decrease!r} is not one of {ON_DECREASE}", item)
+        if item.is_priced:
+            cycle = _cycle_error(str(item.interval), item.interval_count)
+            if cycle:
+                raise bad(cycle, item)
         if reset is not None and reset not in RESET_INTERVALS:
             raise bad(f"reset {reset!r} is not one of {RESET_INTERVALS}", item)
         if ftype == "allocated" and reset is not None:
@@ -521,6 +643,7 @@ class Catalog:
                 raise bad("a rollover needs a metered item with a reset", item)
             if item.rollover.max is not None and item.rollover.max_percent is not None:
                 raise bad("a rollover takes max or max_percent, not both", item)
+            _check_rollover(item.rollover, lambda msg: bad(msg, item))
         reset_on_enable = item.reset_usage_on_enable
         if reset_on_enable is None or item.is_priced:
             reset_on_enable = ftype != "allocated"
@@ -529,19 +652,44 @@ class Catalog:
     # -- TOML ------------------------------------------------------------------------------
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Catalog:
+        """Read and validate a catalog file (``autumn.toml``); see docs/catalog.md.
+
+        Every problem is one ``InvalidCatalog`` naming the file, and the product, item and key
+        at fault::
+
+            catalog = Catalog.from_file("autumn.toml")
+        """
+        name = os.fspath(path)
         try:
             with open(path, "rb") as fh:
-                data = tomllib.load(fh)
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise InvalidCatalog(f"cannot read catalog {os.fspath(path)!r}: {exc}") from None
-        return cls.from_toml_data(data)
+                raw = fh.read()
+        except OSError as exc:
+            raise InvalidCatalog(f"cannot read catalog {name}: {exc.strerror or exc}") from None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidCatalog(
+                f"catalog {name} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset"
+                f" {exc.start}); save it as UTF-8"
+            ) from None
+        try:
+            return cls.from_toml(text)
+        except InvalidCatalog as exc:
+            raise InvalidCatalog(f"catalog {name}: {exc.message}") from None
 
     @classmethod
     def from_toml(cls, text: str) -> Catalog:
+        """Parse and validate catalog TOML text::
+
+        catalog = Catalog.from_toml('[[features]]\nid = "sso"\ntype = "boolean"\n')
+        """
+        if not isinstance(text, str):
+            raise InvalidCatalog(f"catalog TOML must be text (str), got {type(text).__name__}")
         try:
-            return cls.from_toml_data(tomllib.loads(text))
+            data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise InvalidCatalog(f"catalog TOML is malformed: {exc}") from None
+        return cls.from_toml_data(data)
 
     @classmethod
     def from_toml_data(cls, data: Mapping[str, Any]) -> Catalog:

@@ -66,6 +66,14 @@ class _Part:
 
 
 class Customers(_Part):
+    """``billing.customers``: create, find, update, list and delete customers.
+
+    Example:
+        ```python
+        billing.customers.create("user-1", email="ann@example.com")
+        ```
+    """
+
     def create(
         self,
         id: str | None = None,
@@ -76,6 +84,18 @@ class Customers(_Part):
         metadata: dict[str, Any] | None = None,
         gateway_customer_id: str | None = None,
     ) -> Customer:
+        """Get-or-create a customer; default products are attached on creation.
+
+        Calling it again with the same id returns the existing customer (filling fields that were
+        empty). ``id=None`` pre-creates a customer from its ``email``; a later create with an id and
+        the same email claims it, keeping what was enabled on it.
+
+        Example:
+            ```python
+            ann = billing.customers.create("user-1", email="ann@example.com", name="Ann")
+            assert billing.customers.create("user-1").id == "user-1"   # get-or-create
+            ```
+        """
         fields = customers_uc.validate_create(
             id, name, email, fingerprint, metadata, gateway_customer_id
         )
@@ -89,16 +109,38 @@ class Customers(_Part):
         return self._a._write(body)
 
     def get(self, id: Any) -> Customer:
+        """The customer with this id (or ``ByEmail(email)``); ``CustomerNotFound`` if none.
+
+        Example:
+            ```python
+            ann = billing.customers.get("user-1")
+            print(ann.features["messages"].remaining, [p.id for p in ann.products])
+            ```
+        """
         _ref(id)
         return self._a._read(lambda unit: self._a._view(unit, unit.get(id).pk))
 
     def get_by_email(self, email: str) -> Customer:
+        """The customer with this email (case-insensitive), pre-created customers included.
+
+        Example:
+            ```python
+            cfo = billing.customers.get_by_email("cfo@bigco.com")
+            ```
+        """
         from autumn_core.results import ByEmail
 
         check_email(email)
         return self.get(ByEmail(email))
 
     def update(self, id: Any, **patch: Any) -> Customer:
+        """Change ``name``, ``email``, ``fingerprint``, ``metadata`` or the id (``new_id``).
+
+        Example:
+            ```python
+            billing.customers.update("user-1", name="Ann B.", metadata={"plan_source": "sales"})
+            ```
+        """
         _ref(id)
         allowed = {"name", "email", "fingerprint", "metadata", "new_id"}
         unknown = set(patch) - allowed
@@ -112,12 +154,28 @@ class Customers(_Part):
         return self._a._write(body)
 
     def delete(self, id: Any) -> None:
+        """Delete the customer with its products, balances and entities.
+
+        Example:
+            ```python
+            billing.customers.delete("user-1")
+            ```
+        """
         _ref(id)
         self._a._write(lambda unit: customers_uc.delete_customer(unit, id))
 
     def list(
         self, *, limit: int = 100, starting_after: str | None = None, email: str | None = None
     ) -> list[Customer]:
+        """A page of customers, oldest first (``limit`` 1..1000); the next page starts after the
+        last id. ``email`` filters case-insensitively.
+
+        Example:
+            ```python
+            page = billing.customers.list(limit=100)
+            next_page = billing.customers.list(limit=100, starting_after=page[-1].id)
+            ```
+        """
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
             raise InvalidRequest(f"limit must be an integer in 1..1000, got {limit!r}")
         if email is not None:
@@ -136,6 +194,14 @@ class Customers(_Part):
 
 
 class Balances(_Part):
+    """``billing.balances``: correct a balance or grant units outside any product.
+
+    Example:
+        ```python
+        billing.balances.grant("user-1", "messages", 500)
+        ```
+    """
+
     def set(
         self,
         customer_id: Any,
@@ -145,6 +211,13 @@ class Balances(_Part):
         usage: Any = None,
         entity_id: str | None = None,
     ) -> Balance:
+        """Set a feature's ``remaining`` or its ``usage`` (exactly one) and return its ``Balance``.
+
+        Example:
+            ```python
+            billing.balances.set("user-1", "messages", remaining=250)
+            ```
+        """
         return self._a._write(
             lambda unit: usage_uc.set_balance(
                 unit, customer_id, feature_id, remaining, usage, entity_id
@@ -161,6 +234,15 @@ class Balances(_Part):
         expires_at: datetime | None = None,
         entity_id: str | None = None,
     ) -> Balance:
+        """Grant units outside any product (a promotion, a one-off top-up) and return the ``Balance``.
+
+        Example:
+            ```python
+            from datetime import UTC, datetime
+
+            billing.balances.grant("user-1", "messages", 500, expires_at=datetime(2027, 1, 1, tzinfo=UTC))
+            ```
+        """
         return self._a._write(
             lambda unit: usage_uc.grant_balance(
                 unit, customer_id, feature_id, amount, reset, expires_at, entity_id
@@ -169,9 +251,19 @@ class Balances(_Part):
 
 
 class Entities(_Part):
+    """``billing.entities``: entities (seats, projects) of a customer."""
+
     def create(
         self, customer_id: Any, entity_id: str, feature_id: str, *, name: str | None = None
     ) -> Entity:
+        """Create an entity (a seat, a project) of an allocated feature under a customer.
+
+        Example:
+            ```python
+            billing.entities.create("user-1", "seat-1", "seats", name="Bob")
+            ```
+        """
+
         def body(unit: Unit) -> Entity:
             state = entities_uc.create_entity(unit, customer_id, entity_id, feature_id, name)
             return entity_view(self._a._ctx, state, entity_id, unit.now)
@@ -179,6 +271,13 @@ class Entities(_Part):
         return self._a._write(body)
 
     def get(self, customer_id: Any, entity_id: str) -> Entity:
+        """One entity of a customer, with its products and features.
+
+        Example:
+            ```python
+            seat = billing.entities.get("user-1", "seat-1")
+            ```
+        """
         _ref(customer_id)
         check_id(entity_id, "entity id")
 
@@ -190,14 +289,30 @@ class Entities(_Part):
         return self._a._read(body)
 
     def list(self, customer_id: Any) -> list[Entity]:
+        """Every entity of a customer.
+
+        Example:
+            ```python
+            seats = billing.entities.list("user-1")
+            ```
+        """
         _ref(customer_id)
         return self._a._read(lambda unit: self._a._view(unit, unit.get(customer_id).pk).entities)
 
     def delete(self, customer_id: Any, entity_id: str) -> None:
+        """Delete an entity of a customer.
+
+        Example:
+            ```python
+            billing.entities.delete("user-1", "seat-1")
+            ```
+        """
         self._a._write(lambda unit: entities_uc.delete_entity(unit, customer_id, entity_id))
 
 
 class Events(_Part):
+    """``billing.events``: what was tracked."""
+
     def list(
         self,
         customer_id: Any,
@@ -208,6 +323,13 @@ class Events(_Part):
         limit: int = 100,
         starting_after: str | None = None,
     ) -> list[Event]:
+        """Tracked events of a customer, oldest first, filtered by feature and time.
+
+        Example:
+            ```python
+            events = billing.events.list("user-1", feature_id="messages", limit=50)
+            ```
+        """
         _ref(customer_id)
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
             raise InvalidRequest(f"limit must be an integer in 1..1000, got {limit!r}")
@@ -269,7 +391,17 @@ def _check_event_exists(unit: Unit, customer_pk: str, event_id: str) -> None:
 
 
 class Invoices(_Part):
+    """``billing.invoices``: what was charged or credited."""
+
     def list(self, customer_id: Any) -> list[Invoice]:
+        """The customer's invoices, oldest first.
+
+        Example:
+            ```python
+            for invoice in billing.invoices.list("user-1"):
+                print(invoice.created_at, invoice.status, invoice.total)
+            ```
+        """
         _ref(customer_id)
 
         def body(unit: Unit) -> list[Invoice]:
@@ -280,7 +412,15 @@ class Invoices(_Part):
 
 
 class Autumn(LifecycleMixin):
-    """An embedded billing engine over a store, a payment provider and a clock."""
+    """An embedded billing engine over a store, a payment provider and a clock.
+
+    Example:
+        ```python
+        billing = Autumn(catalog, store=SqliteStore("billing.db"), gateway=MemoryGateway())
+        with Autumn(catalog, store=MemoryStore()) as billing:
+            billing.customers.create("user-1")
+        ```
+    """
 
     def __init__(
         self,
@@ -353,6 +493,15 @@ class Autumn(LifecycleMixin):
         send_event: bool = False,
         customer_data: CustomerData | None = None,
     ) -> CheckResult:
+        """May the customer use ``required_balance`` of the feature now? Reads only, unless
+        ``send_event=True`` (then the deduction is made atomically with the decision).
+
+        Example:
+            ```python
+            if billing.check("user-1", "messages", required_balance=5).allowed:
+                billing.track("user-1", "messages", value=5)
+            ```
+        """
         args = usage_uc.validate_check(
             self._ctx,
             customer_id,
@@ -380,6 +529,19 @@ class Autumn(LifecycleMixin):
         overage: str = "cap",
         customer_data: CustomerData | None = None,
     ) -> TrackResult:
+        """Record usage of a feature, or an event features listen to (exactly one of the two).
+
+        Negative values refund. ``overage`` is ``"cap"`` (drop what does not fit), ``"reject"``
+        (``InsufficientBalance``, nothing changes) or ``"overflow"``. An ``idempotency_key`` makes a
+        retry within 24 h return the first result.
+
+        Example:
+            ```python
+            billing.track("user-1", "messages", value=3)
+            billing.track("user-1", event_name="chat", idempotency_key="msg-42")
+            billing.track("user-1", "messages", value=-1)   # a refund
+            ```
+        """
         args = usage_uc.validate_track(
             self._ctx,
             customer_id,
@@ -396,6 +558,15 @@ class Autumn(LifecycleMixin):
         return self._write(lambda unit: usage_uc.track(unit, args))
 
     def track_many(self, events: Iterable[TrackRequest]) -> list[TrackResult]:
+        """Record many tracks in one transaction (all or nothing).
+
+        Example:
+            ```python
+            from autumn_core import TrackRequest
+
+            billing.track_many([TrackRequest("user-1", "messages", value=2), TrackRequest("user-2", "messages")])
+            ```
+        """
         if isinstance(events, str | bytes | dict) or not isinstance(events, Iterable):
             raise InvalidRequest(f"track_many takes an iterable of TrackRequest, got {events!r}")
         requests = list(events)
@@ -428,7 +599,14 @@ class Autumn(LifecycleMixin):
 
     # -- lifecycle --------------------------------------------------------------------------
     def process_due(self, *, limit: int | None = None) -> int:
-        """Apply everything due by now for every customer; return how many customers changed."""
+        """Apply everything due by now for every customer; return how many customers changed.
+
+        Example:
+            ```python
+            changed = billing.process_due()          # e.g. from a cron job or a scheduler
+            billing.process_due(limit=500)           # at most 500 customers this call
+            ```
+        """
         if limit is not None and (
             isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
         ):
@@ -449,6 +627,13 @@ class Autumn(LifecycleMixin):
         return done
 
     def close(self) -> None:
+        """Release the store (connections, pools). ``with Autumn(...) as billing:`` closes too.
+
+        Example:
+            ```python
+            billing.close()
+            ```
+        """
         self.store.close()
 
     def __enter__(self) -> Autumn:
@@ -466,7 +651,16 @@ def open(
     clock: Clock | None = None,
     **kwargs: Any,
 ) -> Autumn:
-    """Build an ``Autumn`` whose store is chosen by URL scheme (entry points ``autumn_core.stores``)."""
+    """Build an ``Autumn`` whose store is chosen by URL scheme (entry points ``autumn_core.stores``).
+
+    Example:
+        ```python
+        from autumn_core import Catalog, open
+
+        billing = open("sqlite:///billing.db", catalog=Catalog.from_file("autumn.toml"))
+        billing = open("postgresql://app:secret@db/billing", catalog=catalog, timeout=5)
+        ```
+    """
     if not isinstance(url, str) or "://" not in url:
         raise InvalidRequest(f"store URL must look like scheme://..., got {url!r}")
     scheme = url.split("://", 1)[0]

@@ -60,7 +60,16 @@ class LifecycleMixin:
         customer_data: CustomerData | None = None,
         idempotency_key: str | None = None,
     ) -> AttachResult:
-        """Attach a product to a customer or entity (docs/rules.md A1-A7)."""
+        """Attach a product to a customer or entity (docs/rules.md A1-A7).
+
+        Example:
+            ```python
+            result = billing.attach("user-1", "pro")                       # new, upgrade or downgrade
+            billing.attach("user-1", "top_up", quantities={"messages": 1000})
+            if result.checkout_url:                                         # no card on file yet
+                redirect(result.checkout_url)
+            ```
+        """
         args = attach_uc.validate_attach(
             self._ctx,
             customer_id,
@@ -101,7 +110,14 @@ class LifecycleMixin:
         customer_data: CustomerData | None = None,
         idempotency_key: str | None = None,
     ) -> AttachPreview:
-        """What ``attach`` would do, with the same lines; writes nothing, contacts no gateway."""
+        """What ``attach`` would do, with the same lines; writes nothing, contacts no gateway.
+
+        Example:
+            ```python
+            preview = billing.preview_attach("user-1", "enterprise")
+            print(preview.scenario, preview.due_now, preview.next_cycle_total)
+            ```
+        """
         args = attach_uc.validate_attach(
             self._ctx,
             customer_id,
@@ -129,7 +145,14 @@ class LifecycleMixin:
         entity_id: str | None = None,
         immediately: bool = False,
     ) -> CustomerProduct:
-        """X1-X6: at the period end (default) or now with a prorated credit."""
+        """X1-X6: at the period end (default) or now with a prorated credit.
+
+        Example:
+            ```python
+            billing.cancel("user-1", "pro")                      # at the end of the period
+            billing.cancel("user-1", "pro", immediately=True)    # now, with a prorated credit
+            ```
+        """
         cancel_uc.validate(customer_id, product_id, entity_id, immediately)
 
         def body(unit: Unit) -> CustomerProduct:
@@ -163,6 +186,13 @@ class LifecycleMixin:
     def uncancel(
         self, customer_id: Any, product_id: str, *, entity_id: str | None = None
     ) -> CustomerProduct:
+        """Take back a cancel that has not taken effect yet; returns the product.
+
+        Example:
+            ```python
+            billing.uncancel("user-1", "pro")
+            ```
+        """
         cancel_uc.validate(customer_id, product_id, entity_id)
         return self._write(
             lambda unit: cancel_uc.uncancel(unit, customer_id, product_id, entity_id)
@@ -170,7 +200,13 @@ class LifecycleMixin:
 
     # -- the payment provider ---------------------------------------------------------------
     def billing_portal_url(self, customer_id: Any, return_url: str | None = None) -> str:
-        """C7: needs a gateway; creates the provider-side customer when there is none yet."""
+        """C7: needs a gateway; creates the provider-side customer when there is none yet.
+
+        Example:
+            ```python
+            url = billing.billing_portal_url("user-1", return_url="https://app.example.com/billing")
+            ```
+        """
         check_customer_ref(customer_id)
         if return_url is not None and not isinstance(return_url, str):
             raise InvalidRequest(f"return_url must be a string, got {return_url!r}")
@@ -186,7 +222,14 @@ class LifecycleMixin:
         return self._write(body)
 
     def handle_event(self, event: GatewayEvent) -> None:
-        """W1-W6: apply a provider event once, whatever the order or repetition."""
+        """W1-W6: apply a provider event once, whatever the order or repetition.
+
+        Example:
+            ```python
+            event = gateway.parse_webhook(request.body, request.headers["Stripe-Signature"])
+            billing.handle_event(event)
+            ```
+        """
         events_uc.validate(event)
         self._write(lambda unit: events_uc.handle_event(unit, event))
 
@@ -213,6 +256,12 @@ class LifecycleMixin:
         default settles every record; while other processes may be in the middle of a charge,
         pass ``older_than=timedelta(minutes=10)`` so that only abandoned operations are
         touched.
+
+        Example:
+            ```python
+            billing = open("sqlite:///billing.db", catalog=catalog, gateway=gateway)
+            billing.recover()   # at start-up, before serving
+            ```
         """
         if not isinstance(older_than, timedelta) or older_than < timedelta(0):
             raise InvalidRequest(f"older_than must be a non-negative timedelta, got {older_than!r}")

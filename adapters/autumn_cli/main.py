@@ -1,212 +1,107 @@
 """The ``autumn`` console script.
 
-Errors print one line (``error: <code>: <message>``) and exit with status 1.
+Errors print one line (``error: <code>: <message>``) and exit with status 1; never a traceback
+(``AUTUMN_DEBUG=1`` lets an unexpected one through, for a bug report).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from decimal import Decimal
 
-from autumn_cli.demo import DEMO_START, example_catalog, print_customer, print_customers, run_demo
-from autumn_cli.tables import table
-from autumn_core import Autumn, AutumnError, Catalog, InvalidRequest, ManualClock, open
-from autumn_core.model import PendingRecord
+from autumn_cli.engine import located
+from autumn_cli.registry import Commands, HelpFormatter, Parser, common_options
+from autumn_core import AutumnError, StoreError, __version__
 
-DEFAULT_DB = "sqlite:///autumn.db"
-#: Marks a database made by ``autumn demo`` (so a re-run may recreate it).
-DEMO_RECORD = "cli.demo"
-#: The pushed catalog is kept in the store as a record of this kind, so every command
-#: (and every process) on one database uses the same catalog.
-CATALOG_RECORD = "cli.catalog"
+#: The subcommands, each declared by a ``register(commands)`` function in its own module.
+#: To add one, write in your module (e.g. adapters/autumn_cli/serve.py)::
+#:
+#:     def register(commands: Commands) -> None:
+#:         p = commands.add("serve", run, help="serve the HTTP API")   # run(args) -> None
+#:         p.add_argument("--port", type=int, default=8080, help="... (default: %(default)s)")
+#:
+#: and add its "module:function" on one line below. Modules are imported when the command line
+#: is built, so import heavy dependencies inside ``run``, not at the top of the module.
+SUBCOMMANDS: tuple[str, ...] = (
+    "autumn_cli.demo_cmd:register",
+    "autumn_cli.catalog_cmd:register",
+    "autumn_cli.commands:register",
+)
 
-
-def _say(text: str) -> None:
-    print(text)
-
-
-def _stored_catalog(url: str) -> Catalog | None:
-    probe = open(url, catalog=Catalog())
-    try:
-        with probe.store.transaction(write=False) as tx:
-            rec = tx.get_pending(CATALOG_RECORD)
-    finally:
-        probe.close()
-    return None if rec is None else Catalog.from_toml(str(rec.payload["toml"]))
-
-
-def _engine(args: argparse.Namespace) -> Autumn:
-    if args.catalog:
-        catalog = Catalog.from_file(args.catalog)
-    else:
-        catalog = _stored_catalog(args.db) or example_catalog()
-    return open(args.db, catalog=catalog)
-
-
-def _sqlite_file(url: str) -> str | None:
-    """The file behind a ``sqlite:///`` URL (None for other stores and ``:memory:``)."""
-    if not url.startswith("sqlite:///"):
-        return None
-    return url[len("sqlite:///") :] or None
-
-
-def _demo_owns(url: str) -> bool:
-    """Whether the database at ``url`` holds only what an earlier ``autumn demo`` wrote."""
-    probe = open(url, catalog=Catalog())
-    try:
-        with probe.store.transaction(write=False) as tx:
-            return tx.get_pending(DEMO_RECORD) is not None
-    finally:
-        probe.close()
-
-
-def _demo(args: argparse.Namespace) -> None:
-    url = args.db or DEFAULT_DB
-    path = _sqlite_file(url)
-    if path is not None and os.path.exists(path):
-        # Re-running the demo starts from a clean slate, but only on a file the demo made:
-        # a database with anyone else's data is never removed.
-        if not _demo_owns(url):
-            raise InvalidRequest(
-                f"{path} holds data the demo did not create; run the demo elsewhere with "
-                "--db sqlite:///demo.db"
-            )
-        for suffix in ("", "-wal", "-shm"):
-            if os.path.exists(path + suffix):
-                os.remove(path + suffix)
-    clock = ManualClock(DEMO_START)
-    with open(url, catalog=example_catalog(), clock=clock) as billing:
-        with billing.store.transaction() as tx:
-            tx.put_pending(PendingRecord(DEMO_RECORD, "", DEMO_RECORD, {}, DEMO_START))
-        run_demo(billing, clock.advance, _say)
-    print(f"(state kept in {url})")
-
-
-def _customers(args: argparse.Namespace) -> None:
-    with _engine(args) as billing:
-        if args.action == "list":
-            print_customers(billing, _say)
-        else:
-            if not args.customer_id:
-                raise SystemExit("error: usage: autumn customers show CUSTOMER_ID")
-            print_customer(billing, args.customer_id, _say)
-
-
-def _check(args: argparse.Namespace) -> None:
-    with _engine(args) as billing:
-        r = billing.check(args.customer_id, args.feature_id, required_balance=args.required)
-        remaining = r.balance.remaining if r.balance else None
-        print(
-            table(
-                "Check",
-                ["allowed", "feature", "required", "remaining"],
-                [(r.allowed, r.feature_id, r.required_balance, remaining)],
-            )
-        )
-
-
-def _track(args: argparse.Namespace) -> None:
-    with _engine(args) as billing:
-        if args.event:
-            r = billing.track(args.customer_id, event_name=args.event, value=args.value)
-        else:
-            r = billing.track(args.customer_id, args.feature_id, value=args.value)
-        rows = [
-            (f, a, r.balances[f].remaining if f in r.balances else None)
-            for f, a in r.applied.items()
-        ]
-        print(
-            table(
-                f"Tracked {r.value} (event {r.event_id})", ["feature", "applied", "remaining"], rows
-            )
-        )
-
-
-def _attach(args: argparse.Namespace) -> None:
-    quantities = {}
-    for q in args.quantity or []:
-        feature, _, amount = q.partition("=")
-        quantities[feature] = Decimal(amount)
-    with _engine(args) as billing:
-        r = billing.attach(args.customer_id, args.product_id, quantities=quantities or None)
-        total = r.invoice.total if r.invoice else None
-        status = r.product.status if r.product else None
-        print(
-            table(
-                "Attach",
-                ["scenario", "status", "invoice total", "checkout"],
-                [(r.scenario, status, total, r.checkout_url)],
-            )
-        )
-
-
-def _process_due(args: argparse.Namespace) -> None:
-    with _engine(args) as billing:
-        print(f"{billing.process_due()} customers updated")
-
-
-def _catalog_push(args: argparse.Namespace) -> None:
-    catalog = Catalog.from_file(args.path)
-    with open(args.db, catalog=catalog) as billing, billing.store.transaction() as tx:
-        tx.put_pending(
-            PendingRecord(
-                CATALOG_RECORD, "", CATALOG_RECORD, {"toml": catalog.to_toml()}, datetime.now(UTC)
-            )
-        )
-    print(f"catalog pushed: {len(catalog.features)} features, {len(catalog.products)} products")
+#: Quoted values longer than this are shortened in error lines (a runaway id must not flood
+#: the terminal); the head and tail stay, so the value is still recognisable.
+LONGEST_QUOTED = 48
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="autumn", description="Embedded billing engine")
-    parser.add_argument("--db", default=None, help=f"store URL (default {DEFAULT_DB})")
-    parser.add_argument("--catalog", default=None, help="catalog TOML (default: the pushed one)")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("demo", help="run an example scenario and print it").set_defaults(fn=_demo)
-    p = sub.add_parser("customers", help="list or show customers")
-    p.add_argument("action", choices=["list", "show"])
-    p.add_argument("customer_id", nargs="?")
-    p.set_defaults(fn=_customers)
-    p = sub.add_parser("check", help="may a customer use a feature?")
-    p.add_argument("customer_id")
-    p.add_argument("feature_id")
-    p.add_argument("--required", default="1")
-    p.set_defaults(fn=_check)
-    p = sub.add_parser("track", help="record usage")
-    p.add_argument("customer_id")
-    p.add_argument("feature_id", nargs="?")
-    p.add_argument("--event", default=None)
-    p.add_argument("--value", default="1")
-    p.set_defaults(fn=_track)
-    p = sub.add_parser("attach", help="attach a product")
-    p.add_argument("customer_id")
-    p.add_argument("product_id")
-    p.add_argument("--quantity", action="append", help="feature=units for prepaid items")
-    p.set_defaults(fn=_attach)
-    sub.add_parser("process-due", help="apply resets and renewals that are due").set_defaults(
-        fn=_process_due
+    common = common_options()
+    parser = Parser(
+        prog="autumn",
+        description="The autumn-embedded billing engine on the command line.\n"
+        "Every command works on one database: --db URL, else $AUTUMN_DB, else"
+        " sqlite:///autumn.db.",
+        parents=[common],
+        formatter_class=HelpFormatter,
     )
-    p = sub.add_parser("catalog", help="catalog commands")
-    p.add_argument("action", choices=["push"])
-    p.add_argument("path")
-    p.set_defaults(fn=_catalog_push)
+    parser.add_argument("--version", action="version", version=f"autumn {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands = Commands(sub, common)
+    for target in SUBCOMMANDS:
+        module, _, func = target.partition(":")
+        getattr(importlib.import_module(module), func)(commands)
     return parser
 
 
+def shorten(text: str) -> str:
+    """Shorten every long quoted value in an error message."""
+
+    def cut(m: re.Match[str]) -> str:
+        quote, body = m.group(1), m.group(2)
+        if len(body) <= LONGEST_QUOTED:
+            return m.group(0)
+        return f"{quote}{body[:24]}...{body[-12:]}{quote} ({len(body)} characters)"
+
+    return re.sub(r"(['\"])(.*?)\1", cut, text)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(shorten(text).split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.db is None:
-        args.db = DEFAULT_DB
+    # Driver and pool warnings (a PostgreSQL pool retrying, say) would print many lines of their
+    # own; the error that ends the command says it once.
+    logging.disable(logging.WARNING)
+    try:
+        parser = build_parser()
+    except Exception as exc:  # a subcommand module failed to import: still one line
+        if os.environ.get("AUTUMN_DEBUG"):
+            raise
+        print(f"error: unexpected: {type(exc).__name__}: {_one_line(str(exc))}", file=sys.stderr)
+        return 1
+    args = parser.parse_args(argv)
     try:
         args.fn(args)
     except AutumnError as exc:
-        print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
+        message = located(exc, args) if isinstance(exc, StoreError) else exc.message
+        print(f"error: {exc.code}: {_one_line(message)}", file=sys.stderr)
         return 1
-    except (OSError, ArithmeticError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if os.environ.get("AUTUMN_DEBUG"):
+            raise
+        print(
+            f"error: unexpected: {type(exc).__name__}: {_one_line(str(exc))}"
+            " (AUTUMN_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -7,16 +7,35 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import attrs
+
+
+@attrs.frozen
+class Money:
+    """An amount of money: always printed with two decimals."""
+
+    amount: Decimal
+
+    def __str__(self) -> str:
+        return f"{self.amount:,.2f}"
+
+
+def money(value: Decimal | int | None) -> Money | None:
+    return None if value is None else Money(Decimal(value))
+
 
 def cell(value: Any) -> str:
     if value is None:
         return "-"
-    if isinstance(value, Decimal):
-        return f"{value:,.2f}" if value != value.to_integral_value() else f"{value:,.0f}"
-    if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M")
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, Decimal):
+        # Quantities keep their own precision (0.5 messages, 1,250 messages), without noise.
+        if value == value.to_integral_value():
+            return f"{value:,.0f}"
+        return f"{value.normalize():,f}"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M")
     return str(value)
 
 

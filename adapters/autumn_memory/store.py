@@ -461,7 +461,13 @@ class _Transaction:
 
 
 class MemoryStore:
-    """The in-memory store: a real product for development, tests and single-process apps."""
+    """The in-memory store: a real product for development, tests and single-process apps.
+
+    Example:
+        ```python
+        billing = Autumn(catalog, store=MemoryStore())
+        ```
+    """
 
     capabilities = StoreCapabilities(multi_process=False, durable=False)
 
@@ -471,11 +477,26 @@ class MemoryStore:
         self._closed = False
 
     def transaction(self, *, write: bool = True) -> _Transaction:
+        """A context manager running one transaction; a write holds the store's lock.
+
+        Example:
+            ```python
+            with store.transaction(write=False) as tx:
+                states = tx.list_customers(limit=10, starting_after=None, email=None)
+            ```
+        """
         if self._closed:
             raise StoreError("the store is closed")
         return _Transaction(self, write)
 
     def close(self) -> None:
+        """Close the store; later calls raise ``StoreError``.
+
+        Example:
+            ```python
+            store.close()
+            ```
+        """
         self._closed = True
 
     def __repr__(self) -> str:

@@ -1294,6 +1294,12 @@ class PostgresStore:
     customers are kept. ``pipeline=False`` sends every statement on its own, unnamed (no
     session state between transactions): for proxies that multiplex sessions, such as
     pgbouncer in transaction mode.
+
+    Example:
+        ```python
+        store = PostgresStore("postgresql://app:secret@db/billing", max_size=20, timeout=5)
+        billing = Autumn(catalog, store=store)
+        ```
     """
 
     capabilities = StoreCapabilities(multi_process=True, durable=True)
@@ -1378,13 +1384,27 @@ class PostgresStore:
 
     # -- public -------------------------------------------------------------------------------
     def transaction(self, *, write: bool = True) -> PostgresTransaction:
-        """A context manager running one transaction (see the module docstring)."""
+        """A context manager running one transaction (see the module docstring).
+
+        Example:
+            ```python
+            with store.transaction(write=False) as tx:
+                pk = tx.customer_pk("user-1")
+            ```
+        """
         if self._closed:
             raise StoreError("the store is closed")
         return PostgresTransaction(self, write)
 
     def close(self) -> None:
-        """Release the pool (if this store made it); later calls raise ``StoreError``."""
+        """Release the pool (if this store made it); later calls raise ``StoreError``.
+
+        Example:
+            ```python
+            store = PostgresStore("postgresql://app:secret@db/billing")
+            store.close()
+            ```
+        """
         self._closed = True
         if self._owns_pool:
             with contextlib.suppress(Exception):
@@ -1393,7 +1413,13 @@ class PostgresStore:
         self._ids.clear()
 
     def schema_version(self) -> int:
-        """The schema version of the database (the highest applied migration)."""
+        """The schema version of the database (the highest applied migration).
+
+        Example:
+            ```python
+            print(PostgresStore("postgresql://app:secret@db/billing").schema_version)
+            ```
+        """
         with self._connection() as conn:
             return self._db_version(conn)
 

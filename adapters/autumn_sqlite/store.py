@@ -782,6 +782,11 @@ class SqliteStore:
     committed call survives the process being killed, the last commits may be lost on power
     failure) or ``"FULL"`` (every commit is fsynced). ``lock_timeout`` bounds how long a write
     waits for the database lock before failing with ``StoreError``.
+
+    Example:
+        ```python
+        billing = Autumn(catalog, store=SqliteStore("billing.db", synchronous="FULL"))
+        ```
     """
 
     capabilities = StoreCapabilities(multi_process=True, durable=True)
@@ -825,15 +830,29 @@ class SqliteStore:
         self._shared: _Holder | None = None
         self._generation = _fork_generation
         self._closed = False
+        #: Whether the file was judged ours: until then no connection writes anything, not even
+        #: the switch to WAL, so a foreign or damaged file is refused with its bytes unchanged.
+        self._judged = self._memory
         conn = self._connection()
+        self._judge(conn)
         self._migrate(conn)
+        self._judged = True
+        if not self._memory:
+            self._set_wal(conn)
 
     def __repr__(self) -> str:
         return f"SqliteStore({self.path!r})"
 
     # -- public -----------------------------------------------------------------------------
     def transaction(self, *, write: bool = True) -> SqliteTransaction:
-        """A context manager running one transaction (see the module docstring)."""
+        """A context manager running one transaction (see the module docstring).
+
+        Example:
+            ```python
+            with store.transaction(write=False) as tx:
+                pk = tx.customer_pk("user-1")
+            ```
+        """
         if self._closed:
             raise StoreError("the store is closed")
         if self._generation != _fork_generation:
@@ -841,7 +860,14 @@ class SqliteStore:
         return SqliteTransaction(self, self._connection(), write)
 
     def close(self) -> None:
-        """Close every connection this store opened; later calls raise ``StoreError``."""
+        """Close every connection this store opened; later calls raise ``StoreError``.
+
+        Example:
+            ```python
+            store = SqliteStore("billing.db")
+            store.close()
+            ```
+        """
         self._closed = True
         with self._connections_lock:
             conns = [h.conn for h in self._connections]
@@ -862,7 +888,13 @@ class SqliteStore:
 
     @property
     def schema_version(self) -> int:
-        """The schema version of the open database."""
+        """The schema version of the open database.
+
+        Example:
+            ```python
+            assert SqliteStore("billing.db").schema_version == autumn_sqlite.schema.current_version()
+            ```
+        """
         conn = self._connection()
         try:
             return int(conn.execute("PRAGMA user_version").fetchone()[0])
@@ -896,13 +928,19 @@ class SqliteStore:
                 cached_statements=256,
             )
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot open SQLite database {self.path!r}: {exc}") from exc
+            raise self._unopenable(exc) from exc
         try:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
-            if not self._memory:
-                self._retry_busy(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
+            if self._judged and not self._memory:
+                self._set_wal(conn)
+        except StoreError:
+            conn.close()
+            raise
+        except sqlite3.Error as exc:
+            conn.close()
+            raise self._unopenable(exc) from exc
         except BaseException as exc:
             conn.close()
             raise translate(exc) from exc
@@ -910,6 +948,52 @@ class SqliteStore:
         with self._connections_lock:
             self._connections.add(holder)
         return holder
+
+    def _set_wal(self, conn: sqlite3.Connection) -> None:
+        try:
+            self._retry_busy(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
+        except sqlite3.Error as exc:
+            self.close()
+            raise self._unopenable(exc) from exc
+
+    def _unopenable(self, exc: sqlite3.Error) -> StoreError:
+        """The error for a file that cannot be used, naming the file and the reason."""
+        name = getattr(exc, "sqlite_errorname", "")
+        if name == "SQLITE_NOTADB" or "not a database" in str(exc):
+            reason = "it is not a SQLite database"
+        elif name.startswith("SQLITE_READONLY") or "readonly" in str(exc):
+            reason = "it is read-only (check the permissions of the file and its directory)"
+        elif name.startswith("SQLITE_CANTOPEN") or "unable to open" in str(exc):
+            reason = "cannot open the file (does its directory exist, is it readable?)"
+        elif _is_busy(exc):
+            return translate(exc)
+        else:
+            reason = str(exc)
+        return StoreError(f"cannot use SQLite database {self.path}: {reason}")
+
+    def _judge(self, conn: sqlite3.Connection) -> None:
+        """Refuse a file that is not ours before anything writes to it (one read transaction,
+        so a concurrent first opener's migration is seen whole or not at all)."""
+        if self._memory:
+            return
+
+        def look() -> None:
+            conn.execute("BEGIN")
+            try:
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                self._check_version(conn, version, schema.current_version())
+            finally:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+
+        try:
+            self._retry_busy(look)
+        except sqlite3.Error as exc:
+            self.close()
+            raise self._unopenable(exc) from exc
+        except StoreError:
+            self.close()
+            raise
 
     def _retry_busy(self, fn: Callable[[], T], deadline: float | None = None) -> T:
         """Run ``fn`` until it stops failing with a busy database, up to ``deadline``
@@ -1029,7 +1113,7 @@ class SqliteStore:
                     raise
         except sqlite3.Error as exc:
             self.close()
-            raise translate(exc) from exc
+            raise self._unopenable(exc) from exc
         except StoreError:
             self.close()
             raise
@@ -1042,12 +1126,16 @@ class SqliteStore:
             )
         app_id = conn.execute("PRAGMA application_id").fetchone()[0]
         if version > 0 and app_id != schema.APPLICATION_ID:
-            raise StoreError(f"{self.path!r} is not an autumn database (application_id {app_id})")
+            raise StoreError(
+                f"cannot use SQLite database {self.path}: it is not an autumn database"
+                f" (application_id {app_id}); it was left untouched"
+            )
         if version == 0:
             tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
             if tables:
                 raise StoreError(
-                    f"{self.path!r} already holds tables but no autumn schema; refusing to use it"
+                    f"cannot use SQLite database {self.path}: it holds someone else's tables"
+                    " and no autumn schema; it was left untouched"
                 )
 
 
