@@ -161,14 +161,37 @@ def trials_granted(billing: Autumn, customer_ids: Iterable[str], product_id: str
     return count
 
 
+# The stateful machine (see machine.py); imported last: it builds on the helpers above.
+from hypothesis.stateful import invariant, precondition, rule  # noqa: E402
+
+from autumn_core.testing.invariants import Trial  # noqa: E402
+from autumn_core.testing.machine import (  # noqa: E402
+    CatalogMachine,
+    InvariantBroken,
+    catalog_machine,
+)
+from autumn_core.testing.runner import Counterexample, run_machine  # noqa: E402
+from autumn_core.testing.stores import StoreFactory, fresh_stores  # noqa: E402
+
 __all__ = [
     "START",
+    "CatalogMachine",
+    "Counterexample",
+    "InvariantBroken",
+    "StoreFactory",
+    "Trial",
+    "catalog_machine",
     "clock_of",
     "customer_ids",
     "emails",
     "engine",
     "fingerprints",
     "free_trials",
+    "fresh_stores",
+    "invariant",
+    "precondition",
+    "rule",
+    "run_machine",
     "track_values",
     "trial_catalogs",
     "trial_products",
