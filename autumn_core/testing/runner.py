@@ -41,11 +41,14 @@ def run_machine(
         suppress_health_check=list(HealthCheck),
     )
     test = seed(seed_value)(get_state_machine_test(machine, settings=config))
+    machine.last_transcript = None
     try:
         test()
     except InvariantBroken as exc:
         return _found(machine, str(exc).split("\n\nafter these", 1)[0])
     except Exception as exc:  # anything else the engine raised, with the same transcript
+        if machine.last_transcript is None:
+            raise  # the machine could not even start (a store that cannot be opened)
         return _found(machine, f"{type(exc).__name__}: {exc}")
     return None
 
