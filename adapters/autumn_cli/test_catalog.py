@@ -15,6 +15,7 @@ from typing import Any, TextIO
 
 from autumn_core import Catalog
 from autumn_core.testing import catalog_machine, fresh_stores, run_machine
+from autumn_core.testing.stores import gateway_factory
 
 DEFAULT_EXAMPLES = 300
 DEFAULT_STEPS = 20
@@ -53,12 +54,6 @@ def main(args: argparse.Namespace) -> None:
         raise SystemExit(status)
 
 
-def _memory_gateway() -> Any:
-    from autumn_memory import MemoryGateway
-
-    return MemoryGateway()
-
-
 def test_catalog(
     path: str,
     *,
@@ -77,8 +72,8 @@ def test_catalog(
     catalog = Catalog.from_file(path)
     stores = fresh_stores(store)
     stores().close()  # a store that cannot be opened is an error, not a counterexample
-    gateway_factory: Callable[[], Any] | None = _memory_gateway if gateway == "memory" else None
-    machine = catalog_machine(catalog, store_factory=stores, gateway_factory=gateway_factory)
+    gateways: Callable[[], Any] | None = gateway_factory(gateway) if gateway != "none" else None
+    machine = catalog_machine(catalog, store_factory=stores, gateway_factory=gateways)
     began = time.monotonic()
     try:
         found = run_machine(machine, examples=examples, steps=steps, seed_value=seed)

@@ -21,12 +21,17 @@ from decimal import Decimal
 from typing import Any
 
 from hypothesis import strategies as st
+from hypothesis.stateful import invariant, precondition, rule
 
 from autumn_core.catalog import Catalog, Feature, FreeTrial, Item, Price, Product
 from autumn_core.clock import ManualClock
 from autumn_core.facade import Autumn
 from autumn_core.facade import open as open_engine
 from autumn_core.ports import Gateway
+from autumn_core.testing.invariants import Trial
+from autumn_core.testing.machine import CatalogMachine, InvariantBroken, catalog_machine
+from autumn_core.testing.runner import Counterexample, run_machine
+from autumn_core.testing.stores import StoreFactory, fresh_stores
 
 #: The instant every helper engine starts at (a Monday, mid-month, 30-day-month friendly).
 START = datetime(2025, 4, 1, 9, 0, tzinfo=UTC)
@@ -160,18 +165,6 @@ def trials_granted(billing: Autumn, customer_ids: Iterable[str], product_id: str
     billing._ctx.run(body, write=False)
     return count
 
-
-# The stateful machine (see machine.py); imported last: it builds on the helpers above.
-from hypothesis.stateful import invariant, precondition, rule  # noqa: E402
-
-from autumn_core.testing.invariants import Trial  # noqa: E402
-from autumn_core.testing.machine import (  # noqa: E402
-    CatalogMachine,
-    InvariantBroken,
-    catalog_machine,
-)
-from autumn_core.testing.runner import Counterexample, run_machine  # noqa: E402
-from autumn_core.testing.stores import StoreFactory, fresh_stores  # noqa: E402
 
 __all__ = [
     "START",

@@ -16,6 +16,7 @@ import attrs
 from autumn_core.catalog import Catalog
 from autumn_core.facade import Autumn
 from autumn_core.model import CustomerState, InvoiceRecord, ProductState, RowState
+from autumn_core.results import Customer
 
 ZERO = Decimal(0)
 CENT = Decimal("0.01")
@@ -195,3 +196,12 @@ def feature_total(state: CustomerState, feature_id: str) -> tuple[Decimal, Decim
         total += row.balance + sum((r.balance for r in row.rollovers), ZERO)
         granted += row.granted + sum((r.amount for r in row.rollovers), ZERO)
     return total, granted, unlimited
+
+
+def view_total(customer: Customer | None, feature_id: str) -> tuple[Decimal, Decimal, bool] | None:
+    """(Σ balances + Σ rollover balances, granted, unlimited) of one feature in a customer's
+    view (entity rows included), or None when the customer has no row of it."""
+    balance = customer.features.get(feature_id) if customer is not None else None
+    if balance is None:
+        return None
+    return balance.granted - balance.usage, balance.granted, balance.unlimited

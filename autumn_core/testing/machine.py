@@ -21,9 +21,8 @@ Subclass the returned class to add rules and invariants (``self.billing``, ``sel
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar, cast
 
@@ -37,12 +36,15 @@ from autumn_core.clock import ManualClock
 from autumn_core.errors import AutumnError, GatewayError, IdempotencyConflict, StoreError
 from autumn_core.facade import Autumn
 from autumn_core.ports import Gateway, Store
-from autumn_core.results import ByEmail, CustomerData
+from autumn_core.results import ByEmail, Customer, CustomerData
 from autumn_core.testing import invariants as inv
 from autumn_core.testing import transcript as tr
 from autumn_core.testing.stores import fresh_stores
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
+#: Where every run starts: ``autumn_core.testing.START`` (kept here too: that package imports
+#: this module).
+START = datetime(2025, 4, 1, 9, 0, tzinfo=UTC)
 
 
 class InvariantBroken(AssertionError):
@@ -88,9 +90,10 @@ class CatalogMachine(RuleBasedStateMachine):
         self.clock = ManualClock(self.start)
         factory = type(self).gateway_factory
         self.gateway = factory() if factory is not None else None
-        self.billing = Autumn(
-            self.catalog, store=type(self).store_factory(), gateway=self.gateway, clock=self.clock
-        )
+        stores = type(self).store_factory
+        self.billing = Autumn(self.catalog, store=stores(), gateway=self.gateway, clock=self.clock)
+        #: Fingerprints get this suffix on stores where earlier trial claims survive.
+        self.fp_suffix: str = getattr(stores, "namespace", "")
         self.transcript = tr.Transcript()
         type(self).last_transcript = self.transcript
         self._trials: dict[str, inv.Trial] = {}
@@ -157,14 +160,16 @@ class CatalogMachine(RuleBasedStateMachine):
             self.fail(f"{source} raised {type(exc).__name__}: {exc}")
             raise  # unreachable
 
-    def settle(self, customer_id: str) -> None:
-        """Apply the customer's due work now (a read), so the next call does no lazy work."""
-        with contextlib.suppress(AutumnError):
-            self.billing.customers.get(customer_id)
+    def view(self, customer_id: str) -> Customer | None:
+        """The customer as a read shows it now (due work applied, S4), or None."""
+        try:
+            return self.billing.customers.get(customer_id)
+        except AutumnError:
+            return None
 
     def total(self, customer_id: str, feature_id: str) -> tuple[Decimal, Decimal, bool] | None:
-        states = inv.read_subject(self.billing, customer_id)
-        return inv.feature_total(states[0][0], feature_id) if states else None
+        """(Σ balances + Σ rollover balances, granted, unlimited) of the customer's view."""
+        return inv.view_total(self.view(customer_id), feature_id)
 
     def keyed_call(
         self,
@@ -212,8 +217,13 @@ class CatalogMachine(RuleBasedStateMachine):
         return outcome
 
     # -- the calls --------------------------------------------------------------------------
+    def _fp(self, fp: str | None) -> str | None:
+        if fp is None or not self.fp_suffix or fp.endswith(self.fp_suffix):
+            return fp
+        return fp + self.fp_suffix
+
     def do_create(self, customer_id: str | None, email: str | None, fp: str | None) -> None:
-        kw: dict[str, Any] = {"email": email, "fingerprint": fp}
+        kw: dict[str, Any] = {"email": email, "fingerprint": self._fp(fp)}
         args = (customer_id,) if customer_id is not None else ()
         self.call(
             tr.call("customers.create", *args, **kw),
@@ -229,6 +239,7 @@ class CatalogMachine(RuleBasedStateMachine):
         quantities: dict[str, Decimal] | None,
         key: str | None,
     ) -> None:
+        fp = self._fp(fp)
         data = CustomerData(fingerprint=fp) if fp is not None else None
         kw: dict[str, Any] = {
             "entity_id": entity_id,
@@ -247,7 +258,6 @@ class CatalogMachine(RuleBasedStateMachine):
         if not isinstance(ref, str):
             run(None)
             return
-        self.settle(ref)
         outcome = self.keyed_call("attach", ref, key, (product_id,), kw, run)
         if outcome.ok:
             self._loosen_carried(ref)
@@ -281,26 +291,24 @@ class CatalogMachine(RuleBasedStateMachine):
         kw = {k: v for k, v in kw.items() if v is not None}
         args = (customer_id, feature_id) if feature_id is not None else (customer_id,)
         source = tr.call("track", *args, **kw)
-        self.settle(customer_id)
-        before: list[Any] = []
+        before = self.view(customer_id)
 
         def run(state: Any) -> Outcome:
-            before.extend(state)
             return self.call(source, lambda: self.billing.track(*args, **kw), customer_id, state)
 
         outcome = self.keyed_call("track", customer_id, key, args, kw, run)
         if not outcome.ok or outcome.result.replayed:
             return
-        after = inv.read_subject(self.billing, customer_id)
-        pk = after[0][0].pk
+        pk = inv.read_subject(self.billing, customer_id)[0][0].pk
         self._tracks[pk] = self._tracks.get(pk, 0) + 1
-        if not before:
+        if before is None:
             return  # auto-created by this call: its defaults came with it
+        after = self.view(customer_id)
         for fid, applied in outcome.result.applied.items():
-            old = inv.feature_total(before[0][0], fid)
-            new = inv.feature_total(after[0][0], fid)
-            if old[2] or new[2]:
-                continue  # an unlimited row absorbs tracks as a usage counter
+            old = inv.view_total(before, fid)
+            new = inv.view_total(after, fid)
+            if old is None or new is None or old[2] or new[2]:
+                continue  # no row, or an unlimited row counting usage
             if new[0] - old[0] != -applied:
                 self.fail(
                     f"{source} applied {applied} to {fid!r} but its balance moved "
@@ -331,7 +339,6 @@ class CatalogMachine(RuleBasedStateMachine):
             self._tracks[pk] = self._tracks.get(pk, 0) + 1
 
     def do_set(self, customer_id: str, feature_id: str, fraction: Decimal) -> None:
-        self.settle(customer_id)
         got = self.total(customer_id, feature_id)
         if got is None or got[2]:
             return
@@ -350,7 +357,6 @@ class CatalogMachine(RuleBasedStateMachine):
     def do_grant(
         self, customer_id: str, feature_id: str, amount: Decimal, reset: str | None
     ) -> None:
-        self.settle(customer_id)
         got = self.total(customer_id, feature_id)
         source = tr.call("balances.grant", customer_id, feature_id, amount, reset=reset)
         outcome = self.call(
@@ -368,37 +374,37 @@ class CatalogMachine(RuleBasedStateMachine):
                 )
 
     def do_advance(self, delta: timedelta) -> None:
-        before = inv.read_world(self.billing)
+        ids = [c.id for c in inv.read_world(self.billing).customers if c.id is not None]
+        before = {cid: self.view(cid) for cid in ids}
         was = self.clock.now()
         self.transcript.add(tr.advance(delta))
         self._note(tr.advance(delta))
         self.clock.advance(seconds=int(delta.total_seconds()))
-        for state in before.customers:
-            if state.id is not None:
-                self.settle(state.id)
-        self._check_resets(before, was)
+        for cid, old in before.items():
+            if old is not None:
+                self._check_resets(cid, old, self.view(cid), was)
 
-    def _check_resets(self, before: inv.World, was: datetime) -> None:
+    def _check_resets(
+        self, customer_id: str, before: Customer, after: Customer | None, was: datetime
+    ) -> None:
         """A row whose next reset moved on during a clock move holds its granted amount again
-        (S5, S7), unless its product converted from a trial (T8: trial usage stays)."""
-        after = inv.read_world(self.billing)
-        old_rows = {r.id: r for s in before.customers for r in s.rows}
-        for state in after.customers:
-            trialing = {
-                p.instance_id
-                for p in state.products
-                if p.trial_ends_at is not None and p.trial_ends_at > was
-            }
-            for row in state.rows:
+        (S5, S7), unless its product was trialing (T8: usage during a trial stays)."""
+        if after is None:
+            return
+        products = [*before.products, *(p for e in before.entities for p in e.products)]
+        trialing = {p.id for p in products if p.trial_ends_at is not None and p.trial_ends_at > was}
+        old_rows = {r.id: r for b in before.features.values() for r in b.breakdown}
+        for balance in after.features.values():
+            for row in balance.breakdown:
                 old = old_rows.get(row.id)
-                if old is None or row.cp_id in trialing or row.next_reset_at is None:
+                if old is None or row.product_id in trialing or row.next_reset_at is None:
                     continue
                 if old.next_reset_at is None or row.next_reset_at <= old.next_reset_at:
                     continue
                 self._loose.discard(row.id)
                 if row.balance != row.granted:
                     self.fail(
-                        f"customer {state.id!r}: the {row.feature_id} row of "
+                        f"customer {customer_id!r}: the {row.feature_id} row of "
                         f"{row.product_id or 'a grant'} reset (next reset "
                         f"{old.next_reset_at} -> {row.next_reset_at}) to {row.balance}, "
                         f"not its granted {row.granted}"
@@ -468,6 +474,13 @@ class CatalogMachine(RuleBasedStateMachine):
 # -- building a machine for one catalog ------------------------------------------------------
 
 
+def _source(factory: Callable[[], Gateway | None] | None) -> str | None:
+    """How the transcript's test builds the gateway (its class, called with no arguments)."""
+    if factory is None:
+        return None
+    return f"{getattr(factory, '__name__', 'gateway_factory')}()"
+
+
 def _pool(prefix: str, n: int) -> list[str]:
     return [f"{prefix}{i}" for i in range(n)]
 
@@ -512,8 +525,6 @@ def catalog_machine(
     products attach as if paid). ``customers``, ``fingerprints`` and ``emails`` size the pools
     the machine draws from: small pools make customers share fingerprints and emails.
     """
-    from autumn_core.testing import START as DEFAULT_START
-
     if not isinstance(catalog, Catalog):
         raise TypeError(f"catalog_machine takes a Catalog, got {catalog!r}")
     ids = _pool("c", customers)
@@ -528,8 +539,8 @@ def catalog_machine(
         "catalog": catalog,
         "store_factory": staticmethod(store_factory or fresh_stores("memory://")),
         "gateway_factory": staticmethod(gateway_factory) if gateway_factory else None,
-        "gateway_source": "MemoryGateway()" if gateway_factory else None,
-        "start": start or DEFAULT_START,
+        "gateway_source": _source(gateway_factory),
+        "start": start or START,
     }
 
     cid = st.sampled_from(ids)
@@ -602,7 +613,6 @@ def catalog_machine(
     def cancel(
         self: CatalogMachine, customer: str, product: str, entity_id: str | None, how: str
     ) -> None:
-        self.settle(customer)
         if how == "uncancel":
             kw: dict[str, Any] = {"entity_id": entity_id}
             source = tr.call("uncancel", customer, product, **kw)
@@ -698,7 +708,6 @@ def catalog_machine(
             self: CatalogMachine, customer: str, entity_id: str, feature: str | None
         ) -> None:
             """Create an entity of an allocated feature, or delete it (``feature`` None)."""
-            self.settle(customer)
             if feature is None:
                 self.call(
                     tr.call("entities.delete", customer, entity_id),

@@ -84,17 +84,17 @@ def autumn_store(autumn_store_kind: str, tmp_path: Any) -> Iterator[Store]:
 
 @pytest.fixture
 def autumn_clock() -> ManualClock:
-    from autumn_core.testing import START
+    from autumn_core.testing.machine import START
 
     return ManualClock(START)
 
 
 @pytest.fixture
 def autumn_gateway(autumn_clock: ManualClock) -> Gateway:
-    # The in-process provider lives in the autumn_memory adapter: imported when asked for.
-    from autumn_memory.gateway import MemoryGateway
+    # The in-process provider lives in the autumn_memory adapter, found by entry point.
+    from autumn_core.testing.stores import gateway_factory
 
-    return MemoryGateway(clock=autumn_clock)
+    return gateway_factory("memory")(clock=autumn_clock)
 
 
 @pytest.fixture

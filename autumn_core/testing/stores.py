@@ -7,8 +7,10 @@ does, so this module imports no adapter.
 - ``sqlite:///path.db`` / ``sqlite:////abs/path.db``: a new file every time, next to ``path.db``
   (``path-1.db``, ``path-2.db``, ...); each is deleted when the next one is made and on
   ``cleanup()``. ``sqlite://`` alone means files in a temporary directory.
-- ``postgresql://...``: a *scratch* database. Before every store its ``autumn_*`` tables are
-  emptied, so it refuses a database holding customers it did not create (see ``claim``).
+- ``postgresql://...``: a *scratch* database. Before every store every customer and pending plan
+  is deleted through the store port, so it refuses a database holding customers it did not put
+  there (see ``claim``). Fingerprint trial claims and processed provider event ids outlive a
+  customer by design (C10, W1): use new fingerprints per test (machines do, see ``namespace``).
 """
 
 from __future__ import annotations
@@ -19,12 +21,15 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
+from importlib.metadata import entry_points
 from typing import Any
 
+from autumn_core.app.attach import CHECKOUT
+from autumn_core.app.billing import OPERATION
 from autumn_core.errors import InvalidRequest
 from autumn_core.facade import _store_factory
 from autumn_core.model import PendingRecord
-from autumn_core.ports import Store
+from autumn_core.ports import Gateway, Store
 
 #: The record a scratch PostgreSQL database carries once the test kit has emptied it.
 SCRATCH_RECORD = "testkit.scratch"
@@ -35,6 +40,9 @@ class StoreFactory:
 
     def __init__(self, url: str, make: Callable[[], Store], cleanup: Callable[[], None]) -> None:
         self.url = url
+        #: Appended to the fingerprints a machine uses on the current store: empty for stores
+        #: that start empty, a new value per store where old trial claims survive.
+        self.namespace = ""
         self._make = make
         self._cleanup = cleanup
 
@@ -110,24 +118,26 @@ def _sqlite_stores(url: str) -> StoreFactory:
 
 
 def _postgres_stores(url: str) -> StoreFactory:
-    checked = False
+    counter = itertools.count(1)
+    factory: StoreFactory
 
     def make() -> Store:
-        nonlocal checked
-        if not checked:
-            store = _open(url)  # migrates an empty database
-            try:
-                claim(store, url)
-            finally:
-                store.close()
-            checked = True
-        _empty_postgres(url)
-        store = _open(url)
-        with store.transaction() as tx:
-            tx.put_pending(PendingRecord(SCRATCH_RECORD, "", SCRATCH_RECORD, {}, datetime.now(UTC)))
+        store = _open(url)  # migrates an empty database
+        try:
+            claim(store, url)
+            empty(store)
+            with store.transaction() as tx:
+                tx.put_pending(
+                    PendingRecord(SCRATCH_RECORD, "", SCRATCH_RECORD, {}, datetime.now(UTC))
+                )
+        except BaseException:
+            store.close()
+            raise
+        factory.namespace = f".{next(counter)}"
         return store
 
-    return StoreFactory(url, make, lambda: None)
+    factory = StoreFactory(url, make, lambda: None)
+    return factory
 
 
 def claim(store: Store, url: str) -> None:
@@ -142,17 +152,29 @@ def claim(store: Store, url: str) -> None:
             )
 
 
-def _empty_postgres(url: str) -> None:
-    # The driver is imported only when a PostgreSQL URL is given (the postgres extra).
-    import psycopg
+def empty(store: Store) -> None:
+    """Delete every customer (everything under it goes too, C10) and every pending plan,
+    through the store port. Fingerprint trial claims survive by design (C10): the factory's
+    ``namespace`` changes with every store so that fingerprints never meet old claims."""
+    while True:
+        with store.transaction(write=False) as tx:
+            page = tx.list_customers(limit=500, starting_after=None, email=None)
+        if not page:
+            break
+        for state in page:
+            with store.transaction() as tx:
+                tx.delete_customer(state.pk)
+    with store.transaction() as tx:
+        for kind in (CHECKOUT, OPERATION):
+            for record in tx.list_pending(kind):
+                tx.delete_pending(record.key)
 
-    with psycopg.connect(url, autocommit=True) as conn:
-        tables = [
-            r[0]
-            for r in conn.execute(
-                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
-                " AND tablename LIKE 'autumn%%' AND tablename NOT LIKE '%%migration%%'"
-            )
-        ]
-        if tables:
-            conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY")
+
+def gateway_factory(name: str) -> Callable[..., Gateway]:
+    """The payment provider registered under ``name`` in the ``autumn_core.gateways`` entry
+    points (``memory``: ``MemoryGateway``), found like stores are, so the kit imports none."""
+    for ep in entry_points(group="autumn_core.gateways"):
+        if ep.name == name:
+            factory: Callable[..., Gateway] = ep.load()
+            return factory
+    raise InvalidRequest(f"no payment provider is registered as {name!r}")

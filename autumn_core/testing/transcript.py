@@ -109,7 +109,7 @@ class Transcript:
         if used:
             head.append(f"from autumn_core import {', '.join(sorted(set(used)))}")
         head.append("from autumn_core.testing import clock_of, engine")
-        if gateway:
+        if gateway and gateway.startswith("MemoryGateway("):
             head.append("from autumn_memory import MemoryGateway")
         head += ["", "", "def test_counterexample():"]
         head.append(f"    # {problem}".replace("\n", "\n    # "))

@@ -84,6 +84,12 @@ LAYERS: list[tuple[str, set[str]]] = [
             "autumn_core.facade",
             "autumn_core.facade_lifecycle",
             "autumn_core.testing",
+            "autumn_core.testing.invariants",
+            "autumn_core.testing.machine",
+            "autumn_core.testing.plugin",
+            "autumn_core.testing.runner",
+            "autumn_core.testing.stores",
+            "autumn_core.testing.transcript",
         },
     ),
 ]
@@ -93,7 +99,7 @@ ADAPTERS = ("autumn_memory", "autumn_sqlite", "autumn_postgres", "autumn_stripe"
 #: Third-party distributions the core may use (everything else it imports is the stdlib);
 #: the testing kit also gives users Hypothesis strategies.
 CORE_LIBRARIES = {"attrs", "cattrs", "tomli_w"}
-TESTING_KIT_LIBRARIES = {"hypothesis"}
+TESTING_KIT_LIBRARIES = {"hypothesis", "pytest"}
 
 #: What an adapter may import of the core: everything but the application layer.
 ADAPTER_FORBIDDEN = ("autumn_core.app", "autumn_core.facade", "autumn_core.facade_lifecycle")

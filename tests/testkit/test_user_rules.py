@@ -144,3 +144,10 @@ def test_the_plugin_runs_on_every_store(autumn_billing: Autumn) -> None:
 @pytest.fixture
 def autumn_catalog() -> Catalog:
     return example_catalog()
+
+
+def test_machines_and_helpers_start_at_the_same_instant() -> None:
+    from autumn_core.testing import START
+    from autumn_core.testing.machine import START as MACHINE_START
+
+    assert MACHINE_START == START
