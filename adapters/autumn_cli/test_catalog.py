@@ -34,7 +34,7 @@ def register(sub: Any) -> None:
         "--store",
         default="memory://",
         help="memory:// (default), sqlite:///scratch.db (files next to it), or a scratch "
-        "postgresql://... database (emptied before every run)",
+        "postgresql://... database (its customers deleted before every run)",
     )
     p.add_argument("--gateway", choices=["memory", "none"], default="memory")
     p.add_argument("--seed", type=int, default=0)

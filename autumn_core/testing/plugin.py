@@ -9,7 +9,8 @@ Fixtures
 Marker
     ``@pytest.mark.autumn_every_store`` runs the test once per installed store: memory, a
     SQLite file, and PostgreSQL when ``AUTUMN_TEST_POSTGRES_URL`` names a scratch database
-    (the plugin never starts a server; its ``autumn_*`` tables are emptied before each test).
+    (the plugin never starts a server; its customers are deleted before each test, while
+    fingerprint trial claims and provider event ids outlive them by design: C10, W1).
 
 Stores are opened through the ``autumn_core.stores`` entry points, like ``autumn_core.open``.
 """

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -151,3 +152,40 @@ def test_machines_and_helpers_start_at_the_same_instant() -> None:
     from autumn_core.testing.machine import START as MACHINE_START
 
     assert MACHINE_START == START
+
+
+def test_the_command_exits_1_with_the_calls_of_a_counterexample(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import autumn_core.rules.deduction as deduction
+    from autumn_core.model import replace
+
+    refund = deduction._refund
+
+    def keeps_the_excess(candidates: Any, amount: Any, dry_run: bool) -> Any:
+        done = refund(candidates, amount, dry_run)
+        if done.remainder <= 0 or not candidates or dry_run:
+            return done
+        first = candidates[0].row
+        row = done.changed.get(first.id, first)
+        changed = {**done.changed, first.id: replace(row, balance=row.balance + done.remainder)}
+        return deduction.Deduction(changed, done.applied, done.remainder * 0)
+
+    monkeypatch.setattr(deduction, "_refund", keeps_the_excess)
+    path = tmp_path / "autumn.toml"
+    path.write_text(example_catalog().to_toml())
+    with pytest.raises(SystemExit) as exit_:
+        autumn(["test-catalog", str(path), "--examples", "100", "--gateway", "none"])
+    assert exit_.value.code == 1
+    out = capsys.readouterr().out
+    assert "above granted" in out and "def test_counterexample():" in out
+    assert 'billing.track("c0"' in out
+
+
+def test_postgresql_joins_the_marker_only_with_a_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    from autumn_core.testing.plugin import POSTGRES_URL_VARIABLE, installed_stores
+
+    monkeypatch.delenv(POSTGRES_URL_VARIABLE, raising=False)
+    assert installed_stores() == ["memory", "sqlite"]
+    monkeypatch.setenv(POSTGRES_URL_VARIABLE, "postgresql://u@127.0.0.1:1/x")
+    assert installed_stores() == ["memory", "sqlite", "postgresql"]
