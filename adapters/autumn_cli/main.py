@@ -31,6 +31,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "autumn_cli.demo_cmd:register",
     "autumn_cli.catalog_cmd:register",
     "autumn_cli.commands:register",
+    "autumn_cli.test_catalog:register",
 )
 
 #: Quoted values longer than this are shortened in error lines (a runaway id must not flood

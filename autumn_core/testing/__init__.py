@@ -21,12 +21,17 @@ from decimal import Decimal
 from typing import Any
 
 from hypothesis import strategies as st
+from hypothesis.stateful import invariant, precondition, rule
 
 from autumn_core.catalog import Catalog, Feature, FreeTrial, Item, Price, Product
 from autumn_core.clock import ManualClock
 from autumn_core.facade import Autumn
 from autumn_core.facade import open as open_engine
 from autumn_core.ports import Gateway
+from autumn_core.testing.invariants import Trial
+from autumn_core.testing.machine import CatalogMachine, InvariantBroken, catalog_machine
+from autumn_core.testing.runner import Counterexample, run_machine
+from autumn_core.testing.stores import StoreFactory, fresh_stores
 
 #: The instant every helper engine starts at (a Monday, mid-month, 30-day-month friendly).
 START = datetime(2025, 4, 1, 9, 0, tzinfo=UTC)
@@ -163,12 +168,23 @@ def trials_granted(billing: Autumn, customer_ids: Iterable[str], product_id: str
 
 __all__ = [
     "START",
+    "CatalogMachine",
+    "Counterexample",
+    "InvariantBroken",
+    "StoreFactory",
+    "Trial",
+    "catalog_machine",
     "clock_of",
     "customer_ids",
     "emails",
     "engine",
     "fingerprints",
     "free_trials",
+    "fresh_stores",
+    "invariant",
+    "precondition",
+    "rule",
+    "run_machine",
     "track_values",
     "trial_catalogs",
     "trial_products",

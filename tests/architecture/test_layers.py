@@ -95,6 +95,12 @@ LAYERS: list[tuple[str, set[str]]] = [
             "autumn_core.testing.contract.builders",
             "autumn_core.testing.gateway_contract",
             "autumn_core.testing.gateway_contract._suite",
+            "autumn_core.testing.invariants",
+            "autumn_core.testing.machine",
+            "autumn_core.testing.plugin",
+            "autumn_core.testing.runner",
+            "autumn_core.testing.stores",
+            "autumn_core.testing.transcript",
         },
     ),
 ]
