@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from autumn_core.aio import AsyncAutumn
 from autumn_core.catalog import (
     INF,
     Catalog,
@@ -61,6 +62,7 @@ from autumn_core.serialization import from_dict, to_dict
 __all__ = [
     "INF",
     "UNSET",
+    "AsyncAutumn",
     "AttachPreview",
     "AttachResult",
     "Autumn",
