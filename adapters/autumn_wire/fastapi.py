@@ -32,7 +32,7 @@ from autumn_core import AsyncAutumn, Autumn, AutumnError, CheckResult
 from autumn_wire.body import number
 from autumn_wire.gate import Denied, decide, error_body, no_customer
 
-Identify = Callable[[Request], "str | None | Awaitable[str | None]"]
+Identify = Callable[[Request], "str | Awaitable[str | None] | None"]
 
 
 class _State:
