@@ -170,7 +170,8 @@ def number(key: str, value: Any) -> Decimal:
         raise invalid_inputs(f"{key}: expected a number, got {_show(value)}") from None
     if not d.is_finite() or abs(d) > MAX_NUMBER:
         raise invalid_inputs(f"{key}: {_show(value)} is out of range (at most 1e15 in size)")
-    if d != 0 and d.adjusted() < -12:
+    exponent = d.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -12:
         raise invalid_inputs(f"{key}: {_show(value)} has more than 12 decimal places")
     return d
 

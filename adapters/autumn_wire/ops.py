@@ -180,20 +180,24 @@ def track(w: Wire, b: Body, idem: str | None) -> Json:
     if body_key is not None and idem is not None and body_key != idem:
         raise invalid_inputs("idempotency_key differs from the Idempotency-Key header")
     key = body_key or idem
+    entity = b.str_("entity_id")
+    properties = b.obj("properties")
+    timestamp = b.ms("timestamp")
+    data = customer_data(b)
+    b.bool_("async")  # always applied synchronously: answered 200 with the new balance
+    b.done()
     r = w.billing.track(
         cid,
         fid,
         event_name=event,
         value=Decimal(1) if value is None else value,
-        entity_id=b.str_("entity_id"),
+        entity_id=entity,
         idempotency_key=key,
-        properties=b.obj("properties"),
-        timestamp=b.ms("timestamp"),
+        properties=properties,
+        timestamp=timestamp,
         overage=overage,
-        customer_data=customer_data(b),
+        customer_data=data,
     )
-    b.bool_("async")
-    b.done()
     if r.replayed:  # Autumn never replays: a reused key is a conflict
         raise WireError(
             409,
@@ -228,10 +232,10 @@ def create_balance(w: Wire, b: Body, idem: str | None) -> Json:
         if (r.int_("interval_count", low=1, high=1) or 1) != 1:
             raise invalid_inputs("reset.interval_count: only 1 is supported")
         r.done()
-    w.billing.balances.grant(
-        cid, fid, amount, reset=reset, expires_at=b.ms("expires_at"), entity_id=b.str_("entity_id")
-    )
+    expires_at = b.ms("expires_at")
+    entity = b.str_("entity_id")
     b.done()
+    w.billing.balances.grant(cid, fid, amount, reset=reset, expires_at=expires_at, entity_id=entity)
     return {"success": True}
 
 

@@ -207,8 +207,9 @@ def update(w: Wire, b: Body, idem: str | None) -> Json:
 def open_customer_portal(w: Wire, b: Body, idem: str | None) -> Json:
     cid = b.req_str("customer_id")
     b.str_("configuration_id")
-    url = w.billing.billing_portal_url(cid, b.str_("return_url"))
+    return_url = b.str_("return_url")
     b.done()
+    url = w.billing.billing_portal_url(cid, return_url)
     return {"customer_id": cid, "url": url}
 
 
@@ -217,8 +218,9 @@ def setup_payment(w: Wire, b: Body, idem: str | None) -> Json:
     if b.str_("plan_id") is None:
         cid = b.req_str("customer_id")
         eid = b.str_("entity_id")
-        url = w.billing.billing_portal_url(cid, b.str_("success_url"))
+        success_url = b.str_("success_url")
         b.done()
+        url = w.billing.billing_portal_url(cid, success_url)
         return {"customer_id": cid, "entity_id": eid, "url": url}
     args = _attach_args(b)
     b.done()

@@ -21,7 +21,7 @@ def attach(w: Wire, b: Body, idem: str | None) -> Json:
     if "options" in data:
         data["feature_quantities"] = data.pop("options")
     force = data.pop("force_checkout", None)
-    if force not in (None, True, False):
+    if force is not None and not isinstance(force, bool):
         raise invalid_inputs(f"force_checkout: expected true or false, got {force!r}")
     if force:
         data["redirect_mode"] = "always"
