@@ -117,11 +117,22 @@ class AsyncAutumn:
     ``AsyncAutumn(billing, max_workers=8)`` wraps an existing engine; ``sync`` is that engine.
     At most ``max_workers`` calls run at once; later ones wait their turn without blocking
     the loop. ``close()`` (or ``async with``) stops the pool and closes the engine.
+
+    ``inline``: run calls on the loop itself, skipping the thread hop (which costs more than
+    a whole in-memory check). Only right when no call can wait on I/O, so by default (None)
+    it is chosen exactly when the store lives in this process (neither durable nor shared
+    between processes) and there is no payment provider.
     """
 
-    def __init__(self, billing: Autumn, *, max_workers: int = 8) -> None:
+    def __init__(
+        self, billing: Autumn, *, max_workers: int = 8, inline: bool | None = None
+    ) -> None:
         if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
             raise InvalidRequest(f"max_workers must be a positive integer, got {max_workers!r}")
+        if inline is None:
+            caps = billing.store.capabilities
+            inline = billing.gateway is None and not caps.durable and not caps.multi_process
+        self.inline = bool(inline)
         self.sync = billing
         self.catalog = billing.catalog
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="autumn")
@@ -133,6 +144,8 @@ class AsyncAutumn:
 
     async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run any synchronous callable on the worker pool (context variables carried over)."""
+        if self.inline:
+            return fn(*args, **kwargs)
         loop = asyncio.get_running_loop()
         ctx = contextvars.copy_context()
         call = functools.partial(ctx.run, fn, *args, **kwargs)

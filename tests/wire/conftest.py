@@ -94,6 +94,13 @@ STORES = ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgre
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
+    yield from serve(request, tmp_path_factory)
+
+
+def serve(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """A server on the store named by ``request.param``, stopped afterwards."""
     kind = request.param
     if kind == "memory":
         db = "memory://"
