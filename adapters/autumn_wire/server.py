@@ -28,21 +28,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--db", default="sqlite:///autumn.db", help="store URL")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--gateway", choices=("none", "memory"), default="none")
     parser.add_argument("--env", choices=("sandbox", "live"), default="sandbox")
     parser.add_argument("--workers", type=int, default=8, help="engine worker threads")
     args = parser.parse_args(argv)
     import uvicorn
 
     try:
-        gateway = None
-        if args.gateway == "memory":
-            from autumn_memory import MemoryGateway
-
-            gateway = MemoryGateway()
-        billing = autumn_core.open(
-            args.db, catalog=Catalog.from_file(args.catalog), gateway=gateway
-        )
+        billing = autumn_core.open(args.db, catalog=Catalog.from_file(args.catalog))
         app = serve_app(billing, env=args.env, max_workers=args.workers)
     except AutumnError as exc:
         print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
