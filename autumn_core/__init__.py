@@ -5,6 +5,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _package_version
 
+from autumn_core.aio import AsyncAutumn
 from autumn_core.catalog import (
     INF,
     Catalog,
@@ -70,6 +71,7 @@ except PackageNotFoundError:  # pragma: no cover - imported from a source tree, 
 __all__ = [
     "INF",
     "UNSET",
+    "AsyncAutumn",
     "AttachPreview",
     "AttachResult",
     "Autumn",

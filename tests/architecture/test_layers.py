@@ -84,6 +84,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         "facade",
         {
             "autumn_core",
+            "autumn_core.aio",
             "autumn_core.facade",
             "autumn_core.facade_lifecycle",
             "autumn_core.testing",
@@ -105,7 +106,14 @@ LAYERS: list[tuple[str, set[str]]] = [
     ),
 ]
 
-ADAPTERS = ("autumn_memory", "autumn_sqlite", "autumn_postgres", "autumn_stripe", "autumn_cli")
+ADAPTERS = (
+    "autumn_memory",
+    "autumn_sqlite",
+    "autumn_postgres",
+    "autumn_stripe",
+    "autumn_cli",
+    "autumn_wire",
+)
 
 #: Third-party distributions the core may use (everything else it imports is the stdlib);
 #: the testing kit also gives users Hypothesis strategies.

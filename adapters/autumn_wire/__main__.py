@@ -1,0 +1,3 @@
+from autumn_wire.server import main
+
+raise SystemExit(main())
