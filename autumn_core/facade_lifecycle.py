@@ -59,6 +59,7 @@ class LifecycleMixin:
         force_checkout: bool = False,
         customer_data: CustomerData | None = None,
         idempotency_key: str | None = None,
+        free: bool = False,
     ) -> AttachResult:
         """Attach a product to a customer or entity (DOMAIN.md A1-A7)."""
         args = attach_uc.validate_attach(
@@ -72,6 +73,7 @@ class LifecycleMixin:
             force_checkout=force_checkout,
             customer_data=customer_data,
             idempotency_key=idempotency_key,
+            free=free,
         )
         if self._ctx.gateway is None:
             return self._write(lambda unit: attach_uc.attach(unit, args))
@@ -100,6 +102,7 @@ class LifecycleMixin:
         force_checkout: bool = False,
         customer_data: CustomerData | None = None,
         idempotency_key: str | None = None,
+        free: bool = False,
     ) -> AttachPreview:
         """What ``attach`` would do, with the same lines; writes nothing, contacts no gateway."""
         args = attach_uc.validate_attach(
@@ -113,6 +116,7 @@ class LifecycleMixin:
             force_checkout=force_checkout,
             customer_data=customer_data,
             idempotency_key=idempotency_key,
+            free=free,
         )
         try:
             self._write(lambda unit: attach_uc.preview_body(unit, args))

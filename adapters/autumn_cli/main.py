@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from autumn_cli.demo import DEMO_START, example_catalog, print_customer, print_customers, run_demo
+from autumn_cli.serve import add_serve_command
 from autumn_cli.tables import table
 from autumn_core import Autumn, AutumnError, Catalog, InvalidRequest, ManualClock, open
 from autumn_core.model import PendingRecord
@@ -193,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["push"])
     p.add_argument("path")
     p.set_defaults(fn=_catalog_push)
+    add_serve_command(sub, _engine)
     return parser
 
 
