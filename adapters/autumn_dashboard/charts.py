@@ -12,8 +12,8 @@ import attrs
 from autumn_core import Event
 from autumn_dashboard.fmt import number
 
-WIDTH = 720
-HEIGHT = 180
+WIDTH = 1080
+HEIGHT = 200
 _LEFT = 48
 _BOTTOM = 22
 _TOP = 8

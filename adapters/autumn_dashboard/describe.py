@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from autumn_core import INF, Balance, Catalog, Item, Product
-from autumn_dashboard.fmt import NONE, money, number
+from autumn_dashboard.fmt import NONE, money, number, unit_price
 
 _PER = {
     "one_off": "once",
@@ -33,8 +33,10 @@ def price_label(product: Product | None, currency: str = "usd") -> str:
             f"{money(product.price.amount, currency)} "
             f"{interval(product.price.interval, product.price.interval_count)}"
         )
-    if product.priced_items:
-        return "Usage-based" if not product.is_free else "Free"
+    if product.priced_items and not product.is_free:
+        if all(i.is_prepaid for i in product.priced_items):
+            return "Prepaid packs"
+        return "Usage-based"
     return "Free"
 
 
@@ -56,16 +58,17 @@ def item_label(item: Item, catalog: Catalog, currency: str = "usd") -> str:
     if item.is_priced:
         units = "" if item.billing_units == 1 else f" per {number(item.billing_units)}"
         if item.price is not None:
-            parts.append(f"{money(item.price, currency)}{units}")
+            parts.append(f"{unit_price(item.price, currency)}{units}")
         elif item.tiers:
             tiers = []
             for t in item.tiers:
                 upto = "∞" if t.up_to == INF else number(t.up_to)
                 flat = f" + {money(t.flat_amount, currency)}" if t.flat_amount else ""
-                tiers.append(f"up to {upto}: {money(t.amount, currency)}{flat}")
+                tiers.append(f"up to {upto}: {unit_price(t.amount, currency)}{flat}")
             parts.append(f"{item.tier_mode} tiers ({'; '.join(tiers)}){units}")
         parts.append("prepaid" if item.is_prepaid else "pay per use")
-        parts.append(interval(item.interval, item.interval_count))
+        billed = interval(item.interval, item.interval_count).removeprefix("/ ")
+        parts.append(f"billed {billed}" if billed == "once" else f"billed per {billed}")
         if item.max_purchase is not None:
             parts.append(f"max {number(item.max_purchase)}")
     if item.per_entity:
@@ -78,6 +81,7 @@ def item_label(item: Item, catalog: Catalog, currency: str = "usd") -> str:
 def usage_percent(balance: Balance) -> Decimal:
     """The bar's fill: used of granted, 0..100 (an overage fills it)."""
     if balance.unlimited or balance.granted <= 0:
-        return Decimal(100) if balance.usage > 0 and not balance.unlimited else Decimal(0)
-    pct = balance.usage / balance.granted * 100
+        pct = Decimal(100) if balance.usage > 0 and not balance.unlimited else Decimal(0)
+    else:
+        pct = balance.usage / balance.granted * 100
     return max(Decimal(0), min(Decimal(100), pct)).quantize(Decimal("0.1"))

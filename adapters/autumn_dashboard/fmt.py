@@ -32,6 +32,16 @@ def money(value: Decimal | None, currency: str = "usd") -> str:
     return f"{sign}{symbol}{body}" if symbol else f"{sign}{body} {currency.upper()}"
 
 
+def unit_price(value: Decimal, currency: str = "usd") -> str:
+    """A price per unit: two decimals, or as many as it has (``$0.002``), never rounded."""
+    d = Decimal(value)
+    if d == d.quantize(_CENT):
+        return money(d, currency)
+    symbol = _SYMBOLS.get(currency.lower())
+    body = f"{d.normalize():,f}"
+    return f"{symbol}{body}" if symbol else f"{body} {currency.upper()}"
+
+
 def when(value: datetime | None) -> str:
     """An instant in UTC with the zone shown: ``2025-03-10 09:00 UTC``."""
     if value is None:

@@ -146,3 +146,25 @@ def product_counts(billing: Autumn) -> Counter[str]:
 
 def count_customers(billing: Autumn) -> int:
     return sum(1 for _ in _states(billing, None))
+
+
+def granted_free(billing: Autumn, customer: Customer) -> set[tuple[str, str | None]]:
+    """(product id, entity id) of the priced products this customer holds granted for free.
+
+    The customer view does not say how a product was attached; the stored record does.
+    """
+    priced = {p.id for p in billing.catalog.products if not p.is_free}
+    with billing.store.transaction(write=False) as tx:
+        if customer.id is not None:
+            pk = tx.customer_pk(customer.id)
+        else:
+            pending = [s for s in tx.customers_by_email(customer.email or "") if s.id is None]
+            pk = pending[0].pk if pending else None
+        state = tx.load_customer(pk) if pk is not None else None
+    if state is None:
+        return set()
+    return {
+        (p.product_id, p.entity_id)
+        for p in state.products
+        if p.free and p.product_id in priced and p.status != "expired"
+    }

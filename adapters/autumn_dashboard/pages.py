@@ -231,6 +231,7 @@ class Pages:
         start = (now - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
         events = await self.call(self._events, ref, start)
         invoices = await self.call(self.billing.invoices.list, ref)
+        granted = await self.call(listing.granted_free, self.billing, c)
         features = {f.id: f for f in self.billing.catalog.features}
         balances = [b for b in c.features.values() if b.type != "boolean"]
         flags = [b for b in c.features.values() if b.type == "boolean"]
@@ -252,6 +253,7 @@ class Pages:
                 "days": days,
                 "usage_days": USAGE_DAYS,
                 "invoices": invoices,
+                "granted": granted,
                 "invoice_link": invoice_link,
                 "now": now,
                 "currency": "usd",
