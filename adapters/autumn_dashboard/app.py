@@ -41,6 +41,7 @@ def _templates() -> Jinja2Templates:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=True,  # every value is text: a customer named <script> stays text
+        auto_reload=False,
         undefined=jinja2.StrictUndefined,
     )
     env.filters.update(number=fmt.number, money=fmt.money, when=fmt.when, day=fmt.day)

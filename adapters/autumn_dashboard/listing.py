@@ -27,6 +27,8 @@ PAGE_SIZES = (50, 100, 250)
 #: The facade's largest page.
 _MAX_LIST = 1000
 _SCAN_BATCH = 1000
+#: Stored customers one search request reads at most.
+SCAN_BUDGET = 20_000
 
 
 @attrs.frozen
@@ -34,6 +36,10 @@ class Page:
     customers: list[Customer]
     #: The cursor of the next page, None on the last one.
     next_cursor: str | None
+    #: A search that stopped at its scan budget before filling the page: ``next_cursor``
+    #: continues the scan from there.
+    partial: bool = False
+    scanned: int = 0
 
 
 def encode(value: object) -> str:
@@ -115,7 +121,11 @@ def matcher(text: str) -> Callable[[CustomerState], bool]:
     return match
 
 
-def search_page(billing: Autumn, text: str, size: int, cursor: str | None) -> Page:
+def search_page(
+    billing: Autumn, text: str, size: int, cursor: str | None, *, budget: int = SCAN_BUDGET
+) -> Page:
+    """Up to ``size`` matches after the cursor, scanning at most ``budget`` stored customers
+    (so one request stays bounded on a large store; the page then offers to continue)."""
     after_pk = None
     if cursor:
         value = decode(cursor)
@@ -124,15 +134,23 @@ def search_page(billing: Autumn, text: str, size: int, cursor: str | None) -> Pa
         after_pk = value
     match = matcher(text)
     found: list[CustomerState] = []
+    scanned = 0
+    last_pk = None
     for state in _states(billing, after_pk):
+        scanned += 1
+        last_pk = state.pk
         if match(state):
             found.append(state)
             if len(found) > size:
                 break
+        if scanned >= budget and len(found) <= size:
+            customers = [billing.customers.get(ref_of(s)) for s in found]
+            return Page(customers, encode(last_pk), partial=True, scanned=scanned)
     more = len(found) > size
     found = found[:size]
     customers = [billing.customers.get(ref_of(s)) for s in found]
-    return Page(customers, encode(found[-1].pk) if more and found else None)
+    cursor_out = encode(found[-1].pk) if more and found else None
+    return Page(customers, cursor_out, scanned=scanned)
 
 
 def product_counts(billing: Autumn) -> Counter[str]:

@@ -79,13 +79,17 @@ class Throttle:
         self._fails: dict[str, tuple[int, float]] = {}
 
     async def failed(self, client: str) -> None:
+        await asyncio.sleep(self.record_failure(client))
+
+    def record_failure(self, client: str) -> float:
+        """Count a failed sign-in from ``client``; return how long its answer waits."""
         count, _ = self._fails.get(client, (0, 0.0))
         count += 1
         self._fails[client] = (count, time.monotonic())
         if len(self._fails) > 10_000:  # forget the oldest clients, so memory stays bounded
             for key, _v in sorted(self._fails.items(), key=lambda kv: kv[1][1])[:5_000]:
                 del self._fails[key]
-        await asyncio.sleep(min(self.base_delay * 2 ** (count - 1), self.max_delay))
+        return float(min(self.base_delay * 2 ** (count - 1), self.max_delay))
 
     def succeeded(self, client: str) -> None:
         self._fails.pop(client, None)

@@ -3,7 +3,6 @@ under a prefix, search paging, and ``autumn serve`` as a real process."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import subprocess
@@ -110,19 +109,12 @@ def test_wrong_password_is_refused(app: Any) -> None:
     assert client.get("/customers").status_code == 303
 
 
-def test_failed_sign_ins_wait_longer_each_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    waits: list[float] = []
-
-    async def record(seconds: float) -> None:
-        waits.append(seconds)
-
-    monkeypatch.setattr(asyncio, "sleep", record)
+def test_failed_sign_ins_wait_longer_each_time() -> None:
     throttle = Throttle(0.5, max_delay=8)
-    for _ in range(6):
-        asyncio.run(throttle.failed("10.0.0.1"))
-    asyncio.run(throttle.failed("10.0.0.2"))
+    waits = [throttle.record_failure("10.0.0.1") for _ in range(6)]
+    waits.append(throttle.record_failure("10.0.0.2"))  # another client is not slowed by it
     throttle.succeeded("10.0.0.1")
-    asyncio.run(throttle.failed("10.0.0.1"))
+    waits.append(throttle.record_failure("10.0.0.1"))  # a success forgets the failures
     assert waits == [0.5, 1, 2, 4, 8, 8, 0.5, 0.5]
 
 
@@ -238,3 +230,18 @@ def test_autumn_serve_runs_the_dashboard_on_loopback(tmp_path: Path) -> None:
         proc.terminate()
         out = proc.communicate(timeout=10)[0].decode()
     assert f"http://127.0.0.1:{port}/" in out
+
+
+def test_a_search_stops_at_its_scan_budget_and_continues(billing: Autumn) -> None:
+    from autumn_dashboard.listing import search_page
+
+    for i in range(250):
+        billing.customers.create(f"c{i:03}", name="Needle" if i in (5, 240) else None)
+    first = search_page(billing, "needle", 50, None, budget=100)
+    assert [c.id for c in first.customers] == ["c005"]
+    assert first.partial and first.scanned == 100 and first.next_cursor
+    second = search_page(billing, "needle", 50, first.next_cursor, budget=100)
+    assert second.customers == [] and second.partial and second.scanned == 100
+    third = search_page(billing, "needle", 50, second.next_cursor, budget=100)
+    assert [c.id for c in third.customers] == ["c240"]
+    assert not third.partial and third.next_cursor is None and third.scanned == 50
