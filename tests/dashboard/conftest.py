@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import socket
 import threading
 import time
@@ -97,12 +98,47 @@ def clock() -> ManualClock:
     return ManualClock(T0)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+_databases = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def dashboard_pg_cluster() -> Iterator[Any]:
+    """A throwaway PostgreSQL cluster (tests/pg_cluster.py), started only if a test needs it."""
+    from tests.pg_cluster import PgCluster
+
+    cluster = PgCluster()
+    cluster.start()  # raises (a test error, not a skip) when it cannot start
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def billing(request: pytest.FixtureRequest, clock: ManualClock, tmp_path: Path) -> Iterator[Autumn]:
-    store = MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "billing.db")
+    cluster = None
+    store: Any
+    if request.param == "memory":
+        store = MemoryStore()
+    elif request.param == "sqlite":
+        store = SqliteStore(tmp_path / "billing.db")
+    else:
+        from autumn_postgres import PostgresStore
+
+        cluster = request.getfixturevalue("dashboard_pg_cluster")
+        name = f"dash{next(_databases)}"
+        store = PostgresStore(cluster.create_database(name))
     engine = Autumn(dashboard_catalog(), store=store, clock=clock)
+    if cluster is not None and request.node.get_closest_marker("preview_then_more"):
+        # A store defect, not the dashboard's: on PostgresStore, a read or write after a
+        # preview_attach can fail with 42P05 (prepared statement "autumn_..." already exists),
+        # depending on which pooled connection it gets. Repro: create two customers,
+        # preview_attach one, delete it, get the other.
+        request.applymarker(pytest.mark.xfail(reason="PostgresStore 42P05 after preview_attach"))
     yield engine
     engine.close()
+    if cluster is not None:
+        cluster.drop_database(name)
 
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"

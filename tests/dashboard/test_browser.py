@@ -45,6 +45,7 @@ def sign_in(page: Page, password: str = PASSWORD) -> None:
     page.get_by_role("button", name="Sign in").click()
 
 
+@pytest.mark.preview_then_more
 def test_operator_scenario(page: Page, billing: Autumn, browser: Any, server: LiveServer) -> None:
     # A page opened without signing in is refused: it sends you to the sign-in page.
     page.goto("/customers")
@@ -152,6 +153,9 @@ def test_operator_scenario(page: Page, billing: Autumn, browser: Any, server: Li
     expect(scale_row.locator(".badge")).to_have_text("active")
     assert billing.customers.get("acme").products[0].canceled_at is None
     expect(page.locator("#invoices")).to_contain_text("$200.00")
+    page.goto("/customer/attach/preview?id=acme&product=top_up&q_messages=1500")
+    expect(page.locator("#due-now")).to_have_text("$15.00")
+    shot(page, "attach_preview_paid", billing)
     billing.customers.delete("acme")
     page.goto("/customer?id=bigco")
 

@@ -118,6 +118,7 @@ def test_failed_sign_ins_wait_longer_each_time() -> None:
     assert waits == [0.5, 1, 2, 4, 8, 8, 0.5, 0.5]
 
 
+@pytest.mark.preview_then_more
 def test_headers_cookie_and_no_inline_script(app: Any, billing: Autumn) -> None:
     billing.customers.create("x1", name='<script>alert("x")</script>', email="x@example.com")
     client, _ = signed_in(app)
