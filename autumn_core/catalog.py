@@ -1,7 +1,7 @@
 """The catalog: features, products, their items and prices, and the rules a catalog must keep.
 
 Catalog types are frozen attrs value objects. ``Catalog`` validates on construction and raises
-``InvalidCatalog`` naming the product and item at fault (DOMAIN.md 2.2).
+``InvalidCatalog`` naming the product and item at fault (docs/rules.md 2.2).
 """
 
 from __future__ import annotations
@@ -512,8 +512,6 @@ class Catalog:
                 raise bad(f"on_increase {item.on_increase!r} is not one of {ON_INCREASE}", item)
             if item.on_decrease not in ON_DECREASE:
                 raise bad(f"on_decrease {item.on_decrease!r} is not one of {ON_DECREASE}", item)
-            if ftype == "credit_system" and item.billing == "usage":
-                pass
         if reset is not None and reset not in RESET_INTERVALS:
             raise bad(f"reset {reset!r} is not one of {RESET_INTERVALS}", item)
         if ftype == "allocated" and reset is not None:

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from autumn_core.app import customers as customers_uc
 from autumn_core.app import entities as entities_uc
+from autumn_core.app import lazy as lazy_uc
 from autumn_core.app import usage as usage_uc
 from autumn_core.app.billing import invoice_view
 from autumn_core.app.context import Context, Options
@@ -34,6 +35,9 @@ from autumn_core.results import (
 from autumn_core.values import check_aware, check_email, check_id
 
 T = TypeVar("T")
+
+# The composition root wires the layer above the unit of work into it (ARCHITECTURE.md).
+Unit.install(due_work=lazy_uc.apply_due, make_customer=customers_uc.get_or_create)
 
 
 def _ref(customer_id: Any) -> None:
@@ -228,8 +232,6 @@ class Invoices(_Part):
 
         def body(unit: Unit) -> list[Invoice]:
             state = unit.get(customer_id)
-            if unit.write:
-                unit.flush()  # invoices made by this call's lazy work (renewals) count too
             return [invoice_view(state, r) for r in unit.tx.list_invoices(state.pk)]
 
         return self._a._read(body)
@@ -285,7 +287,10 @@ class Autumn(LifecycleMixin):
         return self._ctx.run(self._in_tx(body, True), write=True)
 
     def _read(self, body: Callable[[Unit], T]) -> T:
-        """Read first; a read that finds lazy work (or must create) is re-run as a write."""
+        """A read transaction; one that must auto-create a customer is re-run as a write.
+
+        Lazy work due by now is applied to what a read returns but never recorded: a read
+        claims, invoices and charges nothing (``app/renewals.settles``)."""
         try:
             return self._ctx.run(self._in_tx(body, False), write=False)
         except NeedsWrite:

@@ -61,7 +61,7 @@ class LifecycleMixin:
         idempotency_key: str | None = None,
         free: bool = False,
     ) -> AttachResult:
-        """Attach a product to a customer or entity (DOMAIN.md A1-A7)."""
+        """Attach a product to a customer or entity (docs/rules.md A1-A7)."""
         args = attach_uc.validate_attach(
             self._ctx,
             customer_id,

@@ -96,7 +96,7 @@ def _dict_record(cls: type[_T]) -> type[_T]:
     return cls
 
 
-#: Statuses stored on a customer product; "trialing" is derived (DOMAIN.md 2.4).
+#: Statuses stored on a customer product; "trialing" is derived (docs/rules.md 2.4).
 STORED_STATUSES = ("scheduled", "active", "past_due", "expired")
 
 

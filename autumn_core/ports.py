@@ -77,7 +77,7 @@ class StoreTransaction(Protocol):
     ) -> list[CustomerState]:
         """Ordered by (created_at, id, pk): id-less customers come after those with an id
         created at the same instant, ids compare by code point, and pk only orders id-less
-        customers among themselves (DOMAIN.md C11).
+        customers among themselves (docs/rules.md C11).
 
         ``starting_after`` is a customer *pk*: the page starts after that customer's place in
         this order, whether or not it matches ``email`` (a pk that does not exist starts from

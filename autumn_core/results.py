@@ -9,6 +9,8 @@ from typing import Any
 
 import attrs
 
+from autumn_core.provider_events import ProviderEvent
+
 
 class _Unset:
     """The 'argument not given' marker (distinct from None, which means 'no')."""
@@ -32,7 +34,7 @@ UNSET: Any = _Unset()
 
 @attrs.frozen
 class ByEmail:
-    """Addresses a customer by email where a customer id is taken (DOMAIN.md C14)."""
+    """Addresses a customer by email where a customer id is taken (docs/rules.md C14)."""
 
     email: str
 
@@ -227,10 +229,17 @@ class AttachPreview:
 
 @attrs.frozen
 class GatewayEvent:
-    """A provider-neutral payment-provider event (API.md)."""
+    """A provider-neutral payment-provider event (API.md).
+
+    ``payload`` is what the engine acts on: the gateway's parse of the event into a record of
+    ``autumn_core.provider_events`` (None for an event the engine has no use for, which
+    ``handle_event`` records and ignores). ``data`` keeps the provider's own object, for the
+    application's logs; the engine never reads it.
+    """
 
     id: str
     type: str
     gateway_customer_id: str | None
     data: Mapping[str, Any] = attrs.field(factory=dict)
     created_at: datetime | None = None
+    payload: ProviderEvent | None = None

@@ -2,8 +2,9 @@
 
 It keeps what a real provider keeps (customers, payment methods, charges, invoices, one
 subscription per customer and billing cycle mirroring the recurring fixed prices) and produces
-the same provider-neutral events a real provider sends, shaped like Stripe's objects so that
-``Autumn.handle_event`` reads both the same way:
+the same provider-neutral events a real provider sends: each event's ``payload`` is the record
+of ``autumn_core.provider_events`` the engine acts on, built from what this gateway knows; its
+``data`` is a Stripe-like object, for display only:
 
 - ``checkout.completed``: ``data = {"id", "client_reference_id", "metadata": {"autumn_pending_key"},
   "invoice"}``
@@ -35,6 +36,7 @@ import attrs
 
 from autumn_core.clock import Clock
 from autumn_core.errors import InvalidRequest
+from autumn_core.model import ZERO
 from autumn_core.ports import (
     ChargeLine,
     ChargeOutcome,
@@ -42,9 +44,29 @@ from autumn_core.ports import (
     CheckoutRequest,
     RecurringPrice,
 )
+from autumn_core.provider_events import (
+    CheckoutCompleted,
+    PaymentFailed,
+    PaymentSucceeded,
+    ProviderEvent,
+    SubscriptionDeleted,
+    SubscriptionStatus,
+    SubscriptionUpdated,
+)
 from autumn_core.results import GatewayEvent
 
-ZERO = Decimal(0)
+#: The subscription statuses ``set_subscription_status`` accepts (Stripe's names), as the
+#: engine sees them.
+_STATUSES: Mapping[str, SubscriptionStatus] = {
+    "active": "active",
+    "trialing": "active",
+    "past_due": "past_due",
+    "unpaid": "past_due",
+    "incomplete": "past_due",
+    "paused": "past_due",
+    "canceled": "ended",
+    "incomplete_expired": "ended",
+}
 CHECKOUT_BASE = "https://checkout.memory-gateway.test/c/"
 PORTAL_BASE = "https://billing.memory-gateway.test/p/"
 
@@ -114,13 +136,16 @@ class MemoryGateway:
     def _now(self) -> datetime | None:
         return self.clock.now() if self.clock is not None else None
 
-    def _event(self, type_: str, customer: str | None, data: Mapping[str, Any]) -> GatewayEvent:
+    def _event(
+        self, payload: ProviderEvent, customer: str | None, data: Mapping[str, Any]
+    ) -> GatewayEvent:
         event = GatewayEvent(
             id=self._id("gev"),
-            type=type_,
+            type=payload.type,
             gateway_customer_id=customer,
             data=dict(data),
             created_at=self._now(),
+            payload=payload,
         )
         self.events.append(event)
         return event
@@ -200,7 +225,7 @@ class MemoryGateway:
             self.invoices[gin] = MemoryInvoice(
                 gin, customer.id, request.invoice_id, request.lines, request.total, ZERO, "void"
             )
-            self._event("payment.failed", customer.id, data)
+            self._event(PaymentFailed(gin, request.invoice_id), customer.id, data)
             return ChargeOutcome(
                 status="failed", gateway_invoice_id=gin, message="card declined (decline_next)"
             )
@@ -214,7 +239,7 @@ class MemoryGateway:
             "paid",
         )
         self._sync_subscription(customer.id, request.recurring)
-        self._event("payment.succeeded", customer.id, data)
+        self._event(PaymentSucceeded(gin, request.invoice_id), customer.id, data)
         return self._outcome("paid", customer.id, gin)
 
     def _outcome(self, status: str, customer: str, gin: str, *, message: str = "") -> ChargeOutcome:
@@ -331,14 +356,15 @@ class MemoryGateway:
                 self.invoices[gin] = MemoryInvoice(
                     gin, customer.id, "", request.lines, request.total, ZERO, "void"
                 )
-                return [self._event("payment.failed", customer.id, invoice_data)]
+                failed = PaymentFailed(gin, pending_key=request.pending_key)
+                return [self._event(failed, customer.id, invoice_data)]
             checkout.status = "complete"
             customer.has_card = True
             self.invoices[gin] = MemoryInvoice(
                 gin, customer.id, "", request.lines, request.total, request.total, "paid"
             )
             completed = self._event(
-                "checkout.completed",
+                CheckoutCompleted(request.pending_key, gin),
                 customer.id,
                 {
                     "id": checkout.session_id,
@@ -348,7 +374,9 @@ class MemoryGateway:
                     "invoice": gin,
                 },
             )
-            paid = self._event("payment.succeeded", customer.id, invoice_data)
+            paid = self._event(
+                PaymentSucceeded(gin, pending_key=request.pending_key), customer.id, invoice_data
+            )
             return [completed, paid]
 
     def pay_invoice(self, gateway_invoice_id: str) -> list[GatewayEvent]:
@@ -363,7 +391,8 @@ class MemoryGateway:
                 "total": str(inv.total),
                 "metadata": {"autumn_invoice_id": inv.engine_invoice_id},
             }
-            return [self._event("payment.succeeded", inv.customer, data)]
+            payment = PaymentSucceeded(inv.id, inv.engine_invoice_id or None)
+            return [self._event(payment, inv.customer, data)]
 
     def cancel_at_period_end(
         self, gateway_customer_id: str, cycle: str | None = None
@@ -401,8 +430,19 @@ class MemoryGateway:
         return sub
 
     def _subscription_event(self, type_: str, sub: MemorySubscription) -> GatewayEvent:
+        products = frozenset(p.product_id for p in sub.items)
+        payload: ProviderEvent
+        if type_ == SubscriptionDeleted.type:
+            payload = SubscriptionDeleted(sub.id, products)
+        else:
+            payload = SubscriptionUpdated(
+                sub.id,
+                _STATUSES.get(sub.status, "other"),
+                cancel_at_period_end=sub.cancel_at_period_end,
+                product_ids=products,
+            )
         return self._event(
-            type_,
+            payload,
             sub.customer,
             {
                 "id": sub.id,

@@ -28,7 +28,7 @@ database with the application that embeds it):
   order, as Python sorts strings, whatever the database's default collation.
 - Money and quantities that SQL sees are ``numeric`` (event values, invoice totals); times are
   ``timestamptz``. Nothing is ``real`` / ``double precision``.
-- Uniqueness the domain relies on (DOMAIN.md I5) is a constraint, never a read-then-write:
+- Uniqueness the domain relies on (docs/rules.md I5) is a constraint, never a read-then-write:
   customer id, id-less email, idempotency key, both trial claims, renewal markers, gateway event
   ids.
 - ``autumn_lock_customer`` locks a customer row (by pk or id) and returns its documents in one

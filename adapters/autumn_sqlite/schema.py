@@ -22,7 +22,7 @@ Design notes for version 1:
   record, keyed by (customer, child id), so a ``track`` rewrites one small row, not the customer.
   ``pos`` keeps the order of the aggregate's tuples.
 - Money and quantities live only inside JSON, as exact decimal strings; no REAL column exists.
-- Uniqueness the domain relies on (DOMAIN.md I5) is a constraint here, never a read-then-write:
+- Uniqueness the domain relies on (docs/rules.md I5) is a constraint here, never a read-then-write:
   customer id, id-less email, idempotency key, trial claims, renewal markers, gateway event ids.
 """
 
@@ -158,7 +158,7 @@ V1: tuple[str, ...] = (
     """,
 )
 
-#: Version 2: customers are listed by (created_at, id with id-less last, pk) (DOMAIN.md C11);
+#: Version 2: customers are listed by (created_at, id with id-less last, pk) (docs/rules.md C11);
 #: the index on exactly that key lets a page stop after ``limit`` rows instead of sorting all.
 V2: tuple[str, ...] = (
     "CREATE INDEX customers_order ON customers (created_us, id IS NULL, id, pk)",

@@ -86,7 +86,7 @@ ZERO_DECIMAL = frozenset(
     ]
 )
 
-#: The library's intervals (DOMAIN.md U4) as Stripe (interval, interval_count multiplier).
+#: The library's intervals (docs/rules.md U4) as Stripe (interval, interval_count multiplier).
 _INTERVALS: Mapping[str, tuple[str, int]] = {
     "day": ("day", 1),
     "week": ("week", 1),

@@ -1,5 +1,9 @@
 """Stripe webhook verification and translation to provider-neutral ``GatewayEvent`` s.
 
+Translation is where Stripe's shapes are read (``client_reference_id``, ``metadata.autumn_*``,
+``items.data[].metadata``, subscription statuses): the event's ``payload`` is a record of
+``autumn_core.provider_events``, and the engine reads nothing else.
+
 Verification is done here rather than with ``stripe.Webhook.construct_event`` because API.md
 asks for more than the SDK checks: the SDK only rejects timestamps that are too *old*, while a
 signed timestamp more than ``tolerance`` seconds *ahead* of the wall clock must be refused as
@@ -19,6 +23,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from autumn_core.errors import InvalidRequest, WebhookSignatureError
+from autumn_core.provider_events import (
+    CheckoutCompleted,
+    PaymentFailed,
+    PaymentSucceeded,
+    ProviderEvent,
+    SubscriptionDeleted,
+    SubscriptionStatus,
+    SubscriptionUpdated,
+)
 from autumn_core.results import GatewayEvent
 
 DEFAULT_TOLERANCE = 300
@@ -32,6 +45,19 @@ EVENT_TYPES: Mapping[str, str] = {
     "customer.subscription.created": "subscription.updated",
     "customer.subscription.updated": "subscription.updated",
     "customer.subscription.deleted": "subscription.deleted",
+}
+
+
+#: Stripe subscription statuses, as the engine sees them.
+SUBSCRIPTION_STATUSES: Mapping[str, SubscriptionStatus] = {
+    "active": "active",
+    "trialing": "active",
+    "past_due": "past_due",
+    "unpaid": "past_due",
+    "incomplete": "past_due",
+    "paused": "past_due",
+    "canceled": "ended",
+    "incomplete_expired": "ended",
 }
 
 
@@ -121,12 +147,79 @@ def to_gateway_event(event: Mapping[str, Any]) -> GatewayEvent:
     created_at = (
         datetime.fromtimestamp(int(created), tz=UTC) if isinstance(created, int | float) else None
     )
+    neutral = EVENT_TYPES.get(stripe_type)
     return GatewayEvent(
         id=event_id,
-        type=EVENT_TYPES.get(stripe_type, f"stripe.{stripe_type}"),
+        type=neutral or f"stripe.{stripe_type}",
         gateway_customer_id=customer if isinstance(customer, str) else None,
         data=obj,
         created_at=created_at,
+        payload=None if neutral is None else payload_of(neutral, obj),
+    )
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _id_of(value: Any) -> str | None:
+    """An object reference: an id, or an expanded object's id."""
+    return _text(value.get("id")) if isinstance(value, Mapping) else _text(value)
+
+
+def _metadata(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    meta = obj.get("metadata")
+    return meta if isinstance(meta, Mapping) else {}
+
+
+def _pending_key(obj: Mapping[str, Any]) -> str | None:
+    """The engine's checkout plan key: a Checkout Session's ``client_reference_id``, or the
+    ``autumn_pending_key`` metadata the engine set on the session and its invoice."""
+    return _text(obj.get("client_reference_id")) or _text(_metadata(obj).get("autumn_pending_key"))
+
+
+def _item_products(obj: Mapping[str, Any]) -> frozenset[str]:
+    """The engine's product ids on a subscription's items (``items.data[].metadata``)."""
+    items = obj.get("items")
+    rows = items.get("data") if isinstance(items, Mapping) else None
+    out = set()
+    for item in rows if isinstance(rows, list) else []:
+        meta = item.get("metadata") if isinstance(item, Mapping) else None
+        pid = _text(meta.get("autumn_product_id")) if isinstance(meta, Mapping) else None
+        if pid is not None:
+            out.add(pid)
+    return frozenset(out)
+
+
+def payload_of(neutral_type: str, obj: Mapping[str, Any]) -> ProviderEvent:
+    """The provider-neutral record of a Stripe object (a Checkout Session, an Invoice or a
+    Subscription) for the event type it came with."""
+    if neutral_type == "checkout.completed":
+        return CheckoutCompleted(
+            pending_key=_pending_key(obj),
+            gateway_invoice_id=_id_of(obj.get("invoice")),
+            subscription_id=_id_of(obj.get("subscription")),
+        )
+    if neutral_type in ("payment.succeeded", "payment.failed"):
+        payment = PaymentSucceeded if neutral_type == "payment.succeeded" else PaymentFailed
+        return payment(
+            gateway_invoice_id=_text(obj.get("id")),
+            invoice_id=_text(_metadata(obj).get("autumn_invoice_id")),
+            pending_key=_pending_key(obj),
+        )
+    subscription_id = _text(obj.get("id"))
+    products = _item_products(obj)
+    customer_pk = _text(_metadata(obj).get("autumn_customer_pk"))
+    latest = _id_of(obj.get("latest_invoice"))
+    if neutral_type == "subscription.deleted":
+        return SubscriptionDeleted(subscription_id, products, customer_pk, latest)
+    return SubscriptionUpdated(
+        subscription_id,
+        SUBSCRIPTION_STATUSES.get(str(obj.get("status")), "other"),
+        cancel_at_period_end=obj.get("cancel_at_period_end") is True,
+        product_ids=products,
+        customer_pk=customer_pk,
+        latest_gateway_invoice_id=latest,
     )
 
 

@@ -1,4 +1,4 @@
-"""Attach and preview_attach (DOMAIN.md A1-A7, U1-U5, Q1-Q5, CO1-CO5, T1-T12, P9-P11, I1-I4).
+"""Attach and preview_attach (docs/rules.md A1-A7, U1-U5, Q1-Q5, CO1-CO5, T1-T12, P9-P11, I1-I4).
 
 An attach is planned first (validation, classification, trial, lines, the new customer state),
 then paid for: no gateway (recorded as paid), a charge (charge, then commit), an open invoice on
@@ -35,7 +35,7 @@ from autumn_core.app.renewals import align_rows, in_trial_period
 from autumn_core.app.unit import Unit, args_fingerprint
 from autumn_core.app.usage import check_customer_ref, check_entity_ref
 from autumn_core.app.views import product_view
-from autumn_core.catalog import FreeTrial, Item, Product
+from autumn_core.catalog import FreeTrial, Product
 from autumn_core.errors import (
     InvalidRequest,
     PaymentFailed,
@@ -48,7 +48,6 @@ from autumn_core.model import (
     InvoiceLineRecord,
     PendingRecord,
     ProductState,
-    RowState,
 )
 from autumn_core.ports import ChargeLine, CheckoutRequest
 from autumn_core.results import UNSET, AttachPreview, AttachResult, ByEmail, CustomerData
@@ -808,7 +807,7 @@ def _result(
 def attach(unit: Unit, a: AttachArgs) -> AttachResult:
     fingerprint = a.fingerprint() if a.idempotency_key is not None else ""
     if a.idempotency_key is not None:
-        pk = _pk_without_lazy_work(unit, a.customer)
+        pk = unit.pk_of(a.customer)
         if pk is not None:
             stored = unit.replay("attach", pk, a.idempotency_key, fingerprint)
             if stored is not None:
@@ -817,15 +816,6 @@ def attach(unit: Unit, a: AttachArgs) -> AttachResult:
     result = _attach_on_state(unit, state, a)
     unit.remember("attach", state.pk, a.idempotency_key, fingerprint, converter.unstructure(result))
     return result
-
-
-def _pk_without_lazy_work(unit: Unit, ref: Any) -> str | None:
-    if isinstance(ref, ByEmail):
-        found = unit.tx.customers_by_email(ref.email)
-        idless = [c for c in found if c.id is None]
-        pick = idless or found
-        return pick[0].pk if len(pick) == 1 or idless else None
-    return unit.tx.customer_pk(ref)
 
 
 def _attach_on_state(unit: Unit, state: CustomerState, a: AttachArgs) -> AttachResult:
@@ -1049,14 +1039,6 @@ def preview_body(unit: Unit, a: AttachArgs) -> AttachPreview:
 
 
 PreviewDone = _PreviewDone
-
-
-def rows_of(state: CustomerState, cp: ProductState) -> list[RowState]:
-    return [r for r in state.rows if r.cp_id == cp.instance_id]
-
-
-def item_of(product: Product, row: RowState) -> Item | None:
-    return product.items[row.item_index] if row.item_index is not None else None
 
 
 __all__ = [

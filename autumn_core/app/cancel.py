@@ -1,4 +1,4 @@
-"""Cancel and uncancel (DOMAIN.md X1-X6, DF3-DF5, A3 for trials, P9 credits)."""
+"""Cancel and uncancel (docs/rules.md X1-X6, DF3-DF5, A3 for trials, P9 credits)."""
 
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ MAX_ATTEMPTS = 8
 
 @attrs.frozen
 class Options:
-    """Fields of ``options=`` on ``Autumn`` (DOMAIN.md 2.1)."""
+    """Fields of ``options=`` on ``Autumn`` (docs/rules.md 2.1)."""
 
     include_past_due: bool = True
     reverse_deduction_order: bool = False

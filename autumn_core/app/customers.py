@@ -1,4 +1,4 @@
-"""Customers: get-or-create, email claim, update, delete, list (DOMAIN.md §3)."""
+"""Customers: get-or-create, email claim, update, delete, list (docs/rules.md §3)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from autumn_core.app.provisioning import attach_defaults
 from autumn_core.app.unit import Unit
 from autumn_core.errors import Conflict, CustomerNotFound, InvalidRequest, UniqueViolation
 from autumn_core.model import CustomerState
-from autumn_core.results import UNSET
+from autumn_core.results import UNSET, CustomerData
 from autumn_core.values import check_email, check_id, check_metadata, check_optional_str
 
 
@@ -52,6 +52,18 @@ def create_customer(
     # Defaults attach in the creating transaction (C6); claims happen after the insert.
     unit.insert(state)
     return unit.put(attach_defaults(unit, state))
+
+
+def get_or_create(unit: Unit, ref: Any, data: CustomerData) -> CustomerState:
+    """C8: a missing customer created by a call that auto-creates (``Unit.get_or_create``)."""
+    return create_customer(
+        unit,
+        ref,
+        name=check_optional_str(data.name, "name"),
+        email=None if data.email is None else check_email(data.email),
+        fingerprint=check_optional_str(data.fingerprint, "fingerprint"),
+        metadata=check_metadata(data.metadata),
+    )
 
 
 def _fill_empty(

@@ -1,4 +1,4 @@
-"""Entities: sub-customers tied to an allocated feature (DOMAIN.md §5)."""
+"""Entities: sub-customers tied to an allocated feature (docs/rules.md §5)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,16 @@
-"""Lazy work: everything due by ``now``, applied on any read or write of a customer (S3, S4)."""
+"""Lazy work: everything due by ``now``, applied on any read or write of a customer (S3, S4).
+
+A write unit records what it does (renewal markers, invoices, charges); a read unit or a
+preview applies the same transitions as a projection that is never saved and moves no money
+(``renewals.settles``). The unit of work calls this through the hook the facade installs.
+"""
 
 from __future__ import annotations
 
 import attrs
 
 from autumn_core.app.context import new_id
+from autumn_core.app.renewals import advance_products
 from autumn_core.app.unit import Unit
 from autumn_core.model import CustomerState, RowState
 from autumn_core.rules.rows import due_for_free_reset, reset_row
@@ -12,8 +18,6 @@ from autumn_core.rules.rows import due_for_free_reset, reset_row
 
 def apply_due(unit: Unit, state: CustomerState) -> CustomerState:
     """Product transitions first (renewals, trial ends, switches), then free resets and expiries."""
-    from autumn_core.app.renewals import advance_products
-
     state = advance_products(unit, state)
     return reset_free_rows(unit, state)
 

@@ -4,7 +4,13 @@ Called from lazy work (``app/lazy.py``) before free resets. Transitions are appl
 time in time order, so missed periods renew one by one (S7), each with its own invoice, and a
 canceling product's end is applied before its successor starts (A4, X2, DF3).
 Invoices of renewals are made exactly once per (product, period start) through the store's
-renewal marker (``claim_renewal``), whatever runs the lazy work.
+renewal marker (``claim_renewal``), whatever write runs the lazy work.
+
+A read never moves money: in a read unit or a preview (``settles`` is false) the same
+transitions are applied to a state that is never saved, without claiming a marker, making an
+invoice or calling the provider. Periods advance and rows reset exactly as the later write
+will record them; that write also records the invoices, and a refused payment then makes the
+product past due (W4), which the projection cannot know beforehand.
 """
 
 from __future__ import annotations
@@ -32,6 +38,11 @@ from autumn_core.rules.rows import reset_row, starting_balance
 
 #: Safety bound on transitions per pass (years of missed monthly periods still fit).
 MAX_STEPS = 10_000
+
+
+def settles(unit: Unit) -> bool:
+    """Whether this unit records what lazy work owes (markers, invoices, charges)."""
+    return unit.write and not billing.is_dry_run()
 
 
 def in_trial_period(cp: ProductState) -> bool:
@@ -113,7 +124,7 @@ def _send(
     The invoice is dated ``at``, the boundary it belongs to (a period end, a trial end), even
     when lazy work reaches it later: the library owns periods (D7, S7, T7).
     """
-    if not lines:
+    if not lines or not settles(unit):
         return state, True
     sent = billing.charge(
         unit,
@@ -139,6 +150,7 @@ def end_product(unit: Unit, state: CustomerState, cp: ProductState, at: datetime
         billing.is_recurring_live(cp)
         and cp.current_period_start is not None
         and not in_trial_period(cp)
+        and settles(unit)
         and unit.tx.claim_renewal(cp.instance_id, cp.current_period_start)
     ):
         lines = billing.arrears_lines(
@@ -153,7 +165,7 @@ def end_product(unit: Unit, state: CustomerState, cp: ProductState, at: datetime
 def _sync_cancel(unit: Unit, state: CustomerState) -> CustomerState:
     """Tell the provider when no recurring fixed price is left (it mirrors them)."""
     gateway = unit.ctx.gateway
-    if gateway is None or billing.is_dry_run() or state.gateway_customer_id is None:
+    if gateway is None or not settles(unit) or state.gateway_customer_id is None:
         return state
     if any(billing.is_recurring_live(p) for p in state.products):
         return state
@@ -164,11 +176,15 @@ def _sync_cancel(unit: Unit, state: CustomerState) -> CustomerState:
 
 
 def _has_payment_method(unit: Unit, state: CustomerState) -> bool:
+    """Without a provider-side customer there is no card. With one, only a write asks the
+    provider; a read projects the conversion (the trial converts when a card is on file)."""
     gateway = unit.ctx.gateway
     if gateway is None:
         return True
-    if state.gateway_customer_id is None or billing.is_dry_run():
+    if state.gateway_customer_id is None:
         return False
+    if not settles(unit):
+        return not billing.is_dry_run()
     return gateway.has_payment_method(state.gateway_customer_id)
 
 
@@ -255,7 +271,7 @@ def renew(unit: Unit, state: CustomerState, cp: ProductState) -> CustomerState:
     anchor = cp.billing_anchor or start
     new_end = period_end_from(anchor, product, end)
     quantities = {**cp.quantities, **(cp.pending_quantities or {})}
-    claimed = unit.tx.claim_renewal(cp.instance_id, start)
+    claimed = settles(unit) and unit.tx.claim_renewal(cp.instance_id, start)
     rows = _rows(state, cp)
     lines: list[InvoiceLineRecord] = []
     if claimed:
@@ -372,5 +388,6 @@ __all__ = [
     "end_product",
     "in_trial_period",
     "renew",
+    "settles",
     "start_scheduled",
 ]

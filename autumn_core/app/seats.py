@@ -1,4 +1,4 @@
-"""Paid seats of usage-billed allocated rows (DOMAIN.md P7, E17, E18).
+"""Paid seats of usage-billed allocated rows (docs/rules.md P7, E17, E18).
 
 A row keeps ``paid_seats`` >= max(0, usage - included). Seats above the paid count are billed
 per ``on_increase``; a decrease follows ``on_decrease`` (``none`` keeps them paid as released

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import attrs
 
@@ -24,16 +24,41 @@ from autumn_core.errors import (
 from autumn_core.model import CustomerState, EventRecord, IdempotencyRecord, InvoiceRecord
 from autumn_core.ports import StoreTransaction
 from autumn_core.results import ByEmail, CustomerData
-from autumn_core.values import check_email, check_id, check_metadata, check_optional_str
+from autumn_core.values import check_email, check_id
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
+_H = TypeVar("_H")
 
 
 class NeedsWrite(Exception):
-    """Raised inside a read transaction that found work to write (lazy work, auto-create)."""
+    """Raised inside a read transaction that must write (an auto-created customer)."""
+
+
+class DueWork(Protocol):
+    """Lazy work: ``state`` with everything due by ``unit.now`` applied (``app/lazy.py``)."""
+
+    def __call__(self, unit: Unit, state: CustomerState, /) -> CustomerState: ...
+
+
+class CustomerMaker(Protocol):
+    """Creates a missing customer for the calls that auto-create (``app/customers.py``)."""
+
+    def __call__(self, unit: Unit, ref: Any, data: CustomerData, /) -> CustomerState: ...
 
 
 class Unit:
+    """The unit of work: the lowest application layer. It imports no use case; lazy work and
+    customer creation come from the layer above, installed by the composition root
+    (``Unit.install``, called by the facade)."""
+
+    _due_work: ClassVar[DueWork | None] = None
+    _make_customer: ClassVar[CustomerMaker | None] = None
+
+    @classmethod
+    def install(cls, *, due_work: DueWork, make_customer: CustomerMaker) -> None:
+        cls._due_work = due_work
+        cls._make_customer = make_customer
+
     def __init__(self, ctx: Context, tx: StoreTransaction, *, write: bool) -> None:
         self.ctx = ctx
         self.tx = tx
@@ -80,17 +105,19 @@ class Unit:
             return state
         if isinstance(ref, ByEmail) or not self.ctx.auto_create:
             raise CustomerNotFound(f"customer {_describe(ref)} does not exist")
-        data = customer_data or CustomerData()
-        from autumn_core.app.customers import create_customer
+        if not self.write:
+            raise NeedsWrite
+        return _installed(Unit._make_customer)(self, ref, customer_data or CustomerData())
 
-        return create_customer(
-            self,
-            ref,
-            name=check_optional_str(data.name, "name"),
-            email=None if data.email is None else check_email(data.email),
-            fingerprint=check_optional_str(data.fingerprint, "fingerprint"),
-            metadata=check_metadata(data.metadata),
-        )
+    def pk_of(self, ref: Any) -> str | None:
+        """The pk of the customer addressed by an id or ``ByEmail``, without loading it (so
+        without lazy work): an idempotent replay answers before anything else runs."""
+        if isinstance(ref, ByEmail):
+            found = self.tx.customers_by_email(ref.email)
+            idless = [c for c in found if c.id is None]
+            pick = idless or found
+            return pick[0].pk if len(pick) == 1 or idless else None
+        return self.tx.customer_pk(ref)
 
     def _by_email(self, email: str) -> CustomerState | None:
         check_email(email)
@@ -112,11 +139,9 @@ class Unit:
         self._current[pk] = state
         due = state.due_at
         if due is not None and due <= self.now:
-            if not self.write:
-                raise NeedsWrite
-            from autumn_core.app.lazy import apply_due
-
-            self._current[pk] = apply_due(self, state)
+            # A read applies the same lazy work as a projection that is never saved: it
+            # claims, invoices and charges nothing (a read never moves money, S4).
+            self._current[pk] = _installed(Unit._due_work)(self, state)
         return self._current[pk]
 
     def find_pk(self, pk: str) -> CustomerState:
@@ -208,6 +233,12 @@ class Unit:
         on a random page of it. The wall clock only orders ids (it is not the domain's time,
         which comes from the injected clock); the random bits alone keep them unique."""
         return f"evt_{time.time_ns() // 1000:014x}{os.urandom(8).hex()}"
+
+
+def _installed(hook: _H | None) -> _H:
+    if hook is None:
+        raise StoreError("the unit of work is not wired: build an Autumn (it installs lazy work)")
+    return hook
 
 
 def _describe(ref: Any) -> str:

@@ -1,4 +1,4 @@
-"""Check, track and balance edits (DOMAIN.md §9, §10, §12, §13)."""
+"""Check, track and balance edits (docs/rules.md §9, §10, §12, §13)."""
 
 from __future__ import annotations
 
@@ -320,7 +320,7 @@ def validate_track(
 def track(unit: Unit, a: TrackArgs) -> TrackResult:
     fingerprint = a.fingerprint() if a.idempotency_key is not None else ""
     if a.idempotency_key is not None:
-        pk = _pk_without_lazy_work(unit, a.customer)
+        pk = unit.pk_of(a.customer)
         if pk is not None:
             stored = unit.replay("track", pk, a.idempotency_key, fingerprint)
             if stored is not None:
@@ -343,15 +343,6 @@ def track(unit: Unit, a: TrackArgs) -> TrackResult:
             "track", state.pk, a.idempotency_key, fingerprint, converter.unstructure(result)
         )
     return result
-
-
-def _pk_without_lazy_work(unit: Unit, ref: Any) -> str | None:
-    if isinstance(ref, ByEmail):
-        found = unit.tx.customers_by_email(ref.email)
-        idless = [c for c in found if c.id is None]
-        pick = idless or found
-        return pick[0].pk if len(pick) == 1 or idless else None
-    return unit.tx.customer_pk(ref)
 
 
 def _track_on_state(

@@ -1,4 +1,4 @@
-"""The Balance read model, derived from rows on every read (DOMAIN.md 2.6). Never stored."""
+"""The Balance read model, derived from rows on every read (docs/rules.md 2.6). Never stored."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Attach classification helpers: the upgrade/downgrade test (DOMAIN.md U1-U5).
+"""Attach classification helpers: the upgrade/downgrade test (docs/rules.md U1-U5).
 
 Pure functions of two product definitions and the catalog's feature types.
 """
@@ -9,8 +9,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 
 from autumn_core.catalog import INTERVAL_MONTHS, Item, Product
-
-ZERO = Decimal(0)
+from autumn_core.model import ZERO
 
 
 def _months(interval: str | None, count: int) -> Decimal:

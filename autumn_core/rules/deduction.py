@@ -1,4 +1,4 @@
-"""The deduction engine: rows and a value in, new rows out (DOMAIN.md §10-12, R5-R9, D5, B2).
+"""The deduction engine: rows and a value in, new rows out (docs/rules.md §10-12, R5-R9, D5, B2).
 
 Pure: no store, no clock (``now`` is passed in for rollover expiry). The caller picks the
 candidate rows and orders them (``rules.order``); this module only moves balances.

@@ -2,14 +2,55 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:  # the model computes its due time with this rule
-    from autumn_core.model import CustomerState
+# The model computes its due time with this rule, so the rule names only the fields it reads
+# (``autumn_core.model`` records satisfy these) instead of importing the model.
 
 
-def next_due_at(state: CustomerState) -> datetime | None:
+class _Rollover(Protocol):
+    @property
+    def expires_at(self) -> datetime | None: ...
+
+
+class _Row(Protocol):
+    @property
+    def renews_with_product(self) -> bool: ...
+    @property
+    def next_reset_at(self) -> datetime | None: ...
+    @property
+    def expires_at(self) -> datetime | None: ...
+    @property
+    def rollovers(self) -> Sequence[_Rollover]: ...
+
+
+class _Product(Protocol):
+    @property
+    def status(self) -> str: ...
+    @property
+    def started_at(self) -> datetime | None: ...
+    @property
+    def current_period_start(self) -> datetime | None: ...
+    @property
+    def current_period_end(self) -> datetime | None: ...
+    @property
+    def trial_ends_at(self) -> datetime | None: ...
+    @property
+    def ends_at(self) -> datetime | None: ...
+
+
+class DueState(Protocol):
+    """What ``next_due_at`` reads of a customer (``autumn_core.model.CustomerState``)."""
+
+    @property
+    def rows(self) -> Sequence[_Row]: ...
+    @property
+    def products(self) -> Sequence[_Product]: ...
+
+
+def next_due_at(state: DueState) -> datetime | None:
     """The earliest instant at which something about this customer becomes due.
 
     Stores index customers by it so that ``process_due`` finds them without scanning; the

@@ -1,4 +1,4 @@
-"""Deduction order (DOMAIN.md §11, O1-O10) and which rows a subject sees (EN6)."""
+"""Deduction order (docs/rules.md §11, O1-O10) and which rows a subject sees (EN6)."""
 
 from __future__ import annotations
 

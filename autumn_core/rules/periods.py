@@ -34,15 +34,6 @@ def add_months(dt: datetime, months: int) -> datetime:
     return dt.replace(year=year, month=month, day=day)
 
 
-def shift(anchor: datetime, interval: str, n: int) -> datetime:
-    """The anchor moved by n whole intervals; computed from the anchor, so nothing drifts."""
-    if interval in _FIXED:
-        return anchor + _FIXED[interval] * n
-    if interval in _MONTHS:
-        return add_months(anchor, _MONTHS[interval] * n)
-    raise ValueError(f"unknown interval {interval!r}")
-
-
 def next_boundary(anchor: datetime, interval: str, count: int, now: datetime) -> datetime:
     """The first anchor + k * interval * count strictly after now (k >= 1 when anchor <= now)."""
     if anchor > now:

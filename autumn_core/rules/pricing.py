@@ -1,4 +1,4 @@
-"""Pricing arithmetic: billable units, tiers, proration and money rounding (DOMAIN.md P1-P12).
+"""Pricing arithmetic: billable units, tiers, proration and money rounding (docs/rules.md P1-P12).
 
 Pure functions of catalog items, quantities and instants. Money is ``Decimal`` in major units;
 every invoice line is rounded half-up to the cent (P11) and a total is the sum of its lines.
@@ -11,8 +11,8 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
 from autumn_core.catalog import INF, Item
+from autumn_core.model import ZERO
 
-ZERO = Decimal(0)
 CENT = Decimal("0.01")
 
 
@@ -70,20 +70,6 @@ def packs_amount(item: Item, packs: int | Decimal) -> Decimal:
 def seats_amount(item: Item, seats: Decimal) -> Decimal:
     """P7: paid seats (units beyond included on a usage-billed allocated item)."""
     return tiered_amount(item, billable_units(seats, item.billing_units))
-
-
-def fraction_left(start: datetime | None, end: datetime | None, now: datetime) -> Decimal:
-    """P9: seconds left in the period / seconds in the period, clamped to [0, 1]."""
-    if start is None or end is None or end <= start:
-        return ZERO
-    left = (end - now).total_seconds()
-    if left <= 0:
-        return ZERO
-    total = (end - start).total_seconds()
-    if left >= total:
-        return Decimal(1)
-    # Whole seconds keep the fraction exact for the periods the engine makes.
-    return Decimal(round(left)) / Decimal(round(total))
 
 
 def prorate(

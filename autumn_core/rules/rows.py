@@ -1,4 +1,4 @@
-"""Making balance rows from items, and resetting them (DOMAIN.md 2.5, S2-S6, RO1-RO3)."""
+"""Making balance rows from items, and resetting them (docs/rules.md 2.5, S2-S6, RO1-RO3)."""
 
 from __future__ import annotations
 

@@ -68,7 +68,8 @@ def test_x2_x4_end_of_cycle_cancel_bills_the_final_overage_once(
     assert (canceled.status, canceled.canceled_at, canceled.ends_at) == ("active", T0, MAY)
     assert statuses(billing) == {"metered": "active", "free": "scheduled"}
     clock.set(MAY + timedelta(seconds=1))
-    assert statuses(billing) == {"free": "active"}
+    assert statuses(billing) == {"free": "active"}  # a read sees the end; it bills nothing
+    assert billing.process_due() == 1
     assert billing.process_due() == 0
     invoices = billing.invoices.list("c")
     assert [i.total for i in invoices] == [D("20.00"), D("30.00")]
@@ -132,6 +133,7 @@ def test_s7_missed_periods_renew_one_at_a_time(make: Factory, clock: ManualClock
     billing.attach("c", "metered")
     billing.track("c", "messages", value=300)
     clock.set(T0.replace(month=7) + timedelta(hours=1))
+    billing.process_due()
     invoices = billing.invoices.list("c")
     assert [i.total for i in invoices] == [D("20.00"), D("40.00"), D("20.00"), D("20.00")]
 
@@ -215,6 +217,8 @@ def test_s7_declined_renewal_makes_the_product_past_due(
     billing.attach("c", "pro")
     gateway.decline_next()
     clock.set(MAY + timedelta(minutes=1))
+    assert statuses(billing) == {"pro": "active"}  # a read charges nothing
+    billing.process_due()
     assert statuses(billing) == {"pro": "past_due"}
     renewal = billing.invoices.list("c")[1]
     assert (renewal.total, renewal.status) == (D("20.00"), "open")

@@ -62,6 +62,7 @@ def test_w4_w3_failed_renewal_then_paid(
     billing.attach("c", "pro")
     gateway.decline_next()
     clock.set(T0.replace(month=5) + timedelta(minutes=1))
+    billing.process_due()  # the renewal is charged by a write, never by a read
     assert statuses(billing) == {"pro": "past_due"}
     renewal = billing.invoices.list("c")[1]
     assert renewal.gateway_invoice_id is not None

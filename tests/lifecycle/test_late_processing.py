@@ -43,8 +43,8 @@ def test_s7_missed_periods_each_invoice_dated_at_its_own_boundary(
     billing.attach("c", "pro-trial")
     te = T0 + timedelta(days=7)  # Apr 8
     clock.set(te + timedelta(days=33))  # May 11, after the May 8 renewal
-    # when a read runs the lazy work
-    billing.customers.get("c")
+    # when the lazy work is recorded, late
+    billing.process_due()
     # then the conversion is dated Apr 8 and the renewal May 8
     invoices = billing.invoices.list("c")
     assert totals(billing) == [D("20.00"), D("20.00")]

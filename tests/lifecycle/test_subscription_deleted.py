@@ -11,6 +11,7 @@ from autumn_core import Autumn, Item, ManualClock, Price, Product
 from autumn_core.app.billing import SUBSCRIPTION_REF
 from autumn_core.app.events import billed_through
 from autumn_core.model import ProductState
+from autumn_core.provider_events import SubscriptionDeleted
 from autumn_core.results import GatewayEvent
 from autumn_memory import MemoryGateway
 
@@ -136,9 +137,12 @@ def test_w6_billed_through_falls_back_to_every_product_when_nothing_is_recorded(
 
     state = CustomerState(pk="p", id="c", created_at=T0, products=(_cp("a", {}), _cp("b", {})))
     # a gateway that reports no subscription ids and no items: today's behaviour, all of them
-    assert [p.product_id for p in billed_through(state, {"id": "sub_1"})] == ["a", "b"]
+    assert [p.product_id for p in billed_through(state, SubscriptionDeleted("sub_1"))] == [
+        "a",
+        "b",
+    ]
     # items naming products (Stripe's items.data[].metadata.autumn_product_id) select them
-    named = {"id": "sub_1", "items": {"data": [{"metadata": {"autumn_product_id": "b"}}]}}
+    named = SubscriptionDeleted("sub_1", frozenset({"b"}))
     assert [p.product_id for p in billed_through(state, named)] == ["b"]
     # a recorded subscription id wins
     state2 = CustomerState(
@@ -147,4 +151,4 @@ def test_w6_billed_through_falls_back_to_every_product_when_nothing_is_recorded(
         created_at=T0,
         products=(_cp("a", {SUBSCRIPTION_REF: "sub_1"}), _cp("b", {SUBSCRIPTION_REF: "sub_2"})),
     )
-    assert [p.product_id for p in billed_through(state2, {"id": "sub_2"})] == ["b"]
+    assert [p.product_id for p in billed_through(state2, SubscriptionDeleted("sub_2"))] == ["b"]
