@@ -17,11 +17,12 @@ SECRET_KEYS_ENV = "AUTUMN_SECRET_KEYS"
 
 def build_app(billing: Autumn, *, password: str | None = None) -> Any:
     """The served ASGI app: the dashboard at ``/``; the wire API at ``/v1`` if installed."""
+    # The web adapters are found by name, so the CLI imports no other adapter (ARCHITECTURE.md).
     try:
         from starlette.applications import Starlette
         from starlette.routing import Mount
 
-        from autumn_dashboard import dashboard
+        dashboard = importlib.import_module("autumn_dashboard").dashboard
     except ImportError as exc:
         raise InvalidRequest(
             f"autumn serve needs the web extra: pip install 'autumn-embedded[web]' ({exc.name})"
