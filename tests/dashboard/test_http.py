@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.testclient import TestClient
 
-from autumn_core import Autumn
+from autumn_core import Autumn, ManualClock
 from autumn_dashboard import dashboard
 from autumn_dashboard.security import Throttle
 
@@ -246,3 +247,36 @@ def test_a_search_stops_at_its_scan_budget_and_continues(billing: Autumn) -> Non
     third = search_page(billing, "needle", 50, second.next_cursor, budget=100)
     assert [c.id for c in third.customers] == ["c240"]
     assert not third.partial and third.next_cursor is None and third.scanned == 50
+
+
+def test_edit_renames_and_the_page_follows(app: Any, billing: Autumn) -> None:
+    billing.attach("ann", "pro")
+    client, token = signed_in(app)
+    r = client.post(
+        "/customer/update?id=ann",
+        data={"csrf": token, "id": "ann-2", "name": "Ann B", "email": "ann@example.com"},
+    )
+    assert r.status_code == 303 and r.headers["location"].endswith("/customer?id=ann-2")
+    renamed = billing.customers.get("ann-2")
+    assert renamed.name == "Ann B" and renamed.has_product("pro")
+    assert 'id="c-id">ann-2<' in client.get("/customer?id=ann-2").text
+    assert client.get("/customer?id=ann").status_code == 404
+
+
+def test_usage_chart_has_one_bar_per_day_and_feature(
+    app: Any, billing: Autumn, clock: ManualClock
+) -> None:
+    # given events on three days of the last 30, two features on one of them
+    start = clock.now()
+    for days_ago, feature, value in [(20, "messages", 5), (3, "messages", 2), (3, "words", 7)]:
+        clock.set(start - timedelta(days=days_ago))
+        billing.track("ann", feature, value=value)
+    clock.set(start)
+    billing.track("ann", "words", value=1)
+    client, _ = signed_in(app)
+    month = client.get("/customer?id=ann&days=30").text
+    week = client.get("/customer?id=ann&days=7").text
+    bars = re.compile(r'<rect class="s(\d)" x="[\d.]+" y="[\d.]+" width="[\d.]+" height="[\d.]+">')
+    assert len(bars.findall(month)) == 4
+    assert len(bars.findall(week)) == 3  # the event of 20 days ago is out of the week
+    assert "Showing" not in week and week.count("<td>words") == 2
