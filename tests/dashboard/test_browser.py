@@ -218,10 +218,17 @@ def test_search_and_page_through_300_customers(
 ) -> None:
     for i in range(300):
         clock.advance(seconds=1)
-        if i % 50 == 49:  # pre-created customers (no id) end pages 1 and 2 of 100
+        # pre-created customers (no id) end pages 1 and 2 of 100, and one near the top
+        if i % 50 == 49 or i == 2:
             billing.customers.create(name=f"Lead {i:03}", email=f"lead{i:03}@example.com")
-        else:
-            billing.customers.create(f"cus_{i:03}", name=f"Person {i:03}", email=f"p{i:03}@ex.com")
+            continue
+        billing.customers.create(f"cus_{i:03}", name=f"Person {i:03}", email=f"p{i:03}@ex.com")
+        if i % 3 == 0:
+            billing.attach(f"cus_{i:03}", "pro")  # a card-less trial: "trialing"
+        elif i % 5 == 1:
+            billing.attach(f"cus_{i:03}", "scale")
+            if i % 4 == 0:
+                billing.cancel(f"cus_{i:03}", "scale")  # "canceling"
     sign_in(page)
     seen: list[str] = []
     page.goto("/customers")
