@@ -46,7 +46,9 @@ def when(value: datetime | None) -> str:
     """An instant in UTC with the zone shown: ``2025-03-10 09:00 UTC``."""
     if value is None:
         return NONE
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    if value.utcoffset():
+        value = value.astimezone(UTC)
+    return f"{value:%Y-%m-%d %H:%M} UTC"
 
 
 def day(value: datetime | None) -> str:

@@ -28,7 +28,7 @@ PAGE_SIZES = (50, 100, 250)
 _MAX_LIST = 1000
 _SCAN_BATCH = 1000
 #: Stored customers one search request reads at most.
-SCAN_BUDGET = 5_000
+SCAN_BUDGET = 25_000
 
 
 @attrs.frozen

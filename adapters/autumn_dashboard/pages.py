@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
-from markupsafe import Markup, escape
+from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import URL, FormData
 from starlette.requests import Request
@@ -128,7 +129,8 @@ class Pages:
     def render(
         self, request: Request, name: str, context: dict[str, Any], status: int = 200
     ) -> Response:
-        flashes = request.session.pop("flash", [])
+        # popped only when present: a pop marks the session changed (a new cookie is sent)
+        flashes = request.session.pop("flash") if "flash" in request.session else []
         ctx = {
             "url_for": lambda name, **params: self.url_for(request, name, **params),
             "csrf": csrf_token(request),
@@ -515,8 +517,9 @@ _NO_PRODUCTS = '<span class="muted">none</span>'
 
 
 def _rows_html(customers: list[Customer], base_url: str) -> Markup:
-    """The Customers table body. The hottest markup of the dashboard is written here rather than
-    in the template (a third of the page's time); every value goes through ``escape``."""
+    """The Customers table body, the hottest markup of the dashboard: written here, not in the
+    template (which took a third of the page's time). Every value goes through ``html.escape``
+    (quotes included)."""
     out: list[str] = []
     for c in customers:
         # quote(safe="") leaves only [A-Za-z0-9_.~%-]: nothing to escape in the attribute
@@ -529,17 +532,17 @@ def _rows_html(customers: list[Customer], base_url: str) -> Markup:
         ident = (
             '<span class="badge pending">PENDING</span>'
             if c.id is None
-            else f'<a href="{url}" class="mono">{escape(c.id)}</a>'
+            else f'<a href="{url}" class="mono">{html.escape(c.id)}</a>'
         )
         badges = "".join(
-            f'<span class="badge st-{escape(st.replace(" ", "-"))}">{escape(p.name or p.id)}'
-            f" <em>{escape(st)}</em></span>"
+            f'<span class="badge st-{html.escape(st.replace(" ", "-"))}">{html.escape(p.name or p.id)}'
+            f" <em>{html.escape(st)}</em></span>"
             for p in c.products
             for st in (product_status(p),)
         )
         out.append(
-            f'<tr><td><a href="{url}">{escape(c.name or fmt.NONE)}</a></td><td>{ident}</td>'
-            f"<td>{escape(c.email or fmt.NONE)}</td>"
+            f'<tr><td><a href="{url}">{html.escape(c.name or fmt.NONE)}</a></td><td>{ident}</td>'
+            f"<td>{html.escape(c.email or fmt.NONE)}</td>"
             f"<td>{badges or _NO_PRODUCTS}</td>"
             f'<td class="nowrap">{fmt.when(c.created_at)}</td></tr>'
         )
