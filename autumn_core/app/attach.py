@@ -211,6 +211,7 @@ def operation_payload(a: AttachArgs) -> dict[str, Any]:
         else converter.unstructure(a.customer_data),
         "idempotency_key": a.idempotency_key,
         "nonce": a.nonce,
+        **({"free": True} if a.free else {}),
     }
 
 
@@ -224,6 +225,9 @@ def args_from_payload(ctx: Context, payload: Mapping[str, Any]) -> AttachArgs:
     raw_trial = payload.get("free_trial", "unset")
     quantities = payload.get("quantities")
     data = payload.get("customer_data")
+    free = bool(payload.get("free", False))
+    if free:
+        product, raw_trial = without_prices(product), None
     return AttachArgs(
         customer,
         product,
@@ -237,6 +241,7 @@ def args_from_payload(ctx: Context, payload: Mapping[str, Any]) -> AttachArgs:
         None if data is None else converter.structure(data, CustomerData),
         payload.get("idempotency_key"),
         nonce=payload["nonce"],
+        free=free,
     )
 
 

@@ -46,3 +46,15 @@ def test_free_must_be_a_bool(billing: Autumn) -> None:
     with pytest.raises(InvalidRequest, match="free must be a bool"):
         billing.attach("ann", "pro", free="yes")  # type: ignore[arg-type]
     assert not billing.customers.get("ann").has_product("pro")
+
+
+def test_a_recorded_free_attach_replays_as_free(billing: Autumn) -> None:
+    # given the record recover() keeps of an attach granted for free
+    from autumn_core.app.attach import args_from_payload, operation_payload, validate_attach
+
+    args = validate_attach(billing._ctx, "ann", "pro", free=True)
+    # when it is read back
+    again = args_from_payload(billing._ctx, operation_payload(args))
+    # then it is the same free attach
+    assert again.free and again.product.is_free and again.free_trial is None
+    assert again.fingerprint() == args.fingerprint()
