@@ -59,6 +59,7 @@ class LifecycleMixin:
         force_checkout: bool = False,
         customer_data: CustomerData | None = None,
         idempotency_key: str | None = None,
+        free: bool = False,
     ) -> AttachResult:
         """Attach a product to a customer or entity (docs/rules.md A1-A7).
 
@@ -81,6 +82,7 @@ class LifecycleMixin:
             force_checkout=force_checkout,
             customer_data=customer_data,
             idempotency_key=idempotency_key,
+            free=free,
         )
         if self._ctx.gateway is None:
             return self._write(lambda unit: attach_uc.attach(unit, args))
@@ -109,6 +111,7 @@ class LifecycleMixin:
         force_checkout: bool = False,
         customer_data: CustomerData | None = None,
         idempotency_key: str | None = None,
+        free: bool = False,
     ) -> AttachPreview:
         """What ``attach`` would do, with the same lines; writes nothing, contacts no gateway.
 
@@ -129,6 +132,7 @@ class LifecycleMixin:
             force_checkout=force_checkout,
             customer_data=customer_data,
             idempotency_key=idempotency_key,
+            free=free,
         )
         try:
             self._write(lambda unit: attach_uc.preview_body(unit, args))

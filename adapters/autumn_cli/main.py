@@ -32,6 +32,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "autumn_cli.catalog_cmd:register",
     "autumn_cli.commands:register",
     "autumn_cli.test_catalog:register",
+    "autumn_cli.serve:register",
 )
 
 #: Quoted values longer than this are shortened in error lines (a runaway id must not flood

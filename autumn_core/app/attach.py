@@ -86,11 +86,14 @@ class AttachArgs:
     #: after a crash finds the same pending operation; otherwise fresh per call (and then
     #: persisted in the pending record before the gateway is called).
     nonce: str = attrs.field(factory=lambda: new_id("op"))
+    #: Grant for free: ``product`` is the catalog product with every price removed.
+    free: bool = False
 
     def fingerprint(self) -> str:
         trial = self.free_trial
         return args_fingerprint(
             {
+                **({"free": True} if self.free else {}),
                 "product_id": self.product.id,
                 "entity_id": self.entity_id,
                 "quantities": None if self.quantities is None else dict(self.quantities),
@@ -114,12 +117,15 @@ def validate_attach(
     force_checkout: Any = False,
     customer_data: Any = None,
     idempotency_key: Any = None,
+    free: Any = False,
 ) -> AttachArgs:
     """A1: everything that can be checked without the customer, before any transaction."""
     check_customer_ref(customer_id)
     product = ctx.registry.product(product_id) if isinstance(product_id, str) else None
     if product is None:
         raise ProductNotFound(f"product {product_id!r} does not exist")
+    if not isinstance(free, bool):
+        raise InvalidRequest(f"free must be a bool, got {free!r}")
     check_entity_ref(entity_id)
     parsed: dict[str, Decimal] | None = None
     if quantities is not None:
@@ -153,6 +159,8 @@ def validate_attach(
     if customer_data is not None and not isinstance(customer_data, CustomerData):
         raise InvalidRequest(f"customer_data must be a CustomerData, got {customer_data!r}")
     check_key(idempotency_key, "idempotency_key")
+    if free:
+        product, free_trial = without_prices(product), None
     return AttachArgs(
         customer_id,
         product,
@@ -164,7 +172,15 @@ def validate_attach(
         customer_data,
         idempotency_key,
         nonce=operation_id(customer_id, idempotency_key),
+        free=free,
     )
+
+
+def without_prices(product: Product) -> Product:
+    """The product granted for free: same items (so rows line up with the catalog's version),
+    every amount zero and no trial, so it is attached, renewed and billed as a free product."""
+    items = [attrs.evolve(i, price=ZERO, tiers=None) if i.is_priced else i for i in product.items]
+    return attrs.evolve(product, price=None, items=items, free_trial=None)
 
 
 def operation_id(customer: Any, idempotency_key: str | None) -> str:
@@ -199,6 +215,7 @@ def operation_payload(a: AttachArgs) -> dict[str, Any]:
         else converter.unstructure(a.customer_data),
         "idempotency_key": a.idempotency_key,
         "nonce": a.nonce,
+        **({"free": True} if a.free else {}),
     }
 
 
@@ -212,6 +229,9 @@ def args_from_payload(ctx: Context, payload: Mapping[str, Any]) -> AttachArgs:
     raw_trial = payload.get("free_trial", "unset")
     quantities = payload.get("quantities")
     data = payload.get("customer_data")
+    free = bool(payload.get("free", False))
+    if free:
+        product, raw_trial = without_prices(product), None
     return AttachArgs(
         customer,
         product,
@@ -225,6 +245,7 @@ def args_from_payload(ctx: Context, payload: Mapping[str, Any]) -> AttachArgs:
         None if data is None else converter.structure(data, CustomerData),
         payload.get("idempotency_key"),
         nonce=payload["nonce"],
+        free=free,
     )
 
 
