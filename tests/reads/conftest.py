@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from autumn_core.errors import StoreError
 from autumn_core.ports import Store
 from autumn_memory import MemoryStore
 from autumn_postgres import PostgresStore
@@ -28,18 +27,11 @@ def reads_pg_cluster() -> Iterator[PgCluster]:
         cluster.stop()
 
 
-#: A paid attach on PostgreSQL fails today with 42P05 (a prepared statement name reused on a
-#: pooled connection); the PostgreSQL store's fix removes this mark.
-_PG_42P05 = pytest.mark.xfail(
-    raises=StoreError, strict=False, reason="PostgreSQL paid attach: 42P05 (being fixed)"
-)
-
-
 @pytest.fixture(
     params=[
         "memory",
         "sqlite",
-        pytest.param("postgres", marks=_PG_42P05),
+        pytest.param("postgres"),
         "postgres-unpipelined",  # the same store without psycopg's pipeline: passes today
     ]
 )

@@ -13,15 +13,9 @@ from tests.testkit.conftest import STORES, catalogs
 
 EXAMPLES = 300
 
-PG_42P05 = pytest.mark.xfail(
-    strict=True,
-    reason="PostgresStore: paid attaches fail with 42P05 (prepared statement already exists) "
-    "once a second store has been opened in the process; being fixed in the pg branch",
-)
-
 
 def _store_params() -> list[object]:
-    return [pytest.param(s, marks=[PG_42P05] if s == "postgresql" else []) for s in STORES]
+    return [pytest.param(s) for s in STORES]
 
 
 @pytest.mark.slow

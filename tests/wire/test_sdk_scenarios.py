@@ -11,13 +11,8 @@ from autumn_sdk.errors import AutumnDefaultError
 
 from tests.wire.conftest import Server, new_id, serve
 
-# PostgreSQL is left out of this module only: on PostgresStore, an attach after a
-# preview_attach fails with "42P05: prepared statement ... already exists" (a store defect,
-# reproduced without HTTP), and plans.list and billing.preview_attach preview. The error,
-# idempotency and autumn-js suites run on PostgreSQL too.
 
-
-@pytest.fixture(scope="module", params=["memory", "sqlite"])
+@pytest.fixture(scope="module", params=["memory", "sqlite", "postgres"])
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
