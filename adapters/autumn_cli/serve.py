@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import importlib
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +15,7 @@ from autumn_core import Autumn, InvalidRequest
 
 #: Comma-separated secret keys the ``/v1`` API accepts (``Authorization: Bearer <key>``).
 SECRET_KEYS_ENV = "AUTUMN_SECRET_KEYS"
+SECRET_KEY_ENV = "AUTUMN_SECRET_KEY"
 
 
 def build_app(billing: Autumn, *, password: str | None = None) -> Any:
@@ -30,9 +32,18 @@ def build_app(billing: Autumn, *, password: str | None = None) -> Any:
         ) from None
     routes = [Mount("/", dashboard(billing, password))]
     keys = [k for k in os.environ.get(SECRET_KEYS_ENV, "").split(",") if k]
+    keys += [k for k in [os.environ.get(SECRET_KEY_ENV, "")] if k]
     with contextlib.suppress(ImportError):
         wire = importlib.import_module("autumn_wire")
-        routes.insert(0, Mount("/v1", wire.api(billing, secret_keys=keys)))
+        if keys:
+            routes.insert(0, Mount("/v1", wire.api(billing, secret_keys=keys)))
+        else:
+            # The API refuses to run without a key; the dashboard is still useful alone.
+            print(
+                f"note: the /v1 API is off: set {SECRET_KEY_ENV} (or {SECRET_KEYS_ENV}, comma-"
+                "separated) to serve it",
+                file=sys.stderr,
+            )
     return Starlette(routes=routes)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import attrs
 import pytest
 
 import autumn_core.app.attach as attach_uc
@@ -33,7 +34,7 @@ def test_a_trial_claim_without_the_fingerprint(monkeypatch: pytest.MonkeyPatch) 
 
     def forgets_the_fingerprint(*args: Any) -> Any:
         trial, claim = own(*args)
-        return trial, (claim[0], claim[1], None) if claim else None
+        return trial, attrs.evolve(claim, fingerprint=None) if claim else None
 
     monkeypatch.setattr(attach_uc, "_own_trial", forgets_the_fingerprint)
     found = find()
