@@ -8,14 +8,13 @@ as a pytest function ready to paste into a test.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from autumn_core import Catalog
-from autumn_core.testing import catalog_machine, fresh_stores, run_machine
-from autumn_core.testing.stores import gateway_factory
+from autumn_core import Catalog, InvalidRequest
 
 DEFAULT_EXAMPLES = 300
 DEFAULT_STEPS = 20
@@ -79,6 +78,21 @@ def test_catalog(
         print("error: --examples and --steps must be at least 1", file=sys.stderr)
         return 2
     catalog = Catalog.from_file(path)
+    try:
+        # The kit needs Hypothesis, which only the `testing` extra installs; the rest of the
+        # command line must work without it.
+        kit: Any = importlib.import_module("autumn_core.testing")
+    except ImportError as exc:
+        raise InvalidRequest(
+            "autumn test-catalog needs the testing extra: pip install "
+            f"'autumn-embedded[testing]' ({exc.name} is missing)"
+        ) from None
+    catalog_machine, fresh_stores, run_machine = (
+        kit.catalog_machine,
+        kit.fresh_stores,
+        kit.run_machine,
+    )
+    gateway_factory = importlib.import_module("autumn_core.testing.stores").gateway_factory
     stores = fresh_stores(store)
     stores().close()  # a store that cannot be opened is an error, not a counterexample
     gateways: Callable[[], Any] | None = gateway_factory(gateway) if gateway != "none" else None
