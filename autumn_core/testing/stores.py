@@ -20,12 +20,12 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from datetime import UTC, datetime
 from importlib.metadata import entry_points
 from typing import Any
 
 from autumn_core.app.attach import CHECKOUT
 from autumn_core.app.billing import OPERATION
+from autumn_core.clock import SystemClock
 from autumn_core.errors import InvalidRequest
 from autumn_core.facade import _store_factory
 from autumn_core.model import PendingRecord
@@ -128,7 +128,7 @@ def _postgres_stores(url: str) -> StoreFactory:
             empty(store)
             with store.transaction() as tx:
                 tx.put_pending(
-                    PendingRecord(SCRATCH_RECORD, "", SCRATCH_RECORD, {}, datetime.now(UTC))
+                    PendingRecord(SCRATCH_RECORD, "", SCRATCH_RECORD, {}, SystemClock().now())
                 )
         except BaseException:
             store.close()
