@@ -33,6 +33,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "autumn_core.rules.periods",
             "autumn_core.provider_events",
             "autumn_core.controls",
+            "autumn_core.outbound",
         },
     ),
     ("catalog", {"autumn_core.catalog", "autumn_core.catalog_toml"}),
