@@ -14,6 +14,7 @@ from autumn_core.app import controls as controls_uc
 from autumn_core.app import customers as customers_uc
 from autumn_core.app import entities as entities_uc
 from autumn_core.app import lazy as lazy_uc
+from autumn_core.app import locks as locks_uc
 from autumn_core.app import usage as usage_uc
 from autumn_core.app.billing import invoice_view
 from autumn_core.app.context import Context, Options
@@ -32,6 +33,7 @@ from autumn_core.results import (
     CustomerData,
     Entity,
     Event,
+    FinalizeResult,
     Invoice,
     TrackRequest,
     TrackResult,
@@ -267,6 +269,28 @@ class Balances(_Part):
                 unit, customer_id, feature_id, amount, reset, expires_at, entity_id
             )
         )
+
+    def finalize(
+        self,
+        lock_id: str,
+        action: str = "confirm",
+        *,
+        override_value: Any = None,
+        properties: dict[str, Any] | None = None,
+    ) -> FinalizeResult:
+        """Settle a lock taken by ``check(..., lock=...)``: ``"confirm"`` charges
+        ``override_value`` (default: what is held; more or less than held), ``"release"`` gives
+        the hold back. Twice is once (``replayed``); an unknown lock is ``LockNotFound``, an
+        expired one ``LockExpired``.
+
+        Example:
+            ```python
+            billing.balances.finalize("job-1", "confirm", override_value=743)
+            billing.balances.finalize("job-2", "release")
+            ```
+        """
+        args = locks_uc.validate_finalize(lock_id, action, override_value, properties)
+        return self._a._write(lambda unit: locks_uc.finalize(unit, args))
 
 
 class Entities(_Part):
@@ -551,14 +575,20 @@ class Autumn(LifecycleMixin):
         entity_id: str | None = None,
         send_event: bool = False,
         customer_data: CustomerData | None = None,
+        lock: Mapping[str, Any] | None = None,
     ) -> CheckResult:
         """May the customer use ``required_balance`` of the feature now? Reads only, unless
-        ``send_event=True`` (then the deduction is made atomically with the decision).
+        ``send_event=True`` (then the deduction is made atomically with the decision) or a
+        ``lock`` is given: Autumn's ``{"lock_id", "expires_at", "overage_behavior"}`` holds the
+        amount until ``balances.finalize`` (at most 24 h; the default).
 
         Example:
             ```python
             if billing.check("user-1", "messages", required_balance=5).allowed:
                 billing.track("user-1", "messages", value=5)
+            held = billing.check("user-1", "tokens", required_balance=4000, lock={"lock_id": "job-1"})
+            if held.allowed:
+                billing.balances.finalize("job-1", "confirm", override_value=743)
             ```
         """
         args = usage_uc.validate_check(
@@ -570,6 +600,11 @@ class Autumn(LifecycleMixin):
             send_event,
             customer_data,
         )
+        lock_args = locks_uc.validate_lock(lock)
+        if lock_args is not None:
+            if send_event:
+                raise InvalidRequest("give send_event or lock, not both: a lock records on confirm")
+            return self._write(lambda unit: locks_uc.check_with_lock(unit, args, lock_args))
         if send_event:
             return self._write(lambda unit: usage_uc.check(unit, args))
         return self._read(lambda unit: usage_uc.check(unit, args))

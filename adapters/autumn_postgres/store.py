@@ -110,7 +110,6 @@ from autumn_core.model import (
     RowState,
 )
 from autumn_core.ports import StoreCapabilities
-from autumn_core.rules.due import next_due_at
 from autumn_postgres import codec, schema
 from autumn_postgres.pool import Pool, PoolExhausted
 from autumn_postgres.wire import (
@@ -901,7 +900,7 @@ class PostgresTransaction:
             "id": state.id,
             "email_lower": _email_lower(state),
             "created_at": state.created_at,
-            "due": next_due_at(state),
+            "due": state.due_at,
             "version": 1,
             "head": _head_text(state),
         }
@@ -931,7 +930,7 @@ class PostgresTransaction:
             "pk": after.pk,
             "id": after.id,
             "email_lower": _email_lower(after),
-            "due": next_due_at(after),
+            "due": after.due_at,
         }
         _child_params(params, base, after)
         if base is None:

@@ -7,6 +7,8 @@ from collections.abc import Callable, Hashable, Iterable
 from datetime import UTC, datetime
 from typing import TypeVar, cast
 
+import attrs
+
 from autumn_core.app.context import Context
 from autumn_core.model import CustomerState, ProductState, RowState
 from autumn_core.results import Balance, Customer, CustomerProduct, Entity
@@ -120,7 +122,21 @@ def feature_balances(
     for fid, frows in by_feature.items():
         if fid not in out:  # a feature dropped from the catalog, still held
             out[fid] = balance_view(fid, types.get(fid, "metered"), frows, now)
-    return out
+    return with_held(state, out, entity_id)
+
+
+def with_held(
+    state: CustomerState, balances: dict[str, Balance], entity_id: str | None
+) -> dict[str, Balance]:
+    """The balances with what the subject's open locks hold of each (BC5)."""
+    cs = state.control_state
+    if not cs.locks:
+        return balances
+    for fid, balance in balances.items():
+        held = cs.held(fid, entity_id)
+        if held:
+            balances[fid] = attrs.evolve(balance, held=held)
+    return balances
 
 
 def customer_view(ctx: Context, state: CustomerState, now: datetime) -> Customer:

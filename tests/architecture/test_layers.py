@@ -33,6 +33,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "autumn_core.rules.periods",
             "autumn_core.provider_events",
             "autumn_core.controls",
+            "autumn_core.control_state",
             "autumn_core.outbound",
         },
     ),
@@ -47,6 +48,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "autumn_core.rules.deduction",
             "autumn_core.rules.balance_view",
             "autumn_core.rules.order",
+            "autumn_core.rules.limits",
             "autumn_core.ports",
         },
     ),
@@ -58,11 +60,18 @@ LAYERS: list[tuple[str, set[str]]] = [
             "autumn_core.app.unit",
             "autumn_core.app.views",
             "autumn_core.app.trials",
+            "autumn_core.app.limits",
+            "autumn_core.app.holds",
         },
     ),
     (
         "services",
-        {"autumn_core.app.billing", "autumn_core.app.provisioning", "autumn_core.app.seats"},
+        {
+            "autumn_core.app.billing",
+            "autumn_core.app.provisioning",
+            "autumn_core.app.seats",
+            "autumn_core.app.signals",
+        },
     ),
     (
         "lifecycle",
@@ -81,6 +90,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "autumn_core.app.attach",
             "autumn_core.app.events",
             "autumn_core.app.controls",
+            "autumn_core.app.locks",
         },
     ),
     (
@@ -134,10 +144,7 @@ KNOWN_CYCLES = {
 }
 
 #: Known exceptions, each with the work that removes it.
-KNOWN = {
-    # The SQL stores' shared document mapping (issue 12) will take the due time from the core.
-    ("autumn_postgres.store", "autumn_core.rules.due"),
-}
+KNOWN: set[tuple[str, str]] = set()
 
 
 def module_name(path: Path, base: Path) -> str:
