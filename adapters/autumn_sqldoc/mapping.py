@@ -77,7 +77,9 @@ def email_lower(state: CustomerState) -> str | None:
     return None if state.email is None else email_key(state.email)
 
 
-def child_rows(spec: Child, items: Sequence[Any]) -> Iterator[tuple[str, int, tuple[Any, ...], Any]]:
+def child_rows(
+    spec: Child, items: Sequence[Any]
+) -> Iterator[tuple[str, int, tuple[Any, ...], Any]]:
     """(key, pos, extra column values, record) of every record of a tuple (a whole write)."""
     for pos, item in enumerate(items):
         yield getattr(item, spec.key), pos, extras(spec, item), item
