@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 import attrs
 
@@ -18,7 +18,10 @@ from autumn_postgres.errors import translate, translated
 from autumn_postgres.records import Records
 from autumn_postgres.session import NO_DOCS, Entry
 from autumn_postgres.wire import ServerError
-from autumn_sqldoc.mapping import CHILDREN, email_lower, head_text
+from autumn_sqldoc.mapping import CHILDREN, email_lower, head_text, order_by
+
+#: The core's customer order; ``COLLATE "C"`` compares ids by code point (UTF-8 bytes).
+CUSTOMER_ORDER: Final = order_by("created_at", alias="c", collate=' COLLATE "C"')
 
 
 class PostgresTransaction(Records):
@@ -149,8 +152,7 @@ class PostgresTransaction(Records):
     @translated
     def customers_by_email(self, email: str) -> list[CustomerState]:
         rows = self._all(
-            f"SELECT {sql.FULL} FROM autumn_customers c WHERE c.email_lower = %s"
-            ' ORDER BY c.created_at, c.id IS NULL, c.id COLLATE "C", c.pk',
+            f"SELECT {sql.FULL} FROM autumn_customers c WHERE c.email_lower = %s {CUSTOMER_ORDER}",
             (email_key(email),),
         )
         return self._states(rows)
@@ -264,7 +266,7 @@ class PostgresTransaction(Records):
                    OR (c.created_at, c.id IS NULL, COALESCE(c.id, '') COLLATE "C", c.pk) > (
                        SELECT a.created_at, a.id IS NULL, COALESCE(a.id, '') COLLATE "C", a.pk
                        FROM autumn_customers a WHERE a.pk = %(after)s::text))
-            ORDER BY c.created_at, c.id IS NULL, c.id COLLATE "C", c.pk
+            {CUSTOMER_ORDER}
             LIMIT %(limit)s
             """,
             {

@@ -77,6 +77,14 @@ def email_lower(state: CustomerState) -> str | None:
     return None if state.email is None else email_key(state.email)
 
 
+def order_by(created: str, *, alias: str = "", collate: str = "") -> str:
+    """The core's customer order (``autumn_core.changes.customer_order``) as SQL: created, then
+    id with id-less customers last, ids by code point (``collate`` names a byte-order collation
+    where the default is not one), then pk."""
+    a = f"{alias}." if alias else ""
+    return f"ORDER BY {a}{created}, {a}id IS NULL, {a}id{collate}, {a}pk"
+
+
 def child_rows(
     spec: Child, items: Sequence[Any]
 ) -> Iterator[tuple[str, int, tuple[Any, ...], Any]]:
@@ -118,4 +126,5 @@ __all__ = [
     "extras",
     "head_data",
     "head_text",
+    "order_by",
 ]

@@ -21,6 +21,7 @@ from autumn_sqldoc.mapping import (
     email_lower,
     extras,
     head_data,
+    order_by,
 )
 from autumn_sqlite import codec
 from autumn_sqlite.errors import translate
@@ -53,9 +54,8 @@ def _child_sql(spec: Child) -> tuple[str, str, str, str, str]:
 
 _CHILD_SQL: Final = {spec.attr: _child_sql(spec) for spec in CHILDREN}
 
-#: The core's customer order (``autumn_core.changes.customer_order``) in SQL: ids compare by
-#: code point (SQLite's BINARY collation on UTF-8).
-_CUSTOMER_ORDER: Final = "ORDER BY created_us, id IS NULL, id, pk"
+#: The core's customer order; SQLite's BINARY collation on UTF-8 compares by code point.
+_CUSTOMER_ORDER: Final = order_by("created_us")
 
 _LOAD_CHILDREN: Final = (
     " UNION ALL ".join(
