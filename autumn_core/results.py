@@ -172,7 +172,8 @@ class CheckResult:
 @attrs.frozen
 class FinalizeResult:
     """What ``balances.finalize`` did with a lock: ``value`` is what the customer was charged
-    in the end (0 for a release); ``replayed`` when the lock had been finalized already."""
+    in the end (0 for a release); ``replayed`` when the lock had been finalized already.
+    (``customers.get`` shows the balance after it.)"""
 
     lock_id: str
     action: str
@@ -181,7 +182,6 @@ class FinalizeResult:
     entity_id: str | None
     held: Decimal
     value: Decimal
-    balance: Balance | None = None
     replayed: bool = False
 
 

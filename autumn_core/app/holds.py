@@ -13,8 +13,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-import attrs
-
 from autumn_core.app.unit import Unit
 from autumn_core.control_state import LockState, LockTake
 from autumn_core.model import ZERO, CustomerState, PendingRecord, RolloverState, RowState, replace
@@ -49,29 +47,52 @@ def give_back(state: CustomerState, lock: LockState) -> CustomerState:
     """``state`` with the lock's takes returned to their rows and its window counts undone,
     and the lock removed."""
     takes = {t.row_id: t for t in lock.takes}
-    rows = []
-    for row in state.rows:
-        take = takes.get(row.id)
-        if take is None or row.next_reset_at != take.period:
-            rows.append(row)
-            continue
-        rows.append(_returned(row, take))
+    rows = state.rows
+    if takes:
+        rows = tuple(
+            r
+            if (take := takes.get(r.id)) is None or r.next_reset_at != take.period
+            else _returned(r, take)
+            for r in rows
+        )
     cs = state.control_state
     windows = cs.windows
     if lock.counted:
         counted = {(fid, we, start): units for fid, we, start, units in lock.counted}
         windows = tuple(
-            attrs.evolve(w, used=max(ZERO, w.used - counted[key]))
+            replace(w, used=max(ZERO, w.used - counted[key]))
             if (key := (w.feature_id, w.entity_id, w.start)) in counted
             else w
             for w in windows
         )
     locks = tuple(lk for lk in cs.locks if lk.id != lock.id)
-    return replace(
-        state,
-        rows=tuple(rows),
-        control_state=attrs.evolve(cs, locks=locks, windows=windows),
-    )
+    return replace(state, rows=rows, control_state=replace(cs, locks=locks, windows=windows))
+
+
+def keep_part(state: CustomerState, lock: LockState, value: Decimal) -> CustomerState | None:
+    """``state`` with the lock settled at ``value`` <= what it holds: what the hold took beyond
+    ``value`` is given back, the last take first (the reverse of the deduction), the windows
+    un-count it, and the lock is removed. None when the hold drew on a credit system (other
+    units): the caller then gives the hold back whole and deducts ``value`` afresh."""
+    if any(t.feature_id != lock.feature_id for t in lock.takes):
+        return None
+    back = lock.held - value
+    partial: list[LockTake] = []
+    for take in reversed(lock.takes):
+        if back <= 0:
+            break
+        amount = min(back, take.amount)
+        back -= amount
+        rollovers = []
+        for rid, taken in reversed(take.rollovers):
+            part = min(back, taken)
+            back -= part
+            if part:
+                rollovers.append((rid, part))
+        partial.append(replace(take, amount=amount, rollovers=tuple(reversed(rollovers))))
+    given = lock.held - value
+    counted = tuple((fid, we, start, min(units, given)) for fid, we, start, units in lock.counted)
+    return give_back(state, replace(lock, takes=tuple(partial), counted=counted))
 
 
 def _returned(row: RowState, take: LockTake) -> RowState:

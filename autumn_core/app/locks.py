@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 
 from autumn_core.app import signals
-from autumn_core.app.holds import give_back, index_record, lock_key, takes_of
+from autumn_core.app.holds import give_back, index_record, keep_part, lock_key, takes_of
 from autumn_core.app.limits import Controlled
 from autumn_core.app.unit import Unit
 from autumn_core.app.usage import (
@@ -32,7 +32,7 @@ from autumn_core.app.usage import (
 from autumn_core.app.views import live_rows
 from autumn_core.control_state import LockState
 from autumn_core.errors import Conflict, InvalidRequest, LockExpired, LockNotFound
-from autumn_core.model import ZERO, CustomerState, replace
+from autumn_core.model import ZERO, CustomerState, EventRecord, replace
 from autumn_core.results import CheckResult, FinalizeResult
 from autumn_core.rules.deduction import deduct
 from autumn_core.values import check_aware, check_metadata, check_text, to_decimal
@@ -143,8 +143,10 @@ def check_with_lock(unit: Unit, a: CheckArgs, lock: LockArgs) -> CheckResult:
     state = replace(state, control_state=attrs.evolve(cs, locks=(*cs.locks, record)))
     unit.put(state)
     unit.tx.put_pending(index_record(state, record, "held", now))
-    touched = list(dict.fromkeys([f.id, *(c.row.feature_id for c in cands)]))
-    signals.after_change(unit, before, state, a.entity_id, touched, candidates)
+    # A feature can only become blocked when a row reached zero, or under controls (BC6).
+    if ctl is not None or any(r.balance <= 0 for r in result.changed.values()):
+        touched = list(dict.fromkeys([f.id, *(c.row.feature_id for c in cands)]))
+        signals.after_change(unit, before, state, a.entity_id, touched, candidates)
     return _held_result(unit, state, a, lock.lock_id)
 
 
@@ -212,12 +214,14 @@ def finalize(unit: Unit, a: FinalizeArgs) -> FinalizeResult:
     if first is None:
         raise LockNotFound(f"lock {a.lock_id!r} does not exist")
     state = unit.find_pk(first.customer_pk)  # loaded for update: finalizers of it queue here
-    record = unit.tx.get_pending(key)  # read again, after the customer's lock is ours
-    if record is None:
-        raise LockNotFound(f"lock {a.lock_id!r} does not exist")
-    payload = record.payload
     lk = state.control_state.lock(a.lock_id)
     if lk is None:
+        # Read the index again, now that the customer's lock is ours: a finalizer that ran
+        # while this one waited has recorded what it did.
+        record = unit.tx.get_pending(key)
+        if record is None:
+            raise LockNotFound(f"lock {a.lock_id!r} does not exist")
+        payload = record.payload
         status = payload.get("status")
         if status == _STATUS[a.action]:
             return _replayed(unit, state, a, payload)
@@ -226,20 +230,40 @@ def finalize(unit: Unit, a: FinalizeArgs) -> FinalizeResult:
         # Expired, whether the index knows yet (lazy expiry in this very load) or not.
         raise LockExpired(f"lock {a.lock_id!r} expired at {payload.get('expires_at')}")
     now = unit.now
-    before = state
-    state = give_back(state, lk)
-    feature = known_feature(ctx, lk.feature_id)
     value = ZERO
-    if a.action == "release":
-        unit.put(state)
-    else:
+    settled = None
+    if a.action == "confirm":
         value = lk.held if a.override_value is None else a.override_value
+        if value <= lk.held:
+            settled = keep_part(state, lk, value)
+    props = {**lk.properties, **a.properties, "lock_id": a.lock_id}
+    if settled is not None:
+        # At or below the hold: keep that much of it, give the rest back; nothing new is
+        # deducted, so no limit can be crossed (BC6).
+        state = unit.put(settled)
+        unit.events.append(
+            EventRecord(
+                id=unit.event_id(),
+                customer_pk=state.pk,
+                entity_id=lk.entity_id,
+                feature_id=lk.feature_id,
+                event_name=None,
+                value=value,
+                properties=props,
+                timestamp=now,
+                created_at=now,
+            )
+        )
+    elif a.action == "release":
+        state = unit.put(give_back(state, lk))
+    else:
+        # Above the hold (or a hold of credits): give it back and deduct the value afresh.
+        before = state
         mode = "overflow" if lk.overage == "overflow" else "cap"
-        props = {**lk.properties, **a.properties, "lock_id": a.lock_id}
         _track_on_state(
             unit,
-            state,
-            [feature],
+            give_back(state, lk),
+            [known_feature(ctx, lk.feature_id)],
             value,
             lk.entity_id,
             mode,
@@ -249,7 +273,8 @@ def finalize(unit: Unit, a: FinalizeArgs) -> FinalizeResult:
             signal_from=before,
         )
         state = unit.current(state.pk)
-    unit.tx.put_pending(index_record(state, lk, _STATUS[a.action], now, value=str(value)))
+    payload = {**first.payload, "status": _STATUS[a.action], "value": str(value)}
+    unit.tx.put_pending(attrs.evolve(first, payload=payload, created_at=now))
     return FinalizeResult(
         lock_id=a.lock_id,
         action=a.action,
@@ -258,7 +283,6 @@ def finalize(unit: Unit, a: FinalizeArgs) -> FinalizeResult:
         entity_id=lk.entity_id,
         held=lk.held,
         value=value,
-        balance=subject_balance(ctx, state, lk.feature_id, lk.entity_id, now),
     )
 
 
@@ -275,6 +299,5 @@ def _replayed(
         entity_id=entity_id,
         held=Decimal(str(payload.get("held", "0"))),
         value=Decimal(str(payload.get("value", "0"))),
-        balance=subject_balance(unit.ctx, state, fid, entity_id, unit.now),
         replayed=True,
     )

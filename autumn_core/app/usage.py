@@ -417,7 +417,7 @@ def _track_on_state(
         state = ctl.finish(state)
     unit.put(state)
     # A feature can only become blocked when a row reached zero, or under controls (BC6).
-    if low or ctl is not None or signal_from is not None:
+    if low or ctl is not None:
         signals.after_change(unit, before, state, entity_id, touched, candidates)
     event = EventRecord(
         id=unit.event_id(),

@@ -7,10 +7,8 @@ from collections.abc import Callable, Hashable, Iterable
 from datetime import UTC, datetime
 from typing import TypeVar, cast
 
-import attrs
-
 from autumn_core.app.context import Context
-from autumn_core.model import CustomerState, ProductState, RowState
+from autumn_core.model import CustomerState, ProductState, RowState, replace
 from autumn_core.results import Balance, Customer, CustomerProduct, Entity
 from autumn_core.rules.balance_view import balance_view
 from autumn_core.rules.order import sees
@@ -135,7 +133,7 @@ def with_held(
     for fid, balance in balances.items():
         held = cs.held(fid, entity_id)
         if held:
-            balances[fid] = attrs.evolve(balance, held=held)
+            balances[fid] = replace(balance, held=held)
     return balances
 
 
