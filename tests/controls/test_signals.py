@@ -58,6 +58,7 @@ def test_bc6_the_limit_type_names_what_was_hit(u1: Autumn, emitted: list[Any]) -
         },
     )
     u1.track("u1", "tokens", value=10)
+    u1.track("u1", "tokens", value=10)  # still at the limit: no second signal
     u1.attach("u1", "payg")
     u1.customers.update(
         "u1",
@@ -66,6 +67,7 @@ def test_bc6_the_limit_type_names_what_was_hit(u1: Autumn, emitted: list[Any]) -
         },
     )
     u1.track("u1", "api_calls", value=500)
+    u1.track("u1", "api_calls", value=1)
     assert of(emitted, BALANCES_LIMIT_REACHED) == [
         ("u1", None, "tokens", "usage_limit"),
         ("u1", None, "api_calls", "spend_limit"),
