@@ -86,17 +86,6 @@ class ControlState:
                 return w
         return None
 
-    def held(self, feature_id: str, entity_id: str | None) -> Decimal:
-        """Units of ``feature_id`` held by the open locks of one subject."""
-        total = ZERO
-        for lk in self.locks:
-            if lk.entity_id != entity_id:
-                continue
-            for t in lk.takes:
-                if t.feature_id == feature_id:
-                    total += t.total
-        return total
-
 
 NO_STATE = ControlState()
 

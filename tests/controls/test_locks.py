@@ -225,6 +225,7 @@ def test_bc5_locks_on_an_entity(u1: Autumn) -> None:
     r = u1.check("u1", "tokens", required_balance=10, entity_id="seat-1", lock={"lock_id": "e"})
     assert r.allowed and r.entity_id == "seat-1"
     assert u1.entities.get("u1", "seat-1").features["tokens"].held == Decimal(10)
+    assert held(u1) == Decimal(10)  # it holds customer-level rows: the customer sees it too
     assert u1.balances.finalize("e", "confirm", override_value=4).entity_id == "seat-1"
     assert remaining(u1) == Decimal(996)
 
