@@ -140,3 +140,17 @@ def release_expired(unit: Unit, state: CustomerState, *, record: bool) -> Custom
 
 def held_total(lock: LockState) -> Decimal:
     return sum((t.total for t in lock.takes), ZERO)
+
+
+def forget_entity(state: CustomerState, entity_id: str) -> CustomerState:
+    """Before an entity is deleted: its holds given back (to the customer's rows it drew on)
+    and its usage windows dropped."""
+    cs = state.control_state
+    for lk in cs.locks:
+        if lk.entity_id == entity_id:
+            state = give_back(state, lk)
+    cs = state.control_state
+    windows = tuple(w for w in cs.windows if w.entity_id != entity_id)
+    if len(windows) == len(cs.windows):
+        return state
+    return replace(state, control_state=replace(cs, windows=windows))

@@ -262,3 +262,12 @@ def test_bc7_bad_finalize_arguments(u1: Autumn, args: Any, named: str) -> None:
     kwargs = args[2] if len(args) == 3 else {}
     with pytest.raises(InvalidRequest, match=named):
         u1.balances.finalize(args[0], args[1], **kwargs)
+
+
+def test_bc5_deleting_an_entity_gives_its_holds_back(u1: Autumn) -> None:
+    u1.entities.create("u1", "seat-1", "seats")
+    u1.check("u1", "tokens", required_balance=10, entity_id="seat-1", lock={"lock_id": "e"})
+    u1.entities.delete("u1", "seat-1")
+    assert (remaining(u1), held(u1)) == (Decimal(1000), Decimal(0))
+    with pytest.raises(LockExpired):
+        u1.balances.finalize("e", "confirm")
