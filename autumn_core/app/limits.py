@@ -133,6 +133,17 @@ class Controlled:
         return None if scope is None else cls(ctx, state, scope, entity_id, now)
 
     # -- usage limits ------------------------------------------------------------------------
+    def _pools(self, feature_id: str) -> dict[str, Decimal]:
+        """Credit systems that ``feature_id`` draws on, with its cost in each (CS1)."""
+        pools = self.ctx.pool_costs.get(feature_id)
+        if pools is None:
+            pools = {}
+            for pool in self.ctx.catalog.pools_of(feature_id):
+                system = self.ctx.catalog.feature(pool)
+                if system is not None:
+                    pools[pool] = system.costs[feature_id]
+        return pools
+
     def _limits(self, feature_id: str, pools: dict[str, Decimal]) -> list[tuple[Limit, Decimal]]:
         """The limits a use of ``feature_id`` counts in, with its cost in each one's units."""
         found = [(lim, Decimal(1)) for lim in self.scope.limits.get(feature_id, ())]
@@ -150,7 +161,7 @@ class Controlled:
 
     def room(self, feature_id: str, rows: Sequence[RowState]) -> Decimal | None:
         """What the usage limits still allow of ``feature_id`` (None: no limit applies)."""
-        pools = self.ctx.pool_costs.get(feature_id) or {}
+        pools = self._pools(feature_id)
         room: Decimal | None = None
         for lim, cost in self._limits(feature_id, pools):
             _, _, used = self._window(lim, rows)
@@ -161,7 +172,7 @@ class Controlled:
     def _count(
         self, feature_id: str, applied: dict[str, Decimal], units: Decimal, rows: Sequence[RowState]
     ) -> None:
-        pools = self.ctx.pool_costs.get(feature_id) or {}
+        pools = self._pools(feature_id)
         for lim, _ in self._limits(feature_id, pools):
             lf = lim.limit.feature_id
             amount = units if lf == feature_id else applied.get(lf, ZERO)
