@@ -21,6 +21,8 @@ def controls_catalog() -> Catalog:
             Feature.metered("api_calls"),
             Feature.allocated("seats"),
             Feature.boolean("sso"),
+            Feature.metered("images"),
+            Feature.credit_system("credits", costs={"images": 2}),
         ],
         products=[
             Product(
@@ -30,6 +32,7 @@ def controls_catalog() -> Catalog:
                     Item.feature("messages", included=100, reset="month"),
                     Item.feature("tokens", included=1000, reset="month"),
                     Item.feature("seats", included=10),
+                    Item.feature("credits", included=100, reset="month"),
                 ],
             ),
             Product(
