@@ -167,7 +167,7 @@ def check(w: Wire, b: Body, idem: str | None) -> Json:
     if is_flag and r.allowed and bal is not None:
         products = w.billing.customers.get(cid).products if cid else []
         flag = w.shapes.flag(bal, products)
-    return {
+    out = {
         "allowed": r.allowed,
         "customer_id": r.customer_id or cid,
         "entity_id": r.entity_id,
@@ -175,6 +175,9 @@ def check(w: Wire, b: Body, idem: str | None) -> Json:
         "balance": None if bal is None or is_flag else w.shapes.balance(bal),
         "flag": flag,
     }
+    if r.lock_id is not None:
+        out["lock_id"] = r.lock_id  # the lock held (generated when the request named none)
+    return out
 
 
 def track(w: Wire, b: Body, idem: str | None) -> Json:

@@ -119,6 +119,12 @@ def test_a_lock_that_expired_is_refused(server: Server, sdk: Sdk) -> None:
         },
     )
     assert too_late.status_code == 400 and "expires_at" in too_late.json()["message"]
+    generated = server.post(
+        "balances.check",
+        {"customer_id": cid, "feature_id": "messages", "lock": {"enabled": True}},
+    ).json()
+    assert generated["allowed"] and generated["lock_id"].startswith("lck_")
+    assert generated["balance"]["held"] == 1
 
 
 def test_billing_controls_on_customers_and_entities(sdk: Sdk) -> None:
