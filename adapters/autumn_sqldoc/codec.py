@@ -108,40 +108,76 @@ def _defaults(cls: type) -> dict[str, Any]:
     return defaults
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, datetime):
-        return _unstructure_datetime(value)
-    return CONVERTER.unstructure(value)
+#: Per slotted record class: field name -> the unstructured form of its default.
+_PLAIN_DEFAULTS: dict[type, dict[str, Any]] = {}
 
 
-_dumps_values = json.JSONEncoder(
-    ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_json_default
-).encode
+def _plain_defaults(cls: type) -> dict[str, Any]:
+    defaults: dict[str, Any] = {}
+    for f in attrs.fields(cls):
+        default = f.default
+        if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+            if default.takes_self:
+                continue
+            default = default.factory()
+        elif default is attrs.NOTHING:
+            continue
+        defaults[f.name] = CONVERTER.unstructure(default)
+    _PLAIN_DEFAULTS[cls] = defaults
+    return defaults
+
+
+def compact(obj: Any) -> dict[str, Any]:
+    """``unstructure(obj)`` without the fields whose unstructured value equals their default's
+    (``structure`` restores them). Compared in unstructured form, so ``Decimal("0.00")``
+    (``"0.00"``) is kept beside a default of ``Decimal(0)`` (``"0"``)."""
+    data: dict[str, Any] = CONVERTER.unstructure(obj)
+    cls = type(obj)
+    defaults = _PLAIN_DEFAULTS.get(cls)
+    if defaults is None:
+        defaults = _plain_defaults(cls)
+    for name, default in defaults.items():
+        if name in data and data[name] == default and type(data[name]) is type(default):
+            del data[name]
+    return data
 
 
 def encode_record(obj: Any) -> str:
-    """``encode(obj)`` for the records saved on every track (balance rows), without the
-    fields that still hold their default object.
+    """``encode(obj)`` without the fields that hold their default: the JSON of every child
+    record (balance rows, products, entities).
 
     A balance row has some thirty fields and most keep their defaults: leaving them out
-    halves the JSON to write and to parse again, and ``decode`` restores them. Only the default
-    object itself is left out (``is``, not ``==``), so ``Decimal("0.00")`` is written and keeps
-    its exponent. The JSON encoder walks the record's own ``__dict__`` and calls back only for
-    Decimals, datetimes and nested records. Records without a ``__dict__`` (slotted) take
-    ``encode``. ``tests/stores/test_sqlite_store.py`` pins the result to ``encode``.
+    halves the JSON to write and to parse again, and ``decode`` restores them. For the records
+    saved on every track (dict classes: balance rows) only the default object itself is left
+    out (``is``, not ``==``), so ``Decimal("0.00")`` is written and keeps its exponent; the
+    values are converted here (str, int, bool and None as they are, Decimals and datetimes by
+    the converter's rules, anything else through the converter) and the C encoder writes them.
+    Slotted records take ``compact``. ``tests/stores/test_sqlite_store.py`` pins the decoded
+    result to ``encode``.
     """
     values = getattr(obj, "__dict__", None)
     if values is None:
-        return encode(obj)
+        return _dumps(compact(obj))
     cls = type(obj)
     defaults = _DEFAULTS.get(cls)
     if defaults is None:
         defaults = _defaults(cls)
-    # A derived value cached in ``__dict__`` is no field: ``get`` answers the value itself,
-    # so it is left out like a default.
-    return _dumps_values({k: v for k, v in values.items() if v is not defaults.get(k, v)})
+    out: dict[str, Any] = {}
+    for k, v in values.items():
+        # A derived value cached in ``__dict__`` is no field: ``get`` answers the value itself,
+        # so it is left out like a default.
+        if v is defaults.get(k, v):
+            continue
+        t = type(v)
+        if t is str or t is int or t is bool or v is None:
+            out[k] = v
+        elif t is Decimal:
+            out[k] = str(v)
+        elif t is datetime:
+            out[k] = _unstructure_datetime(v)
+        else:
+            out[k] = CONVERTER.unstructure(v)
+    return _dumps(out)
 
 
 def encode_event(event: EventRecord) -> str:
@@ -205,6 +241,7 @@ def from_micros(value: int) -> datetime:
 
 __all__ = [
     "CONVERTER",
+    "compact",
     "decode",
     "dump",
     "encode",

@@ -11,7 +11,7 @@ from typing import Any, Final, Protocol
 
 from autumn_core.changes import CustomerChange, email_key
 from autumn_core.errors import StoreError
-from autumn_core.model import CustomerState, replace
+from autumn_core.model import CustomerState, replace, with_version
 from autumn_sqldoc.cache import ParseCache
 from autumn_sqldoc.mapping import (
     CHILDREN,
@@ -297,7 +297,7 @@ class SqliteTransaction(Records):
         if self._exec(sql, params).rowcount != 1:
             raise StoreError(f"cannot save customer {pk!r}: it does not exist at version {stored}")
         self._run_ops(children)
-        self._overlay[pk] = (seq, replace(after, version=stored + 1))
+        self._overlay[pk] = (seq, with_version(after, stored + 1))
         self._seen.pop(pk, None)
 
     @staticmethod
