@@ -6,7 +6,8 @@ look inside a document:
 
 - ``Decimal`` as its exact ``str`` (``"23.47"``, ``"1E+15"``), never a float, so money and
   quantities survive to the last digit;
-- ``datetime`` as ISO 8601 in UTC (``"2025-01-01T00:00:00+00:00"``); a naive datetime is refused,
+- ``datetime`` as ISO 8601 in UTC (``"2025-01-01T00:00:00Z"``; older documents say
+  ``+00:00``, read alike); a naive datetime is refused,
   because the engine's times are always aware and guessing a zone would corrupt them;
 - everything else (attrs classes, tuples, mappings, ``X | None``) as cattrs does by default, so a
   field added to a model class later is stored and loaded without touching this module.
@@ -46,11 +47,18 @@ def _unstructure_datetime(value: datetime) -> str:
         if text is None:
             if len(_ISO) >= 4096:
                 _ISO.clear()
-            text = _ISO[value] = value.isoformat()
+            text = _ISO[value] = _iso_z(value)
         return text
     if value.tzinfo is None or value.utcoffset() is None:
         raise StoreError(f"refusing to store a naive datetime: {value!r}")
-    return value.astimezone(UTC).isoformat()
+    return _iso_z(value.astimezone(UTC))
+
+
+def _iso_z(value: datetime) -> str:
+    """ISO 8601 of a UTC instant, its offset written ``Z`` (``fromisoformat`` and PostgreSQL's
+    ``timestamptz`` read both; five bytes fewer per instant in every document)."""
+    text = value.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 def _structure_datetime(value: Any, _: Any) -> datetime:

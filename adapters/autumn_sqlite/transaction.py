@@ -4,7 +4,7 @@ write what the core's ``CustomerChange`` lists) on top of the other records (``r
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Final, Protocol
@@ -25,6 +25,7 @@ from autumn_sqldoc.mapping import (
 )
 from autumn_sqlite import codec
 from autumn_sqlite.errors import translate
+from autumn_sqlite.packing import pack, unpack
 from autumn_sqlite.records import Records
 
 #: Marks a customer deleted in a transaction's overlay.
@@ -64,6 +65,20 @@ _LOAD_CHILDREN: Final = (
     )
     + " ORDER BY 1, 2"
 )
+
+
+def _packed(record: Any) -> bytes:
+    return pack(codec.encode_record(record))
+
+
+#: How each child table's documents are stored: balance rows, rewritten by every track, as
+#: plain JSON (packing one costs a track more than its bytes are worth); products and entities,
+#: written by attach and entity calls, packed (``packing``).
+_ENCODE: Final[dict[str, Callable[[Any], str | bytes]]] = {
+    "products": _packed,
+    "rows": codec.encode_record,
+    "entities": _packed,
+}
 
 
 def _micros(value: datetime | None) -> int | None:
@@ -160,8 +175,8 @@ class SqliteTransaction(Records):
         try:
             lists: tuple[list[Any], ...] = tuple([] for _ in CHILDREN)
             for kind, _pos, child in children:
-                lists[kind].append(codec.load(child))
-            state = assemble(codec.load(data), lists, version)
+                lists[kind].append(codec.load(unpack(child)))
+            state = assemble(codec.load(unpack(data)), lists, version)
         except Exception as exc:
             raise translate(exc) from exc
         self._store.cache.put(pk, (seq, state))
@@ -308,7 +323,7 @@ class SqliteTransaction(Records):
             email_lower(state),
             codec.to_micros(state.created_at),
             due_us,
-            codec.dump(head_data(state)),
+            pack(codec.dump(head_data(state))),
             state.pk,
         )
 
@@ -323,9 +338,9 @@ class SqliteTransaction(Records):
     def _replace_ops(ops: _Ops, spec: Child, pk: str, items: Sequence[Any], *, clear: bool) -> None:
         """Statements writing one child table whole (``clear``: delete what it held first)."""
         insert, _update, _pos, _delete_one, delete_all = _CHILD_SQL[spec.attr]
+        encode = _ENCODE[spec.attr]
         if clear:
             ops.append((delete_all, (pk,), False))
-        encode = codec.encode_record
         rows = [
             (pk, getattr(item, spec.key), pos, *extras(spec, item), encode(item))
             for pos, item in enumerate(items)
@@ -345,7 +360,7 @@ class SqliteTransaction(Records):
     ) -> None:
         """Statements applying one child table's change; a moved record only gets its position."""
         insert, update, update_pos, delete_one, _delete_all = _CHILD_SQL[spec.attr]
-        key, encode = spec.key, codec.encode_record
+        key, encode = spec.key, _ENCODE[spec.attr]
         for k in removed:
             ops.append((delete_one, (pk, k), False))
         for pos, item in added:
