@@ -110,7 +110,7 @@ class Records:
                     e.id,
                     e.feature_id,
                     codec.to_micros(e.timestamp),
-                    codec.encode_event(e),
+                    codec.encode_event(e, keyed=True),
                 ),
             )
             return
@@ -122,7 +122,7 @@ class Records:
                     e.id,
                     e.feature_id,
                     codec.to_micros(e.timestamp),
-                    codec.encode_event(e),
+                    codec.encode_event(e, keyed=True),
                 )
                 for e in events
             ],
@@ -138,7 +138,7 @@ class Records:
         limit: int,
         starting_after: str | None,
     ) -> list[EventRecord]:
-        sql = "SELECT data FROM events WHERE customer_pk = ?"
+        sql = "SELECT data, id FROM events WHERE customer_pk = ?"
         params: list[Any] = [customer_pk]
         if starting_after is not None:
             # An id that is not one of this customer's events gives an empty page.
@@ -155,7 +155,11 @@ class Records:
             params.append(codec.to_micros(end))
         sql += " ORDER BY seq LIMIT ?"
         params.append(limit)
-        return [self._decode(r[0], EventRecord) for r in self._all(sql, params)]
+        rows = self._all(sql, params)
+        try:
+            return [codec.load_event(data, event_id, customer_pk) for data, event_id in rows]
+        except Exception as exc:
+            raise translate(exc) from exc
 
     # -- idempotency ------------------------------------------------------------------------
     def get_idempotency(

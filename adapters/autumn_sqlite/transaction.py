@@ -60,25 +60,24 @@ _CUSTOMER_ORDER: Final = order_by("created_us")
 
 _LOAD_CHILDREN: Final = (
     " UNION ALL ".join(
-        f"SELECT {i}, pos, data FROM {spec.table} WHERE customer_pk = ?1"
+        f"SELECT {i}, pos, {spec.key}, data FROM {spec.table} WHERE customer_pk = ?1"
         for i, spec in enumerate(CHILDREN)
     )
     + " ORDER BY 1, 2"
 )
 
 
-def _packed(record: Any) -> bytes:
-    return pack(codec.encode_record(record))
-
-
-#: How each child table's documents are stored: balance rows, rewritten by every track, as
-#: plain JSON (packing one costs a track more than its bytes are worth); products and entities,
-#: written by attach and entity calls, packed (``packing``).
+#: How each child table's documents are stored, without the key its column holds: balance
+#: rows, rewritten by every track, as plain JSON (packing one costs a track more than its bytes
+#: are worth); products and entities, written by attach and entity calls, packed (``packing``).
 _ENCODE: Final[dict[str, Callable[[Any], str | bytes]]] = {
-    "products": _packed,
-    "rows": codec.encode_record,
-    "entities": _packed,
+    "products": lambda record: pack(codec.encode_record(record, "instance_id")),
+    "rows": lambda record: codec.encode_record(record, "id"),
+    "entities": lambda record: pack(codec.encode_record(record, "id")),
 }
+_KEYS: Final = tuple(spec.key for spec in CHILDREN)
+#: Head fields the customers row holds in columns (put back on read).
+_HEAD_COLUMNS: Final = ("pk", "id", "created_at")
 
 
 def _micros(value: datetime | None) -> int | None:
@@ -167,16 +166,23 @@ class SqliteTransaction(Records):
     def _read_customer(self, pk: str) -> CustomerState | None:
         """Parse the customer from its rows and remember it (this is committed data: any
         customer this transaction wrote is served from the overlay instead)."""
-        row = self._one("SELECT seq, version, data FROM customers WHERE pk = ?", (pk,))
+        row = self._one(
+            "SELECT seq, version, data, id, created_us FROM customers WHERE pk = ?", (pk,)
+        )
         if row is None:
             return None
-        seq, version, data = row
+        seq, version, data, customer_id, created_us = row
         children = self._all(_LOAD_CHILDREN, (pk,))
         try:
             lists: tuple[list[Any], ...] = tuple([] for _ in CHILDREN)
-            for kind, _pos, child in children:
-                lists[kind].append(codec.load(unpack(child)))
-            state = assemble(codec.load(unpack(data)), lists, version)
+            for kind, _pos, key, child in children:
+                doc = codec.load(unpack(child))
+                doc.setdefault(_KEYS[kind], key)
+                lists[kind].append(doc)
+            head = codec.load(unpack(data))
+            if "pk" not in head:
+                head.update(pk=pk, id=customer_id, created_at=codec.from_micros(created_us))
+            state = assemble(head, lists, version)
         except Exception as exc:
             raise translate(exc) from exc
         self._store.cache.put(pk, (seq, state))
@@ -317,13 +323,17 @@ class SqliteTransaction(Records):
 
     @staticmethod
     def _head_params(state: CustomerState, due_us: int | None) -> tuple[Any, ...]:
-        """(id, email_lower, created_us, next_due_us, data, pk) of the customers row."""
+        """(id, email_lower, created_us, next_due_us, data, pk) of the customers row; the
+        head document leaves out what the columns hold (pk, id, created_at)."""
+        head = head_data(state)
+        for name in _HEAD_COLUMNS:
+            del head[name]
         return (
             state.id,
             email_lower(state),
             codec.to_micros(state.created_at),
             due_us,
-            pack(codec.dump(head_data(state))),
+            pack(codec.dump(head)),
             state.pk,
         )
 
