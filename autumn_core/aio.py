@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         CustomerProduct,
         Entity,
         Event,
+        FinalizeResult,
         GatewayEvent,
         Invoice,
         TrackRequest,
@@ -73,6 +74,12 @@ class AsyncCustomers(_AsyncPart):
 class AsyncBalances(_AsyncPart):
     async def set(self, customer_id: Any, feature_id: str, **kwargs: Any) -> Balance:
         out: Balance = await self._call("set", customer_id, feature_id, **kwargs)
+        return out
+
+    async def finalize(
+        self, lock_id: str, action: str = "confirm", **kwargs: Any
+    ) -> FinalizeResult:
+        out: FinalizeResult = await self._call("finalize", lock_id, action, **kwargs)
         return out
 
     async def grant(self, customer_id: Any, feature_id: str, amount: Any, **kwargs: Any) -> Balance:

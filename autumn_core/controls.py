@@ -29,6 +29,9 @@ USAGE_LIMIT_INTERVALS = ("hour", "day", "week", "month", "year")
 #: ``billing_cycle`` phases a window to the customer's reset anchor; ``utc`` to the calendar.
 USAGE_LIMIT_ANCHORS = ("billing_cycle", "utc")
 ALERT_THRESHOLD_TYPES = ("usage", "usage_percentage", "remaining", "remaining_percentage")
+#: What 100 % of a percentage alert is: every grant of the feature, the plan allowance only,
+#: the grants that reset, or the cap of the feature's usage limit (then usage is the window's).
+ALERT_BASES = ("balance", "included", "recurring", "usage_limit")
 SPEND_LIMIT_TYPES = ("absolute", "usage_percentage")
 PURCHASE_LIMIT_INTERVALS = ("hour", "day", "week", "month")
 KEYS = ("auto_topups", "spend_limits", "usage_limits", "usage_alerts", "overage_allowed")
@@ -76,6 +79,7 @@ class UsageAlert:
     threshold_type: str
     enabled: bool = True
     name: str | None = None
+    basis: str = "balance"
 
 
 @attrs.frozen
@@ -320,6 +324,7 @@ def _usage_alert(f: _Fields) -> UsageAlert:
         f.choice("threshold_type", ALERT_THRESHOLD_TYPES),
         f.flag("enabled", True),
         check_optional_str(f.raw("name"), f"{f.what}.name"),
+        f.choice("basis", ALERT_BASES, "balance"),
     )
     f.done()
     if out.threshold_type == "remaining_percentage" and out.threshold > HUNDRED:

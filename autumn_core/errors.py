@@ -56,8 +56,20 @@ class EntityNotFound(NotFound):
     code = "entity_not_found"
 
 
+class LockNotFound(NotFound):
+    """``balances.finalize`` names a lock id no check ever took."""
+
+    code = "lock_not_found"
+
+
 class Conflict(AutumnError):
     code = "conflict"
+
+
+class LockExpired(Conflict):
+    """The lock expired (its hold was released) before it was finalized."""
+
+    code = "lock_expired"
 
 
 class ProductAlreadyAttached(Conflict):
@@ -135,6 +147,8 @@ __all__ = [
     "InsufficientBalance",
     "InvalidCatalog",
     "InvalidRequest",
+    "LockExpired",
+    "LockNotFound",
     "NotFound",
     "PaymentError",
     "PaymentFailed",

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from autumn_core.app import customers as customers_uc
 from autumn_core.app import lazy as lazy_uc
+from autumn_core.app import locks as locks_uc
 from autumn_core.app import usage as usage_uc
 from autumn_core.app.context import Context, Options
 from autumn_core.app.unit import NeedsWrite, Unit
@@ -127,14 +128,20 @@ class Autumn(LifecycleMixin):
         entity_id: str | None = None,
         send_event: bool = False,
         customer_data: CustomerData | None = None,
+        lock: Mapping[str, Any] | None = None,
     ) -> CheckResult:
         """May the customer use ``required_balance`` of the feature now? Reads only, unless
-        ``send_event=True`` (then the deduction is made atomically with the decision).
+        ``send_event=True`` (then the deduction is made atomically with the decision) or a
+        ``lock`` is given: Autumn's ``{"lock_id", "expires_at", "overage_behavior"}`` holds the
+        amount until ``balances.finalize`` (at most 24 h; the default).
 
         Example:
             ```python
             if billing.check("user-1", "messages", required_balance=5).allowed:
                 billing.track("user-1", "messages", value=5)
+            held = billing.check("user-1", "tokens", required_balance=4000, lock={"lock_id": "job-1"})
+            if held.allowed:
+                billing.balances.finalize("job-1", "confirm", override_value=743)
             ```
         """
         args = usage_uc.validate_check(
@@ -146,6 +153,11 @@ class Autumn(LifecycleMixin):
             send_event,
             customer_data,
         )
+        lock_args = locks_uc.validate_lock(lock)
+        if lock_args is not None:
+            if send_event:
+                raise InvalidRequest("give send_event or lock, not both: a lock records on confirm")
+            return self._write(lambda unit: locks_uc.check_with_lock(unit, args, lock_args))
         if send_event:
             return self._write(lambda unit: usage_uc.check(unit, args))
         return self._read(lambda unit: usage_uc.check(unit, args))

@@ -12,6 +12,7 @@ import attrs
 from autumn_core.app import controls as controls_uc
 from autumn_core.app import customers as customers_uc
 from autumn_core.app import entities as entities_uc
+from autumn_core.app import locks as locks_uc
 from autumn_core.app import usage as usage_uc
 from autumn_core.app.billing import invoice_view
 from autumn_core.app.context import Context
@@ -24,6 +25,7 @@ from autumn_core.results import (
     Customer,
     Entity,
     Event,
+    FinalizeResult,
     Invoice,
 )
 from autumn_core.values import (
@@ -256,6 +258,28 @@ class Balances(_Part):
                 unit, customer_id, feature_id, amount, reset, expires_at, entity_id
             )
         )
+
+    def finalize(
+        self,
+        lock_id: str,
+        action: str = "confirm",
+        *,
+        override_value: Any = None,
+        properties: dict[str, Any] | None = None,
+    ) -> FinalizeResult:
+        """Settle a lock taken by ``check(..., lock=...)``: ``"confirm"`` charges
+        ``override_value`` (default: what is held; more or less than held), ``"release"`` gives
+        the hold back. Twice is once (``replayed``); an unknown lock is ``LockNotFound``, an
+        expired one ``LockExpired``.
+
+        Example:
+            ```python
+            billing.balances.finalize("job-1", "confirm", override_value=743)
+            billing.balances.finalize("job-2", "release")
+            ```
+        """
+        args = locks_uc.validate_finalize(lock_id, action, override_value, properties)
+        return self._a._write(lambda unit: locks_uc.finalize(unit, args))
 
 
 class Entities(_Part):

@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar, overload
 import attrs
 
 from autumn_core.catalog import Rollover
+from autumn_core.control_state import NO_STATE, ControlState
 from autumn_core.controls import NO_CONTROLS, BillingControls
 from autumn_core.results import BalanceRow
 from autumn_core.rules.due import next_due_at
@@ -256,6 +257,8 @@ class CustomerState:
     rows: tuple[RowState, ...] = ()
     entities: tuple[EntityState, ...] = ()
     billing_controls: BillingControls = NO_CONTROLS
+    #: Open locks and usage-window counters (BC3, BC5).
+    control_state: ControlState = NO_STATE
     #: Incremented by the store on every save; lets stores cache parsed aggregates.
     version: int = 0
 
@@ -278,8 +281,13 @@ class CustomerState:
 
     @derived
     def due_at(self) -> datetime | None:
-        """When lazy work is next due (``rules.due.next_due_at``), computed once per state."""
-        return next_due_at(self)
+        """When lazy work is next due (``rules.due.next_due_at``, or a lock's expiry, BC5),
+        computed once per state."""
+        due = next_due_at(self)
+        expiry = self.control_state.next_expiry if self.control_state.locks else None
+        if expiry is not None and (due is None or expiry < due):
+            return expiry
+        return due
 
     def entity(self, entity_id: str) -> EntityState | None:
         for e in self.entities:

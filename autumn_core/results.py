@@ -101,6 +101,8 @@ class Balance:
     interval: str | None = None
     breakdown: list[BalanceRow] = attrs.field(factory=list)
     rollovers: list[RolloverBalance] = attrs.field(factory=list)
+    #: Held by open locks (already out of ``remaining``; a release gives it back).
+    held: Decimal = Decimal(0)
 
 
 @attrs.frozen
@@ -163,6 +165,24 @@ class CheckResult:
     required_balance: Decimal
     entity_id: str | None = None
     balance: Balance | None = None
+    #: The lock a ``check(..., lock=...)`` took (its id, generated when none was given).
+    lock_id: str | None = None
+
+
+@attrs.frozen
+class FinalizeResult:
+    """What ``balances.finalize`` did with a lock: ``value`` is what the customer was charged
+    in the end (0 for a release); ``replayed`` when the lock had been finalized already.
+    (``customers.get`` shows the balance after it.)"""
+
+    lock_id: str
+    action: str
+    customer_id: str | None
+    feature_id: str
+    entity_id: str | None
+    held: Decimal
+    value: Decimal
+    replayed: bool = False
 
 
 @attrs.frozen(slots=False)  # built on every call: a dict __init__ is cheaper

@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from autumn_core import AsyncAutumn, Autumn, AutumnError
-from autumn_wire import ops, ops_billing, ops_legacy
+from autumn_wire import controls, ops, ops_billing, ops_legacy
 from autumn_wire.body import Body, parse_json
 from autumn_wire.errors import WireError, internal_error, wire_error
 from autumn_wire.guard import IdempotencyKeys, Keys, check_version
@@ -38,6 +38,7 @@ RPC: dict[str, Op] = {
     "balances.track": ops.track,
     "balances.create": ops.create_balance,
     "balances.update": ops.update_balance,
+    "balances.finalize": controls.finalize,
     "billing.attach": ops_billing.attach,
     "billing.preview_attach": ops_billing.preview_attach,
     "billing.update": ops_billing.update,
@@ -47,6 +48,7 @@ RPC: dict[str, Op] = {
     "entities.get": ops.get_entity,
     "entities.list": ops.list_entities,
     "entities.delete": ops.delete_entity,
+    "entities.update": controls.update_entity,
     "plans.list": ops.list_plans,
     "plans.get": ops.get_plan,
     "features.list": ops.list_features,

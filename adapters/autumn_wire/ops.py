@@ -11,9 +11,10 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from autumn_core import Autumn, CustomerData, ProductAlreadyAttached
+from autumn_core import UNSET, Autumn, CustomerData, ProductAlreadyAttached
 from autumn_core.errors import AutumnError
 from autumn_wire.body import Body, sub
+from autumn_wire.controls import read_controls, read_lock
 from autumn_wire.errors import WireError, invalid_inputs
 from autumn_wire.shapes import Json, Shapes, num
 
@@ -64,6 +65,9 @@ def get_or_create(w: Wire, b: Body, idem: str | None) -> Json:
         "gateway_customer_id": b.str_("stripe_id"),
     }
     b.bool_("create_in_stripe")  # a provider customer is made by the first paid attach
+    controls = read_controls(b)
+    if controls is not UNSET:
+        fields["billing_controls"] = controls
     expand = _expand(b)
     b.done()
     if cid is None and fields["email"] is None:
@@ -122,6 +126,9 @@ def update_customer(w: Wire, b: Body, idem: str | None) -> Json:
         patch["metadata"] = b.obj("metadata") or {}
     if b.has("new_customer_id"):
         patch["new_id"] = b.req_str("new_customer_id")
+    controls = read_controls(b)
+    if controls is not UNSET:
+        patch["billing_controls"] = controls
     b.done()
     return w.shapes.customer(w.billing.customers.update(cid, **patch))
 
@@ -143,6 +150,7 @@ def check(w: Wire, b: Body, idem: str | None) -> Json:
     send_event = b.bool_("send_event")
     b.obj("properties")
     data = customer_data(b)
+    lock = read_lock(b)
     b.done()
     r = w.billing.check(
         cid,
@@ -151,6 +159,7 @@ def check(w: Wire, b: Body, idem: str | None) -> Json:
         entity_id=eid,
         send_event=send_event,
         customer_data=data,
+        lock=lock,
     )
     bal = r.balance
     is_flag = bal is not None and w.shapes.is_flag(bal)
@@ -158,7 +167,7 @@ def check(w: Wire, b: Body, idem: str | None) -> Json:
     if is_flag and r.allowed and bal is not None:
         products = w.billing.customers.get(cid).products if cid else []
         flag = w.shapes.flag(bal, products)
-    return {
+    out = {
         "allowed": r.allowed,
         "customer_id": r.customer_id or cid,
         "entity_id": r.entity_id,
@@ -166,6 +175,9 @@ def check(w: Wire, b: Body, idem: str | None) -> Json:
         "balance": None if bal is None or is_flag else w.shapes.balance(bal),
         "flag": flag,
     }
+    if r.lock_id is not None:
+        out["lock_id"] = r.lock_id  # the lock held (generated when the request named none)
+    return out
 
 
 def track(w: Wire, b: Body, idem: str | None) -> Json:
@@ -266,6 +278,7 @@ def create_entity(w: Wire, b: Body, idem: str | None) -> Json:
     fid = b.req_str("feature_id")
     name = b.str_("name")
     data = customer_data(b)
+    controls = read_controls(b)
     b.done()
     if data is not None:
         w.billing.customers.create(
@@ -275,7 +288,11 @@ def create_entity(w: Wire, b: Body, idem: str | None) -> Json:
             fingerprint=data.fingerprint,
             metadata=dict(data.metadata) if data.metadata else None,
         )
-    return w.shapes.entity(w.billing.entities.create(cid, eid, fid, name=name))
+    return w.shapes.entity(
+        w.billing.entities.create(
+            cid, eid, fid, name=name, billing_controls=None if controls is UNSET else controls
+        )
+    )
 
 
 def _entity_customer(b: Body) -> str:

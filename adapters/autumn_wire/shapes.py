@@ -10,8 +10,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import attrs
+
 from autumn_core import (
     Balance,
+    BillingControls,
     Catalog,
     Customer,
     CustomerProduct,
@@ -41,6 +44,30 @@ def ms(value: datetime | None) -> int | None:
     return None if value is None else int(value.timestamp() * 1000)
 
 
+def controls_json(controls: BillingControls) -> Json:
+    """Autumn's ``billing_controls`` object: the lists that are set, numbers as JSON numbers."""
+    out: Json = {}
+    for field in attrs.fields(BillingControls):
+        entries = getattr(controls, field.name)
+        if entries:
+            out[field.name] = [_entry(e) for e in entries]
+    return out
+
+
+def _entry(entry: Any) -> Json:
+    out: Json = {}
+    for field in attrs.fields(type(entry)):
+        value = getattr(entry, field.name)
+        if value is None:
+            continue
+        if attrs.has(type(value)):
+            value = _entry(value)
+        elif isinstance(value, Decimal):
+            value = num(value)
+        out[field.name] = value
+    return out
+
+
 class Shapes:
     """Response builders bound to a catalog, an environment name and a currency."""
 
@@ -60,6 +87,8 @@ class Shapes:
             "overage_allowed": b.overage_allowed,
             "max_purchase": num(b.max_purchase),
             "next_reset_at": ms(b.next_reset_at),
+            # Held by open locks (an extension: Autumn's Balance has no such field).
+            "held": num(b.held),
             "breakdown": [
                 {
                     "id": r.id,
@@ -161,7 +190,7 @@ class Shapes:
             "env": self.env,
             "metadata": dict(c.metadata),
             "send_email_receipts": False,
-            "billing_controls": {},
+            "billing_controls": controls_json(c.billing_controls),
             "subscriptions": subs,
             "purchases": buys,
             "licenses": [],
@@ -183,6 +212,7 @@ class Shapes:
             "feature_id": e.feature_id,
             "created_at": ms(e.created_at),
             "env": self.env,
+            "billing_controls": controls_json(e.billing_controls),
             "subscriptions": subs,
             "purchases": buys,
             "balances": balances,

@@ -8,6 +8,7 @@ from typing import Any
 import attrs
 
 from autumn_core.app.context import new_id
+from autumn_core.app.holds import forget_entity
 from autumn_core.app.unit import Unit
 from autumn_core.app.usage import candidates, check_customer_ref, known_feature, replace_rows
 from autumn_core.app.views import live_rows
@@ -93,6 +94,7 @@ def delete_entity(unit: Unit, customer_id: Any, entity_id: Any) -> None:
     if entity is None:
         raise EntityNotFound(f"entity {entity_id!r} does not exist for customer {state.id!r}")
     now = unit.now
+    state = forget_entity(state, entity_id)
     cands = candidates(
         ctx, live_rows(ctx, state, now), entity.feature_id, None, customer_level_only=True
     )

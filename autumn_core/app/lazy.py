@@ -10,16 +10,19 @@ from __future__ import annotations
 import attrs
 
 from autumn_core.app.context import new_id
-from autumn_core.app.renewals import advance_products
+from autumn_core.app.holds import release_expired
+from autumn_core.app.renewals import advance_products, settles
 from autumn_core.app.unit import Unit
 from autumn_core.model import CustomerState, RowState
 from autumn_core.rules.rows import due_for_free_reset, reset_row
 
 
 def apply_due(unit: Unit, state: CustomerState) -> CustomerState:
-    """Product transitions first (renewals, trial ends, switches), then free resets and expiries."""
+    """Product transitions first (renewals, trial ends, switches), then free resets and expiries,
+    then expired balance holds (BC5)."""
     state = advance_products(unit, state)
-    return reset_free_rows(unit, state)
+    state = reset_free_rows(unit, state)
+    return release_expired(unit, state, record=settles(unit))
 
 
 def reset_free_rows(unit: Unit, state: CustomerState) -> CustomerState:

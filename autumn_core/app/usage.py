@@ -9,9 +9,11 @@ from typing import Any
 
 import attrs
 
+from autumn_core.app import signals
 from autumn_core.app.context import Context, new_id
+from autumn_core.app.limits import Controlled
 from autumn_core.app.unit import Unit, args_fingerprint
-from autumn_core.app.views import boolean_granted, live_rows, memoized
+from autumn_core.app.views import boolean_granted, live_rows, memoized, with_held
 from autumn_core.catalog import RESET_INTERVALS, Feature
 from autumn_core.errors import (
     FeatureNotFound,
@@ -122,7 +124,10 @@ def subject_balance(
         if ftype == "boolean" and boolean_granted(ctx, state, feature_id, entity_id):
             return balance_view(feature_id, "boolean", (), now)
         return None
-    return balance_view(feature_id, ftype, rows, now)
+    balance = balance_view(feature_id, ftype, rows, now)
+    if state.control_state.locks:
+        return with_held(state, {feature_id: balance}, entity_id)[feature_id]
+    return balance
 
 
 # -- check ------------------------------------------------------------------------------------
@@ -185,7 +190,13 @@ def check(unit: Unit, a: CheckArgs) -> CheckResult:
         return CheckResult(False, state.id, f.id, a.required, a.entity_id, None)
     own = any(c.row.feature_id == f.id for c in cands)
     used: Deduction | None = None
-    if own:
+    ctl = Controlled.start(ctx, state, a.entity_id, now)
+    if ctl is not None:
+        # Billing controls (BC2, BC3): the decision under the subject's floors and windows.
+        allowed = a.required <= 0 or ctl.fits(f.id, cands, a.required, live_rows(ctx, state, now))
+        if not own:
+            used = deduct(ctl.govern(cands), a.required, "reject", now, dry_run=True)
+    elif own:
         # The subject holds the feature itself: the decision is a sum over the rows.
         allowed = fits(cands, a.required, now)
     elif any(c.row.unlimited for c in cands) or a.required <= 0:
@@ -356,16 +367,24 @@ def _track_on_state(
     timestamp: datetime,
     *,
     event_name: str | None,
+    signal_from: CustomerState | None = None,
 ) -> TrackResult:
+    """``signal_from``: the state signals compare with (BC6), when not ``state`` itself."""
     ctx = unit.ctx
     now = unit.now
     applied: dict[str, Decimal] = {}
     touched: list[str] = []
     seat_rows: list[str] = []
     rows = live_rows(ctx, state, now)
+    before = state if signal_from is None else signal_from
+    ctl = Controlled.start(ctx, state, entity_id, now)
+    low = False
     for f in features:
         cands = candidates(ctx, rows, f.id, entity_id)
-        result = deduct(cands, value, mode, now)
+        if ctl is None:
+            result = deduct(cands, value, mode, now)
+        else:
+            result = ctl.deduct(f.id, cands, value, mode, rows)
         # R9 applies to deductions; a refund's excess is always dropped (D5).
         short = value > 0 and result.remainder > 0
         if short and (mode == "reject" or (f.type == "allocated" and cands)):
@@ -376,6 +395,7 @@ def _track_on_state(
             state = replace_rows(state, result.changed)
             # A deduction changes balances only, never which rows are live.
             rows = [result.changed.get(r.id, r) for r in rows]
+            low = low or any(r.balance <= 0 for r in result.changed.values())
         for fid, amount in result.applied.items():
             applied[fid] = applied.get(fid, ZERO) + amount
         applied.setdefault(f.id, ZERO)
@@ -393,7 +413,12 @@ def _track_on_state(
 
         state = settle_seats(unit, state, seat_rows)
         live = None
+    if ctl is not None:
+        state = ctl.finish(state)
     unit.put(state)
+    # A feature can only become blocked when a row reached zero, or under controls (BC6).
+    if low or ctl is not None:
+        signals.after_change(unit, before, state, entity_id, touched, candidates)
     event = EventRecord(
         id=unit.event_id(),
         customer_pk=state.pk,
@@ -434,11 +459,12 @@ def subject_balances(
         if r.feature_id in wanted and sees(r, entity_id):
             by_feature.setdefault(r.feature_id, []).append(r)
     types = ctx.registry.feature_types
-    return {
+    out = {
         fid: balance_view(fid, types[fid], by_feature[fid], now)
         for fid in feature_ids
         if fid in by_feature
     }
+    return with_held(state, out, entity_id) if state.control_state.locks else out
 
 
 # -- balance edits ----------------------------------------------------------------------------

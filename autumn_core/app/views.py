@@ -5,10 +5,11 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Callable, Hashable, Iterable
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import TypeVar, cast
 
 from autumn_core.app.context import Context
-from autumn_core.model import CustomerState, ProductState, RowState
+from autumn_core.model import ZERO, CustomerState, ProductState, RowState, replace
 from autumn_core.results import Balance, Customer, CustomerProduct, Entity
 from autumn_core.rules.balance_view import balance_view
 from autumn_core.rules.order import sees
@@ -120,7 +121,27 @@ def feature_balances(
     for fid, frows in by_feature.items():
         if fid not in out:  # a feature dropped from the catalog, still held
             out[fid] = balance_view(fid, types.get(fid, "metered"), frows, now)
-    return out
+    return with_held(state, out, entity_id)
+
+
+def with_held(
+    state: CustomerState, balances: dict[str, Balance], entity_id: str | None
+) -> dict[str, Balance]:
+    """The balances with what open locks hold of the rows the subject sees (BC5)."""
+    cs = state.control_state
+    if not cs.locks:
+        return balances
+    rows = {r.id: r for r in state.rows}
+    held: dict[str, Decimal] = {}
+    for lk in cs.locks:
+        for t in lk.takes:
+            row = rows.get(t.row_id)
+            if row is not None and t.feature_id in balances and sees(row, entity_id):
+                held[t.feature_id] = held.get(t.feature_id, ZERO) + t.total
+    for fid, amount in held.items():
+        if amount:
+            balances[fid] = replace(balances[fid], held=amount)
+    return balances
 
 
 def customer_view(ctx: Context, state: CustomerState, now: datetime) -> Customer:

@@ -34,6 +34,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "autumn_core.rules.periods",
             "autumn_core.provider_events",
             "autumn_core.controls",
+            "autumn_core.control_state",
             "autumn_core.outbound",
         },
     ),
@@ -51,6 +52,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "autumn_core.rules.deduction",
             "autumn_core.rules.balance_view",
             "autumn_core.rules.order",
+            "autumn_core.rules.limits",
             "autumn_core.changes",
             "autumn_core.ports",
         },
@@ -63,6 +65,8 @@ LAYERS: list[tuple[str, set[str]]] = [
             "autumn_core.app.unit",
             "autumn_core.app.views",
             "autumn_core.app.trials",
+            "autumn_core.app.limits",
+            "autumn_core.app.holds",
         },
     ),
     (
@@ -75,6 +79,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "autumn_core.app.billing.saga",
             "autumn_core.app.provisioning",
             "autumn_core.app.seats",
+            "autumn_core.app.signals",
         },
     ),
     (
@@ -99,6 +104,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "autumn_core.app.attach.preview",
             "autumn_core.app.events",
             "autumn_core.app.controls",
+            "autumn_core.app.locks",
         },
     ),
     (

@@ -21,6 +21,8 @@ def controls_catalog() -> Catalog:
             Feature.metered("api_calls"),
             Feature.allocated("seats"),
             Feature.boolean("sso"),
+            Feature.metered("images"),
+            Feature.credit_system("credits", costs={"images": 2}),
         ],
         products=[
             Product(
@@ -30,6 +32,7 @@ def controls_catalog() -> Catalog:
                     Item.feature("messages", included=100, reset="month"),
                     Item.feature("tokens", included=1000, reset="month"),
                     Item.feature("seats", included=10),
+                    Item.feature("credits", included=100, reset="month"),
                 ],
             ),
             Product(
@@ -48,6 +51,38 @@ def controls_catalog() -> Catalog:
 @pytest.fixture
 def billing(clock: ManualClock, new_store: StoreFactory) -> Autumn:
     return Autumn(controls_catalog(), store=new_store(), clock=clock)
+
+
+@pytest.fixture
+def store_url(request: pytest.FixtureRequest) -> Any:
+    """``store_url(billing)``: the URL ``autumn_core.open`` takes for the engine's store."""
+
+    def url(billing: Autumn) -> str:
+        store: Any = billing.store
+        if type(store).__name__ == "SqliteStore":
+            return f"sqlite:///{store.path}"
+        if type(store).__name__ == "PostgresStore":
+            return str(request.getfixturevalue("pg_databases")._urls[0])
+        raise AssertionError("the memory store has no URL")
+
+    return url
+
+
+@pytest.fixture
+def emitted(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every outgoing event a unit of work emitted (``Unit.emit`` runs as it is, and is seen)."""
+    from autumn_core.app.unit import Unit
+
+    seen: list[Any] = []
+    real = Unit.emit
+
+    def emit(self: Unit, *args: Any, **kwargs: Any) -> Any:
+        event = real(self, *args, **kwargs)
+        seen.append(event)
+        return event
+
+    monkeypatch.setattr(Unit, "emit", emit)
+    return seen
 
 
 @pytest.fixture

@@ -1,0 +1,156 @@
+"""Balance holds of locks: what a hold took, giving it back, and expiry (docs/rules.md BC5).
+
+A hold is a deduction recorded with the rows it took from (``LockTake``). Releasing it gives
+each row exactly what was taken, unless the row was reset since (the reset already refilled
+it) or is gone. Expiry is lazy work: any read sees an expired hold released, and the next
+write (or ``process_due``) records the release.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from autumn_core.app.unit import Unit
+from autumn_core.control_state import LockState, LockTake
+from autumn_core.model import ZERO, CustomerState, PendingRecord, RolloverState, RowState, replace
+
+#: ``PendingRecord.kind`` of the lock index: lock id -> customer, and the lock's status.
+LOCK_KIND = "lock"
+
+
+def lock_key(lock_id: str) -> str:
+    return f"lock:{lock_id}"
+
+
+def takes_of(
+    before: Mapping[str, RowState], changed: Mapping[str, RowState]
+) -> tuple[LockTake, ...]:
+    """What a deduction took from each row (balance and rollovers), from its changed rows."""
+    takes = []
+    for rid, new in changed.items():
+        old = before[rid]
+        rollovers = tuple(
+            (o.id, o.balance - n.balance)
+            for o, n in zip(old.rollovers, new.rollovers, strict=True)
+            if o.balance != n.balance
+        )
+        amount = old.balance - new.balance
+        if amount or rollovers:
+            takes.append(LockTake(rid, old.feature_id, amount, rollovers, old.next_reset_at))
+    return tuple(takes)
+
+
+def give_back(state: CustomerState, lock: LockState) -> CustomerState:
+    """``state`` with the lock's takes returned to their rows and its window counts undone,
+    and the lock removed."""
+    takes = {t.row_id: t for t in lock.takes}
+    rows = state.rows
+    if takes:
+        rows = tuple(
+            r
+            if (take := takes.get(r.id)) is None or r.next_reset_at != take.period
+            else _returned(r, take)
+            for r in rows
+        )
+    cs = state.control_state
+    windows = cs.windows
+    if lock.counted:
+        counted = {(fid, we, start): units for fid, we, start, units in lock.counted}
+        windows = tuple(
+            replace(w, used=max(ZERO, w.used - counted[key]))
+            if (key := (w.feature_id, w.entity_id, w.start)) in counted
+            else w
+            for w in windows
+        )
+    locks = tuple(lk for lk in cs.locks if lk.id != lock.id)
+    return replace(state, rows=rows, control_state=replace(cs, locks=locks, windows=windows))
+
+
+def keep_part(state: CustomerState, lock: LockState, value: Decimal) -> CustomerState | None:
+    """``state`` with the lock settled at ``value`` <= what it holds: what the hold took beyond
+    ``value`` is given back, the last take first (the reverse of the deduction), the windows
+    un-count it, and the lock is removed. None when the hold drew on a credit system (other
+    units): the caller then gives the hold back whole and deducts ``value`` afresh."""
+    if any(t.feature_id != lock.feature_id for t in lock.takes):
+        return None
+    back = lock.held - value
+    partial: list[LockTake] = []
+    for take in reversed(lock.takes):
+        if back <= 0:
+            break
+        amount = min(back, take.amount)
+        back -= amount
+        rollovers = []
+        for rid, taken in reversed(take.rollovers):
+            part = min(back, taken)
+            back -= part
+            if part:
+                rollovers.append((rid, part))
+        partial.append(replace(take, amount=amount, rollovers=tuple(reversed(rollovers))))
+    given = lock.held - value
+    counted = tuple((fid, we, start, min(units, given)) for fid, we, start, units in lock.counted)
+    return give_back(state, replace(lock, takes=tuple(partial), counted=counted))
+
+
+def _returned(row: RowState, take: LockTake) -> RowState:
+    if not take.rollovers:
+        return replace(row, balance=row.balance + take.amount)
+    back = dict(take.rollovers)
+    rollovers = tuple(
+        RolloverState(r.id, r.amount, r.balance + back[r.id], r.expires_at, r.created_at)
+        if r.id in back
+        else r
+        for r in row.rollovers
+    )
+    return replace(row, balance=row.balance + take.amount, rollovers=rollovers)
+
+
+def index_record(
+    state: CustomerState, lock: LockState, status: str, now: datetime, **extra: Any
+) -> PendingRecord:
+    payload: dict[str, Any] = {
+        "status": status,
+        "feature_id": lock.feature_id,
+        "entity_id": lock.entity_id,
+        "requested": str(lock.requested),
+        "held": str(lock.held),
+        "expires_at": lock.expires_at.isoformat(),
+    }
+    payload.update(extra)
+    return PendingRecord(lock_key(lock.id), state.pk, LOCK_KIND, payload, now)
+
+
+def release_expired(unit: Unit, state: CustomerState, *, record: bool) -> CustomerState:
+    """Lazy work: expired holds released. ``record`` (a write that settles) also marks each
+    lock expired in the index, so finalizing it later is ``LockExpired``."""
+    cs = state.control_state
+    if not cs.locks:
+        return state
+    now = unit.now
+    expired = [lk for lk in cs.locks if lk.expires_at <= now]
+    for lk in expired:
+        state = give_back(state, lk)
+        if record:
+            unit.tx.put_pending(index_record(state, lk, "expired", now))
+    return state
+
+
+def held_total(lock: LockState) -> Decimal:
+    return sum((t.total for t in lock.takes), ZERO)
+
+
+def forget_entity(state: CustomerState, entity_id: str) -> CustomerState:
+    """Before an entity is deleted: its holds given back (to the customer's rows it drew on)
+    and its usage windows dropped."""
+    cs = state.control_state
+    for lk in cs.locks:
+        if lk.entity_id == entity_id:
+            state = give_back(state, lk)
+    cs = state.control_state
+    windows = tuple(w for w in cs.windows if w.entity_id != entity_id)
+    if len(windows) == len(cs.windows):
+        return state
+    return replace(state, control_state=replace(cs, windows=windows))

@@ -1,0 +1,303 @@
+"""Reserve, then finalize: ``check(..., lock=...)`` and ``balances.finalize`` (BC5, BC7).
+
+The lock index (a ``PendingRecord`` per lock id, kind ``lock``) maps a lock id to its customer
+and keeps its status after the hold is gone (``held``, ``confirmed``, ``released``,
+``expired``), so that a second finalize is answered, not applied again. It is written in the
+transaction that changes the hold. Reads of it that decide anything happen after the customer
+is loaded for update, so two finalizers of one lock are serialized by the customer's lock.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import attrs
+
+from autumn_core.app import signals
+from autumn_core.app.holds import give_back, index_record, keep_part, lock_key, takes_of
+from autumn_core.app.limits import Controlled
+from autumn_core.app.unit import Unit
+from autumn_core.app.usage import (
+    CheckArgs,
+    _track_on_state,
+    candidates,
+    known_feature,
+    replace_rows,
+    subject_balance,
+)
+from autumn_core.app.views import live_rows
+from autumn_core.control_state import LockState
+from autumn_core.errors import Conflict, InvalidRequest, LockExpired, LockNotFound
+from autumn_core.model import ZERO, CustomerState, EventRecord, replace
+from autumn_core.results import CheckResult, FinalizeResult
+from autumn_core.rules.deduction import deduct
+from autumn_core.values import check_aware, check_metadata, check_text, to_decimal
+
+#: Autumn's limit on how long a lock may hold; also the default (BC5).
+MAX_LOCK = timedelta(hours=24)
+LOCK_MODES = ("reject", "cap", "overflow")
+ACTIONS = ("confirm", "release")
+_STATUS = {"confirm": "confirmed", "release": "released"}
+
+
+@attrs.frozen
+class LockArgs:
+    lock_id: str
+    expires_at: datetime | None
+    overage: str
+
+
+def validate_lock(value: Any) -> LockArgs | None:
+    """Autumn's ``lock{lock_id, enabled, expires_at, overage_behavior}`` (None: no lock)."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise InvalidRequest(f"lock must be a dict like {{'lock_id': ...}}, got {value!r:.80}")
+    unknown = sorted(str(k) for k in value if k not in LOCK_KEYS)
+    if unknown:
+        raise InvalidRequest(f"lock takes {sorted(LOCK_KEYS)}, not {unknown}")
+    enabled = value.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise InvalidRequest(f"lock.enabled must be true or false, got {enabled!r}")
+    if not enabled:
+        return None
+    lock_id = value.get("lock_id")
+    if lock_id is None:
+        lock_id = f"lck_{os.urandom(12).hex()}"
+    if not isinstance(lock_id, str) or not 1 <= len(lock_id) <= 256:
+        raise InvalidRequest(f"lock.lock_id must be a string of 1-256 characters, got {lock_id!r}")
+    check_text(lock_id, "lock.lock_id")
+    expires = value.get("expires_at")
+    expires_at = None if expires is None else check_aware(expires, "lock.expires_at")
+    overage = value.get("overage_behavior", "reject")
+    if overage not in LOCK_MODES:
+        raise InvalidRequest(
+            f"lock.overage_behavior must be one of {list(LOCK_MODES)}, got {overage!r}"
+        )
+    return LockArgs(lock_id, expires_at, overage)
+
+
+LOCK_KEYS = ("lock_id", "enabled", "expires_at", "overage_behavior")
+
+
+def check_with_lock(unit: Unit, a: CheckArgs, lock: LockArgs) -> CheckResult:
+    """BC5: decide and hold ``a.required`` under ``lock`` in one transaction."""
+    ctx = unit.ctx
+    f = a.feature
+    if f.type == "boolean":
+        raise InvalidRequest(f"a lock needs a metered feature; {f.id!r} is boolean")
+    if a.required <= 0:
+        raise InvalidRequest(f"a lock holds a positive amount, got required_balance {a.required}")
+    now = unit.now
+    expires_at = lock.expires_at or now + MAX_LOCK
+    if expires_at <= now or expires_at > now + MAX_LOCK:
+        raise InvalidRequest(
+            f"lock.expires_at must be after now and at most 24 hours ahead, got {expires_at}"
+        )
+    state = unit.get_or_create(a.customer, a.customer_data)
+    unit.entity_check(state, a.entity_id)
+    known = unit.tx.get_pending(lock_key(lock.lock_id))
+    if known is not None:
+        return _again(unit, state, a, lock, known.customer_pk)
+    rows = live_rows(ctx, state, now)
+    cands = candidates(ctx, rows, f.id, a.entity_id)
+    ctl = Controlled.start(ctx, state, a.entity_id, now)
+    if ctl is None:
+        result = deduct(cands, a.required, lock.overage, now)
+    else:
+        result = ctl.deduct(f.id, cands, a.required, lock.overage, rows)
+    held = a.required - result.remainder
+    if not cands or (lock.overage == "reject" and result.remainder > 0) or held <= 0:
+        return CheckResult(
+            False,
+            state.id,
+            f.id,
+            a.required,
+            a.entity_id,
+            subject_balance(ctx, state, f.id, a.entity_id, now),
+        )
+    before = state
+    originals = {c.row.id: c.row for c in cands}
+    state = replace_rows(state, result.changed)
+    counted: tuple[tuple[str, str | None, datetime, Decimal], ...] = ()
+    if ctl is not None:
+        counted = ctl.counted()
+        state = ctl.finish(state)
+    record = LockState(
+        id=lock.lock_id,
+        feature_id=f.id,
+        entity_id=a.entity_id,
+        requested=a.required,
+        held=held,
+        takes=takes_of(originals, result.changed),
+        created_at=now,
+        expires_at=expires_at,
+        overage=lock.overage,
+        counted=counted,
+    )
+    cs = state.control_state
+    state = replace(state, control_state=attrs.evolve(cs, locks=(*cs.locks, record)))
+    unit.put(state)
+    unit.tx.put_pending(index_record(state, record, "held", now))
+    # A feature can only become blocked when a row reached zero, or under controls (BC6).
+    if ctl is not None or any(r.balance <= 0 for r in result.changed.values()):
+        touched = list(dict.fromkeys([f.id, *(c.row.feature_id for c in cands)]))
+        signals.after_change(unit, before, state, a.entity_id, touched, candidates)
+    return _held_result(unit, state, a, lock.lock_id)
+
+
+def _again(
+    unit: Unit, state: CustomerState, a: CheckArgs, lock: LockArgs, owner_pk: str
+) -> CheckResult:
+    """A lock id checked again: the same hold answers again; anything else is a conflict."""
+    held = state.control_state.lock(lock.lock_id) if owner_pk == state.pk else None
+    if (
+        held is None
+        or held.feature_id != a.feature.id
+        or held.entity_id != a.entity_id
+        or held.requested != a.required
+    ):
+        raise Conflict(f"lock id {lock.lock_id!r} is already used")
+    return _held_result(unit, state, a, lock.lock_id)
+
+
+def _held_result(unit: Unit, state: CustomerState, a: CheckArgs, lock_id: str) -> CheckResult:
+    balance = subject_balance(unit.ctx, state, a.feature.id, a.entity_id, unit.now)
+    if balance is None:
+        # The hold drew on a credit system only: show the pool it drew from.
+        lk = state.control_state.lock(lock_id)
+        if lk is not None and lk.takes:
+            balance = subject_balance(
+                unit.ctx, state, lk.takes[0].feature_id, a.entity_id, unit.now
+            )
+    return CheckResult(
+        True, state.id, a.feature.id, a.required, a.entity_id, balance, lock_id=lock_id
+    )
+
+
+# -- finalize ----------------------------------------------------------------------------------
+@attrs.frozen
+class FinalizeArgs:
+    lock_id: str
+    action: str
+    override_value: Decimal | None
+    properties: Mapping[str, Any]
+
+
+def validate_finalize(
+    lock_id: Any, action: Any, override_value: Any, properties: Any
+) -> FinalizeArgs:
+    if not isinstance(lock_id, str) or not 1 <= len(lock_id) <= 256:
+        raise InvalidRequest(f"lock_id must be a string of 1-256 characters, got {lock_id!r}")
+    check_text(lock_id, "lock_id")
+    if action not in ACTIONS:
+        raise InvalidRequest(f"action must be one of {list(ACTIONS)}, got {action!r}")
+    value = None
+    if override_value is not None:
+        if action == "release":
+            raise InvalidRequest("override_value cannot be given when action is release")
+        value = to_decimal(override_value, "override_value")
+        if value < 0:
+            raise InvalidRequest(f"override_value must be >= 0, got {override_value!r}")
+    return FinalizeArgs(lock_id, action, value, check_metadata(properties, "properties"))
+
+
+def finalize(unit: Unit, a: FinalizeArgs) -> FinalizeResult:
+    """BC7: confirm (charge the final value) or release a hold, once."""
+    ctx = unit.ctx
+    key = lock_key(a.lock_id)
+    first = unit.tx.get_pending(key)
+    if first is None:
+        raise LockNotFound(f"lock {a.lock_id!r} does not exist")
+    state = unit.find_pk(first.customer_pk)  # loaded for update: finalizers of it queue here
+    lk = state.control_state.lock(a.lock_id)
+    if lk is None:
+        # Read the index again, now that the customer's lock is ours: a finalizer that ran
+        # while this one waited has recorded what it did.
+        record = unit.tx.get_pending(key)
+        if record is None:
+            raise LockNotFound(f"lock {a.lock_id!r} does not exist")
+        payload = record.payload
+        status = payload.get("status")
+        if status == _STATUS[a.action]:
+            return _replayed(unit, state, a, payload)
+        if status in _STATUS.values():
+            raise Conflict(f"lock {a.lock_id!r} was already {status}")
+        # Expired, whether the index knows yet (lazy expiry in this very load) or not.
+        raise LockExpired(f"lock {a.lock_id!r} expired at {payload.get('expires_at')}")
+    now = unit.now
+    value = ZERO
+    settled = None
+    if a.action == "confirm":
+        value = lk.held if a.override_value is None else a.override_value
+        if value <= lk.held:
+            settled = keep_part(state, lk, value)
+    props = {**lk.properties, **a.properties, "lock_id": a.lock_id}
+    if settled is not None:
+        # At or below the hold: keep that much of it, give the rest back; nothing new is
+        # deducted, so no limit can be crossed (BC6).
+        state = unit.put(settled)
+        unit.events.append(
+            EventRecord(
+                id=unit.event_id(),
+                customer_pk=state.pk,
+                entity_id=lk.entity_id,
+                feature_id=lk.feature_id,
+                event_name=None,
+                value=value,
+                properties=props,
+                timestamp=now,
+                created_at=now,
+            )
+        )
+    elif a.action == "release":
+        state = unit.put(give_back(state, lk))
+    else:
+        # Above the hold (or a hold of credits): give it back and deduct the value afresh.
+        before = state
+        mode = "overflow" if lk.overage == "overflow" else "cap"
+        _track_on_state(
+            unit,
+            give_back(state, lk),
+            [known_feature(ctx, lk.feature_id)],
+            value,
+            lk.entity_id,
+            mode,
+            props,
+            now,
+            event_name=None,
+            signal_from=before,
+        )
+        state = unit.current(state.pk)
+    payload = {**first.payload, "status": _STATUS[a.action], "value": str(value)}
+    unit.tx.put_pending(attrs.evolve(first, payload=payload, created_at=now))
+    return FinalizeResult(
+        lock_id=a.lock_id,
+        action=a.action,
+        customer_id=state.id,
+        feature_id=lk.feature_id,
+        entity_id=lk.entity_id,
+        held=lk.held,
+        value=value,
+    )
+
+
+def _replayed(
+    unit: Unit, state: CustomerState, a: FinalizeArgs, payload: Mapping[str, Any]
+) -> FinalizeResult:
+    fid = str(payload["feature_id"])
+    entity_id = payload.get("entity_id")
+    return FinalizeResult(
+        lock_id=a.lock_id,
+        action=a.action,
+        customer_id=state.id,
+        feature_id=fid,
+        entity_id=entity_id,
+        held=Decimal(str(payload.get("held", "0"))),
+        value=Decimal(str(payload.get("value", "0"))),
+        replayed=True,
+    )

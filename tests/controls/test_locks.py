@@ -1,0 +1,273 @@
+"""Reserve, then finalize (docs/rules.md BC5, BC7), on every store."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from autumn_core import (
+    Autumn,
+    Conflict,
+    InvalidRequest,
+    LockExpired,
+    LockNotFound,
+    ManualClock,
+)
+from autumn_core.app.holds import lock_key
+from tests.conftest import T0
+
+
+def remaining(billing: Autumn, feature: str = "tokens", entity: str | None = None) -> Decimal:
+    subject: Any = (
+        billing.customers.get("u1") if entity is None else billing.entities.get("u1", entity)
+    )
+    return Decimal(subject.features[feature].remaining)
+
+
+def held(billing: Autumn, feature: str = "tokens") -> Decimal:
+    return Decimal(billing.customers.get("u1").features[feature].held)
+
+
+def stored(billing: Autumn) -> Any:
+    """The customer as the store has it (no lazy work applied: what reads have written)."""
+    with billing.store.transaction(write=False) as tx:
+        pk = tx.customer_pk("u1")
+        assert pk is not None
+        return tx.load_customer(pk)
+
+
+def lock_status(billing: Autumn, lock_id: str) -> str:
+    with billing.store.transaction(write=False) as tx:
+        record = tx.get_pending(lock_key(lock_id))
+    assert record is not None
+    return str(record.payload["status"])
+
+
+@pytest.fixture
+def u1(billing: Autumn) -> Autumn:
+    billing.customers.create("u1")  # free: 1000 tokens a month
+    return billing
+
+
+def test_bc5_a_lock_holds_the_amount_and_shows_it(u1: Autumn) -> None:
+    result = u1.check("u1", "tokens", required_balance=400, lock={"lock_id": "job-1"})
+    assert result.allowed and result.lock_id == "job-1"
+    assert result.balance is not None
+    assert (result.balance.remaining, result.balance.held) == (Decimal(600), Decimal(400))
+    assert (remaining(u1), held(u1)) == (Decimal(600), Decimal(400))
+    # and nothing else can spend it
+    assert not u1.check("u1", "tokens", required_balance=601).allowed
+    assert not u1.check("u1", "tokens", required_balance=601, lock={"lock_id": "job-2"}).allowed
+    assert u1.events.list("u1") == []  # the usage event comes with the confirm
+    assert lock_status(u1, "job-1") == "held"
+
+
+def test_bc7_confirm_with_the_held_amount(u1: Autumn) -> None:
+    u1.check("u1", "tokens", required_balance=400, lock={"lock_id": "job-1"})
+    done = u1.balances.finalize("job-1", "confirm")
+    assert (done.action, done.held, done.value, done.replayed) == (
+        "confirm",
+        Decimal(400),
+        Decimal(400),
+        False,
+    )
+    assert (remaining(u1), held(u1)) == (Decimal(600), Decimal(0))
+    [event] = u1.events.list("u1")
+    assert (event.feature_id, event.value, event.properties) == (
+        "tokens",
+        Decimal(400),
+        {"lock_id": "job-1"},
+    )
+    assert lock_status(u1, "job-1") == "confirmed"
+
+
+@pytest.mark.parametrize(("actual", "left"), [("257.5", "742.5"), (0, 1000), (700, 300)])
+def test_bc7_confirm_below_and_above_the_hold(u1: Autumn, actual: Any, left: Any) -> None:
+    u1.check("u1", "tokens", required_balance=400, lock={"lock_id": "job-1"})
+    done = u1.balances.finalize("job-1", "confirm", override_value=actual)
+    assert done.value == Decimal(str(actual))
+    assert (remaining(u1), held(u1)) == (Decimal(str(left)), Decimal(0))
+    assert [e.value for e in u1.events.list("u1")] == [Decimal(str(actual))]
+
+
+def test_bc7_confirm_above_what_is_left_is_capped(u1: Autumn) -> None:
+    # given a hold of 900 of 1000 and 50 more tracked meanwhile
+    u1.check("u1", "tokens", required_balance=900, lock={"lock_id": "job-1"})
+    u1.track("u1", "tokens", value=50)
+    # when the work turned out to cost 2000
+    u1.balances.finalize("job-1", "confirm", override_value=2000)
+    # then the balance stops at zero ("reject" locks confirm as "cap")
+    assert remaining(u1) == 0
+    assert [e.value for e in u1.events.list("u1")] == [Decimal(50), Decimal(2000)]
+
+
+def test_bc7_release_gives_back_exactly(u1: Autumn) -> None:
+    u1.check("u1", "tokens", required_balance="333.25", lock={"lock_id": "job-1"})
+    done = u1.balances.finalize("job-1", "release")
+    assert (done.value, done.held) == (Decimal(0), Decimal("333.25"))
+    assert (remaining(u1), held(u1)) == (Decimal(1000), Decimal(0))
+    assert u1.events.list("u1") == []
+
+
+def test_bc7_finalizing_twice_is_one_effect(u1: Autumn) -> None:
+    u1.check("u1", "tokens", required_balance=400, lock={"lock_id": "job-1"})
+    first = u1.balances.finalize("job-1", "confirm", override_value=100)
+    again = u1.balances.finalize("job-1", "confirm", override_value=100)
+    assert (first.replayed, again.replayed) == (False, True)
+    assert again.value == Decimal(100)
+    assert remaining(u1) == Decimal(900)
+    assert len(u1.events.list("u1")) == 1
+    with pytest.raises(Conflict, match="confirmed"):
+        u1.balances.finalize("job-1", "release")
+    assert remaining(u1) == Decimal(900)
+
+
+def test_bc7_release_twice_is_one_effect(u1: Autumn) -> None:
+    u1.check("u1", "tokens", required_balance=400, lock={"lock_id": "job-1"})
+    u1.balances.finalize("job-1", "release")
+    assert u1.balances.finalize("job-1", "release").replayed
+    assert remaining(u1) == Decimal(1000)
+
+
+def test_bc7_unknown_lock_is_lock_not_found(u1: Autumn) -> None:
+    with pytest.raises(LockNotFound, match="'nope'"):
+        u1.balances.finalize("nope", "confirm")
+
+
+def test_bc5_expiry_is_lazy_for_reads_and_recorded_by_process_due(
+    u1: Autumn, clock: ManualClock
+) -> None:
+    u1.check(
+        "u1",
+        "tokens",
+        required_balance=400,
+        lock={"lock_id": "job-1", "expires_at": T0 + timedelta(minutes=5)},
+    )
+    clock.advance(minutes=5)
+    # a read sees the hold released, and writes nothing
+    assert (remaining(u1), held(u1)) == (Decimal(1000), Decimal(0))
+    assert [lk.id for lk in stored(u1).control_state.locks] == ["job-1"]
+    assert lock_status(u1, "job-1") == "held"
+    # finalizing it now is refused, and changes nothing
+    with pytest.raises(LockExpired, match="job-1"):
+        u1.balances.finalize("job-1", "confirm")
+    assert [lk.id for lk in stored(u1).control_state.locks] == ["job-1"]
+    # process_due records the release
+    assert u1.process_due() == 1
+    assert stored(u1).control_state.locks == ()
+    assert lock_status(u1, "job-1") == "expired"
+    assert u1.process_due() == 0
+    with pytest.raises(LockExpired):
+        u1.balances.finalize("job-1", "release")
+
+
+def test_bc5_expiry_is_recorded_by_the_next_write(u1: Autumn, clock: ManualClock) -> None:
+    u1.check("u1", "tokens", required_balance=400, lock={"lock_id": "job-1"})
+    clock.advance(hours=23, minutes=59)
+    assert held(u1) == Decimal(400)  # the default expiry is 24 hours
+    clock.advance(minutes=1)
+    u1.track("u1", "tokens", value=10)
+    assert stored(u1).control_state.locks == ()
+    assert (remaining(u1), lock_status(u1, "job-1")) == (Decimal(990), "expired")
+
+
+def test_bc5_a_row_reset_during_the_hold_keeps_its_reset_balance(
+    u1: Autumn, clock: ManualClock
+) -> None:
+    u1.check("u1", "tokens", required_balance=400, lock={"lock_id": "job-1"})
+    clock.set(T0 + timedelta(days=31, hours=-1))
+    u1.check("u1", "tokens", required_balance=1, lock={"lock_id": "job-2"})
+    clock.set(T0 + timedelta(days=31, minutes=1))  # the monthly reset refilled to 1000
+    u1.balances.finalize("job-2", "release")
+    assert remaining(u1) == Decimal(1000)
+
+
+def test_bc5_reject_cap_and_overflow(u1: Autumn) -> None:
+    u1.track("u1", "tokens", value=900)
+    no = u1.check("u1", "tokens", required_balance=200, lock={"lock_id": "a"})
+    assert not no.allowed and no.lock_id is None and remaining(u1) == Decimal(100)
+    with pytest.raises(LockNotFound):
+        u1.balances.finalize("a", "release")
+    capped = u1.check(
+        "u1", "tokens", required_balance=200, lock={"lock_id": "b", "overage_behavior": "cap"}
+    )
+    assert capped.allowed and (remaining(u1), held(u1)) == (Decimal(0), Decimal(100))
+    u1.balances.finalize("b", "release")
+    over = u1.check(
+        "u1", "tokens", required_balance=200, lock={"lock_id": "c", "overage_behavior": "overflow"}
+    )
+    assert over.allowed and held(u1) == Decimal(200)
+    assert u1.customers.get("u1").features["tokens"].usage == Decimal(1100)
+
+
+def test_bc5_the_same_lock_checked_again_holds_once(u1: Autumn) -> None:
+    u1.check("u1", "tokens", required_balance=400, lock={"lock_id": "job-1"})
+    again = u1.check("u1", "tokens", required_balance=400, lock={"lock_id": "job-1"})
+    assert again.allowed and held(u1) == Decimal(400)
+    with pytest.raises(Conflict, match="job-1"):
+        u1.check("u1", "tokens", required_balance=5, lock={"lock_id": "job-1"})
+    u1.balances.finalize("job-1", "release")
+    with pytest.raises(Conflict, match="job-1"):
+        u1.check("u1", "tokens", required_balance=400, lock={"lock_id": "job-1"})
+
+
+def test_bc5_a_generated_lock_id(u1: Autumn) -> None:
+    result = u1.check("u1", "tokens", required_balance=1, lock={"enabled": True})
+    assert result.lock_id is not None and result.lock_id.startswith("lck_")
+    assert u1.balances.finalize(result.lock_id, "confirm").value == 1
+
+
+def test_bc5_locks_on_an_entity(u1: Autumn) -> None:
+    u1.entities.create("u1", "seat-1", "seats")
+    r = u1.check("u1", "tokens", required_balance=10, entity_id="seat-1", lock={"lock_id": "e"})
+    assert r.allowed and r.entity_id == "seat-1"
+    assert u1.entities.get("u1", "seat-1").features["tokens"].held == Decimal(10)
+    assert held(u1) == Decimal(10)  # it holds customer-level rows: the customer sees it too
+    assert u1.balances.finalize("e", "confirm", override_value=4).entity_id == "seat-1"
+    assert remaining(u1) == Decimal(996)
+
+
+BAD_LOCKS: list[tuple[Any, str]] = [
+    ({"lock_id": ""}, "lock_id"),
+    ({"lock_id": "x" * 257}, "lock_id"),
+    ({"lock_id": 5}, "lock_id"),
+    ({"lock_id": "a", "expires_at": T0 + timedelta(hours=24, seconds=1)}, "24 hours"),
+    ({"lock_id": "a", "expires_at": T0}, "after now"),
+    ({"lock_id": "a", "overage_behavior": "maybe"}, "maybe"),
+    ({"lock_id": "a", "colour": 1}, "colour"),
+    ("a", "dict"),
+]
+
+
+@pytest.mark.parametrize(("lock", "named"), BAD_LOCKS)
+def test_bc5_bad_locks_change_nothing(u1: Autumn, lock: Any, named: str) -> None:
+    with pytest.raises(InvalidRequest, match=named):
+        u1.check("u1", "tokens", required_balance=10, lock=lock)
+    assert (remaining(u1), held(u1)) == (Decimal(1000), Decimal(0))
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (("a", "cancel"), "action"),
+        (("", "confirm"), "lock_id"),
+        (("a", "release", {"override_value": 5}), "override_value"),
+        (("a", "confirm", {"override_value": -1}), "override_value"),
+    ],
+)
+def test_bc7_bad_finalize_arguments(u1: Autumn, args: Any, named: str) -> None:
+    kwargs = args[2] if len(args) == 3 else {}
+    with pytest.raises(InvalidRequest, match=named):
+        u1.balances.finalize(args[0], args[1], **kwargs)
+
+
+def test_bc5_deleting_an_entity_gives_its_holds_back(u1: Autumn) -> None:
+    u1.entities.create("u1", "seat-1", "seats")
+    u1.check("u1", "tokens", required_balance=10, entity_id="seat-1", lock={"lock_id": "e"})
+    u1.entities.delete("u1", "seat-1")
+    assert (remaining(u1), held(u1)) == (Decimal(1000), Decimal(0))
+    with pytest.raises(LockExpired):
+        u1.balances.finalize("e", "confirm")
