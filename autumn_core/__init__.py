@@ -39,6 +39,7 @@ from autumn_core.errors import (
     WebhookSignatureError,
 )
 from autumn_core.facade import Autumn, open
+from autumn_core.outbound import OutboundEvent, OutboxEntry
 from autumn_core.ports import Gateway, Store, StoreTransaction
 from autumn_core.results import (
     UNSET,
@@ -61,6 +62,12 @@ from autumn_core.results import (
     TrackResult,
 )
 from autumn_core.serialization import from_dict, to_dict
+from autumn_core.subscribers import (
+    DeliveryPolicy,
+    DeliveryReport,
+    Subscription,
+    WebhookEndpoint,
+)
 
 try:
     #: The installed distribution's version (``autumn --version`` prints the same).
@@ -87,6 +94,8 @@ __all__ = [
     "CustomerData",
     "CustomerNotFound",
     "CustomerProduct",
+    "DeliveryPolicy",
+    "DeliveryReport",
     "Entity",
     "EntityAlreadyExists",
     "EntityNotFound",
@@ -106,6 +115,8 @@ __all__ = [
     "Item",
     "ManualClock",
     "NotFound",
+    "OutboundEvent",
+    "OutboxEntry",
     "PaymentError",
     "PaymentFailed",
     "Price",
@@ -117,10 +128,12 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreTransaction",
+    "Subscription",
     "SystemClock",
     "Tier",
     "TrackRequest",
     "TrackResult",
+    "WebhookEndpoint",
     "WebhookSignatureError",
     "from_dict",
     "open",

@@ -20,6 +20,7 @@ from autumn_core.catalog import Catalog
 from autumn_core.clock import Clock, SystemClock
 from autumn_core.errors import CustomerNotFound, InvalidRequest, NotFound
 from autumn_core.facade_lifecycle import LifecycleMixin
+from autumn_core.facade_webhooks import Webhooks
 from autumn_core.ports import Gateway, Store, StoreTransaction
 from autumn_core.results import (
     Balance,
@@ -452,6 +453,7 @@ class Autumn(LifecycleMixin):
         self.entities = Entities(self)
         self.events = Events(self)
         self.invoices = Invoices(self)
+        self.webhooks = Webhooks(self._ctx)
         now = self._ctx.clock.now()
         self._ctx.run(lambda tx: self._ctx.registry.sync(tx, now), write=True)
 
@@ -624,6 +626,8 @@ class Autumn(LifecycleMixin):
 
             if self._write(body):
                 done += 1
+        if self.webhooks.subscriptions:
+            self.webhooks.deliver()
         return done
 
     def close(self) -> None:

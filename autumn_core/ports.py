@@ -26,6 +26,7 @@ from autumn_core.model import (
     PendingRecord,
     ProductVersionRecord,
 )
+from autumn_core.outbound import OutboxEntry
 from autumn_core.results import GatewayEvent
 
 
@@ -148,6 +149,23 @@ class StoreTransaction(Protocol):
     def delete_pending(self, key: str) -> None: ...
 
     def list_pending(self, kind: str) -> list[PendingRecord]: ...
+
+    # -- the outbox (docs/rules.md EO2-EO4) -----------------------------------------------------
+    def append_outbox(self, entries: Sequence[OutboxEntry]) -> None:
+        """Insert new entries; they exist exactly when this transaction commits."""
+
+    def due_outbox(self, now: datetime, limit: int) -> list[OutboxEntry]:
+        """Pending entries due by ``now`` (``OutboxEntry.due_at``), oldest event first. In a
+        write transaction they are locked against other deliverers until it ends (a concurrent
+        deliverer skips them rather than waits)."""
+
+    def save_outbox(self, entry: OutboxEntry) -> None:
+        """Replace the delivery state of an existing entry (by event id)."""
+
+    def list_outbox(
+        self, *, status: str | None, limit: int, starting_after: str | None
+    ) -> list[OutboxEntry]:
+        """Oldest event first; ``starting_after`` is an event id."""
 
 
 class Store(Protocol):

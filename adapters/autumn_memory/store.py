@@ -26,6 +26,7 @@ from autumn_core.model import (
     replace,
 )
 from autumn_core.ports import StoreCapabilities
+from autumn_memory.outbox import OutboxOverlay, OutboxStorage
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
 _DELETED: Any = object()
@@ -51,6 +52,7 @@ class _Data:
         self.invoice_order: dict[str, list[str]] = {}
         self.pending: dict[str, PendingRecord] = {}
         self.versions: dict[tuple[str, int], ProductVersionRecord] = {}
+        self.outbox = OutboxStorage()
 
 
 _EMPTY_OVERLAYS: dict[str, Any] = {
@@ -70,6 +72,7 @@ _EMPTY_OVERLAYS: dict[str, Any] = {
         "_pending": dict,
         "_versions": dict,
         "_deleted_customers": frozenset,
+        "_outbox": dict,
     }.items()
 }
 
@@ -79,10 +82,11 @@ def _list_order(state: CustomerState) -> tuple[datetime, bool, str, str]:
     return (state.created_at, state.id is None, state.id or "", state.pk)
 
 
-class MemoryTransaction:
+class MemoryTransaction(OutboxOverlay):
     def __init__(self, data: _Data, write: bool) -> None:
         self._d = data
         self._write = write
+        self._outbox_committed = data.outbox
         if not write:
             # A read transaction never stages anything: share empty overlays, allocate nothing.
             self.__dict__.update(_EMPTY_OVERLAYS)
@@ -102,6 +106,7 @@ class MemoryTransaction:
         self._pending: dict[str, Any] = {}
         self._versions: dict[tuple[str, int], ProductVersionRecord] = {}
         self._deleted_customers: set[str] = set()
+        self._outbox: dict[str, Any] = {}
 
     def _need_write(self) -> None:
         if not self._write:
@@ -432,6 +437,7 @@ class MemoryTransaction:
             else:
                 d.pending[k] = v
         d.versions.update(self._versions)
+        self._publish_outbox()
 
 
 class _Transaction:

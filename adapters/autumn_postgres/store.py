@@ -112,6 +112,7 @@ from autumn_core.model import (
 from autumn_core.ports import StoreCapabilities
 from autumn_core.rules.due import next_due_at
 from autumn_postgres import codec, schema
+from autumn_postgres.outbox import OutboxTable
 from autumn_postgres.pool import Pool, PoolExhausted
 from autumn_postgres.wire import (
     BEGIN_SNAPSHOT,
@@ -564,7 +565,7 @@ _Held = tuple[int, CustomerState]
 _Read = tuple[str, Statement | None, str, Any, Any]
 
 
-class PostgresTransaction:
+class PostgresTransaction(OutboxTable):
     """One unit of work on one pooled connection; also its own context manager.
 
     Every statement goes through one ``Wire`` that owns the connection from ``BEGIN`` to
@@ -588,6 +589,11 @@ class PostgresTransaction:
         self._first: _Read | None = None
         #: Read transactions: a REPEATABLE READ transaction is open (or queued on the wire).
         self._snapshot = False
+
+    append_outbox = _translated(OutboxTable.append_outbox)
+    due_outbox = _translated(OutboxTable.due_outbox)
+    save_outbox = _translated(OutboxTable.save_outbox)
+    list_outbox = _translated(OutboxTable.list_outbox)
 
     # -- life cycle ---------------------------------------------------------------------------
     def __enter__(self) -> PostgresTransaction:

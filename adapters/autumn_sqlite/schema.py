@@ -28,6 +28,8 @@ Design notes for version 1:
 
 from __future__ import annotations
 
+from autumn_sqlite.outbox import V3 as OUTBOX_V3
+
 #: The application_id written into every autumn database ("AUTM"), so a foreign SQLite file is
 #: recognised and refused instead of being migrated into.
 APPLICATION_ID = 0x4155544D
@@ -166,7 +168,7 @@ V2: tuple[str, ...] = (
 )
 
 #: ``MIGRATIONS[i]`` takes a database from version ``i`` to ``i + 1``.
-MIGRATIONS: list[tuple[str, ...]] = [V1, V2]
+MIGRATIONS: list[tuple[str, ...]] = [V1, V2, OUTBOX_V3]
 
 
 def current_version() -> int:
@@ -174,4 +176,4 @@ def current_version() -> int:
     return len(MIGRATIONS)
 
 
-__all__ = ["APPLICATION_ID", "MIGRATIONS", "V1", "V2", "current_version"]
+__all__ = ["APPLICATION_ID", "MIGRATIONS", "OUTBOX_V3", "V1", "V2", "current_version"]

@@ -57,6 +57,7 @@ from autumn_core.model import (
 )
 from autumn_core.ports import StoreCapabilities
 from autumn_sqlite import codec, schema
+from autumn_sqlite.outbox import OutboxTable
 
 T = TypeVar("T")
 
@@ -205,7 +206,7 @@ def _due_micros(state: CustomerState) -> int | None:
     return None if due is None else codec.to_micros(due)
 
 
-class SqliteTransaction:
+class SqliteTransaction(OutboxTable):
     """One unit of work on one connection; also the context manager that begins and ends it."""
 
     def __init__(self, store: SqliteStore, conn: sqlite3.Connection, write: bool) -> None:

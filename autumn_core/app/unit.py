@@ -22,7 +22,7 @@ from autumn_core.errors import (
     StoreError,
 )
 from autumn_core.model import CustomerState, EventRecord, IdempotencyRecord, InvoiceRecord
-from autumn_core.outbound import OutboundEvent
+from autumn_core.outbound import OutboundEvent, OutboxEntry
 from autumn_core.ports import StoreTransaction
 from autumn_core.results import ByEmail, CustomerData
 from autumn_core.values import check_email, check_id
@@ -241,7 +241,8 @@ class Unit:
 
     # -- commit -----------------------------------------------------------------------------
     def flush(self) -> None:
-        """Save every changed customer, then the events and invoices of this unit."""
+        """Save every changed customer, then the events, invoices and outgoing events (EO2) of
+        this unit."""
         for pk, state in self._current.items():
             before = self._loaded.get(pk)
             if before is None:
@@ -255,6 +256,9 @@ class Unit:
         for inv in self.invoices:
             self.tx.save_invoice(inv)
         self.invoices = []
+        if self.outbound:
+            self.tx.append_outbox([OutboxEntry(event) for event in self.outbound])
+            self.outbound = []
 
     def event_id(self) -> str:
         """A unique id that sorts by creation time: wall-clock microseconds, then 64 random
