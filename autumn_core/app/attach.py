@@ -18,6 +18,7 @@ import attrs
 
 from autumn_core.app import billing
 from autumn_core.app.context import Context, new_id
+from autumn_core.app.invoice_events import emit_invoice
 from autumn_core.app.provisioning import (
     activate,
     carry_into,
@@ -864,6 +865,7 @@ def _provision(
                 cp_id=plan.cp.instance_id if plan.cp else None,
                 gateway_invoice_id=paid_invoice_id,
             )
+            emit_invoice(unit, new_state.id, inv, paid=True, reason="checkout")  # EO6
             sent = billing.Sent(inv, "paid", state=new_state)
         else:
             sent = billing.charge(

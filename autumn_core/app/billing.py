@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 import attrs
 
 from autumn_core.app.context import Context, new_id
+from autumn_core.app.invoice_events import emit_invoice
 from autumn_core.app.unit import Unit
 from autumn_core.catalog import Item, Product
 from autumn_core.errors import GatewayError
@@ -591,6 +592,8 @@ def _sent(
         invoice_id=request.invoice_id,
         at=at,
     )
+    if outcome.status != "requires_action":  # EO6; a checkout reports its payment later
+        emit_invoice(unit, state.id, inv, paid=outcome.status == "paid", reason=request.reason)
     return Sent(inv, outcome.status, outcome.checkout_url, state=state)
 
 

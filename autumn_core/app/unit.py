@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar, Protocol, TypeVar
@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 import attrs
 
 from autumn_core.app.context import Context
+from autumn_core.app.product_changes import change_events
 from autumn_core.errors import (
     CustomerNotFound,
     EntityNotFound,
@@ -21,8 +22,14 @@ from autumn_core.errors import (
     InvalidRequest,
     StoreError,
 )
-from autumn_core.model import CustomerState, EventRecord, IdempotencyRecord, InvoiceRecord
-from autumn_core.outbound import OutboundEvent, OutboxEntry
+from autumn_core.model import (
+    CustomerState,
+    EventRecord,
+    IdempotencyRecord,
+    InvoiceRecord,
+    ProductState,
+)
+from autumn_core.outbound import CUSTOMER_PRODUCTS_UPDATED, OutboundEvent, OutboxEntry
 from autumn_core.ports import StoreTransaction
 from autumn_core.results import ByEmail, CustomerData
 from autumn_core.values import check_email, check_id
@@ -68,6 +75,8 @@ class Unit:
         self._loaded: dict[str, CustomerState] = {}
         self._current: dict[str, CustomerState] = {}
         self._inserted: set[str] = set()
+        #: Customers inserted since the last flush: their first products are news (EO6).
+        self._born: set[str] = set()
         self._pks: dict[str, str] = {}
         self.events: list[EventRecord] = []
         self.invoices: list[InvoiceRecord] = []
@@ -174,6 +183,7 @@ class Unit:
             raise NeedsWrite
         self.tx.insert_customer(state)
         self._inserted.add(state.pk)
+        self._born.add(state.pk)
         self._loaded[state.pk] = attrs.evolve(state, version=1)
         self._current[state.pk] = state
         return state
@@ -183,6 +193,7 @@ class Unit:
         self._loaded.pop(pk, None)
         self._current.pop(pk, None)
         self._inserted.discard(pk)
+        self._born.discard(pk)
 
     def entity_check(self, state: CustomerState, entity_id: str | None) -> None:
         if entity_id is None:
@@ -247,9 +258,14 @@ class Unit:
             before = self._loaded.get(pk)
             if before is None:
                 continue
+            if pk in self._born:
+                self._products_changed(state, ())
+            elif state.products is not before.products:
+                self._products_changed(state, before.products)
             if state is not before:
                 self.tx.save_customer(before, state)
                 self._loaded[pk] = state
+        self._born.clear()
         if self.events:
             self.tx.append_events(self.events)
             self.events = []
@@ -259,6 +275,13 @@ class Unit:
         if self.outbound:
             self.tx.append_outbox([OutboxEntry(event) for event in self.outbound])
             self.outbound = []
+
+    def _products_changed(self, state: CustomerState, before: Sequence[ProductState]) -> None:
+        """EO6: one ``customer.products.updated`` per product this unit changed."""
+        if not self.write or state.products == before:
+            return
+        for entity_id, data in change_events(self.ctx, before, state.products, self.now):
+            self.emit(CUSTOMER_PRODUCTS_UPDATED, data, customer_id=state.id, entity_id=entity_id)
 
     def event_id(self) -> str:
         """A unique id that sorts by creation time: wall-clock microseconds, then 64 random

@@ -57,6 +57,8 @@ LAYERS: list[tuple[str, set[str]]] = [
             "autumn_core.app",
             "autumn_core.app.context",
             "autumn_core.app.unit",
+            "autumn_core.app.product_changes",
+            "autumn_core.app.invoice_events",
             "autumn_core.app.views",
             "autumn_core.app.trials",
         },
