@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from autumn_core.app import customers as customers_uc
 from autumn_core.app import entities as entities_uc
 from autumn_core.app import lazy as lazy_uc
+from autumn_core.app import trial_notices
 from autumn_core.app import usage as usage_uc
 from autumn_core.app.billing import invoice_view
 from autumn_core.app.context import Context, Options
@@ -626,6 +627,9 @@ class Autumn(LifecycleMixin):
 
             if self._write(body):
                 done += 1
+        notice = self.webhooks.trial_notice
+        for pk in trial_notices.candidates(self._ctx, now, notice):
+            self._write(trial_notices.notifier(pk, notice))
         if self.webhooks.subscriptions:
             self.webhooks.deliver()
         return done

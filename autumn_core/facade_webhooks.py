@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any
 
 from autumn_core.app.context import Context
@@ -44,6 +45,8 @@ class Webhooks:
         self._subs: dict[str, Subscription] = {}
         self._lock = threading.Lock()
         self.policy = DeliveryPolicy()
+        #: How long before a trial ends ``process_due`` emits ``customer.trial_ending`` (EO6).
+        self.trial_notice = timedelta(days=3)
 
     def subscribe(
         self, handler: Handler, *, name: str | None = None, types: Iterable[str] | None = None

@@ -73,6 +73,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "autumn_core.app.renewals",
             "autumn_core.app.lazy",
             "autumn_core.app.customers",
+            "autumn_core.app.trial_notices",
         },
     ),
     (
