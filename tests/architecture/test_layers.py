@@ -32,6 +32,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "autumn_core.rules.due",
             "autumn_core.rules.periods",
             "autumn_core.provider_events",
+            "autumn_core.controls",
             "autumn_core.outbound",
             "autumn_core.signing",
             "autumn_core.subscribers",
@@ -85,6 +86,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "autumn_core.app.attach",
             "autumn_core.app.events",
             "autumn_core.app.outbox",
+            "autumn_core.app.controls",
         },
     ),
     (

@@ -17,6 +17,7 @@ RULES = ROOT / "docs" / "rules.md"
 
 #: The rule families of docs/rules.md (longest first, so "CO5" is not read as "C" + "O5").
 FAMILIES = (
+    "BC",
     "CO",
     "CS",
     "DF",
