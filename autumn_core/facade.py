@@ -14,7 +14,7 @@ from autumn_core.app import controls as controls_uc
 from autumn_core.app import customers as customers_uc
 from autumn_core.app import entities as entities_uc
 from autumn_core.app import lazy as lazy_uc
-from autumn_core.app import trial_notices
+from autumn_core.app import topups, trial_notices
 from autumn_core.app import usage as usage_uc
 from autumn_core.app.billing import invoice_view
 from autumn_core.app.context import Context, Options
@@ -518,18 +518,26 @@ class Autumn(LifecycleMixin):
         self._ctx.run(lambda tx: self._ctx.registry.sync(tx, now), write=True)
 
     # -- running use cases ------------------------------------------------------------------
-    def _in_tx(self, body: Callable[[Unit], T], write: bool) -> Callable[[StoreTransaction], T]:
+    def _in_tx(
+        self, body: Callable[[Unit], T], write: bool, armed: list[str] | None = None
+    ) -> Callable[[StoreTransaction], T]:
         def run(tx: StoreTransaction) -> T:
             unit = Unit(self._ctx, tx, write=write)
             out = body(unit)
             if write:
                 unit.flush()
+                if armed is not None:
+                    armed[:] = unit.armed_topups  # this run's (a re-run replaces a lost one's)
             return out
 
         return run
 
     def _write(self, body: Callable[[Unit], T]) -> T:
-        return self._ctx.run(self._in_tx(body, True), write=True)
+        armed: list[str] = []
+        out = self._ctx.run(self._in_tx(body, True, armed), write=True)
+        if armed:
+            topups.run_armed(self._ctx, armed)  # TU2: after the commit, outside it
+        return out
 
     def _read(self, body: Callable[[Unit], T]) -> T:
         """A read transaction; one that must auto-create a customer is re-run as a write.
@@ -686,6 +694,7 @@ class Autumn(LifecycleMixin):
 
             if self._write(body):
                 done += 1
+        topups.run_armed(self._ctx, topups.pending(self._ctx))  # TU2: what a crash left
         notice = self.webhooks.trial_notice
         for pk in trial_notices.candidates(self._ctx, now, notice):
             self._write(trial_notices.notifier(pk, notice))

@@ -203,7 +203,16 @@ class RecurringPrice:
 
 #: Why the engine moves money; lets a gateway tell a renewal (that a provider subscription may
 #: bill by itself) from a first charge or a switch without guessing from amounts.
-CHARGE_REASONS = ("attach", "renewal", "switch", "seats", "quantity", "cancel", "conversion")
+CHARGE_REASONS = (
+    "attach",
+    "renewal",
+    "switch",
+    "seats",
+    "quantity",
+    "cancel",
+    "conversion",
+    "auto_topup",
+)
 
 
 @attrs.frozen

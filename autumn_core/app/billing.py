@@ -580,6 +580,8 @@ def _sent(
             for ln in request.lines
         ]
     status = "paid" if outcome.status == "paid" else "open"
+    if status == "open" and request.reason == "auto_topup":
+        status = "void"  # TU5: a declined top-up is owed by nobody and grants nothing
     if outcome.subscriptions:
         state = record_subscriptions(unit.ctx, state, outcome.subscriptions)
     inv = new_invoice(

@@ -15,6 +15,7 @@ import attrs
 
 from autumn_core.app.context import Context
 from autumn_core.app.product_changes import change_events
+from autumn_core.app.topup_triggers import arm
 from autumn_core.errors import (
     CustomerNotFound,
     EntityNotFound,
@@ -83,6 +84,8 @@ class Unit:
         self.after_commit: list[Callable[[], None]] = []
         #: Outgoing events of this unit, written to the outbox with its changes (EO2).
         self.outbound: list[OutboundEvent] = []
+        #: Auto top-up triggers this unit wrote (TU1): run by the facade once it has committed.
+        self.armed_topups: list[str] = []
 
     # -- customers --------------------------------------------------------------------------
     def find(self, ref: Any) -> CustomerState | None:
@@ -262,6 +265,11 @@ class Unit:
                 self._products_changed(state, ())
             elif state.products is not before.products:
                 self._products_changed(state, before.products)
+            if state.billing_controls.auto_topups and (state is not before or pk in self._born):
+                born = pk in self._born
+                self.armed_topups += arm(
+                    self.ctx, self.tx, None if born else before, state, self.now
+                )
             if state is not before:
                 self.tx.save_customer(before, state)
                 self._loaded[pk] = state
