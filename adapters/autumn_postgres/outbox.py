@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
 
 from autumn_core.errors import StoreError
 from autumn_core.outbound import OutboxEntry
+from autumn_postgres.errors import translated
+from autumn_postgres.session import Session
 
 #: Schema version 2: the outbox. ``due_at`` is the next attempt's time, indexed for pending
 #: entries only: delivered and dead entries are never scanned by a deliverer.
@@ -28,17 +29,10 @@ V2: tuple[str, ...] = (
 )
 
 
-class OutboxTable:
-    """The outbox methods of ``PostgresTransaction`` (which wraps each in ``_translated``)."""
+class OutboxTable(Session):
+    """The outbox methods of ``PostgresTransaction``."""
 
-    if TYPE_CHECKING:
-        _write: bool
-
-        def _fire(self, sql: str, params: Sequence[Any] = ()) -> None: ...
-        def _one(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
-        def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
-        def _need_write(self) -> None: ...
-
+    @translated
     def append_outbox(self, entries: Sequence[OutboxEntry]) -> None:
         self._need_write()
         for entry in entries:
@@ -47,6 +41,7 @@ class OutboxTable:
                 (entry.id, entry.status, entry.due_at, entry.to_json()),
             )
 
+    @translated
     def due_outbox(self, now: datetime, limit: int) -> list[OutboxEntry]:
         lock = " FOR UPDATE SKIP LOCKED" if self._write else ""
         rows = self._all(
@@ -56,6 +51,7 @@ class OutboxTable:
         )
         return [OutboxEntry.from_json(r[0]) for r in rows]
 
+    @translated
     def save_outbox(self, entry: OutboxEntry) -> None:
         self._need_write()
         row = self._one(
@@ -66,6 +62,7 @@ class OutboxTable:
         if row is None:
             raise StoreError(f"outbox entry {entry.id!r} does not exist")
 
+    @translated
     def list_outbox(
         self, *, status: str | None, limit: int, starting_after: str | None
     ) -> list[OutboxEntry]:

@@ -16,6 +16,7 @@ import attrs
 from autumn_core.app.context import Context
 from autumn_core.app.product_changes import change_events
 from autumn_core.app.topup_triggers import arm
+from autumn_core.changes import CustomerChange
 from autumn_core.errors import (
     CustomerNotFound,
     EntityNotFound,
@@ -35,6 +36,8 @@ from autumn_core.ports import StoreTransaction
 from autumn_core.results import ByEmail, CustomerData
 from autumn_core.values import check_email, check_id
 
+#: How long an idempotency key is remembered (docs/rules.md I1): decided here, once; stores
+#: are told which records have expired (``put_idempotency(expired=...)``).
 IDEMPOTENCY_TTL = timedelta(hours=24)
 _H = TypeVar("_H")
 
@@ -78,6 +81,8 @@ class Unit:
         self._inserted: set[str] = set()
         #: Customers inserted since the last flush: their first products are news (EO6).
         self._born: set[str] = set()
+        #: pk -> the version this unit's last save gave the customer (its next change's base).
+        self._saved: dict[str, int] = {}
         self._pks: dict[str, str] = {}
         self.events: list[EventRecord] = []
         self.invoices: list[InvoiceRecord] = []
@@ -197,6 +202,7 @@ class Unit:
         self._current.pop(pk, None)
         self._inserted.discard(pk)
         self._born.discard(pk)
+        self._saved.pop(pk, None)
 
     def entity_check(self, state: CustomerState, entity_id: str | None) -> None:
         if entity_id is None:
@@ -224,7 +230,8 @@ class Unit:
         if key is None:
             return
         self.tx.put_idempotency(
-            IdempotencyRecord(operation, pk, key, fingerprint, dict(result), self.now)
+            IdempotencyRecord(operation, pk, key, fingerprint, dict(result), self.now),
+            expired=self.now - IDEMPOTENCY_TTL,
         )
 
     # -- events out -------------------------------------------------------------------------
@@ -271,8 +278,10 @@ class Unit:
                     self.ctx, self.tx, None if born else before, state, self.now
                 )
             if state is not before:
-                self.tx.save_customer(before, state)
+                change = CustomerChange.since(before, state, self._saved.get(pk, before.version))
+                self.tx.save_customer(change)
                 self._loaded[pk] = state
+                self._saved[pk] = change.base_version + 1
         self._born.clear()
         if self.events:
             self.tx.append_events(self.events)
