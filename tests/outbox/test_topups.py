@@ -3,6 +3,7 @@ through the gateway, granted with the charge, limited per period, reported as ev
 
 from __future__ import annotations
 
+import threading
 from decimal import Decimal
 from typing import Any
 
@@ -173,3 +174,21 @@ def test_the_clock_dates_the_events(engine: Autumn, clock: ManualClock) -> None:
     engine.track("ann", "credits", value=4600)
     [entry] = [e for e in engine.webhooks.list() if "auto_topup" in e.event.type]
     assert entry.event.occurred_at == clock.now() and clock.now() > T0
+
+
+def test_concurrent_usage_crossing_the_threshold_buys_once(
+    engine: Autumn, gateway: MemoryGateway
+) -> None:
+    # given 5,000 credits and eight requests of 600 at once (the last one to land crosses 500)
+    def use() -> None:
+        engine.track("ann", "credits", value=600)
+
+    threads = [threading.Thread(target=use) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # then exactly one top-up was charged and granted
+    assert topup_invoices(engine) == [(D("10.00"), "paid")]
+    assert [i.total for i in gateway.invoices.values() if i.total == 10] == [D(10)]
+    assert remaining(engine) == D(1200)
