@@ -19,6 +19,7 @@ from typing import Any
 import attrs
 
 from autumn_core.app import billing
+from autumn_core.app.billing.saga import STALE_AFTER
 from autumn_core.app.context import Context, new_id
 from autumn_core.app.topup_triggers import KIND, enabled, remaining
 from autumn_core.app.unit import Unit
@@ -50,7 +51,7 @@ def run(ctx: Context, key: str) -> str | None:
 
 def _take(ctx: Context, key: str) -> str | None:
     """TU2: lease the trigger to this runner, so two runners (a track's and ``process_due``'s)
-    never both plan a charge for it; a dead runner's lease ends after ``billing.STALE_AFTER``
+    never both plan a charge for it; a dead runner's lease ends after ``STALE_AFTER``
     and the next runner resumes its charge with the same key."""
     runner = new_id("run")
     now = ctx.clock.now()
@@ -65,7 +66,7 @@ def _take(ctx: Context, key: str) -> str | None:
         leased = {
             **trigger.payload,
             "runner": runner,
-            "leased_until": (now + billing.STALE_AFTER).isoformat(),
+            "leased_until": (now + STALE_AFTER).isoformat(),
         }
         tx.put_pending(attrs.evolve(trigger, payload=leased))
         return runner
