@@ -247,6 +247,10 @@ class Autumn(LifecycleMixin):
     def process_due(self, *, limit: int | None = None) -> int:
         """Apply everything due by now for every customer; return how many customers changed.
 
+        Then it runs the auto top-ups a crashed process left armed (TU2), emits the
+        ``customer.trial_ending`` notices due (EO6), and delivers the outbox when there are
+        subscribers (EO3); none of these count in the result.
+
         Example:
             ```python
             changed = billing.process_due()          # e.g. from a cron job or a scheduler
