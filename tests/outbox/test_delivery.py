@@ -135,3 +135,20 @@ def test_bad_subscriptions_are_refused(billing: Autumn) -> None:
     with pytest.raises(InvalidRequest, match="no subscriber named"):
         billing.webhooks.unsubscribe("nobody")
     assert billing.webhooks.subscriptions == []
+
+
+def test_the_async_facade_delivers_too(billing: Autumn) -> None:
+    import asyncio
+
+    from autumn_core import AsyncAutumn
+
+    sub = Flaky()
+
+    async def run() -> DeliveryReport:
+        async_billing = AsyncAutumn(billing, inline=True)
+        async_billing.webhooks.subscribe(sub, name="app")
+        await async_billing.customers.create("ann")
+        return await async_billing.webhooks.deliver()
+
+    assert asyncio.run(run()) == DeliveryReport(delivered=1)
+    assert [e.customer_id for e in sub.received] == ["ann"]
