@@ -142,6 +142,22 @@ class Webhooks:
 
         return self._ctx.run(body, write=False)
 
+    def purge(self, *, older_than: timedelta = timedelta(days=30), limit: int = 10_000) -> int:
+        """Delete delivered and dead entries settled more than ``older_than`` ago (at most
+        ``limit``); pending ones are never deleted. Returns how many went.
+
+        Example:
+            ```python
+            billing.webhooks.purge(older_than=timedelta(days=7))   # e.g. from a daily job
+            ```
+        """
+        if not isinstance(older_than, timedelta) or older_than < timedelta(0):
+            raise InvalidRequest(f"older_than must be a non-negative timedelta, got {older_than!r}")
+        _positive(limit)
+        before = self._ctx.clock.now() - older_than
+        purged: int = self._ctx.run(lambda tx: tx.purge_outbox(before, limit), write=True)
+        return purged
+
 
 def _positive(limit: Any) -> None:
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:

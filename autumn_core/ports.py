@@ -175,6 +175,10 @@ class StoreTransaction(Protocol):
     ) -> list[OutboxEntry]:
         """Oldest event first; ``starting_after`` is an event id."""
 
+    def purge_outbox(self, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` delivered or dead entries settled (``due_at``) before
+        ``before``; return how many. Pending entries are never deleted."""
+
 
 class Store(Protocol):
     capabilities: StoreCapabilities

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from autumn_core.errors import StoreError, UniqueViolation
 from autumn_core.outbound import OutboxEntry
+
+#: A staged deletion (``purge_outbox``).
+_GONE: Any = object()
 
 
 class OutboxStorage:
@@ -31,6 +34,8 @@ class OutboxOverlay:
 
     def _outbox_get(self, event_id: str) -> OutboxEntry | None:
         staged = self._outbox.get(event_id)
+        if staged is _GONE:
+            return None
         return staged if staged is not None else self._outbox_committed.entries.get(event_id)
 
     def append_outbox(self, entries: Sequence[OutboxEntry]) -> None:
@@ -72,5 +77,23 @@ class OutboxOverlay:
                     break
         return out
 
+    def purge_outbox(self, before: datetime, limit: int) -> int:
+        self._need_write()
+        gone: list[str] = []
+        for event_id in sorted(set(self._outbox_committed.entries) | set(self._outbox)):
+            entry = self._outbox_get(event_id)
+            if entry is not None and entry.status != "pending" and entry.due_at < before:
+                gone.append(event_id)
+                if len(gone) >= limit:
+                    break
+        for event_id in gone:
+            self._outbox[event_id] = _GONE
+        return len(gone)
+
     def _publish_outbox(self) -> None:
-        self._outbox_committed.entries.update(self._outbox)
+        entries = self._outbox_committed.entries
+        for event_id, entry in self._outbox.items():
+            if entry is _GONE:
+                entries.pop(event_id, None)
+            else:
+                entries[event_id] = entry

@@ -72,3 +72,14 @@ class OutboxTable(Session):
             (status, status, starting_after or "", limit),
         )
         return [OutboxEntry.from_json(r[0]) for r in rows]
+
+    @translated
+    def purge_outbox(self, before: datetime, limit: int) -> int:
+        self._need_write()
+        row = self._one(
+            "WITH gone AS (DELETE FROM autumn_outbox WHERE id IN (SELECT id FROM autumn_outbox"
+            " WHERE status <> 'pending' AND due_at < %s ORDER BY id LIMIT %s) RETURNING 1)"
+            " SELECT count(*) FROM gone",
+            (before, limit),
+        )
+        return int(row[0])

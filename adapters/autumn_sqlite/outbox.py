@@ -71,3 +71,12 @@ class OutboxTable:
             (status, status, starting_after or "", limit),
         )
         return [OutboxEntry.from_json(r[0]) for r in rows]
+
+    def purge_outbox(self, before: datetime, limit: int) -> int:
+        self._need_write()
+        cur = self._exec(
+            "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE status <> 'pending'"
+            " AND due_us < ? ORDER BY id LIMIT ?)",
+            (codec.to_micros(before), limit),
+        )
+        return int(cur.rowcount)

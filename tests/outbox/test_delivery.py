@@ -152,3 +152,17 @@ def test_the_async_facade_delivers_too(billing: Autumn) -> None:
 
     assert asyncio.run(run()) == DeliveryReport(delivered=1)
     assert [e.customer_id for e in sub.received] == ["ann"]
+
+
+def test_purge_keeps_what_is_pending_and_recent(billing: Autumn, clock: ManualClock) -> None:
+    billing.customers.create("ann")
+    billing.webhooks.subscribe(Flaky(), name="app")
+    billing.webhooks.deliver()
+    billing.customers.create("bob")  # pending: nobody delivered it yet
+    clock.advance(days=31)
+    assert billing.webhooks.purge() == 1
+    assert [(e.event.customer_id, e.status) for e in billing.webhooks.list()] == [
+        ("bob", "pending")
+    ]
+    with pytest.raises(InvalidRequest, match="older_than"):
+        billing.webhooks.purge(older_than=timedelta(days=-1))

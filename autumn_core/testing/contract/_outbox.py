@@ -70,3 +70,27 @@ class OutboxContract(StoreTestBase):
             page = tx.list_outbox(status=None, limit=2, starting_after="wev_0001")
         assert [(e.id, e.delivered_to) for e in delivered] == [("wev_0001", ("app",))]
         assert [e.id for e in page] == ["wev_0002", "wev_0003"]
+
+    def test_purge_deletes_only_settled_entries_settled_before(self, store: Store) -> None:
+        """Given a delivered, a dead and a pending entry settled at different times, when the
+        outbox is purged, then only the settled ones before the cut-off go, up to the limit."""
+        a, b, c, d = (outbox_entry(n) for n in (1, 2, 3, 4))
+        with store.transaction() as tx:
+            tx.append_outbox([a, b, c, d])
+        with store.transaction() as tx:
+            tx.save_outbox(attrs.evolve(a, status="delivered", next_attempt_at=T0))
+            tx.save_outbox(attrs.evolve(b, status="dead", next_attempt_at=T0))
+            later = T0 + timedelta(days=2)
+            tx.save_outbox(attrs.evolve(c, status="delivered", next_attempt_at=later))
+        cut = T0 + timedelta(days=1)
+        with store.transaction() as tx:
+            assert tx.purge_outbox(cut, 1) == 1
+        with store.transaction() as tx:
+            assert tx.purge_outbox(cut, 10) == 1
+            assert tx.purge_outbox(cut, 10) == 0
+        with store.transaction(write=False) as tx:
+            left = tx.list_outbox(status=None, limit=10, starting_after=None)
+        assert [(e.id, e.status) for e in left] == [
+            ("wev_0003", "delivered"),
+            ("wev_0004", "pending"),
+        ]
