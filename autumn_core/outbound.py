@@ -130,7 +130,7 @@ class OutboundEvent:
         return {
             "type": self.type,
             "id": self.id,
-            "occurred_at": _millis(self.occurred_at),
+            "occurred_at": millis(self.occurred_at),
             "data": data,
         }
 
@@ -217,7 +217,8 @@ class OutboxEntry:
         )
 
 
-def _millis(at: datetime) -> int:
+def millis(at: datetime) -> int:
+    """Milliseconds since the Unix epoch (Autumn's times on the wire), exactly."""
     if at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
     delta = at - datetime(1970, 1, 1, tzinfo=UTC)
@@ -256,6 +257,7 @@ __all__ = [
     "OutboundEvent",
     "OutboxEntry",
     "OutboxStatus",
+    "millis",
     "parse_json",
     "render_json",
 ]

@@ -3,11 +3,9 @@ records the payment's outcome, so they exist exactly when that outcome is commit
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from autumn_core.app.unit import Unit
 from autumn_core.model import InvoiceRecord
-from autumn_core.outbound import INVOICE_PAID, INVOICE_PAYMENT_FAILED
+from autumn_core.outbound import INVOICE_PAID, INVOICE_PAYMENT_FAILED, millis
 
 
 def emit_invoice(
@@ -27,13 +25,8 @@ def emit_invoice(
                 "currency": invoice.currency,
                 "gateway_invoice_id": invoice.gateway_invoice_id,
                 "product_ids": products,
-                "created_at": _ms(invoice.created_at),
+                "created_at": millis(invoice.created_at),
             },
         },
         customer_id=customer_id,
     )
-
-
-def _ms(at: datetime) -> int:
-    delta = at - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000

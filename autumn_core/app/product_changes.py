@@ -11,13 +11,14 @@ changed product, each with the ``scenario`` that changed it.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import attrs
 
 from autumn_core.app.context import Context
 from autumn_core.model import ProductState
+from autumn_core.outbound import millis
 from autumn_core.rules.classify import is_upgrade
 
 #: (scenario, the product after the change, its status before, or None when it is new)
@@ -134,7 +135,4 @@ def change_events(
 
 
 def _ms(at: datetime | None) -> int | None:
-    if at is None:
-        return None
-    delta = at - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+    return None if at is None else millis(at)

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from autumn_core.app.context import Context
 from autumn_core.app.unit import Unit
 from autumn_core.model import CustomerState, ProductState
-from autumn_core.outbound import CUSTOMER_TRIAL_ENDING
+from autumn_core.outbound import CUSTOMER_TRIAL_ENDING, millis
 from autumn_core.ports import StoreTransaction
 
 MARKER = "trial_ending:"
@@ -63,7 +63,7 @@ def notify(unit: Unit, pk: str, notice: timedelta) -> int:
             CUSTOMER_TRIAL_ENDING,
             {
                 "product_id": p.product_id,
-                "trial_ends_at": int(ends.timestamp() * 1000),
+                "trial_ends_at": millis(ends),
                 "days_left": (ends - unit.now).days,
             },
             customer_id=state.id,
