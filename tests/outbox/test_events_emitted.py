@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import attrs
 import pytest
@@ -167,3 +168,38 @@ def test_the_trial_notice_window_is_configurable(billing: Autumn, clock: ManualC
     clock.advance(days=8)
     billing.process_due()
     assert [e.type for e in outbox(billing)].count("customer.trial_ending") == 1
+
+
+def test_provider_events_report_the_checkout_and_the_late_payment(
+    make: Any, clock: ManualClock
+) -> None:
+    # given a customer without a card: a paid attach goes through a checkout
+    gateway = MemoryGateway(card_on_file=False)
+    billing = make(gateway=gateway)
+    billing.customers.create("ann")
+    url = billing.attach("ann", "pro").checkout_url
+    assert url is not None and outbox(billing)[1:] == []  # nothing happened yet
+    # when the customer pays the checkout
+    for event in gateway.complete_checkout(url):
+        billing.handle_event(event)
+    # then the paid checkout and the upgrade are reported
+    assert summary(outbox(billing)[1:]) == [
+        ("invoice.paid", "ann", "checkout", "20.00"),
+        (UPDATED, "ann", "expired", "free"),
+        (UPDATED, "ann", "upgrade", "pro"),
+    ]
+    # and when the renewal is declined, then paid late at the provider
+    seen = len(outbox(billing))
+    gateway.decline_next()
+    clock.advance(days=31)
+    billing.process_due()
+    [failed] = [i for i in billing.invoices.list("ann") if i.status == "open"]
+    assert failed.gateway_invoice_id is not None
+    for event in gateway.pay_invoice(failed.gateway_invoice_id):
+        billing.handle_event(event)
+    assert summary(outbox(billing)[seen:]) == [
+        ("invoice.payment_failed", "ann", "renewal", "20.00"),
+        (UPDATED, "ann", "past_due", "pro"),
+        ("invoice.paid", "ann", "provider", "20.00"),
+        (UPDATED, "ann", "active", "pro"),
+    ]
