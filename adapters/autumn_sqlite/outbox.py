@@ -13,9 +13,9 @@ from autumn_core.errors import StoreError
 from autumn_core.outbound import OutboxEntry
 from autumn_sqlite import codec
 
-#: Schema version 3: the outbox. ``due_us`` is the next attempt's time, indexed for pending
+#: Schema version 4: the outbox. ``due_us`` is the next attempt's time, indexed for pending
 #: entries only: delivered and dead entries are never scanned by a deliverer.
-V3: tuple[str, ...] = (
+V4: tuple[str, ...] = (
     """
     CREATE TABLE outbox (
         id TEXT PRIMARY KEY,
