@@ -50,6 +50,7 @@ from autumn_core.errors import (
     WebhookSignatureError,
 )
 from autumn_core.facade import Autumn, open
+from autumn_core.outbound import OutboundEvent, OutboxEntry
 from autumn_core.ports import Gateway, Store, StoreTransaction
 from autumn_core.results import (
     UNSET,
@@ -73,6 +74,12 @@ from autumn_core.results import (
     TrackResult,
 )
 from autumn_core.serialization import from_dict, to_dict
+from autumn_core.subscribers import (
+    DeliveryPolicy,
+    DeliveryReport,
+    Subscription,
+    WebhookEndpoint,
+)
 
 try:
     #: The installed distribution's version (``autumn --version`` prints the same).
@@ -101,6 +108,8 @@ __all__ = [
     "CustomerData",
     "CustomerNotFound",
     "CustomerProduct",
+    "DeliveryPolicy",
+    "DeliveryReport",
     "Entity",
     "EntityAlreadyExists",
     "EntityNotFound",
@@ -123,6 +132,8 @@ __all__ = [
     "LockNotFound",
     "ManualClock",
     "NotFound",
+    "OutboundEvent",
+    "OutboxEntry",
     "OverageAllowed",
     "PaymentError",
     "PaymentFailed",
@@ -137,12 +148,14 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreTransaction",
+    "Subscription",
     "SystemClock",
     "Tier",
     "TrackRequest",
     "TrackResult",
     "UsageAlert",
     "UsageLimit",
+    "WebhookEndpoint",
     "WebhookSignatureError",
     "from_dict",
     "open",

@@ -18,6 +18,7 @@ from autumn_core.errors import InvalidRequest
 
 if TYPE_CHECKING:
     from autumn_core.facade import Autumn
+    from autumn_core.outbound import OutboxEntry
     from autumn_core.results import (
         AttachPreview,
         AttachResult,
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
         TrackRequest,
         TrackResult,
     )
+    from autumn_core.subscribers import DeliveryReport, Subscription
 
 T = TypeVar("T")
 
@@ -122,6 +124,29 @@ class AsyncInvoices(_AsyncPart):
         return out
 
 
+class AsyncWebhooks(_AsyncPart):
+    """``billing.webhooks`` with awaitable delivery and listing (subscribing is instant)."""
+
+    def subscribe(self, handler: Any, **kwargs: Any) -> Subscription:
+        out: Subscription = self._part.subscribe(handler, **kwargs)
+        return out
+
+    def add_endpoint(self, url: str, **kwargs: Any) -> Subscription:
+        out: Subscription = self._part.add_endpoint(url, **kwargs)
+        return out
+
+    def unsubscribe(self, name: str) -> None:
+        self._part.unsubscribe(name)
+
+    async def deliver(self, **kwargs: Any) -> DeliveryReport:
+        out: DeliveryReport = await self._call("deliver", **kwargs)
+        return out
+
+    async def list(self, **kwargs: Any) -> list[OutboxEntry]:
+        out: list[OutboxEntry] = await self._call("list", **kwargs)
+        return out
+
+
 class AsyncAutumn:
     """The ``Autumn`` facade with awaitable methods (same names, arguments and results).
 
@@ -152,6 +177,7 @@ class AsyncAutumn:
         self.entities = AsyncEntities(self, billing.entities)
         self.events = AsyncEvents(self, billing.events)
         self.invoices = AsyncInvoices(self, billing.invoices)
+        self.webhooks = AsyncWebhooks(self, billing.webhooks)
 
     async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run any synchronous callable on the worker pool (context variables carried over)."""

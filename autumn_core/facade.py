@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from autumn_core.app import customers as customers_uc
 from autumn_core.app import lazy as lazy_uc
 from autumn_core.app import locks as locks_uc
+from autumn_core.app import topups, trial_notices
 from autumn_core.app import usage as usage_uc
 from autumn_core.app.context import Context, Options
 from autumn_core.app.unit import NeedsWrite, Unit
@@ -20,6 +21,7 @@ from autumn_core.clock import Clock, SystemClock
 from autumn_core.errors import InvalidRequest
 from autumn_core.facade_lifecycle import LifecycleMixin
 from autumn_core.facade_parts import Balances, Customers, Entities, Events, Invoices
+from autumn_core.facade_webhooks import Webhooks
 from autumn_core.ports import Gateway, Store, StoreTransaction
 from autumn_core.results import (
     CheckResult,
@@ -88,22 +90,31 @@ class Autumn(LifecycleMixin):
         self.entities = Entities(self)
         self.events = Events(self)
         self.invoices = Invoices(self)
+        self.webhooks = Webhooks(self._ctx)
         now = self._ctx.clock.now()
         self._ctx.run(lambda tx: self._ctx.registry.sync(tx, now), write=True)
 
     # -- running use cases ------------------------------------------------------------------
-    def _in_tx(self, body: Callable[[Unit], T], write: bool) -> Callable[[StoreTransaction], T]:
+    def _in_tx(
+        self, body: Callable[[Unit], T], write: bool, armed: list[str] | None = None
+    ) -> Callable[[StoreTransaction], T]:
         def run(tx: StoreTransaction) -> T:
             unit = Unit(self._ctx, tx, write=write)
             out = body(unit)
             if write:
                 unit.flush()
+                if armed is not None:
+                    armed[:] = unit.armed_topups  # this run's (a re-run replaces a lost one's)
             return out
 
         return run
 
     def _write(self, body: Callable[[Unit], T]) -> T:
-        return self._ctx.run(self._in_tx(body, True), write=True)
+        armed: list[str] = []
+        out = self._ctx.run(self._in_tx(body, True, armed), write=True)
+        if armed:
+            topups.run_armed(self._ctx, armed)  # TU2: after the commit, outside it
+        return out
 
     def _read(self, body: Callable[[Unit], T]) -> T:
         """A read transaction; one that must auto-create a customer is re-run as a write.
@@ -248,6 +259,10 @@ class Autumn(LifecycleMixin):
     def process_due(self, *, limit: int | None = None) -> int:
         """Apply everything due by now for every customer; return how many customers changed.
 
+        Then it runs the auto top-ups a crashed process left armed (TU2), emits the
+        ``customer.trial_ending`` notices due (EO6), and delivers the outbox when there are
+        subscribers (EO3); none of these count in the result.
+
         Example:
             ```python
             changed = billing.process_due()          # e.g. from a cron job or a scheduler
@@ -271,6 +286,12 @@ class Autumn(LifecycleMixin):
 
             if self._write(body):
                 done += 1
+        topups.run_armed(self._ctx, topups.pending(self._ctx))  # TU2: what a crash left
+        notice = self.webhooks.trial_notice
+        for pk in trial_notices.candidates(self._ctx, now, notice):
+            self._write(trial_notices.notifier(pk, notice))
+        if self.webhooks.subscriptions:
+            self.webhooks.deliver()
         return done
 
     def close(self) -> None:

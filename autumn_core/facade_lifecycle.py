@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from autumn_core.app import attach as attach_uc
-from autumn_core.app import billing
+from autumn_core.app import billing, topups
 from autumn_core.app import cancel as cancel_uc
 from autumn_core.app import events as events_uc
 from autumn_core.app.usage import check_customer_ref
@@ -321,6 +321,9 @@ class LifecycleMixin:
             except AutumnError:
                 return None
             return lambda unit: attach_uc.attach(unit, args)
+        if payload.get("op") == "auto_topup":
+            key = str(payload["trigger_key"])
+            return lambda unit: topups.top_up(unit, key, None)
         if payload.get("op") == "cancel":
             product_id = str(payload["product_id"])
             entity_id = payload.get("entity_id")

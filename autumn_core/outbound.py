@@ -20,7 +20,7 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import attrs
 
@@ -130,7 +130,7 @@ class OutboundEvent:
         return {
             "type": self.type,
             "id": self.id,
-            "occurred_at": _millis(self.occurred_at),
+            "occurred_at": millis(self.occurred_at),
             "data": data,
         }
 
@@ -139,7 +139,86 @@ class OutboundEvent:
         return render_json(self.payload()).encode()
 
 
-def _millis(at: datetime) -> int:
+#: Where an outbox entry stands: waiting for (another) delivery attempt, delivered to every
+#: subscriber, or given up on after the last attempt (kept, and listed, for the application).
+OutboxStatus = Literal["pending", "delivered", "dead"]
+
+
+@attrs.frozen
+class OutboxEntry:
+    """An event in the store's outbox, with its delivery state (EO2-EO4)."""
+
+    event: OutboundEvent
+    status: OutboxStatus = "pending"
+    #: Delivery rounds tried so far (a round calls every subscriber that has not had it yet).
+    attempts: int = 0
+    #: When the next round may run: the event's time at first, then the backoff, or the end of
+    #: the lease of a deliverer that is working on it.
+    next_attempt_at: datetime | None = None
+    #: Names of the subscribers that have received the event.
+    delivered_to: tuple[str, ...] = ()
+    #: Subscribers that received it for the last time without success (status "dead").
+    failed_for: tuple[str, ...] = ()
+    last_error: str | None = None
+
+    @property
+    def id(self) -> str:
+        return self.event.id
+
+    @property
+    def due_at(self) -> datetime:
+        return self.next_attempt_at or self.event.occurred_at
+
+    def to_json(self) -> str:
+        """The stored document (stores keep it as text, with ``id``, ``status`` and the due
+        time as columns beside it)."""
+        e = self.event
+        return render_json(
+            {
+                "event": {
+                    "id": e.id,
+                    "type": e.type,
+                    "customer_id": e.customer_id,
+                    "entity_id": e.entity_id,
+                    "occurred_at": e.occurred_at.isoformat(),
+                    "data": e.data,
+                },
+                "status": self.status,
+                "attempts": self.attempts,
+                "next_attempt_at": None
+                if self.next_attempt_at is None
+                else self.next_attempt_at.isoformat(),
+                "delivered_to": list(self.delivered_to),
+                "failed_for": list(self.failed_for),
+                "last_error": self.last_error,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> OutboxEntry:
+        doc = parse_json(text)
+        e = doc["event"]
+        nxt = doc["next_attempt_at"]
+        return cls(
+            event=OutboundEvent(
+                id=e["id"],
+                type=e["type"],
+                customer_id=e["customer_id"],
+                entity_id=e["entity_id"],
+                occurred_at=datetime.fromisoformat(e["occurred_at"]),
+                data=e["data"],
+            ),
+            status=doc["status"],
+            attempts=doc["attempts"],
+            next_attempt_at=None if nxt is None else datetime.fromisoformat(nxt),
+            delivered_to=tuple(doc["delivered_to"]),
+            failed_for=tuple(doc["failed_for"]),
+            last_error=doc["last_error"],
+        )
+
+
+def millis(at: datetime) -> int:
+    """Milliseconds since the Unix epoch (Autumn's times on the wire), exactly."""
     if at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
     delta = at - datetime(1970, 1, 1, tzinfo=UTC)
@@ -176,6 +255,9 @@ __all__ = [
     "INVOICE_PAID",
     "INVOICE_PAYMENT_FAILED",
     "OutboundEvent",
+    "OutboxEntry",
+    "OutboxStatus",
+    "millis",
     "parse_json",
     "render_json",
 ]

@@ -27,6 +27,7 @@ from autumn_core.model import (
     PendingRecord,
     ProductVersionRecord,
 )
+from autumn_core.outbound import OutboxEntry
 from autumn_core.results import GatewayEvent
 
 
@@ -157,6 +158,27 @@ class StoreTransaction(Protocol):
 
     def list_pending(self, kind: str) -> list[PendingRecord]: ...
 
+    # -- the outbox (docs/rules.md EO2-EO4) -----------------------------------------------------
+    def append_outbox(self, entries: Sequence[OutboxEntry]) -> None:
+        """Insert new entries; they exist exactly when this transaction commits."""
+
+    def due_outbox(self, now: datetime, limit: int) -> list[OutboxEntry]:
+        """Pending entries due by ``now`` (``OutboxEntry.due_at``), oldest event first. In a
+        write transaction they are locked against other deliverers until it ends (a concurrent
+        deliverer skips them rather than waits)."""
+
+    def save_outbox(self, entry: OutboxEntry) -> None:
+        """Replace the delivery state of an existing entry (by event id)."""
+
+    def list_outbox(
+        self, *, status: str | None, limit: int, starting_after: str | None
+    ) -> list[OutboxEntry]:
+        """Oldest event first; ``starting_after`` is an event id."""
+
+    def purge_outbox(self, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` delivered or dead entries settled (``due_at``) before
+        ``before``; return how many. Pending entries are never deleted."""
+
 
 class Store(Protocol):
     capabilities: StoreCapabilities
@@ -193,7 +215,16 @@ class RecurringPrice:
 
 #: Why the engine moves money; lets a gateway tell a renewal (that a provider subscription may
 #: bill by itself) from a first charge or a switch without guessing from amounts.
-CHARGE_REASONS = ("attach", "renewal", "switch", "seats", "quantity", "cancel", "conversion")
+CHARGE_REASONS = (
+    "attach",
+    "renewal",
+    "switch",
+    "seats",
+    "quantity",
+    "cancel",
+    "conversion",
+    "auto_topup",
+)
 
 
 @attrs.frozen

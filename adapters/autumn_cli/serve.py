@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from autumn_cli import delivery
 from autumn_cli.engine import database_url, engine, redacted
 from autumn_core import Autumn, InvalidRequest
 
@@ -54,11 +55,18 @@ def serve(args: argparse.Namespace, engine: Callable[[argparse.Namespace], Autum
         raise InvalidRequest(f"--port must be in 1..65535, got {args.port}")
     with engine(args) as billing:
         app = build_app(billing)
+        deliverer = delivery.from_env(billing)
         print(
             f"autumn dashboard on http://{args.host}:{args.port}/ ({redacted(database_url(args))})",
             flush=True,
         )
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        if deliverer is not None:
+            deliverer.start()
+        try:
+            uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        finally:
+            if deliverer is not None:
+                deliverer.stop()
 
 
 def register(commands: Any) -> None:

@@ -27,6 +27,7 @@ from autumn_core.model import (
     replace,
 )
 from autumn_core.ports import StoreCapabilities
+from autumn_memory.outbox import OutboxOverlay, OutboxStorage
 
 _DELETED: Any = object()
 
@@ -51,6 +52,7 @@ class _Data:
         self.invoice_order: dict[str, list[str]] = {}
         self.pending: dict[str, PendingRecord] = {}
         self.versions: dict[tuple[str, int], ProductVersionRecord] = {}
+        self.outbox = OutboxStorage()
 
 
 _EMPTY_OVERLAYS: dict[str, Any] = {
@@ -70,14 +72,16 @@ _EMPTY_OVERLAYS: dict[str, Any] = {
         "_pending": dict,
         "_versions": dict,
         "_deleted_customers": frozenset,
+        "_outbox": dict,
     }.items()
 }
 
 
-class MemoryTransaction:
+class MemoryTransaction(OutboxOverlay):
     def __init__(self, data: _Data, write: bool) -> None:
         self._d = data
         self._write = write
+        self._outbox_committed = data.outbox
         if not write:
             # A read transaction never stages anything: share empty overlays, allocate nothing.
             self.__dict__.update(_EMPTY_OVERLAYS)
@@ -97,6 +101,7 @@ class MemoryTransaction:
         self._pending: dict[str, Any] = {}
         self._versions: dict[tuple[str, int], ProductVersionRecord] = {}
         self._deleted_customers: set[str] = set()
+        self._outbox: dict[str, Any] = {}
 
     def _need_write(self) -> None:
         if not self._write:
@@ -431,6 +436,7 @@ class MemoryTransaction:
             else:
                 d.pending[k] = v
         d.versions.update(self._versions)
+        self._publish_outbox()
 
 
 class _Transaction:

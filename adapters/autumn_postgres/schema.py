@@ -45,6 +45,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from autumn_postgres.outbox import V2 as OUTBOX_V2
+
 #: Key of the advisory lock taken while migrating (the bytes ``autumn_s`` as a 63-bit integer).
 MIGRATION_LOCK_KEY: Final = int.from_bytes(b"autumn_s", "big") & 0x7FFF_FFFF_FFFF_FFFF
 
@@ -249,7 +251,7 @@ V1: tuple[str, ...] = (
 )
 
 #: ``MIGRATIONS[i]`` takes a database from version ``i`` to ``i + 1``.
-MIGRATIONS: list[tuple[str, ...]] = [V1]
+MIGRATIONS: list[tuple[str, ...]] = [V1, OUTBOX_V2]
 
 
 def current_version() -> int:
@@ -262,6 +264,7 @@ __all__ = [
     "MIGRATIONS",
     "MIGRATIONS_TABLE",
     "MIGRATION_LOCK_KEY",
+    "OUTBOX_V2",
     "V1",
     "current_version",
 ]

@@ -15,6 +15,7 @@ from autumn_core.errors import StoreError, UniqueViolation
 from autumn_core.model import CustomerState, replace, with_version
 from autumn_postgres import codec, sql
 from autumn_postgres.errors import translate, translated
+from autumn_postgres.outbox import OutboxTable
 from autumn_postgres.records import Records
 from autumn_postgres.session import NO_DOCS, Entry
 from autumn_postgres.wire import ServerError
@@ -24,7 +25,7 @@ from autumn_sqldoc.mapping import CHILDREN, email_lower, head_text, order_by
 CUSTOMER_ORDER: Final = order_by("created_at", alias="c", collate=' COLLATE "C"')
 
 
-class PostgresTransaction(Records):
+class PostgresTransaction(Records, OutboxTable):
     """One unit of work on one pooled connection; also its own context manager.
 
     Every statement goes through one ``Wire`` that owns the connection from ``BEGIN`` to

@@ -28,6 +28,8 @@ Design notes for version 1:
 
 from __future__ import annotations
 
+from autumn_sqlite.outbox import V4 as OUTBOX_V4
+
 #: The application_id written into every autumn database ("AUTM"), so a foreign SQLite file is
 #: recognised and refused instead of being migrated into.
 APPLICATION_ID = 0x4155544D
@@ -190,7 +192,7 @@ V3: tuple[str, ...] = (
 )
 
 #: ``MIGRATIONS[i]`` takes a database from version ``i`` to ``i + 1``.
-MIGRATIONS: list[tuple[str, ...]] = [V1, V2, V3]
+MIGRATIONS: list[tuple[str, ...]] = [V1, V2, V3, OUTBOX_V4]
 
 
 def current_version() -> int:
@@ -198,4 +200,4 @@ def current_version() -> int:
     return len(MIGRATIONS)
 
 
-__all__ = ["APPLICATION_ID", "MIGRATIONS", "V1", "V2", "V3", "current_version"]
+__all__ = ["APPLICATION_ID", "MIGRATIONS", "OUTBOX_V4", "V1", "V2", "V3", "current_version"]

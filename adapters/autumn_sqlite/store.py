@@ -245,7 +245,8 @@ class SqliteStore:
         try:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            # A first open may meet another opener's migration holding the write lock.
+            self._retry_busy(lambda: conn.execute(f"PRAGMA synchronous = {self.synchronous}"))
             if self._judged and not self._memory:
                 self._set_wal(conn)
         except StoreError:

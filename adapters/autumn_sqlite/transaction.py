@@ -25,6 +25,7 @@ from autumn_sqldoc.mapping import (
 )
 from autumn_sqlite import codec
 from autumn_sqlite.errors import translate
+from autumn_sqlite.outbox import OutboxTable
 from autumn_sqlite.packing import pack, unpack
 from autumn_sqlite.records import Records
 
@@ -96,7 +97,7 @@ class StoreSide(Protocol):
     def _rollback(self, conn: sqlite3.Connection, write: bool) -> None: ...
 
 
-class SqliteTransaction(Records):
+class SqliteTransaction(Records, OutboxTable):
     """One unit of work on one connection; also the context manager that begins and ends it."""
 
     def __init__(self, store: StoreSide, conn: sqlite3.Connection, write: bool) -> None:

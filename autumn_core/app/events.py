@@ -13,6 +13,7 @@ import attrs
 from autumn_core.app import attach as attach_uc
 from autumn_core.app import billing
 from autumn_core.app.cancel import cancel_instance
+from autumn_core.app.invoice_events import emit_invoice
 from autumn_core.app.provisioning import (
     activate_successor,
     drop_products,
@@ -106,9 +107,11 @@ def _paid(unit: Unit, p: PaymentSucceeded) -> None:
     inv = _invoice(unit, p)
     if inv is None:
         return
-    if inv.status != "paid":
-        unit.tx.save_invoice(attrs.evolve(inv, status="paid"))
     state = unit.find_pk(inv.customer_pk)
+    if inv.status != "paid":
+        inv = attrs.evolve(inv, status="paid")
+        unit.tx.save_invoice(inv)
+        emit_invoice(unit, state.id, inv, paid=True, reason="provider")  # EO6
     cp = state.product_instance(inv.cp_id) if inv.cp_id else None
     if cp is not None and cp.status == "past_due":
         unit.put(replace_product(state, attrs.evolve(cp, status="active")))
@@ -124,9 +127,10 @@ def _failed(unit: Unit, p: PaymentFailed) -> None:
     inv = _invoice(unit, p)
     if inv is None:
         return
+    state = unit.find_pk(inv.customer_pk)
     if inv.status == "paid":
         unit.tx.save_invoice(attrs.evolve(inv, status="open"))
-    state = unit.find_pk(inv.customer_pk)
+    emit_invoice(unit, state.id, attrs.evolve(inv, status="open"), paid=False, reason="provider")
     cp = state.product_instance(inv.cp_id) if inv.cp_id else None
     if cp is not None and cp.status == "active":
         unit.put(replace_product(state, attrs.evolve(cp, status="past_due")))

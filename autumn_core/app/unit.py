@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar, Protocol, TypeVar
@@ -14,6 +14,8 @@ from typing import Any, ClassVar, Protocol, TypeVar
 import attrs
 
 from autumn_core.app.context import Context
+from autumn_core.app.product_changes import change_events
+from autumn_core.app.topup_triggers import arm
 from autumn_core.changes import CustomerChange
 from autumn_core.errors import (
     CustomerNotFound,
@@ -22,8 +24,14 @@ from autumn_core.errors import (
     InvalidRequest,
     StoreError,
 )
-from autumn_core.model import CustomerState, EventRecord, IdempotencyRecord, InvoiceRecord
-from autumn_core.outbound import OutboundEvent
+from autumn_core.model import (
+    CustomerState,
+    EventRecord,
+    IdempotencyRecord,
+    InvoiceRecord,
+    ProductState,
+)
+from autumn_core.outbound import CUSTOMER_PRODUCTS_UPDATED, OutboundEvent, OutboxEntry
 from autumn_core.ports import StoreTransaction
 from autumn_core.results import ByEmail, CustomerData
 from autumn_core.values import check_email, check_id
@@ -71,6 +79,8 @@ class Unit:
         self._loaded: dict[str, CustomerState] = {}
         self._current: dict[str, CustomerState] = {}
         self._inserted: set[str] = set()
+        #: Customers inserted since the last flush: their first products are news (EO6).
+        self._born: set[str] = set()
         #: pk -> the version this unit's last save gave the customer (its next change's base).
         self._saved: dict[str, int] = {}
         self._pks: dict[str, str] = {}
@@ -79,6 +89,8 @@ class Unit:
         self.after_commit: list[Callable[[], None]] = []
         #: Outgoing events of this unit, written to the outbox with its changes (EO2).
         self.outbound: list[OutboundEvent] = []
+        #: Auto top-up triggers this unit wrote (TU1): run by the facade once it has committed.
+        self.armed_topups: list[str] = []
 
     # -- customers --------------------------------------------------------------------------
     def find(self, ref: Any) -> CustomerState | None:
@@ -179,6 +191,7 @@ class Unit:
             raise NeedsWrite
         self.tx.insert_customer(state)
         self._inserted.add(state.pk)
+        self._born.add(state.pk)
         self._loaded[state.pk] = attrs.evolve(state, version=1)
         self._current[state.pk] = state
         return state
@@ -188,6 +201,7 @@ class Unit:
         self._loaded.pop(pk, None)
         self._current.pop(pk, None)
         self._inserted.discard(pk)
+        self._born.discard(pk)
         self._saved.pop(pk, None)
 
     def entity_check(self, state: CustomerState, entity_id: str | None) -> None:
@@ -248,22 +262,43 @@ class Unit:
 
     # -- commit -----------------------------------------------------------------------------
     def flush(self) -> None:
-        """Save every changed customer, then the events and invoices of this unit."""
+        """Save every changed customer, then the events, invoices and outgoing events (EO2) of
+        this unit."""
         for pk, state in self._current.items():
             before = self._loaded.get(pk)
             if before is None:
                 continue
+            if pk in self._born:
+                self._products_changed(state, ())
+            elif state.products is not before.products:
+                self._products_changed(state, before.products)
+            if state.billing_controls.auto_topups and (state is not before or pk in self._born):
+                born = pk in self._born
+                self.armed_topups += arm(
+                    self.ctx, self.tx, None if born else before, state, self.now
+                )
             if state is not before:
                 change = CustomerChange.since(before, state, self._saved.get(pk, before.version))
                 self.tx.save_customer(change)
                 self._loaded[pk] = state
                 self._saved[pk] = change.base_version + 1
+        self._born.clear()
         if self.events:
             self.tx.append_events(self.events)
             self.events = []
         for inv in self.invoices:
             self.tx.save_invoice(inv)
         self.invoices = []
+        if self.outbound:
+            self.tx.append_outbox([OutboxEntry(event) for event in self.outbound])
+            self.outbound = []
+
+    def _products_changed(self, state: CustomerState, before: Sequence[ProductState]) -> None:
+        """EO6: one ``customer.products.updated`` per product this unit changed."""
+        if not self.write or state.products == before:
+            return
+        for entity_id, data in change_events(self.ctx, before, state.products, self.now):
+            self.emit(CUSTOMER_PRODUCTS_UPDATED, data, customer_id=state.id, entity_id=entity_id)
 
     def event_id(self) -> str:
         """A unique id that sorts by creation time: wall-clock microseconds, then 64 random

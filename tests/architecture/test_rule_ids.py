@@ -24,6 +24,7 @@ FAMILIES = (
     "EN",
     "EO",
     "RO",
+    "TU",
     "A",
     "B",
     "C",

@@ -14,6 +14,7 @@ from autumn_core.app import billing
 from autumn_core.app.attach.args import AttachArgs, charge_prefixes
 from autumn_core.app.attach.planning import Plan, paid_cycle, plan_attach, ref_state
 from autumn_core.app.context import new_id
+from autumn_core.app.invoice_events import emit_invoice
 from autumn_core.app.trials import claim as insert_claim
 from autumn_core.app.unit import Unit
 from autumn_core.app.views import product_view
@@ -110,6 +111,7 @@ def provision(
                 cp_id=plan.cp.instance_id if plan.cp else None,
                 gateway_invoice_id=paid_invoice_id,
             )
+            emit_invoice(unit, new_state.id, inv, paid=True, reason="checkout")  # EO6
             sent = billing.Sent(inv, "paid", state=new_state)
         else:
             sent = billing.charge(

@@ -17,6 +17,7 @@ from autumn_core.app.billing.credits import to_collect, with_credit
 from autumn_core.app.billing.lines import is_recurring_live, line, new_invoice, product_of, total
 from autumn_core.app.billing.saga import ChargeDeferred, driven, pending_key
 from autumn_core.app.context import Context, new_id
+from autumn_core.app.invoice_events import emit_invoice
 from autumn_core.app.unit import Unit
 from autumn_core.errors import GatewayError
 from autumn_core.model import CustomerState, InvoiceLineRecord, InvoiceRecord
@@ -204,6 +205,8 @@ def _sent(
             for ln in request.lines
         ]
     status = "paid" if outcome.status == "paid" else "open"
+    if status == "open" and request.reason == "auto_topup":
+        status = "void"  # TU5: a declined top-up is owed by nobody and grants nothing
     if outcome.subscriptions:
         state = record_subscriptions(unit.ctx, state, outcome.subscriptions)
     inv = new_invoice(
@@ -216,6 +219,8 @@ def _sent(
         invoice_id=request.invoice_id,
         at=at,
     )
+    if outcome.status != "requires_action":  # EO6; a checkout reports its payment later
+        emit_invoice(unit, state.id, inv, paid=outcome.status == "paid", reason=request.reason)
     return Sent(inv, outcome.status, outcome.checkout_url, state=state)
 
 

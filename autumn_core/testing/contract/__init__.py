@@ -27,11 +27,15 @@ import pytest
 # The parts are installed modules, not test files: ask pytest to rewrite their asserts too, so
 # a failing contract test explains itself. This must run before they are imported.
 pytest.register_assert_rewrite(
-    *(f"{__name__}.{part}" for part in ("_base", "_customers", "_records", "_transactions"))
+    *(
+        f"{__name__}.{part}"
+        for part in ("_base", "_customers", "_outbox", "_records", "_transactions")
+    )
 )
 
 from autumn_core.testing.contract._base import StoreTestBase  # noqa
 from autumn_core.testing.contract._customers import CustomerContract  # noqa
+from autumn_core.testing.contract._outbox import OutboxContract  # noqa
 from autumn_core.testing.contract._records import (  # noqa
     ClaimContract,
     EventContract,
@@ -54,6 +58,7 @@ class StoreContract(
     InvoiceContract,
     PendingContract,
     ProductVersionContract,
+    OutboxContract,
     TransactionContract,
     DurabilityContract,
 ):
@@ -67,6 +72,7 @@ __all__ = [
     "EventContract",
     "IdempotencyContract",
     "InvoiceContract",
+    "OutboxContract",
     "PendingContract",
     "ProductVersionContract",
     "StoreContract",
