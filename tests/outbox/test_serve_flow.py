@@ -19,13 +19,12 @@ import httpx
 import pytest
 from autumn_sdk import Autumn as Sdk
 
-from autumn_core import open as open_store
 from autumn_core.signing import verify
 from tests.conftest import PgDatabases
 from tests.wire.conftest import SECRET, free_port
 
 from .receiver import Receiver
-from .test_topups import TOPUP, topup_catalog
+from .test_topups import topup_catalog
 
 HOOK_SECRET = "whsec_serve"
 AUTUMN = shutil.which("autumn", path=str(Path(sys.executable).parent)) or "autumn"
@@ -116,19 +115,21 @@ def test_the_server_posts_signed_events_of_sdk_calls(served: str, receiver: Rece
 
 
 def test_a_top_up_through_the_sdk_is_charged_once_and_announced(
-    served: str, db_url: str, receiver: Receiver
+    served: str, receiver: Receiver
 ) -> None:
-    if db_url == "memory://":
-        pytest.skip("the store does not declare multi_process=True")
     sdk = Sdk(secret_key=SECRET, server_url=served, fail_open=False)
     cid = f"cus_{uuid.uuid4().hex[:12]}"
-    # given a customer on "standard" (5,000 credits; $10 per 1,000 one-off) with a top-up,
-    # set from another process on the server's database (billing_controls on the wire are the
-    # billing-controls work's; see docs/events-out.md)
+    # given a customer on "standard" (5,000 credits; $10 per 1,000 one-off) with a top-up
     sdk.customers.get_or_create(customer_id=cid)
     sdk.billing.attach(customer_id=cid, plan_id="standard")
-    with open_store(db_url, catalog=topup_catalog()) as billing:
-        billing.customers.update(cid, billing_controls={"auto_topups": [TOPUP]})
+    sdk.customers.update(
+        customer_id=cid,
+        billing_controls={
+            "auto_topups": [
+                {"feature_id": "credits", "enabled": True, "threshold": 500, "quantity": 1000}
+            ]
+        },
+    )
     # when usage takes the balance below 500
     tracked = sdk.track(customer_id=cid, feature_id="credits", value=4600)
     assert tracked.balance is not None and tracked.balance.remaining == 400
