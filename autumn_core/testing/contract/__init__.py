@@ -27,10 +27,14 @@ import pytest
 # The parts are installed modules, not test files: ask pytest to rewrite their asserts too, so
 # a failing contract test explains itself. This must run before they are imported.
 pytest.register_assert_rewrite(
-    *(f"{__name__}.{part}" for part in ("_base", "_customers", "_records", "_transactions"))
+    *(
+        f"{__name__}.{part}"
+        for part in ("_base", "_customers", "_customer_queries", "_records", "_transactions")
+    )
 )
 
 from autumn_core.testing.contract._base import StoreTestBase  # noqa
+from autumn_core.testing.contract._customer_queries import CustomerQueryContract  # noqa
 from autumn_core.testing.contract._customers import CustomerContract  # noqa
 from autumn_core.testing.contract._records import (  # noqa
     ClaimContract,
@@ -48,6 +52,7 @@ from autumn_core.testing.contract._transactions import (  # noqa
 
 class StoreContract(
     CustomerContract,
+    CustomerQueryContract,
     EventContract,
     IdempotencyContract,
     ClaimContract,
@@ -63,6 +68,7 @@ class StoreContract(
 __all__ = [
     "ClaimContract",
     "CustomerContract",
+    "CustomerQueryContract",
     "DurabilityContract",
     "EventContract",
     "IdempotencyContract",
