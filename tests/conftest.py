@@ -34,7 +34,7 @@ from autumn_core import (
 )
 from autumn_core.ports import Store
 from autumn_memory import MemoryStore
-from tests.pg_cluster import PgCluster
+from tests.pg_cluster import PgCluster, empty_autumn_tables
 
 T0 = datetime(2025, 3, 10, 9, 0, tzinfo=UTC)
 
@@ -125,25 +125,15 @@ class PgDatabases:
         self._urls: list[str] = []
 
     def url(self, index: int) -> str:
-        import psycopg
 
-        from autumn_postgres import PostgresStore, schema
+        from autumn_postgres import PostgresStore
 
         while len(self._urls) <= index:
             url = self.cluster.create_database(f"behaviour{len(self._urls)}")
             PostgresStore(url).close()  # migrate once
             self._urls.append(url)
         url = self._urls[index]
-        with psycopg.connect(url, autocommit=True) as conn:
-            tables = [
-                r[0]
-                for r in conn.execute(
-                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
-                    " AND tablename LIKE 'autumn%%' AND tablename <> %s",
-                    (schema.MIGRATIONS_TABLE,),
-                )
-            ]
-            conn.execute("; ".join(f"DELETE FROM {t}" for t in tables))
+        empty_autumn_tables(url)
         return url
 
 

@@ -55,18 +55,9 @@ from autumn_core.provider_events import (
 )
 from autumn_core.results import GatewayEvent
 
-#: The subscription statuses ``set_subscription_status`` accepts (Stripe's names), as the
-#: engine sees them.
-_STATUSES: Mapping[str, SubscriptionStatus] = {
-    "active": "active",
-    "trialing": "active",
-    "past_due": "past_due",
-    "unpaid": "past_due",
-    "incomplete": "past_due",
-    "paused": "past_due",
-    "canceled": "ended",
-    "incomplete_expired": "ended",
-}
+#: The subscription statuses ``set_subscription_status`` accepts: the engine's own (the memory
+#: provider has no vocabulary of its own to translate).
+_STATUSES: tuple[SubscriptionStatus, ...] = ("active", "past_due", "ended", "other")
 CHECKOUT_BASE = "https://checkout.memory-gateway.test/c/"
 PORTAL_BASE = "https://billing.memory-gateway.test/p/"
 
@@ -97,7 +88,7 @@ class MemorySubscription:
     id: str
     customer: str
     items: tuple[RecurringPrice, ...]
-    status: str = "active"
+    status: SubscriptionStatus = "active"
     cancel_at_period_end: bool = False
     #: The billing cycle the subscription bills, as ``"<interval>:<count>"``.
     cycle: str = "month:1"
@@ -267,7 +258,7 @@ class MemoryGateway:
         live = {sub.cycle: sub for sub in self.subscriptions_of(customer)}
         for cycle, old in live.items():
             if cycle not in wanted:
-                old.status = "canceled"
+                old.status = "ended"
         for cycle, items in wanted.items():
             found = live.get(cycle)
             if found is None:
@@ -300,7 +291,7 @@ class MemoryGateway:
         with self._lock:
             self.calls.append("cancel_subscription")
             for sub in self.subscriptions_of(gateway_customer_id):
-                sub.status = "canceled"
+                sub.status = "ended"
 
     # -- playing the customer and the provider (test helpers) ------------------------------------
     def subscriptions_of(self, gateway_customer_id: str) -> list[MemorySubscription]:
@@ -308,7 +299,7 @@ class MemoryGateway:
         return [
             sub
             for sub in self.subscriptions.values()
-            if sub.customer == gateway_customer_id and sub.status != "canceled"
+            if sub.customer == gateway_customer_id and sub.status != "ended"
         ]
 
     def subscription_of(
@@ -404,8 +395,12 @@ class MemoryGateway:
             return [self._subscription_event("subscription.updated", sub)]
 
     def set_subscription_status(
-        self, gateway_customer_id: str, status: str, cycle: str | None = None
+        self, gateway_customer_id: str, status: SubscriptionStatus, cycle: str | None = None
     ) -> list[GatewayEvent]:
+        """The provider reports the subscription ``active``, ``past_due`` (a payment is
+        missing), ``ended`` or ``other``."""
+        if status not in _STATUSES:
+            raise InvalidRequest(f"status must be one of {list(_STATUSES)}, got {status!r}")
         with self._lock:
             sub = self._live_subscription(gateway_customer_id, cycle)
             sub.status = status
@@ -417,7 +412,7 @@ class MemoryGateway:
         """The provider ends the subscription (of ``cycle``, else the oldest) now (W6)."""
         with self._lock:
             sub = self._live_subscription(gateway_customer_id, cycle)
-            sub.status = "canceled"
+            sub.status = "ended"
             return [self._subscription_event("subscription.deleted", sub)]
 
     def _live_subscription(
@@ -437,7 +432,7 @@ class MemoryGateway:
         else:
             payload = SubscriptionUpdated(
                 sub.id,
-                _STATUSES.get(sub.status, "other"),
+                sub.status,
                 cancel_at_period_end=sub.cancel_at_period_end,
                 product_ids=products,
             )

@@ -29,7 +29,8 @@ from autumn_core.facade import Autumn
 from autumn_core.facade import open as open_engine
 from autumn_core.ports import Gateway
 from autumn_core.testing.invariants import Trial
-from autumn_core.testing.machine import CatalogMachine, InvariantBroken, catalog_machine
+from autumn_core.testing.machine import CatalogMachine, InvariantBroken
+from autumn_core.testing.machine_rules import catalog_machine
 from autumn_core.testing.runner import Counterexample, run_machine
 from autumn_core.testing.stores import StoreFactory, fresh_stores
 

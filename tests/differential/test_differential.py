@@ -20,35 +20,22 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 
 from autumn_core import Autumn, ManualClock
 from autumn_core.ports import Store
 from autumn_memory import MemoryGateway, MemoryStore
-from autumn_postgres import PostgresStore, schema
+from autumn_postgres import PostgresStore
 from autumn_sqlite import SqliteStore
 from tests.differential._engines import IdCounter, matching_ids
 from tests.differential._steps import T0, catalog, public_state, run_step, sequences
+from tests.pg_cluster import empty_autumn_tables
 
 SEQUENCES = 200
 STEPS = 30
 
 _files = itertools.count(1)
-
-
-def _truncate(url: str) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
-        tables = [
-            r[0]
-            for r in conn.execute(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
-                " AND tablename LIKE 'autumn%%' AND tablename <> %s",
-                (schema.MIGRATIONS_TABLE,),
-            )
-        ]
-        conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -59,7 +46,7 @@ def other_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], 
     url: str = request.getfixturevalue("pg_store_url")
 
     def fresh() -> Store:
-        _truncate(url)
+        empty_autumn_tables(url, restart_identity=True)
         return PostgresStore(url)
 
     return fresh

@@ -16,6 +16,7 @@ import pytest
 
 from autumn_core import Autumn, Catalog, ManualClock
 from autumn_memory import MemoryGateway, MemoryStore
+from tests.pg_cluster import empty_autumn_tables
 from tests.postgres import conftest as _pg
 
 # The session's throwaway cluster: the PostgreSQL tests' own fixture (in tests/postgres, or in
@@ -73,7 +74,7 @@ def new_store(request: pytest.FixtureRequest, store_kind: str, tmp_path: Path) -
             from autumn_postgres import PostgresStore
 
             url = request.getfixturevalue("core_pg_url")
-            _truncate(url)
+            empty_autumn_tables(url, restart_identity=True)
             store = PostgresStore(url)
         built.append(store)
         return store
@@ -81,23 +82,6 @@ def new_store(request: pytest.FixtureRequest, store_kind: str, tmp_path: Path) -
     yield build
     for store in built:
         store.close()
-
-
-def _truncate(url: str) -> None:
-    import psycopg
-
-    from autumn_postgres import schema
-
-    with psycopg.connect(url, autocommit=True) as conn:
-        tables = [
-            r[0]
-            for r in conn.execute(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
-                " AND tablename LIKE 'autumn%%' AND tablename <> %s",
-                (schema.MIGRATIONS_TABLE,),
-            )
-        ]
-        conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY")
 
 
 @pytest.fixture

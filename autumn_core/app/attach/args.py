@@ -155,12 +155,8 @@ def operation_payload(a: AttachArgs) -> dict[str, Any]:
         "customer": customer,
         "product_id": a.product.id,
         "entity_id": a.entity_id,
-        "quantities": None
-        if a.quantities is None
-        else {k: str(v) for k, v in a.quantities.items()},
-        "free_trial": "unset"
-        if a.free_trial is UNSET
-        else (None if a.free_trial is None else converter.unstructure(a.free_trial)),
+        "quantities": encode_quantities(a.quantities),
+        "free_trial": encode_trial(a.free_trial),
         "success_url": a.success_url,
         "force_checkout": a.force_checkout,
         "customer_data": None
@@ -189,10 +185,8 @@ def args_from_payload(ctx: Context, payload: Mapping[str, Any]) -> AttachArgs:
         customer,
         product,
         payload.get("entity_id"),
-        None if quantities is None else {k: Decimal(v) for k, v in quantities.items()},
-        UNSET
-        if raw_trial == "unset"
-        else (None if raw_trial is None else converter.structure(raw_trial, FreeTrial)),
+        decode_quantities(quantities),
+        decode_trial(raw_trial),
         payload.get("success_url"),
         bool(payload.get("force_checkout", False)),
         None if data is None else converter.structure(data, CustomerData),
@@ -200,6 +194,28 @@ def args_from_payload(ctx: Context, payload: Mapping[str, Any]) -> AttachArgs:
         nonce=payload["nonce"],
         free=free,
     )
+
+
+def encode_quantities(quantities: Mapping[str, Decimal] | None) -> dict[str, str] | None:
+    """Quantities as a pending record keeps them (``decode_quantities`` reads them back)."""
+    return None if quantities is None else {k: str(v) for k, v in quantities.items()}
+
+
+def decode_quantities(raw: Mapping[str, str] | None) -> dict[str, Decimal] | None:
+    return None if raw is None else {k: Decimal(v) for k, v in raw.items()}
+
+
+def encode_trial(free_trial: Any) -> Any:
+    """The ``free_trial`` argument as a pending record keeps it: "unset", None or the trial."""
+    if free_trial is UNSET:
+        return "unset"
+    return None if free_trial is None else converter.unstructure(free_trial)
+
+
+def decode_trial(raw: Any) -> Any:
+    if raw == "unset":
+        return UNSET
+    return None if raw is None else converter.structure(raw, FreeTrial)
 
 
 def charge_prefixes(a: AttachArgs) -> tuple[str, ...]:

@@ -4,18 +4,12 @@ failure.
 
 from __future__ import annotations
 
-from decimal import Decimal
-from typing import Any
-
-from autumn_core.app.attach.args import AttachArgs
+from autumn_core.app.attach.args import AttachArgs, decode_quantities, decode_trial
 from autumn_core.app.attach.execution import claim_or_replan, provision
 from autumn_core.app.attach.planning import plan_attach
 from autumn_core.app.unit import Unit
-from autumn_core.catalog import FreeTrial
 from autumn_core.errors import ProductAlreadyAttached
 from autumn_core.model import PendingRecord
-from autumn_core.results import UNSET
-from autumn_core.serialization import converter
 
 
 def complete_pending(unit: Unit, pending: PendingRecord, gateway_invoice_id: str | None) -> bool:
@@ -26,19 +20,12 @@ def complete_pending(unit: Unit, pending: PendingRecord, gateway_invoice_id: str
     product = unit.ctx.registry.product(payload["product_id"])
     if product is None:
         return False
-    raw_trial = payload.get("free_trial", "unset")
-    free_trial: Any = (
-        UNSET
-        if raw_trial == "unset"
-        else (None if raw_trial is None else converter.structure(raw_trial, FreeTrial))
-    )
-    quantities = payload.get("quantities")
     a = AttachArgs(
         state.id,
         product,
         payload.get("entity_id"),
-        None if quantities is None else {k: Decimal(v) for k, v in quantities.items()},
-        free_trial,
+        decode_quantities(payload.get("quantities")),
+        decode_trial(payload.get("free_trial", "unset")),
         None,
         False,
         None,

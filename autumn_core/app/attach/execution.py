@@ -11,7 +11,12 @@ from typing import Any
 import attrs
 
 from autumn_core.app import billing
-from autumn_core.app.attach.args import AttachArgs, charge_prefixes
+from autumn_core.app.attach.args import (
+    AttachArgs,
+    charge_prefixes,
+    encode_quantities,
+    encode_trial,
+)
 from autumn_core.app.attach.planning import Plan, paid_cycle, plan_attach, ref_state
 from autumn_core.app.context import new_id
 from autumn_core.app.invoice_events import emit_invoice
@@ -21,7 +26,7 @@ from autumn_core.app.views import product_view
 from autumn_core.errors import PaymentFailed
 from autumn_core.model import CustomerState, PendingRecord
 from autumn_core.ports import ChargeLine, CheckoutRequest
-from autumn_core.results import UNSET, AttachResult
+from autumn_core.results import AttachResult
 from autumn_core.serialization import converter
 
 CHECKOUT = "checkout"
@@ -180,12 +185,8 @@ def _checkout(
     payload = {
         "product_id": a.product.id,
         "entity_id": a.entity_id,
-        "quantities": None
-        if a.quantities is None
-        else {k: str(v) for k, v in a.quantities.items()},
-        "free_trial": "unset"
-        if a.free_trial is UNSET
-        else (None if a.free_trial is None else converter.unstructure(a.free_trial)),
+        "quantities": encode_quantities(a.quantities),
+        "free_trial": encode_trial(a.free_trial),
         "idempotency_key": a.idempotency_key,
     }
     unit.tx.put_pending(PendingRecord(key, state.pk, CHECKOUT, payload, unit.now))

@@ -507,23 +507,11 @@ def _plan_update_quantity(
                 )
         if trialing:
             continue  # a trial is charged nothing; conversion bills the new packs (T8)
-        if behaviour in ("prorate_immediately",):
+        if behaviour in ("prorate_immediately", "bill_immediately"):
             lines.append(
                 billing.line(
                     desc,
-                    prorated_price,
-                    product_id=product.id,
-                    feature_id=fid,
-                    quantity=new_units - old_units,
-                    start=now,
-                    end=current.current_period_end,
-                )
-            )
-        elif behaviour == "bill_immediately":
-            lines.append(
-                billing.line(
-                    desc,
-                    delta_price,
+                    prorated_price if behaviour == "prorate_immediately" else delta_price,
                     product_id=product.id,
                     feature_id=fid,
                     quantity=new_units - old_units,

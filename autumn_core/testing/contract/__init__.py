@@ -29,11 +29,19 @@ import pytest
 pytest.register_assert_rewrite(
     *(
         f"{__name__}.{part}"
-        for part in ("_base", "_customers", "_outbox", "_records", "_transactions")
+        for part in (
+            "_base",
+            "_customers",
+            "_customer_queries",
+            "_outbox",
+            "_records",
+            "_transactions",
+        )
     )
 )
 
 from autumn_core.testing.contract._base import StoreTestBase  # noqa
+from autumn_core.testing.contract._customer_queries import CustomerQueryContract  # noqa
 from autumn_core.testing.contract._customers import CustomerContract  # noqa
 from autumn_core.testing.contract._outbox import OutboxContract  # noqa
 from autumn_core.testing.contract._records import (  # noqa
@@ -52,6 +60,7 @@ from autumn_core.testing.contract._transactions import (  # noqa
 
 class StoreContract(
     CustomerContract,
+    CustomerQueryContract,
     EventContract,
     IdempotencyContract,
     ClaimContract,
@@ -68,6 +77,7 @@ class StoreContract(
 __all__ = [
     "ClaimContract",
     "CustomerContract",
+    "CustomerQueryContract",
     "DurabilityContract",
     "EventContract",
     "IdempotencyContract",
