@@ -45,10 +45,11 @@ def replace(obj: _T, **changes: Any) -> _T:
             raise TypeError(f"{cls.__name__} has no field {sorted(set(changes) - fields)}")
         values = obj.__dict__.copy()
         for name in derived:
-            values.pop(name, None)
+            if name in values:
+                del values[name]
         values.update(changes)
         new = object.__new__(cls)
-        new.__dict__.update(values)
+        object.__setattr__(new, "__dict__", values)
         return new
     spec = _FIELDS.get(cls)
     if spec is None:
@@ -288,6 +289,57 @@ class CustomerState:
             if p.instance_id == instance_id:
                 return p
         return None
+
+
+#: Derived values of a customer that depend only on its dates (never on balances or version).
+_DATED = ("due_at", "expiry_points")
+
+
+def saved_as(state: CustomerState, version: int) -> CustomerState:
+    """``state`` as a store keeps it after a save: the same content at a new version, keeping
+    the derived values that depend on the content only (the read memo starts empty)."""
+    new = replace(state, version=version)
+    _carry_dated(state, new)
+    return new
+
+
+def with_rows(state: CustomerState, changed: Mapping[str, RowState]) -> CustomerState:
+    """The customer with some rows replaced (by id). When every replacement keeps its row's
+    dates (a deduction moves balances only), the date-derived values carry over."""
+    if not changed:
+        return state
+    rows = []
+    dated = True
+    for r in state.rows:
+        swap = changed.get(r.id)
+        if swap is None:
+            rows.append(r)
+        else:
+            rows.append(swap)
+            dated = dated and _same_dates(r, swap)
+    new = replace(state, rows=tuple(rows))
+    if dated:
+        _carry_dated(state, new)
+    return new
+
+
+def _same_dates(old: RowState, new: RowState) -> bool:
+    return (
+        old.next_reset_at == new.next_reset_at
+        and old.expires_at == new.expires_at
+        and old.renews_with_product == new.renews_with_product
+        and (
+            old.rollovers is new.rollovers
+            or [r.expires_at for r in old.rollovers] == [r.expires_at for r in new.rollovers]
+        )
+    )
+
+
+def _carry_dated(old: CustomerState, new: CustomerState) -> None:
+    known, fresh = old.__dict__, new.__dict__
+    for name in _DATED:
+        if name in known:
+            fresh[name] = known[name]
 
 
 @attrs.frozen(slots=False)  # built on every call: a dict __init__ is cheaper

@@ -23,7 +23,7 @@ from autumn_core.model import (
     InvoiceRecord,
     PendingRecord,
     ProductVersionRecord,
-    replace,
+    saved_as,
 )
 from autumn_core.ports import StoreCapabilities
 
@@ -197,9 +197,11 @@ class MemoryTransaction:
 
     def save_customer(self, before: CustomerState, after: CustomerState) -> None:
         self._need_write()
-        self._check_unique(after, before)
-        self._customers[after.pk] = replace(after, version=before.version + 1)
-        if (before.id, before.email) != (after.id, after.email):
+        renamed = before.id != after.id or before.email != after.email
+        if renamed:  # the same id and email are still its own
+            self._check_unique(after, before)
+        self._customers[after.pk] = saved_as(after, before.version + 1)
+        if renamed:
             self._index(before, after)
 
     def delete_customer(self, pk: str) -> None:
@@ -460,6 +462,22 @@ class _Transaction:
             self._store._lock.release()
 
 
+class _Reading:
+    """The context manager of every read transaction: a read tx stages nothing and keeps no
+    state of its own, so one serves every reader (and every thread) of the store."""
+
+    __slots__ = ("_tx",)
+
+    def __init__(self, tx: MemoryTransaction) -> None:
+        self._tx = tx
+
+    def __enter__(self) -> MemoryTransaction:
+        return self._tx
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        return None
+
+
 class MemoryStore:
     """The in-memory store: a real product for development, tests and single-process apps.
 
@@ -475,8 +493,9 @@ class MemoryStore:
         self._data = _Data()
         self._lock = threading.RLock()
         self._closed = False
+        self._reading = _Reading(MemoryTransaction(self._data, False))
 
-    def transaction(self, *, write: bool = True) -> _Transaction:
+    def transaction(self, *, write: bool = True) -> _Transaction | _Reading:
         """A context manager running one transaction; a write holds the store's lock.
 
         Example:
@@ -487,7 +506,7 @@ class MemoryStore:
         """
         if self._closed:
             raise StoreError("the store is closed")
-        return _Transaction(self, write)
+        return _Transaction(self, write) if write else self._reading
 
     def close(self) -> None:
         """Close the store; later calls raise ``StoreError``.
