@@ -22,6 +22,7 @@ from autumn_core.errors import (
     StoreError,
 )
 from autumn_core.model import CustomerState, EventRecord, IdempotencyRecord, InvoiceRecord
+from autumn_core.outbound import OutboundEvent
 from autumn_core.ports import StoreTransaction
 from autumn_core.results import ByEmail, CustomerData
 from autumn_core.values import check_email, check_id
@@ -83,6 +84,8 @@ class Unit:
         self.events: list[EventRecord] = []
         self.invoices: list[InvoiceRecord] = []
         self.after_commit: list[Callable[[], None]] = []
+        #: Outgoing events of this unit, written to the outbox with its changes (EO2).
+        self.outbound: list[OutboundEvent] = []
 
     # -- customers --------------------------------------------------------------------------
     def find(self, ref: Any) -> CustomerState | None:
@@ -219,6 +222,32 @@ class Unit:
         self.tx.put_idempotency(
             IdempotencyRecord(operation, pk, key, fingerprint, dict(result), self.now)
         )
+
+    # -- events out -------------------------------------------------------------------------
+    def emit(
+        self,
+        event_type: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        customer_id: str | None,
+        entity_id: str | None = None,
+    ) -> OutboundEvent:
+        """Record an outgoing event of this unit (EO2): it is written in the same transaction
+        as the unit's changes, so it exists exactly when they do. A run that is re-run (a lost
+        race, an operation resumed after its gateway call) emits afresh; what a rolled-back run
+        emitted is gone with it."""
+        if not self.write:
+            raise NeedsWrite
+        event = OutboundEvent(
+            id=OutboundEvent.new_id(),
+            type=event_type,
+            customer_id=customer_id,
+            entity_id=entity_id,
+            occurred_at=self.now,
+            data=data or {},
+        )
+        self.outbound.append(event)
+        return event
 
     # -- commit -----------------------------------------------------------------------------
     def flush(self) -> None:

@@ -32,6 +32,8 @@ LAYERS: list[tuple[str, set[str]]] = [
             "autumn_core.rules.due",
             "autumn_core.rules.periods",
             "autumn_core.provider_events",
+            "autumn_core.controls",
+            "autumn_core.outbound",
         },
     ),
     ("catalog", {"autumn_core.catalog", "autumn_core.catalog_toml"}),
@@ -78,6 +80,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "autumn_core.app.cancel",
             "autumn_core.app.attach",
             "autumn_core.app.events",
+            "autumn_core.app.controls",
         },
     ),
     (
