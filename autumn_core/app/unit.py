@@ -54,19 +54,6 @@ class Unit:
 
     _due_work: ClassVar[DueWork | None] = None
     _make_customer: ClassVar[CustomerMaker | None] = None
-    # One unit per call: slots make building it cheaper.
-    __slots__ = (
-        "_current",
-        "_loaded",
-        "_pks",
-        "after_commit",
-        "ctx",
-        "events",
-        "invoices",
-        "now",
-        "tx",
-        "write",
-    )
 
     @classmethod
     def install(cls, *, due_work: DueWork, make_customer: CustomerMaker) -> None:
