@@ -93,6 +93,11 @@ class GroupCommit:
             self._conn = self._connect()
         return self._conn
 
+    @property
+    def waiting(self) -> int:
+        """Writers queued for their turn now."""
+        return self._waiting
+
     def holds_turn(self) -> bool:
         return self._holder == threading.get_ident()
 
