@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 import attrs
 
 from autumn_core.app.context import Context
+from autumn_core.changes import CustomerChange
 from autumn_core.errors import (
     CustomerNotFound,
     EntityNotFound,
@@ -27,6 +28,8 @@ from autumn_core.ports import StoreTransaction
 from autumn_core.results import ByEmail, CustomerData
 from autumn_core.values import check_email, check_id
 
+#: How long an idempotency key is remembered (docs/rules.md I1): decided here, once; stores
+#: are told which records have expired (``put_idempotency(expired=...)``).
 IDEMPOTENCY_TTL = timedelta(hours=24)
 _H = TypeVar("_H")
 
@@ -67,6 +70,8 @@ class Unit:
         self.now: datetime = ctx.clock.now()
         self._loaded: dict[str, CustomerState] = {}
         self._current: dict[str, CustomerState] = {}
+        #: pk -> the version this unit's last save gave the customer (its next change's base).
+        self._saved: dict[str, int] = {}
         self._pks: dict[str, str] = {}
         self.events: list[EventRecord] = []
         self.invoices: list[InvoiceRecord] = []
@@ -180,6 +185,7 @@ class Unit:
         self._pks.clear()
         self._loaded.pop(pk, None)
         self._current.pop(pk, None)
+        self._saved.pop(pk, None)
 
     def entity_check(self, state: CustomerState, entity_id: str | None) -> None:
         if entity_id is None:
@@ -207,7 +213,8 @@ class Unit:
         if key is None:
             return
         self.tx.put_idempotency(
-            IdempotencyRecord(operation, pk, key, fingerprint, dict(result), self.now)
+            IdempotencyRecord(operation, pk, key, fingerprint, dict(result), self.now),
+            expired=self.now - IDEMPOTENCY_TTL,
         )
 
     # -- events out -------------------------------------------------------------------------
@@ -244,8 +251,10 @@ class Unit:
             if before is None:
                 continue
             if state is not before:
-                self.tx.save_customer(before, state)
+                change = CustomerChange.since(before, state, self._saved.get(pk, before.version))
+                self.tx.save_customer(change)
                 self._loaded[pk] = state
+                self._saved[pk] = change.base_version + 1
         if self.events:
             self.tx.append_events(self.events)
             self.events = []
