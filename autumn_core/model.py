@@ -302,9 +302,7 @@ _DATED = ("due_at", "expiry_points")
 def saved_as(state: CustomerState, version: int) -> CustomerState:
     """``state`` as a store keeps it after a save: the same content at a new version, keeping
     the derived values that depend on the content only (the read memo starts empty)."""
-    new = replace(state, version=version)
-    _carry_dated(state, new)
-    return new
+    return _copy(state, "version", version, keep_dated=True)
 
 
 def with_rows(state: CustomerState, changed: Mapping[str, RowState]) -> CustomerState:
@@ -321,9 +319,18 @@ def with_rows(state: CustomerState, changed: Mapping[str, RowState]) -> Customer
         else:
             rows.append(swap)
             dated = dated and _same_dates(r, swap)
-    new = replace(state, rows=tuple(rows))
-    if dated:
-        _carry_dated(state, new)
+    return _copy(state, "rows", tuple(rows), keep_dated=dated)
+
+
+def _copy(state: CustomerState, name: str, value: Any, *, keep_dated: bool) -> CustomerState:
+    """``replace(state, name=value)`` in one dict copy, keeping the dated derived values."""
+    values = state.__dict__.copy()
+    values[name] = value
+    for derived_name in _CACHED[CustomerState][1]:
+        if derived_name in values and not (keep_dated and derived_name in _DATED):
+            del values[derived_name]
+    new = object.__new__(CustomerState)
+    object.__setattr__(new, "__dict__", values)
     return new
 
 
@@ -337,13 +344,6 @@ def _same_dates(old: RowState, new: RowState) -> bool:
             or [r.expires_at for r in old.rollovers] == [r.expires_at for r in new.rollovers]
         )
     )
-
-
-def _carry_dated(old: CustomerState, new: CustomerState) -> None:
-    known, fresh = old.__dict__, new.__dict__
-    for name in _DATED:
-        if name in known:
-            fresh[name] = known[name]
 
 
 @attrs.frozen(slots=False)  # built on every call: a dict __init__ is cheaper
