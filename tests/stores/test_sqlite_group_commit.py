@@ -199,6 +199,54 @@ def test_a_failed_commit_fails_exactly_the_writers_of_its_batch(tmp_path: Path) 
     store.close()
 
 
+def test_a_writer_whose_work_fails_leaves_nothing_and_its_batch_commits(tmp_path: Path) -> None:
+    """Given a writer holding the turn until two more are queued, the second of which writes
+    and then fails, when they run, then the second's exception reaches it, its write is gone,
+    and the first and third commit."""
+    path = tmp_path / "s.db"
+    store = SqliteStore(path, synchronous="FULL")
+    group = store._group
+    assert group is not None
+    entered = threading.Event()
+    outcome: dict[str, object] = {}
+
+    def first() -> None:
+        with store.transaction(write=True) as tx:
+            tx.append_events([_event("a")])
+            entered.set()
+            while group.waiting < 2:
+                time.sleep(0.001)
+        outcome["a"] = "committed"
+
+    def failing() -> None:
+        entered.wait()
+        try:
+            with store.transaction(write=True) as tx:
+                tx.append_events([_event("b")])
+                raise ValueError("the work of b failed")
+        except ValueError as exc:
+            outcome["b"] = exc
+
+    def third() -> None:
+        entered.wait()
+        while group.waiting < 1:
+            time.sleep(0.001)
+        with store.transaction(write=True) as tx:
+            tx.append_events([_event("c")])
+        outcome["c"] = "committed"
+
+    threads = [threading.Thread(target=f) for f in (first, failing, third)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert isinstance(outcome["b"], ValueError)
+    assert (outcome["a"], outcome["c"]) == ("committed", "committed")
+    assert _stored_event_ids(path) == {"evt_a", "evt_c"}
+    store.close()
+
+
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 def test_sigkill_keeps_every_track_that_returned(tmp_path: Path) -> None:
     """Given a process whose 8 threads track 8 customers (sharing commits, synchronous=FULL),
