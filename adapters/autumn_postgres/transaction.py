@@ -23,6 +23,24 @@ from autumn_sqldoc.mapping import CHILDREN, email_lower, head_text, order_by
 #: The core's customer order; ``COLLATE "C"`` compares ids by code point (UTF-8 bytes).
 CUSTOMER_ORDER: Final = order_by("created_at", alias="c", collate=' COLLATE "C"')
 
+#: A page of customers (``list_customers``), optionally of one email, after a cursor's pk.
+LIST_CUSTOMERS: Final = f"""
+            SELECT {sql.FULL} FROM autumn_customers c
+            WHERE (%(email)s::text IS NULL OR c.email_lower = %(email)s::text)
+              AND (%(after)s::text IS NULL
+                   OR NOT EXISTS (SELECT 1 FROM autumn_customers a WHERE a.pk = %(after)s::text)
+                   OR (c.created_at, c.id IS NULL, COALESCE(c.id, '') COLLATE "C", c.pk) > (
+                       SELECT a.created_at, a.id IS NULL, COALESCE(a.id, '') COLLATE "C", a.pk
+                       FROM autumn_customers a WHERE a.pk = %(after)s::text))
+              -- Implied by the row comparison above; written out so that the index on
+              -- created_at starts the page at the cursor instead of scanning up to it.
+              AND c.created_at >= COALESCE(
+                  (SELECT a.created_at FROM autumn_customers a WHERE a.pk = %(after)s::text),
+                  '-infinity')
+            {CUSTOMER_ORDER}
+            LIMIT %(limit)s
+            """
+
 
 class PostgresTransaction(Records):
     """One unit of work on one pooled connection; also its own context manager.
@@ -258,17 +276,7 @@ class PostgresTransaction(Records):
         self, *, limit: int, starting_after: str | None, email: str | None
     ) -> list[CustomerState]:
         rows = self._all(
-            f"""
-            SELECT {sql.FULL} FROM autumn_customers c
-            WHERE (%(email)s::text IS NULL OR c.email_lower = %(email)s::text)
-              AND (%(after)s::text IS NULL
-                   OR NOT EXISTS (SELECT 1 FROM autumn_customers a WHERE a.pk = %(after)s::text)
-                   OR (c.created_at, c.id IS NULL, COALESCE(c.id, '') COLLATE "C", c.pk) > (
-                       SELECT a.created_at, a.id IS NULL, COALESCE(a.id, '') COLLATE "C", a.pk
-                       FROM autumn_customers a WHERE a.pk = %(after)s::text))
-            {CUSTOMER_ORDER}
-            LIMIT %(limit)s
-            """,
+            LIST_CUSTOMERS,
             {
                 "email": None if email is None else email_key(email),
                 "after": starting_after,
