@@ -525,8 +525,8 @@ class Autumn(LifecycleMixin):
 
         return run
 
-    def _write(self, body: Callable[[Unit], T]) -> T:
-        return self._ctx.run(self._in_tx(body, True), write=True)
+    def _write(self, body: Callable[[Unit], T], *, optimistic: bool = False) -> T:
+        return self._ctx.run(self._in_tx(body, True), write=True, optimistic=optimistic)
 
     def _read(self, body: Callable[[Unit], T]) -> T:
         """A read transaction; one that must auto-create a customer is re-run as a write.
@@ -571,7 +571,7 @@ class Autumn(LifecycleMixin):
             customer_data,
         )
         if send_event:
-            return self._write(lambda unit: usage_uc.check(unit, args))
+            return self._write(lambda unit: usage_uc.check(unit, args), optimistic=True)
         return self._read(lambda unit: usage_uc.check(unit, args))
 
     def track(
@@ -614,7 +614,9 @@ class Autumn(LifecycleMixin):
             overage=overage,
             customer_data=customer_data,
         )
-        return self._write(lambda unit: usage_uc.track(unit, args))
+        # A track decides from one customer: on a store that can, it reads without locking
+        # and the save verifies nobody saved the customer meanwhile (``ports.OptimisticStore``).
+        return self._write(lambda unit: usage_uc.track(unit, args), optimistic=True)
 
     def track_many(self, events: Iterable[TrackRequest]) -> list[TrackResult]:
         """Record many tracks in one transaction (all or nothing).

@@ -271,6 +271,22 @@ class PostgresStore:
             raise StoreError("the store is closed")
         return PostgresTransaction(self, write)
 
+    def optimistic_transaction(self) -> PostgresTransaction:
+        """A write transaction that reads customers without locking them
+        (``autumn_core.ports.OptimisticStore``): the save's version check, which a customer
+        save always makes, refuses one that another transaction saved since (40001, retryable).
+        The row lock is then held only while the save runs, not while the engine decides.
+
+        Example:
+            ```python
+            with store.optimistic_transaction() as tx:
+                pk = tx.customer_pk("user-1")
+            ```
+        """
+        if self._closed:
+            raise StoreError("the store is closed")
+        return PostgresTransaction(self, True, optimistic=True)
+
     def close(self) -> None:
         """Release the pool (if this store made it); later calls raise ``StoreError``.
 

@@ -137,7 +137,7 @@ class PostgresTransaction(Records):
         hint_pk = self._store._ids.get(customer_id)
         hint = self._lookup(hint_pk) if hint_pk is not None else None
         params = self._hint_params(customer_id, hint, hint_pk)
-        if self._write:
+        if self._write and not self._optimistic:
             row = self._locked_row(True, customer_id, params)
         else:
             row = self._customer_row(sql.W_READ_BY_ID, sql.READ_BY_ID, params)
@@ -155,7 +155,7 @@ class PostgresTransaction(Records):
             return state
         hint = self._lookup(pk)
         params = self._hint_params(pk, hint, pk)
-        if for_update and self._write:
+        if for_update and self._write and not self._optimistic:
             row = self._locked_row(False, pk, params)
         else:
             row = self._customer_row(sql.W_READ_BY_PK, sql.READ_BY_PK, params)
