@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 
-from autumn_core.changes import CustomerChange, customer_order, email_key, identity
+from autumn_core.changes import CustomerChange, customer_order, email_key
 from autumn_core.errors import StoreError, UniqueViolation
 from autumn_core.model import (
     CustomerState,
@@ -196,7 +196,7 @@ class MemoryTransaction:
         before = self.load_customer(after.pk)
         if before is None:
             raise StoreError(f"cannot save customer {after.pk!r}: it does not exist")
-        renamed = identity(before) != identity(after) or before.email != after.email
+        renamed = before.email != after.email or before.id != after.id
         if renamed:  # an unchanged id and email are still its own
             self._check_unique(after, before)
         self._customers[after.pk] = saved_as(after, before.version + 1)
@@ -391,21 +391,13 @@ class MemoryTransaction:
     # -- commit -----------------------------------------------------------------------------
     def commit(self) -> None:
         d = self._d
-        for pk in self._deleted_customers:
-            d.customers.pop(pk, None)
-            d.events.pop(pk, None)
-            for e_id in [k for k, v in d.event_index.items() if v[0] == pk]:
-                del d.event_index[e_id]
-            d.idempotency = {k: v for k, v in d.idempotency.items() if k[1] != pk}
-            d.trial_subject = {c for c in d.trial_subject if c[1] != pk}
-            for inv_id in d.invoice_order.pop(pk, []):
-                d.invoices.pop(inv_id, None)
-            if pk in d.order:
-                d.order.remove(pk)
+        if self._deleted_customers:
+            self._commit_deletions(d)
         for pk, state in self._customers.items():
             if state is not _DELETED:
                 d.customers[pk] = state
-        d.order.extend(self._new_order)
+        if self._new_order:
+            d.order.extend(self._new_order)
         for k, v in self._by_id.items():
             if v is _DELETED:
                 d.by_id.pop(k, None)
@@ -418,6 +410,33 @@ class MemoryTransaction:
                 d.idless_email[k] = v
         for e in self._events:
             d.events.setdefault(e.customer_pk, []).append(e)
+        # The other records change on few calls (a track touches none of them): one test.
+        if (
+            self._idem
+            or self._trial_subject
+            or self._trial_fp
+            or self._renewals
+            or self._gw_events
+            or self._invoices
+            or self._pending
+            or self._versions
+        ):
+            self._commit_records(d)
+
+    def _commit_deletions(self, d: _Data) -> None:
+        for pk in self._deleted_customers:
+            d.customers.pop(pk, None)
+            d.events.pop(pk, None)
+            for e_id in [k for k, v in d.event_index.items() if v[0] == pk]:
+                del d.event_index[e_id]
+            d.idempotency = {k: v for k, v in d.idempotency.items() if k[1] != pk}
+            d.trial_subject = {c for c in d.trial_subject if c[1] != pk}
+            for inv_id in d.invoice_order.pop(pk, []):
+                d.invoices.pop(inv_id, None)
+            if pk in d.order:
+                d.order.remove(pk)
+
+    def _commit_records(self, d: _Data) -> None:
         d.idempotency.update(self._idem)
         d.trial_subject |= self._trial_subject
         d.trial_fingerprint |= self._trial_fp
