@@ -322,7 +322,8 @@ def run_store(kind: str, sizes: list[int], events_per: int, results: dict[str, A
 
 def save(results: dict[str, Any]) -> None:
     RESULTS.mkdir(exist_ok=True)
-    OUT.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    out = Path(os.environ.get("AUTUMN_GROWTH_OUT", OUT))
+    out.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
 
 
 # -- plotting -----------------------------------------------------------------------------------
@@ -376,8 +377,19 @@ def main() -> None:
     ap.add_argument("--events-per-customer", type=int, default=10)
     ap.add_argument("--stores", default="sqlite,postgres")
     ap.add_argument("--plot", action="store_true", help="only redraw the plot from the JSON")
+    ap.add_argument(
+        "--merge",
+        nargs="*",
+        default=[],
+        help="growth JSON files of separate runs (one store each) to merge into the plot",
+    )
     args = ap.parse_args()
-    if args.plot:
+    if args.merge:
+        merged: dict[str, Any] = {}
+        for name in args.merge:
+            merged.update(json.loads(Path(name).read_text()))
+        save(merged)
+    if args.plot or args.merge:
         plot(json.loads(OUT.read_text()))
         print(f"written to {PLOT}")
         return
