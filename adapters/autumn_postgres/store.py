@@ -27,6 +27,11 @@ How it keeps the Store port's promises with psycopg 3:
   sees them as committed. (Schema v1's ``autumn_lock_customer`` did both in one PL/pgSQL call;
   two plain statements cost the server less. The function stays for processes of the previous
   release during an upgrade.)
+- **Optimistic writes.** ``optimistic_transaction()`` reads customers without ``FOR UPDATE``;
+  the save's version check (which every customer save makes) refuses a customer another
+  transaction saved since, with 40001 (retryable). The core uses it for a ``track``'s first
+  attempt and reruns a lost one at once the locking way, so on a hot customer the row lock is
+  held only while the save runs, not while the client decides.
 - **Read transactions** see one snapshot without costing a ``check`` anything: the first
   statement runs on its own (autocommit: one statement is one snapshot, no ``BEGIN``/``COMMIT``),
   and only a second statement opens ``REPEATABLE READ READ ONLY``, replaying the first in the
