@@ -32,11 +32,6 @@ LIST_CUSTOMERS: Final = f"""
                    OR (c.created_at, c.id IS NULL, COALESCE(c.id, '') COLLATE "C", c.pk) > (
                        SELECT a.created_at, a.id IS NULL, COALESCE(a.id, '') COLLATE "C", a.pk
                        FROM autumn_customers a WHERE a.pk = %(after)s::text))
-              -- Implied by the row comparison above; written out so that the index on
-              -- created_at starts the page at the cursor instead of scanning up to it.
-              AND c.created_at >= COALESCE(
-                  (SELECT a.created_at FROM autumn_customers a WHERE a.pk = %(after)s::text),
-                  '-infinity')
             {CUSTOMER_ORDER}
             LIMIT %(limit)s
             """
