@@ -13,6 +13,7 @@ A store applies the change when it holds the customer at ``base_version``; other
 
 from __future__ import annotations
 
+import operator
 from datetime import datetime
 from typing import Any, Final
 
@@ -72,16 +73,13 @@ class CustomerChange:
     @derived
     def head_changed(self) -> bool:
         """Whether any head field changed (the head document must be rewritten)."""
-        before, after = self.before, self.state
-        return before is not after and any(
-            (a := getattr(before, name)) is not (b := getattr(after, name)) and a != b
-            for name in HEAD_FIELDS
-        )
+        # Tuples compare element by element, identity first: an untouched head costs no __eq__.
+        return self.before is not self.state and _head(self.before) != _head(self.state)
 
     @derived
     def identity_changed(self) -> bool:
         """Whether the id or the lower-cased email changed (a uniqueness rule may refuse it)."""
-        return identity(self.before) != identity(self.state)
+        return self.head_changed and identity(self.before) != identity(self.state)
 
     @derived
     def due_at(self) -> datetime | None:
@@ -96,9 +94,10 @@ class CustomerChange:
     def children(self) -> tuple[ChildChange, ...]:
         """One per entry of ``CHILD_KEYS``, in that order."""
         before, after = self.before, self.state
-        return tuple(
-            _child_change(attr, key, getattr(before, attr), getattr(after, attr))
-            for attr, key in CHILD_KEYS
+        return (
+            _child_change("products", "instance_id", before.products, after.products),
+            _child_change("rows", "id", before.rows, after.rows),
+            _child_change("entities", "id", before.entities, after.entities),
         )
 
     @classmethod
@@ -131,11 +130,16 @@ def customer_order(state: CustomerState) -> tuple[datetime, bool, str, str]:
     return (state.created_at, state.id is None, state.id or "", state.pk)
 
 
+_head: Final = operator.attrgetter(*HEAD_FIELDS)
+#: The change of an untouched child tuple, one per child tuple.
+_UNCHANGED: Final = {attr: ChildChange(attr) for attr, _ in CHILD_KEYS}
+
+
 def _child_change(
     attr: str, key: str, before: tuple[Any, ...], after: tuple[Any, ...]
 ) -> ChildChange:
     if before is after:
-        return ChildChange(attr)
+        return _UNCHANGED[attr]
     old = {getattr(item, key): (pos, item) for pos, item in enumerate(before)}
     added: list[tuple[int, Any]] = []
     changed: list[tuple[int, Any]] = []
