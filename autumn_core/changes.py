@@ -19,7 +19,7 @@ from typing import Any, Final
 
 import attrs
 
-from autumn_core.model import CustomerState
+from autumn_core.model import CustomerState, derived
 
 #: The child tuples of the aggregate and the attribute that keys each record.
 CHILD_KEYS: Final = (("products", "instance_id"), ("rows", "id"), ("entities", "id"))
@@ -51,32 +51,59 @@ class ChildChange:
         return bool(self.added or self.changed or self.moved or self.removed)
 
 
-@attrs.frozen
+@attrs.frozen(slots=False)  # what it lists is derived on first use (``derived``)
 class CustomerChange:
-    """A save: the new ``state`` and what changed since the state at ``base_version``."""
+    """A save: the new ``state`` and what changed since the state at ``base_version``.
+
+    What changed is worked out only when a store asks (a store that keeps whole states, like
+    the memory store, never does), once per change.
+    """
 
     #: The state to store (its ``version`` is ignored: the store owns versions).
     state: CustomerState
     #: The version of the state the change was taken from, as loaded in this transaction.
     base_version: int
-    #: Whether any head field changed (the head document must be rewritten).
-    head_changed: bool
-    #: Whether the id or the lower-cased email changed (a uniqueness rule may refuse it).
-    identity_changed: bool
-    #: When lazy work on ``state`` is next due (decided by the core), and whether it moved.
-    due_at: datetime | None
-    due_changed: bool
-    #: One per entry of ``CHILD_KEYS``, in that order.
-    children: tuple[ChildChange, ...]
+    #: The state the change was taken from.
+    before: CustomerState
 
     @property
     def pk(self) -> str:
         return self.state.pk
 
+    @derived
+    def head_changed(self) -> bool:
+        """Whether any head field changed (the head document must be rewritten)."""
+        # Tuples compare element by element, identity first: an untouched head costs no __eq__.
+        return self.before is not self.state and _head(self.before) != _head(self.state)
+
+    @derived
+    def identity_changed(self) -> bool:
+        """Whether the id or the lower-cased email changed (a uniqueness rule may refuse it)."""
+        return self.head_changed and identity(self.before) != identity(self.state)
+
+    @derived
+    def due_at(self) -> datetime | None:
+        """When lazy work on ``state`` is next due (decided by the core)."""
+        return self.state.due_at
+
+    @derived
+    def due_changed(self) -> bool:
+        return self.due_at != self.before.due_at
+
+    @derived
+    def children(self) -> tuple[ChildChange, ...]:
+        """One per entry of ``CHILD_KEYS``, in that order."""
+        before, after = self.before, self.state
+        return (
+            _child_change("products", "instance_id", before.products, after.products),
+            _child_change("rows", "id", before.rows, after.rows),
+            _child_change("entities", "id", before.entities, after.entities),
+        )
+
     @classmethod
     def between(cls, before: CustomerState, after: CustomerState) -> CustomerChange:
         """The change turning ``before`` (loaded at ``before.version``) into ``after``."""
-        return cls.since(before, after, before.version)
+        return cls(after, before.version, before)
 
     @classmethod
     def since(
@@ -84,22 +111,7 @@ class CustomerChange:
     ) -> CustomerChange:
         """The change turning ``before`` into ``after``, ``before`` being stored at
         ``base_version`` (a unit that saved the customer already knows the newer version)."""
-        # Tuples compare element by element, identity first: an untouched head costs no __eq__.
-        head = before is not after and _head(before) != _head(after)
-        due = after.due_at
-        return cls(
-            state=after,
-            base_version=base_version,
-            head_changed=head,
-            identity_changed=head and identity(before) != identity(after),
-            due_at=due,
-            due_changed=due != before.due_at,
-            children=(
-                _child_change("products", "instance_id", before.products, after.products),
-                _child_change("rows", "id", before.rows, after.rows),
-                _child_change("entities", "id", before.entities, after.entities),
-            ),
-        )
+        return cls(after, base_version, before)
 
 
 def identity(state: CustomerState) -> tuple[str | None, str | None]:

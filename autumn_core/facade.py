@@ -109,9 +109,9 @@ class Autumn(LifecycleMixin):
 
         return run
 
-    def _write(self, body: Callable[[Unit], T]) -> T:
+    def _write(self, body: Callable[[Unit], T], *, optimistic: bool = False) -> T:
         armed: list[str] = []
-        out = self._ctx.run(self._in_tx(body, True, armed), write=True)
+        out = self._ctx.run(self._in_tx(body, True, armed), write=True, optimistic=optimistic)
         if armed:
             topups.run_armed(self._ctx, armed)  # TU2: after the commit, outside it
         return out
@@ -170,7 +170,7 @@ class Autumn(LifecycleMixin):
                 raise InvalidRequest("give send_event or lock, not both: a lock records on confirm")
             return self._write(lambda unit: locks_uc.check_with_lock(unit, args, lock_args))
         if send_event:
-            return self._write(lambda unit: usage_uc.check(unit, args))
+            return self._write(lambda unit: usage_uc.check(unit, args), optimistic=True)
         return self._read(lambda unit: usage_uc.check(unit, args))
 
     def track(
@@ -213,7 +213,9 @@ class Autumn(LifecycleMixin):
             overage=overage,
             customer_data=customer_data,
         )
-        return self._write(lambda unit: usage_uc.track(unit, args))
+        # A track decides from one customer: on a store that can, it reads without locking
+        # and the save verifies nobody saved the customer meanwhile (``ports.OptimisticStore``).
+        return self._write(lambda unit: usage_uc.track(unit, args), optimistic=True)
 
     def track_many(self, events: Iterable[TrackRequest]) -> list[TrackResult]:
         """Record many tracks in one transaction (all or nothing).

@@ -47,10 +47,11 @@ def replace(obj: _T, **changes: Any) -> _T:
             raise TypeError(f"{cls.__name__} has no field {sorted(set(changes) - fields)}")
         values = obj.__dict__.copy()
         for name in derived:
-            values.pop(name, None)
+            if name in values:
+                del values[name]
         values.update(changes)
         new = object.__new__(cls)
-        new.__dict__.update(values)
+        object.__setattr__(new, "__dict__", values)
         return new
     spec = _FIELDS.get(cls)
     if spec is None:
@@ -300,6 +301,57 @@ class CustomerState:
             if p.instance_id == instance_id:
                 return p
         return None
+
+
+#: Derived values of a customer that depend only on its dates (never on balances or version).
+_DATED = ("due_at", "expiry_points")
+
+
+def saved_as(state: CustomerState, version: int) -> CustomerState:
+    """``state`` as a store keeps it after a save: the same content at a new version, keeping
+    the derived values that depend on the content only (the read memo starts empty)."""
+    return _copy(state, "version", version, keep_dated=True)
+
+
+def with_rows(state: CustomerState, changed: Mapping[str, RowState]) -> CustomerState:
+    """The customer with some rows replaced (by id). When every replacement keeps its row's
+    dates (a deduction moves balances only), the date-derived values carry over."""
+    if not changed:
+        return state
+    rows = []
+    dated = True
+    for r in state.rows:
+        swap = changed.get(r.id)
+        if swap is None:
+            rows.append(r)
+        else:
+            rows.append(swap)
+            dated = dated and _same_dates(r, swap)
+    return _copy(state, "rows", tuple(rows), keep_dated=dated)
+
+
+def _copy(state: CustomerState, name: str, value: Any, *, keep_dated: bool) -> CustomerState:
+    """``replace(state, name=value)`` in one dict copy, keeping the dated derived values."""
+    values = state.__dict__.copy()
+    values[name] = value
+    for derived_name in _CACHED[CustomerState][1]:
+        if derived_name in values and not (keep_dated and derived_name in _DATED):
+            del values[derived_name]
+    new = object.__new__(CustomerState)
+    object.__setattr__(new, "__dict__", values)
+    return new
+
+
+def _same_dates(old: RowState, new: RowState) -> bool:
+    return (
+        old.next_reset_at == new.next_reset_at
+        and old.expires_at == new.expires_at
+        and old.renews_with_product == new.renews_with_product
+        and (
+            old.rollovers is new.rollovers
+            or [r.expires_at for r in old.rollovers] == [r.expires_at for r in new.rollovers]
+        )
+    )
 
 
 def with_version(state: CustomerState, version: int) -> CustomerState:

@@ -189,6 +189,16 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+class OptimisticStore(Store, Protocol):
+    """A store that can also run a write transaction that reads customers *without* locking
+    them and refuses, at ``save_customer``, a customer that another transaction saved since it
+    was read (a retryable ``StoreError``). Short hot calls (``track``) use it first: a lock is
+    then held only while the save runs, not while the engine decides. The core looks for the
+    method (``getattr``); a store without it runs every write the usual way."""
+
+    def optimistic_transaction(self) -> AbstractContextManager[StoreTransaction]: ...
+
+
 # -- the payment provider ---------------------------------------------------------------------
 
 

@@ -19,6 +19,7 @@ from autumn_core.errors import InvalidRequest
 #: Quantities beyond this magnitude are refused: they are always a bug upstream, and keeping
 #: them out bounds every Decimal computation the engine does.
 MAX_MAGNITUDE = Decimal(10) ** 15
+_INT_MAGNITUDE = 10**15
 #: Decimal places a quantity may have. With MAX_MAGNITUDE this keeps every value within the
 #: 28 digits of Decimal's default context, so events, balances and rows hold it exactly.
 MAX_PLACES = 12
@@ -38,6 +39,8 @@ _BAD_ID_CHAR = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
 
 def to_decimal(value: Any, what: str = "value") -> Decimal:
     """Accept int, Decimal, numeric str and finite float (through str); refuse the rest."""
+    if type(value) is int and -_INT_MAGNITUDE <= value <= _INT_MAGNITUDE:
+        return Decimal(value)  # the common case, already in its one spelling
     if isinstance(value, bool) or value is None:
         raise InvalidRequest(f"{what} must be a number, got {value!r}")
     if isinstance(value, Decimal):
@@ -87,6 +90,8 @@ def check_id(value: Any, what: str = "customer id") -> str:
     """Ids: 1-255 characters, no whitespace, no control characters (C2)."""
     if not isinstance(value, str):
         raise InvalidRequest(f"{what} must be a string, got {value!r}")
+    if value.isascii() and value.isprintable() and " " not in value and 0 < len(value) < 256:
+        return value  # the common case: printable ASCII is exactly 0x20-0x7e, less the space
     if not value or len(value) > 255:
         raise InvalidRequest(f"{what} must be 1-255 characters, got {value!r}")
     if _BAD_ID_CHAR.search(value) is not None:
@@ -145,6 +150,8 @@ def check_aware(value: Any, what: str) -> datetime:
 
 def check_now(value: Any) -> datetime:
     """What the clock reads: aware, and early enough for every date planned from it."""
+    if type(value) is datetime and value.tzinfo is UTC and value < MAX_INSTANT:
+        return value  # what the library's clocks read: already checked
     now = check_aware(value, "the clock")
     if now >= MAX_INSTANT:
         raise InvalidRequest(f"the clock reads {value!r}, at or after {MAX_INSTANT.isoformat()}")

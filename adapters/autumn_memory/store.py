@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 
-from autumn_core.changes import CustomerChange, customer_order, email_key, identity
+from autumn_core.changes import CustomerChange, customer_order, email_key
 from autumn_core.errors import StoreError, UniqueViolation
 from autumn_core.model import (
     CustomerState,
@@ -24,7 +24,7 @@ from autumn_core.model import (
     InvoiceRecord,
     PendingRecord,
     ProductVersionRecord,
-    replace,
+    saved_as,
 )
 from autumn_core.ports import StoreCapabilities
 from autumn_memory.outbox import OutboxOverlay, OutboxStorage
@@ -201,9 +201,11 @@ class MemoryTransaction(OutboxOverlay):
         before = self.load_customer(after.pk)
         if before is None:
             raise StoreError(f"cannot save customer {after.pk!r}: it does not exist")
-        self._check_unique(after, before)
-        self._customers[after.pk] = replace(after, version=before.version + 1)
-        if identity(before) != identity(after) or before.email != after.email:
+        renamed = before.email != after.email or before.id != after.id
+        if renamed:  # an unchanged id and email are still its own
+            self._check_unique(after, before)
+        self._customers[after.pk] = saved_as(after, before.version + 1)
+        if renamed:
             self._index(before, after)
 
     def delete_customer(self, pk: str) -> None:
@@ -394,21 +396,13 @@ class MemoryTransaction(OutboxOverlay):
     # -- commit -----------------------------------------------------------------------------
     def commit(self) -> None:
         d = self._d
-        for pk in self._deleted_customers:
-            d.customers.pop(pk, None)
-            d.events.pop(pk, None)
-            for e_id in [k for k, v in d.event_index.items() if v[0] == pk]:
-                del d.event_index[e_id]
-            d.idempotency = {k: v for k, v in d.idempotency.items() if k[1] != pk}
-            d.trial_subject = {c for c in d.trial_subject if c[1] != pk}
-            for inv_id in d.invoice_order.pop(pk, []):
-                d.invoices.pop(inv_id, None)
-            if pk in d.order:
-                d.order.remove(pk)
+        if self._deleted_customers:
+            self._commit_deletions(d)
         for pk, state in self._customers.items():
             if state is not _DELETED:
                 d.customers[pk] = state
-        d.order.extend(self._new_order)
+        if self._new_order:
+            d.order.extend(self._new_order)
         for k, v in self._by_id.items():
             if v is _DELETED:
                 d.by_id.pop(k, None)
@@ -421,6 +415,33 @@ class MemoryTransaction(OutboxOverlay):
                 d.idless_email[k] = v
         for e in self._events:
             d.events.setdefault(e.customer_pk, []).append(e)
+        # The other records change on few calls (a track touches none of them): one test.
+        if (
+            self._idem
+            or self._trial_subject
+            or self._trial_fp
+            or self._renewals
+            or self._gw_events
+            or self._invoices
+            or self._pending
+            or self._versions
+        ):
+            self._commit_records(d)
+
+    def _commit_deletions(self, d: _Data) -> None:
+        for pk in self._deleted_customers:
+            d.customers.pop(pk, None)
+            d.events.pop(pk, None)
+            for e_id in [k for k, v in d.event_index.items() if v[0] == pk]:
+                del d.event_index[e_id]
+            d.idempotency = {k: v for k, v in d.idempotency.items() if k[1] != pk}
+            d.trial_subject = {c for c in d.trial_subject if c[1] != pk}
+            for inv_id in d.invoice_order.pop(pk, []):
+                d.invoices.pop(inv_id, None)
+            if pk in d.order:
+                d.order.remove(pk)
+
+    def _commit_records(self, d: _Data) -> None:
         d.idempotency.update(self._idem)
         d.trial_subject |= self._trial_subject
         d.trial_fingerprint |= self._trial_fp
@@ -465,6 +486,22 @@ class _Transaction:
             self._store._lock.release()
 
 
+class _Reading:
+    """The context manager of every read transaction: a read tx stages nothing and keeps no
+    state of its own, so one serves every reader (and every thread) of the store."""
+
+    __slots__ = ("_tx",)
+
+    def __init__(self, tx: MemoryTransaction) -> None:
+        self._tx = tx
+
+    def __enter__(self) -> MemoryTransaction:
+        return self._tx
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        return None
+
+
 class MemoryStore:
     """The in-memory store: a real product for development, tests and single-process apps.
 
@@ -480,8 +517,9 @@ class MemoryStore:
         self._data = _Data()
         self._lock = threading.RLock()
         self._closed = False
+        self._reading = _Reading(MemoryTransaction(self._data, False))
 
-    def transaction(self, *, write: bool = True) -> _Transaction:
+    def transaction(self, *, write: bool = True) -> _Transaction | _Reading:
         """A context manager running one transaction; a write holds the store's lock.
 
         Example:
@@ -492,7 +530,7 @@ class MemoryStore:
         """
         if self._closed:
             raise StoreError("the store is closed")
-        return _Transaction(self, write)
+        return _Transaction(self, write) if write else self._reading
 
     def close(self) -> None:
         """Close the store; later calls raise ``StoreError``.

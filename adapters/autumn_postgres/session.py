@@ -75,9 +75,11 @@ class Session:
     _conn: Conn
     _wire: Wire
 
-    def __init__(self, store: StoreSide, write: bool) -> None:
+    def __init__(self, store: StoreSide, write: bool, *, optimistic: bool = False) -> None:
         self._store = store
         self._write = write
+        #: A write that reads customers without locking them (the save verifies their version).
+        self._optimistic = optimistic
         #: Cache entries this transaction produced: published only after COMMIT.
         self._staged: dict[str, Entry | None] = {}
         #: Customers fetched whole (and, writing, locked) by ``customer_pk`` (pk -> state).

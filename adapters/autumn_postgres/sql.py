@@ -134,9 +134,12 @@ def _agg(table: str, alias: str = "c") -> str:
     """The documents of one child table as text, in order, one per line ('' for none): the
     client parses only the documents it has not parsed before (``PostgresTransaction._state``).
     """
+    # ``COLLATE "default"``: the customer's pk is ``COLLATE "C"``, a child's customer_pk has the
+    # default collation, and compared under "C" the child's (customer_pk, id) index cannot be
+    # used: every read of a customer would scan the whole child table.
     return (
         f"(SELECT coalesce(string_agg(t.data::text, chr(10) ORDER BY t.pos), '') FROM {table} t"
-        f" WHERE t.customer_pk = {alias}.pk)"
+        f' WHERE t.customer_pk = {alias}.pk COLLATE "default")'
     )
 
 

@@ -27,6 +27,11 @@ How it keeps the Store port's promises with psycopg 3:
   sees them as committed. (Schema v1's ``autumn_lock_customer`` did both in one PL/pgSQL call;
   two plain statements cost the server less. The function stays for processes of the previous
   release during an upgrade.)
+- **Optimistic writes.** ``optimistic_transaction()`` reads customers without ``FOR UPDATE``;
+  the save's version check (which every customer save makes) refuses a customer another
+  transaction saved since, with 40001 (retryable). The core uses it for a ``track``'s first
+  attempt and reruns a lost one at once the locking way, so on a hot customer the row lock is
+  held only while the save runs, not while the client decides.
 - **Read transactions** see one snapshot without costing a ``check`` anything: the first
   statement runs on its own (autocommit: one statement is one snapshot, no ``BEGIN``/``COMMIT``),
   and only a second statement opens ``REPEATABLE READ READ ONLY``, replaying the first in the
@@ -270,6 +275,22 @@ class PostgresStore:
         if self._closed:
             raise StoreError("the store is closed")
         return PostgresTransaction(self, write)
+
+    def optimistic_transaction(self) -> PostgresTransaction:
+        """A write transaction that reads customers without locking them
+        (``autumn_core.ports.OptimisticStore``): the save's version check, which a customer
+        save always makes, refuses one that another transaction saved since (40001, retryable).
+        The row lock is then held only while the save runs, not while the engine decides.
+
+        Example:
+            ```python
+            with store.optimistic_transaction() as tx:
+                pk = tx.customer_pk("user-1")
+            ```
+        """
+        if self._closed:
+            raise StoreError("the store is closed")
+        return PostgresTransaction(self, True, optimistic=True)
 
     def close(self) -> None:
         """Release the pool (if this store made it); later calls raise ``StoreError``.

@@ -24,6 +24,19 @@ from autumn_sqldoc.mapping import CHILDREN, email_lower, head_text, order_by
 #: The core's customer order; ``COLLATE "C"`` compares ids by code point (UTF-8 bytes).
 CUSTOMER_ORDER: Final = order_by("created_at", alias="c", collate=' COLLATE "C"')
 
+#: A page of customers (``list_customers``), optionally of one email, after a cursor's pk.
+LIST_CUSTOMERS: Final = f"""
+            SELECT {sql.FULL} FROM autumn_customers c
+            WHERE (%(email)s::text IS NULL OR c.email_lower = %(email)s::text)
+              AND (%(after)s::text IS NULL
+                   OR NOT EXISTS (SELECT 1 FROM autumn_customers a WHERE a.pk = %(after)s::text)
+                   OR (c.created_at, c.id IS NULL, COALESCE(c.id, '') COLLATE "C", c.pk) > (
+                       SELECT a.created_at, a.id IS NULL, COALESCE(a.id, '') COLLATE "C", a.pk
+                       FROM autumn_customers a WHERE a.pk = %(after)s::text))
+            {CUSTOMER_ORDER}
+            LIMIT %(limit)s
+            """
+
 
 class PostgresTransaction(Records, OutboxTable):
     """One unit of work on one pooled connection; also its own context manager.
@@ -120,7 +133,7 @@ class PostgresTransaction(Records, OutboxTable):
         hint_pk = self._store._ids.get(customer_id)
         hint = self._lookup(hint_pk) if hint_pk is not None else None
         params = self._hint_params(customer_id, hint, hint_pk)
-        if self._write:
+        if self._write and not self._optimistic:
             row = self._locked_row(True, customer_id, params)
         else:
             row = self._customer_row(sql.W_READ_BY_ID, sql.READ_BY_ID, params)
@@ -138,7 +151,7 @@ class PostgresTransaction(Records, OutboxTable):
             return state
         hint = self._lookup(pk)
         params = self._hint_params(pk, hint, pk)
-        if for_update and self._write:
+        if for_update and self._write and not self._optimistic:
             row = self._locked_row(False, pk, params)
         else:
             row = self._customer_row(sql.W_READ_BY_PK, sql.READ_BY_PK, params)
@@ -259,17 +272,7 @@ class PostgresTransaction(Records, OutboxTable):
         self, *, limit: int, starting_after: str | None, email: str | None
     ) -> list[CustomerState]:
         rows = self._all(
-            f"""
-            SELECT {sql.FULL} FROM autumn_customers c
-            WHERE (%(email)s::text IS NULL OR c.email_lower = %(email)s::text)
-              AND (%(after)s::text IS NULL
-                   OR NOT EXISTS (SELECT 1 FROM autumn_customers a WHERE a.pk = %(after)s::text)
-                   OR (c.created_at, c.id IS NULL, COALESCE(c.id, '') COLLATE "C", c.pk) > (
-                       SELECT a.created_at, a.id IS NULL, COALESCE(a.id, '') COLLATE "C", a.pk
-                       FROM autumn_customers a WHERE a.pk = %(after)s::text))
-            {CUSTOMER_ORDER}
-            LIMIT %(limit)s
-            """,
+            LIST_CUSTOMERS,
             {
                 "email": None if email is None else email_key(email),
                 "after": starting_after,

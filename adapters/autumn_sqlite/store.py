@@ -7,6 +7,12 @@ How it keeps the Store port's promises with nothing but the standard library's `
   processes never both read a balance and then both write it), plain ``BEGIN`` for reads (WAL
   gives the reader one consistent snapshot without blocking writers). Leaving the block commits;
   an exception rolls back and propagates unchanged.
+- **Group commit.** The writes of one process run on one writer connection, one at a time;
+  writers that arrive while a transaction is open join it (each in a savepoint of its own) and
+  the last of them commits for all (``autumn_sqlite.group``). Each call returns only after the
+  commit that holds its work; a failed commit fails exactly the calls it held. Other processes
+  still take turns on SQLite's file lock. ``group_commit=False`` gives every write its own
+  transaction on the calling thread's connection.
 - **Bounded lock waits.** SQLite's own ``busy_timeout`` is kept small; around it the store
   retries ``BEGIN IMMEDIATE`` with jittered back-off until ``lock_timeout`` has passed, then
   raises ``StoreError`` having changed nothing. Threads of one process queue on an in-process
@@ -45,6 +51,7 @@ from autumn_core.ports import StoreCapabilities
 from autumn_sqldoc.cache import ParseCache
 from autumn_sqlite import schema
 from autumn_sqlite.errors import is_busy, translate
+from autumn_sqlite.group import GroupCommit
 from autumn_sqlite.transaction import Entry, SqliteTransaction
 
 T = TypeVar("T")
@@ -114,6 +121,7 @@ class SqliteStore:
         synchronous: str = "NORMAL",
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
         cache_size: int = DEFAULT_CACHE_SIZE,
+        group_commit: bool = True,
     ) -> None:
         mode = str(synchronous).upper()
         if mode not in SYNCHRONOUS_MODES:
@@ -146,12 +154,19 @@ class SqliteStore:
         #: Whether the file was judged ours: until then no connection writes anything, not even
         #: the switch to WAL, so a foreign or damaged file is refused with its bytes unchanged.
         self._judged = self._memory
+        #: Writes of this process share commits (``autumn_sqlite.group``), on one connection.
+        self._group: GroupCommit | None = None
+        self._writer: _Holder | None = None
         conn = self._connection()
         self._judge(conn)
         self._migrate(conn)
         self._judged = True
         if not self._memory:
             self._set_wal(conn)
+            if group_commit:
+                self._group = GroupCommit(
+                    self._writer_connection, self._begin_immediate, translate, self.lock_timeout
+                )
 
     def __repr__(self) -> str:
         return f"SqliteStore({self.path!r})"
@@ -170,6 +185,8 @@ class SqliteStore:
             raise StoreError("the store is closed")
         if self._generation != _fork_generation:
             self._forked()
+        if self._group is not None and self._group.holds_turn():
+            raise StoreError("a transaction is already open on this thread")
         return SqliteTransaction(self, self._connection(), write)
 
     def close(self) -> None:
@@ -187,6 +204,8 @@ class SqliteStore:
             self._connections.clear()
         if self._shared is not None:
             conns.append(self._shared.conn)
+        if self._writer is not None and self._writer.conn not in conns:
+            conns.append(self._writer.conn)
         for conn in conns:
             with contextlib.suppress(sqlite3.Error):  # closing is best effort
                 conn.close()
@@ -196,6 +215,11 @@ class SqliteStore:
         """First use in a forked child: fresh locks; connections are re-made per thread."""
         self._generation = _fork_generation
         self._write_lock = threading.RLock() if self._memory else threading.Lock()
+        if self._writer is not None:
+            _INHERITED.append(self._writer.conn)
+            self._writer = None
+        if self._group is not None:
+            self._group.forget_connection()
         self.cache.reset_lock()
         self._connections_lock = threading.Lock()
 
@@ -262,6 +286,30 @@ class SqliteStore:
         with self._connections_lock:
             self._connections.add(holder)
         return holder
+
+    def _writer_connection(self) -> sqlite3.Connection:
+        """The connection every write of this process runs on (group commit)."""
+        self._writer = self._connect()
+        return self._writer.conn
+
+    def _begin_immediate(self, conn: sqlite3.Connection, deadline: float) -> None:
+        """``BEGIN IMMEDIATE``, waiting for other processes' writers until ``deadline``."""
+        if self._closed:
+            raise StoreError("the store is closed")
+        try:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if not is_busy(exc):
+                    raise
+                self._retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"), deadline)
+        except sqlite3.Error as exc:
+            if is_busy(exc):
+                raise StoreError(
+                    f"timed out after {self.lock_timeout} s waiting for the SQLite write lock"
+                    f" on {self.path!r}; nothing was changed ({exc})"
+                ) from exc
+            raise translate(exc) from exc
 
     def _set_wal(self, conn: sqlite3.Connection) -> None:
         try:

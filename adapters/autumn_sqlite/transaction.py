@@ -25,6 +25,7 @@ from autumn_sqldoc.mapping import (
 )
 from autumn_sqlite import codec
 from autumn_sqlite.errors import translate
+from autumn_sqlite.group import GroupCommit, Member
 from autumn_sqlite.outbox import OutboxTable
 from autumn_sqlite.packing import pack, unpack
 from autumn_sqlite.records import Records
@@ -89,6 +90,7 @@ class StoreSide(Protocol):
     """What a transaction needs of its store: the lock discipline and the parse cache."""
 
     cache: ParseCache[Entry]
+    _group: GroupCommit | None
 
     def _begin(self, conn: sqlite3.Connection, write: bool) -> None: ...
 
@@ -109,10 +111,18 @@ class SqliteTransaction(Records, OutboxTable):
         #: pk -> (seq, version) read by a query earlier in this transaction (same snapshot), so
         #: that ``customer_pk`` followed by ``load_customer`` costs one query, not two.
         self._seen: dict[str, tuple[int, int]] = {}
+        #: This write's place in its batch, when the store groups commits.
+        self._member: Member | None = None
 
     # -- context manager --------------------------------------------------------------------
     def __enter__(self) -> SqliteTransaction:
-        self._store._begin(self._conn, self._write)
+        group = self._store._group if self._write else None
+        if group is not None:
+            # A write joins (or opens) this process's batch, on the writer connection.
+            self._member = group.enter()
+            self._conn = group.connection
+        else:
+            self._store._begin(self._conn, self._write)
         self._active = True
         return self
 
@@ -123,17 +133,26 @@ class SqliteTransaction(Records, OutboxTable):
         tb: TracebackType | None,
     ) -> None:
         self._active = False
+        member, self._member = self._member, None
+        if member is not None:
+            assert self._store._group is not None
+            # Returns once the batch committed (raising its error if it did not).
+            self._store._group.leave(member, exc_type is None)
+            if exc_type is None:
+                self._publish()
+            return
         if exc_type is None:
             self._store._commit(self._conn, self._write)
-            if self._overlay:
-                self._store.cache.publish(
-                    {
-                        pk: None if s is _DELETED else (seq, s)
-                        for pk, (seq, s) in self._overlay.items()
-                    }
-                )
+            self._publish()
         else:
             self._store._rollback(self._conn, self._write)
+
+    def _publish(self) -> None:
+        """After COMMIT: the states this transaction wrote are the committed ones."""
+        if self._overlay:
+            self._store.cache.publish(
+                {pk: None if s is _DELETED else (seq, s) for pk, (seq, s) in self._overlay.items()}
+            )
 
     # -- customers: reads -------------------------------------------------------------------
     def customer_pk(self, customer_id: str) -> str | None:

@@ -7,6 +7,7 @@ import os
 import random
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -120,16 +121,29 @@ class Context:
         #: immutable, so this is computed once per feature on first use).
         self.pool_costs: dict[str, dict[str, Decimal]] = {}
 
-    def run(self, fn: Callable[[StoreTransaction], T], *, write: bool = True) -> T:
+    def run(
+        self,
+        fn: Callable[[StoreTransaction], T],
+        *,
+        write: bool = True,
+        optimistic: bool = False,
+    ) -> T:
         """Run ``fn`` in one transaction, re-running it after a lost race or a retryable failure.
 
         A lost uniqueness race (two creates of one customer, two uses of one idempotency key)
-        is resolved by running again: the second run reads the winner's row.
+        is resolved by running again: the second run reads the winner's row. ``optimistic``: a
+        store that offers it (``ports.OptimisticStore``) runs the first attempt without
+        locking the customer; if another save came first, the call runs again at once, the
+        usual way (locking), so it always ends.
         """
+        first: Callable[[], AbstractContextManager[StoreTransaction]] | None = (
+            getattr(self.store, "optimistic_transaction", None) if optimistic and write else None
+        )
         delay = 0.001
         for attempt in range(MAX_ATTEMPTS):
+            opened = first() if first is not None and attempt == 0 else None
             try:
-                with self.store.transaction(write=write) as tx:
+                with opened or self.store.transaction(write=write) as tx:
                     return fn(tx)
             except UniqueViolation:
                 if attempt == MAX_ATTEMPTS - 1:
@@ -137,6 +151,8 @@ class Context:
             except StoreError as exc:
                 if not exc.retryable or attempt == MAX_ATTEMPTS - 1:
                     raise
+                if opened is not None:
+                    continue  # the optimistic attempt lost a race: again now, locking
                 time.sleep(delay * (1 + random.random()))
                 delay = min(delay * 2, 0.1)
         raise StoreError("unreachable")  # pragma: no cover

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
+from random import getrandbits
 from typing import Any, ClassVar, Protocol, TypeVar
 
 import attrs
@@ -78,7 +78,6 @@ class Unit:
         self.now: datetime = ctx.clock.now()
         self._loaded: dict[str, CustomerState] = {}
         self._current: dict[str, CustomerState] = {}
-        self._inserted: set[str] = set()
         #: Customers inserted since the last flush: their first products are news (EO6).
         self._born: set[str] = set()
         #: pk -> the version this unit's last save gave the customer (its next change's base).
@@ -105,7 +104,7 @@ class Unit:
                 pk = self.tx.customer_pk(ref)
                 if pk is not None:
                     self._pks[ref] = pk
-            state = self._load(pk) if pk is not None else None
+            return self._load(pk) if pk is not None else None
         if state is None:
             return None
         return self.current(state.pk)
@@ -190,7 +189,6 @@ class Unit:
         if not self.write:
             raise NeedsWrite
         self.tx.insert_customer(state)
-        self._inserted.add(state.pk)
         self._born.add(state.pk)
         self._loaded[state.pk] = attrs.evolve(state, version=1)
         self._current[state.pk] = state
@@ -200,7 +198,6 @@ class Unit:
         self._pks.clear()
         self._loaded.pop(pk, None)
         self._current.pop(pk, None)
-        self._inserted.discard(pk)
         self._born.discard(pk)
         self._saved.pop(pk, None)
 
@@ -304,8 +301,9 @@ class Unit:
         """A unique id that sorts by creation time: wall-clock microseconds, then 64 random
         bits. Stores index event ids, and growing ids land at the end of the index instead of
         on a random page of it. The wall clock only orders ids (it is not the domain's time,
-        which comes from the injected clock); the random bits alone keep them unique."""
-        return f"evt_{time.time_ns() // 1000:014x}{os.urandom(8).hex()}"
+        which comes from the injected clock); the random bits alone keep them unique (``random``
+        is seeded from the OS at import and again in every forked child)."""
+        return f"evt_{time.time_ns() // 1000:014x}{getrandbits(64):016x}"
 
 
 def _installed(hook: _H | None) -> _H:

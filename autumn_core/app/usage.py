@@ -20,7 +20,7 @@ from autumn_core.errors import (
     InsufficientBalance,
     InvalidRequest,
 )
-from autumn_core.model import ZERO, CustomerState, EventRecord, RowState, replace
+from autumn_core.model import ZERO, CustomerState, EventRecord, RowState, with_rows
 from autumn_core.results import (
     Balance,
     ByEmail,
@@ -29,7 +29,14 @@ from autumn_core.results import (
     TrackResult,
 )
 from autumn_core.rules.balance_view import balance_view, detached
-from autumn_core.rules.deduction import Candidate, Deduction, deduct, fits, shift_total
+from autumn_core.rules.deduction import (
+    Candidate,
+    Deduction,
+    capacity,
+    deduct,
+    fits_within,
+    shift_total,
+)
 from autumn_core.rules.order import order_key, sees
 from autumn_core.rules.periods import next_boundary
 from autumn_core.serialization import converter
@@ -102,9 +109,7 @@ def candidates(
 
 def replace_rows(state: CustomerState, changed: Mapping[str, RowState]) -> CustomerState:
     """The customer with some rows replaced (by id)."""
-    if not changed:
-        return state
-    return replace(state, rows=tuple(changed.get(r.id, r) for r in state.rows))
+    return with_rows(state, changed)
 
 
 def subject_balance(
@@ -131,7 +136,7 @@ def subject_balance(
 
 
 # -- check ------------------------------------------------------------------------------------
-@attrs.frozen(slots=False)  # built on every call: a dict __init__ is cheaper
+@attrs.define  # built on every call and never shared: a mutable slotted init is cheapest
 class CheckArgs:
     customer: Any
     feature: Feature
@@ -164,7 +169,8 @@ def validate_check(
 def check(unit: Unit, a: CheckArgs) -> CheckResult:
     ctx = unit.ctx
     state = unit.get_or_create(a.customer, a.customer_data)
-    unit.entity_check(state, a.entity_id)
+    if a.entity_id is not None:
+        unit.entity_check(state, a.entity_id)
     f = a.feature
     now = unit.now
     if f.type == "boolean":
@@ -177,57 +183,87 @@ def check(unit: Unit, a: CheckArgs) -> CheckResult:
             entity_id=a.entity_id,
             balance=balance_view(f.id, "boolean", (), now) if granted else None,
         )
-    # The loaded state is immutable: its candidates and balances are memoized on it, so a
-    # customer checked again before its next save costs only the decision itself.
+    # The loaded state is immutable: what a check derives from it (the candidates, their
+    # capacity, the balance) is memoized on it, so a customer checked again before its next
+    # save costs only the decision itself.
     loaded = state
-    cands: Sequence[Candidate] = memoized(
+    plan: CheckPlan = memoized(
         loaded,
         now,
-        (ctx, "candidates", f.id, a.entity_id),
-        lambda: tuple(candidates(ctx, live_rows(ctx, loaded, now), f.id, a.entity_id)),
+        (ctx, "check", f.id, a.entity_id),
+        lambda: _check_plan(ctx, loaded, f.id, a.entity_id, now),
     )
+    cands = plan.cands
     if not cands:
         return CheckResult(False, state.id, f.id, a.required, a.entity_id, None)
-    own = any(c.row.feature_id == f.id for c in cands)
     used: Deduction | None = None
     ctl = Controlled.start(ctx, state, a.entity_id, now)
     if ctl is not None:
         # Billing controls (BC2, BC3): the decision under the subject's floors and windows.
         allowed = a.required <= 0 or ctl.fits(f.id, cands, a.required, live_rows(ctx, state, now))
-        if not own:
+        if not plan.own:
             used = deduct(ctl.govern(cands), a.required, "reject", now, dry_run=True)
-    elif own:
+    elif plan.own:
         # The subject holds the feature itself: the decision is a sum over the rows.
-        allowed = fits(cands, a.required, now)
+        allowed = fits_within(plan.room, cands, a.required, now)
     elif any(c.row.unlimited for c in cands) or a.required <= 0:
         allowed = True
     else:
         used = deduct(cands, a.required, "reject", now, dry_run=True)
         allowed = used.remainder == 0
+    balance = plan.balance
     if a.send_event and allowed:
         _track_on_state(
             unit, state, [f], a.required, a.entity_id, "reject", {}, now, event_name=None
         )
         state = unit.current(state.pk)
-    if own:
+        balance = None
+    if plan.own:
         decided, cost = f.id, ONE
     else:
         decided, cost = _deciding_pool(cands, used)
-    after = state
-    balance = memoized(
-        after,
-        now,
-        (ctx, "balance", decided, a.entity_id),
-        lambda: subject_balance(ctx, after, decided, a.entity_id, now),
-    )
+        balance = None
+    if balance is None:
+        after = state
+        balance = memoized(
+            after,
+            now,
+            (ctx, "balance", decided, a.entity_id),
+            lambda: subject_balance(ctx, after, decided, a.entity_id, now),
+        )
     return CheckResult(
         allowed=allowed,
         customer_id=state.id,
         feature_id=decided,
-        required_balance=a.required * cost,
+        required_balance=a.required if cost is ONE else a.required * cost,
         entity_id=a.entity_id,
         balance=None if balance is None else detached(balance),
     )
+
+
+@attrs.frozen
+class CheckPlan:
+    """What a check derives from one customer state, whatever the required amount."""
+
+    cands: tuple[Candidate, ...]
+    #: Whether the subject holds the feature itself (else only credit pools list it).
+    own: bool
+    #: ``rules.deduction.capacity`` of the candidates, when ``own``.
+    room: Decimal | None
+    #: The subject's balance of the feature, when ``own`` (else it depends on the decision).
+    balance: Balance | None
+
+
+def _check_plan(
+    ctx: Context, state: CustomerState, feature_id: str, entity_id: str | None, now: datetime
+) -> CheckPlan:
+    live = live_rows(ctx, state, now)
+    cands = tuple(candidates(ctx, live, feature_id, entity_id))
+    own = any(c.row.feature_id == feature_id for c in cands)
+    if not own:
+        return CheckPlan(cands, False, None, None)
+    balance = subject_balance(ctx, state, feature_id, entity_id, now, live)
+    return CheckPlan(cands, True, capacity(cands, now), balance)
 
 
 def _deciding_pool(cands: Sequence[Candidate], dry: Deduction | None) -> tuple[str, Decimal]:
@@ -239,7 +275,7 @@ def _deciding_pool(cands: Sequence[Candidate], dry: Deduction | None) -> tuple[s
 
 
 # -- track ------------------------------------------------------------------------------------
-@attrs.frozen(slots=False)  # built on every call: a dict __init__ is cheaper
+@attrs.define  # built on every call and never shared: a mutable slotted init is cheapest
 class TrackArgs:
     customer: Any
     features: tuple[Feature, ...]
@@ -419,25 +455,28 @@ def _track_on_state(
     # A feature can only become blocked when a row reached zero, or under controls (BC6).
     if low or ctl is not None:
         signals.after_change(unit, before, state, entity_id, touched, candidates)
-    event = EventRecord(
-        id=unit.event_id(),
-        customer_pk=state.pk,
-        entity_id=entity_id,
-        feature_id=None if event_name is not None else features[0].id,
-        event_name=event_name,
-        value=value,
-        properties=dict(properties),
-        timestamp=timestamp,
-        created_at=now,
+    # Positional: these two are built on every track, and keywords cost a third more.
+    event_id = unit.event_id()
+    unit.events.append(
+        EventRecord(
+            event_id,
+            state.pk,
+            entity_id,
+            None if event_name is not None else features[0].id,
+            event_name,
+            value,
+            dict(properties),
+            timestamp,
+            now,
+        )
     )
-    unit.events.append(event)
     return TrackResult(
-        event_id=event.id,
-        customer_id=state.id,
-        entity_id=entity_id,
-        value=value,
-        applied=applied,
-        balances=subject_balances(ctx, state, touched, entity_id, now, live),
+        event_id,
+        state.id,
+        entity_id,
+        value,
+        applied,
+        subject_balances(ctx, state, touched, entity_id, now, live),
     )
 
 

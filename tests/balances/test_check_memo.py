@@ -57,7 +57,7 @@ def test_a_check_just_before_the_expiry_reuses_the_view_and_is_right(
     assert first.balance is not None and second.balance is not None
     assert first.balance.remaining == second.balance.remaining == D(15)
     assert stored(billing, "c") is state  # nothing was saved between the two checks
-    assert any(key[1] == "balance" for key in state.read_memo)
+    assert any(key[1] == "check" for key in state.read_memo)
 
 
 def test_a_track_between_two_checks_is_seen_by_the_second(billing: Autumn) -> None:

@@ -35,6 +35,9 @@ class IdCounter:
     def urandom(self, n: int) -> bytes:
         return self._take().to_bytes(n, "big")
 
+    def getrandbits(self, k: int) -> int:
+        return self._take() % (1 << k)
+
     def time_ns(self) -> int:
         return (1_700_000_000_000_000 + self._take()) * 1000
 
@@ -47,7 +50,7 @@ def matching_ids() -> Iterator[IdCounter]:
     counter = IdCounter()
     with (
         mock.patch.object(context, "os", counter),
-        mock.patch.object(unit, "os", counter),
+        mock.patch.object(unit, "getrandbits", counter.getrandbits),
         mock.patch.object(unit, "time", counter),
     ):
         yield counter

@@ -67,7 +67,8 @@ def _event_count(path: Path, customer_id: str) -> int:
 
 def test_four_processes_lose_no_track(tmp_path: Path) -> None:
     """Given one customer, when 4 processes each call track(1) 500 times on it at once, then
-    usage is exactly 2000, there are 2000 events, no call failed, and no call waited 2 s."""
+    usage is exactly 2000, there are 2000 events and no call failed (none gave up on the lock:
+    how long calls waited is a benchmark figure, ``bench_group_commit.py``, not asserted here)."""
     # given
     path = tmp_path / "hot.db"
     with workers.engine(str(path)) as billing:
@@ -76,7 +77,6 @@ def test_four_processes_lose_no_track(tmp_path: Path) -> None:
     reports = _run(workers.track_many_times, path, "hot", 500)
     # then
     assert [errors for errors, _ in reports] == [[]] * PROCS
-    assert max(worst for _, worst in reports) < 2.0
     with workers.engine(str(path)) as billing:
         assert billing.customers.get("hot").features["messages"].usage == Decimal(2000)
     assert _event_count(path, "hot") == 2000

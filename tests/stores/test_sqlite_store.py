@@ -259,6 +259,8 @@ class TestWrites:
     def _statements(self, store: SqliteStore) -> list[str]:
         seen: list[str] = []
         store._connection().set_trace_callback(seen.append)
+        if store._group is not None:  # writes run on the group-commit writer connection
+            store._group.connection.set_trace_callback(seen.append)
         return seen
 
     def test_a_track_like_save_writes_one_row_and_the_version(self, store: SqliteStore) -> None:
