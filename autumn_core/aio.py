@@ -27,8 +27,10 @@ if TYPE_CHECKING:
         CustomerProduct,
         Entity,
         Event,
+        EventAggregate,
         GatewayEvent,
         Invoice,
+        ProductVersion,
         TrackRequest,
         TrackResult,
     )
@@ -79,6 +81,9 @@ class AsyncBalances(_AsyncPart):
         out: Balance = await self._call("grant", customer_id, feature_id, amount, **kwargs)
         return out
 
+    async def delete(self, customer_id: Any, feature_id: str | None = None, **kwargs: Any) -> None:
+        await self._call("delete", customer_id, feature_id, **kwargs)
+
 
 class AsyncEntities(_AsyncPart):
     async def create(
@@ -102,6 +107,18 @@ class AsyncEntities(_AsyncPart):
 class AsyncEvents(_AsyncPart):
     async def list(self, customer_id: Any, **kwargs: Any) -> list[Event]:
         out: list[Event] = await self._call("list", customer_id, **kwargs)
+        return out
+
+    async def aggregate(
+        self, customer_id: Any, feature_ids: str | Iterable[str], **kwargs: Any
+    ) -> EventAggregate:
+        out: EventAggregate = await self._call("aggregate", customer_id, feature_ids, **kwargs)
+        return out
+
+
+class AsyncProducts(_AsyncPart):
+    async def versions(self, product_id: str | None = None) -> list[ProductVersion]:
+        out: list[ProductVersion] = await self._call("versions", product_id)
         return out
 
 
@@ -141,6 +158,7 @@ class AsyncAutumn:
         self.entities = AsyncEntities(self, billing.entities)
         self.events = AsyncEvents(self, billing.events)
         self.invoices = AsyncInvoices(self, billing.invoices)
+        self.products = AsyncProducts(self, billing.products)
 
     async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run any synchronous callable on the worker pool (context variables carried over)."""

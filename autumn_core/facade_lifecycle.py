@@ -60,12 +60,14 @@ class LifecycleMixin:
         customer_data: CustomerData | None = None,
         idempotency_key: str | None = None,
         free: bool = False,
+        version: int | None = None,
     ) -> AttachResult:
         """Attach a product to a customer or entity (docs/rules.md A1-A7).
 
         Example:
             ```python
             result = billing.attach("user-1", "pro")                       # new, upgrade or downgrade
+            billing.attach("user-2", "pro", version=1)                      # a grandfathered version
             billing.attach("user-1", "top_up", quantities={"messages": 1000})
             if result.checkout_url:                                         # no card on file yet
                 redirect(result.checkout_url)
@@ -83,6 +85,7 @@ class LifecycleMixin:
             customer_data=customer_data,
             idempotency_key=idempotency_key,
             free=free,
+            version=version,
         )
         if self._ctx.gateway is None:
             return self._write(lambda unit: attach_uc.attach(unit, args))
@@ -112,6 +115,7 @@ class LifecycleMixin:
         customer_data: CustomerData | None = None,
         idempotency_key: str | None = None,
         free: bool = False,
+        version: int | None = None,
     ) -> AttachPreview:
         """What ``attach`` would do, with the same lines; writes nothing, contacts no gateway.
 
@@ -133,6 +137,7 @@ class LifecycleMixin:
             customer_data=customer_data,
             idempotency_key=idempotency_key,
             free=free,
+            version=version,
         )
         try:
             self._write(lambda unit: attach_uc.preview_body(unit, args))

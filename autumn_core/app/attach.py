@@ -88,12 +88,15 @@ class AttachArgs:
     nonce: str = attrs.field(factory=lambda: new_id("op"))
     #: Grant for free: ``product`` is the catalog product with every price removed.
     free: bool = False
+    #: A stored version asked for (A8); None: the latest.
+    version: int | None = None
 
     def fingerprint(self) -> str:
         trial = self.free_trial
         return args_fingerprint(
             {
                 **({"free": True} if self.free else {}),
+                **({"version": self.version} if self.version is not None else {}),
                 "product_id": self.product.id,
                 "entity_id": self.entity_id,
                 "quantities": None if self.quantities is None else dict(self.quantities),
@@ -118,12 +121,22 @@ def validate_attach(
     customer_data: Any = None,
     idempotency_key: Any = None,
     free: Any = False,
+    version: Any = None,
 ) -> AttachArgs:
     """A1: everything that can be checked without the customer, before any transaction."""
     check_customer_ref(customer_id)
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+        raise InvalidRequest(f"version must be an integer, got {version!r}")
     product = ctx.registry.product(product_id) if isinstance(product_id, str) else None
     if product is None:
         raise ProductNotFound(f"product {product_id!r} does not exist")
+    if version is not None:
+        product = ctx.registry.product(product_id, version)
+        if product is None:
+            raise ProductNotFound(
+                f"product {product_id!r} has no version {version}"
+                f" (stored: {ctx.registry.version_numbers(product_id)})"
+            )
     if not isinstance(free, bool):
         raise InvalidRequest(f"free must be a bool, got {free!r}")
     check_entity_ref(entity_id)
@@ -173,6 +186,7 @@ def validate_attach(
         idempotency_key,
         nonce=operation_id(customer_id, idempotency_key),
         free=free,
+        version=version,
     )
 
 
@@ -216,12 +230,13 @@ def operation_payload(a: AttachArgs) -> dict[str, Any]:
         "idempotency_key": a.idempotency_key,
         "nonce": a.nonce,
         **({"free": True} if a.free else {}),
+        **({"version": a.version} if a.version is not None else {}),
     }
 
 
 def args_from_payload(ctx: Context, payload: Mapping[str, Any]) -> AttachArgs:
     """The ``AttachArgs`` of a recorded attach (``operation_payload``), same operation id."""
-    product = ctx.registry.product(payload["product_id"])
+    product = ctx.registry.product(payload["product_id"], payload.get("version"))
     if product is None:
         raise ProductNotFound(f"product {payload['product_id']!r} does not exist")
     ref = payload["customer"]
@@ -246,6 +261,7 @@ def args_from_payload(ctx: Context, payload: Mapping[str, Any]) -> AttachArgs:
         payload.get("idempotency_key"),
         nonce=payload["nonce"],
         free=free,
+        version=payload.get("version"),
     )
 
 
@@ -298,7 +314,7 @@ def plan_attach(
     ctx = unit.ctx
     now = unit.now
     product = a.product
-    version = ctx.registry.latest[product.id]
+    version = a.version if a.version is not None else ctx.registry.latest[product.id]
     scope = a.entity_id
     cycle = _paid_cycle(state, now)
     if product.add_on or product.is_one_off:
@@ -939,6 +955,7 @@ def _checkout(
         if a.free_trial is UNSET
         else (None if a.free_trial is None else converter.unstructure(a.free_trial)),
         "idempotency_key": a.idempotency_key,
+        **({"version": a.version} if a.version is not None else {}),
     }
     unit.tx.put_pending(PendingRecord(key, state.pk, CHECKOUT, payload, unit.now))
     if url is None:
@@ -970,7 +987,7 @@ def complete_pending(unit: Unit, pending: PendingRecord, gateway_invoice_id: str
     payload = pending.payload
     state = unit.find_pk(pending.customer_pk)
     unit.tx.delete_pending(pending.key)
-    product = unit.ctx.registry.product(payload["product_id"])
+    product = unit.ctx.registry.product(payload["product_id"], payload.get("version"))
     if product is None:
         return False
     raw_trial = payload.get("free_trial", "unset")
@@ -990,6 +1007,7 @@ def complete_pending(unit: Unit, pending: PendingRecord, gateway_invoice_id: str
         False,
         None,
         None,
+        version=payload.get("version"),
     )
     if a.entity_id is not None and state.entity(a.entity_id) is None:
         return False

@@ -45,6 +45,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "autumn_core.rules.deduction",
             "autumn_core.rules.balance_view",
             "autumn_core.rules.order",
+            "autumn_core.rules.aggregate",
             "autumn_core.ports",
         },
     ),
