@@ -8,6 +8,9 @@ from datetime import datetime
 from importlib.metadata import entry_points
 from typing import Any, TypeVar
 
+import attrs
+
+from autumn_core.app import controls as controls_uc
 from autumn_core.app import customers as customers_uc
 from autumn_core.app import entities as entities_uc
 from autumn_core.app import lazy as lazy_uc
@@ -51,6 +54,7 @@ from autumn_core.values import (
     check_id,
     check_key,
     check_metadata,
+    check_optional_str,
     json_copy,
 )
 
@@ -98,11 +102,12 @@ class Customers(_Part):
         fingerprint: str | None = None,
         metadata: dict[str, Any] | None = None,
         gateway_customer_id: str | None = None,
+        billing_controls: Any = None,
     ) -> Customer:
         """Get-or-create a customer; default products are attached on creation.
 
         Calling it again with the same id returns the existing customer (filling fields that were
-        empty). ``id=None`` pre-creates a customer from its ``email``; a later create with an id and
+        empty, ``billing_controls`` included: a ``BillingControls`` or Autumn's dict shape). ``id=None`` pre-creates a customer from its ``email``; a later create with an id and
         the same email claims it, keeping what was enabled on it.
 
         Example:
@@ -116,9 +121,12 @@ class Customers(_Part):
         )
         if id is None and email is None:
             raise InvalidRequest("a customer needs an id or an email")
+        controls = controls_uc.check_controls(self._a._ctx, billing_controls)
 
         def body(unit: Unit) -> Customer:
             state = customers_uc.create_customer(unit, id, **fields)
+            if not controls.empty and state.billing_controls.empty:
+                state = unit.put(attrs.evolve(state, billing_controls=controls))
             return self._a._view(unit, state.pk)
 
         return self._a._write(body)
@@ -149,21 +157,31 @@ class Customers(_Part):
         return self.get(ByEmail(email))
 
     def update(self, id: Any, **patch: Any) -> Customer:
-        """Change ``name``, ``email``, ``fingerprint``, ``metadata`` or the id (``new_id``).
+        """Change ``name``, ``email``, ``fingerprint``, ``metadata``, the id (``new_id``) or
+        ``billing_controls`` (a dict replaces the lists it names, as Autumn's update does; a
+        ``BillingControls`` or None replaces them all).
 
         Example:
             ```python
             billing.customers.update("user-1", name="Ann B.", metadata={"plan_source": "sales"})
+            billing.customers.update(
+                "user-1", billing_controls={"usage_limits": [
+                    {"feature_id": "messages", "limit": 50, "interval": "day"}]}
+            )
             ```
         """
         _ref(id)
-        allowed = {"name", "email", "fingerprint", "metadata", "new_id"}
+        allowed = {"name", "email", "fingerprint", "metadata", "new_id", "billing_controls"}
         unknown = set(patch) - allowed
         if unknown:
             raise InvalidRequest(f"customers.update takes {sorted(allowed)}, not {sorted(unknown)}")
+        controls = controls_uc.check_patch(self._a._ctx, patch.pop("billing_controls", UNSET))
 
         def body(unit: Unit) -> Customer:
             state = customers_uc.update_customer(unit, id, patch)
+            state = controls_uc.set_customer_controls(state, controls)
+            if state is not unit.current(state.pk):
+                unit.put(state)
             return self._a._view(unit, state.pk)
 
         return self._a._write(body)
@@ -331,19 +349,59 @@ class Entities(_Part):
     """``billing.entities``: entities (seats, projects) of a customer."""
 
     def create(
-        self, customer_id: Any, entity_id: str, feature_id: str, *, name: str | None = None
+        self,
+        customer_id: Any,
+        entity_id: str,
+        feature_id: str,
+        *,
+        name: str | None = None,
+        billing_controls: Any = None,
     ) -> Entity:
         """Create an entity (a seat, a project) of an allocated feature under a customer.
+
+        ``billing_controls`` (no auto top-ups: those are customer-level) override the customer's
+        per feature.
 
         Example:
             ```python
             billing.entities.create("user-1", "seat-1", "seats", name="Bob")
             ```
         """
+        controls = controls_uc.check_controls(self._a._ctx, billing_controls, entity=True)
 
         def body(unit: Unit) -> Entity:
             state = entities_uc.create_entity(unit, customer_id, entity_id, feature_id, name)
-            return entity_view(self._a._ctx, state, entity_id, unit.now)
+            if not controls.empty:
+                patch = {"billing_controls": controls_uc.whole(controls)}
+                controls_uc.update_entity(unit, customer_id, entity_id, patch)
+            return entity_view(self._a._ctx, unit.current(state.pk), entity_id, unit.now)
+
+        return self._a._write(body)
+
+    def update(
+        self, customer_id: Any, entity_id: str, *, name: Any = UNSET, billing_controls: Any = UNSET
+    ) -> Entity:
+        """Change an entity's ``name`` or its ``billing_controls`` (merged as in
+        ``customers.update``).
+
+        Example:
+            ```python
+            billing.entities.update("user-1", "seat-1", billing_controls={"spend_limits": [
+                {"feature_id": "messages", "enabled": True, "overage_limit": 100}]})
+            ```
+        """
+        _ref(customer_id)
+        check_id(entity_id, "entity id")
+        patch: dict[str, Any] = {}
+        if name is not UNSET:
+            patch["name"] = check_optional_str(name, "name")
+        controls = controls_uc.check_patch(self._a._ctx, billing_controls, entity=True)
+        if controls:
+            patch["billing_controls"] = controls
+
+        def body(unit: Unit) -> Entity:
+            pk = controls_uc.update_entity(unit, customer_id, entity_id, patch)
+            return entity_view(self._a._ctx, unit.current(pk), entity_id, unit.now)
 
         return self._a._write(body)
 
