@@ -195,6 +195,11 @@ class AsyncAutumn:
     async def cancel(self, customer_id: Any, product_id: str, **kwargs: Any) -> CustomerProduct:
         return await self.run(self.sync.cancel, customer_id, product_id, **kwargs)
 
+    async def preview_cancel(
+        self, customer_id: Any, product_id: str, **kwargs: Any
+    ) -> AttachPreview:
+        return await self.run(self.sync.preview_cancel, customer_id, product_id, **kwargs)
+
     async def uncancel(self, customer_id: Any, product_id: str, **kwargs: Any) -> CustomerProduct:
         return await self.run(self.sync.uncancel, customer_id, product_id, **kwargs)
 

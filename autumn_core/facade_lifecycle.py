@@ -173,6 +173,29 @@ class LifecycleMixin:
             self._ctx, self._cancel_driver(customer_id, product_id, entity_id), body
         )
 
+    def preview_cancel(
+        self,
+        customer_id: Any,
+        product_id: str,
+        *,
+        entity_id: str | None = None,
+        immediately: bool = False,
+    ) -> AttachPreview:
+        """What ``cancel`` would invoice now (scenario ``"cancel"``): the prorated credit lines
+        of an immediate cancel, none at the period end. Writes nothing (X3).
+
+        Example:
+            ```python
+            credit = billing.preview_cancel("user-1", "pro", immediately=True).due_now  # <= 0
+            ```
+        """
+        cancel_uc.validate(customer_id, product_id, entity_id, immediately)
+        return self._read(
+            lambda unit: cancel_uc.preview_cancel(
+                unit, customer_id, product_id, entity_id, immediately
+            )
+        )
+
     def _cancel_driver(
         self, customer_id: Any, product_id: str, entity_id: str | None
     ) -> billing.Driver:

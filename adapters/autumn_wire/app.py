@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from autumn_core import AsyncAutumn, Autumn, AutumnError
-from autumn_wire import ops, ops_billing, ops_legacy
+from autumn_wire import ops, ops_billing, ops_events, ops_legacy
 from autumn_wire.body import Body, parse_json
 from autumn_wire.errors import WireError, internal_error, wire_error
 from autumn_wire.guard import IdempotencyKeys, Keys, check_version
@@ -38,8 +38,10 @@ RPC: dict[str, Op] = {
     "balances.track": ops.track,
     "balances.create": ops.create_balance,
     "balances.update": ops.update_balance,
+    "balances.delete": ops.delete_balance,
     "billing.attach": ops_billing.attach,
     "billing.preview_attach": ops_billing.preview_attach,
+    "billing.preview_update": ops_billing.preview_update,
     "billing.update": ops_billing.update,
     "billing.open_customer_portal": ops_billing.open_customer_portal,
     "billing.setup_payment": ops_billing.setup_payment,
@@ -52,6 +54,7 @@ RPC: dict[str, Op] = {
     "features.list": ops.list_features,
     "features.get": ops.get_feature,
     "events.list": ops.list_events,
+    "events.aggregate": ops_events.aggregate,
 }
 
 #: Autumn's legacy REST paths that map onto the same operations.
@@ -66,6 +69,7 @@ LEGACY: dict[tuple[str, str], Op] = {
     ("GET", "customers"): ops_legacy.list_customers,
     ("POST", "customers/list"): ops.list_customers,
     ("POST", "events/list"): ops.list_events,
+    ("POST", "events/aggregate"): ops_events.aggregate,
 }
 
 _JSON = "application/json"
