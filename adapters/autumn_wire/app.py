@@ -22,7 +22,7 @@ from autumn_core import AsyncAutumn, Autumn, AutumnError
 from autumn_wire import ops, ops_billing, ops_events, ops_legacy
 from autumn_wire.body import Body, parse_json
 from autumn_wire.errors import WireError, internal_error, wire_error
-from autumn_wire.guard import IdempotencyKeys, Keys, check_version
+from autumn_wire.guard import Keys, StoreIdempotencyKeys, check_version
 from autumn_wire.ops import Op, Wire
 
 log = logging.getLogger("autumn_wire")
@@ -130,6 +130,13 @@ class WireApp:
             413, "request_too_large", f"request body is larger than {self.max_body_bytes} bytes"
         )
 
+    async def guarded(self, fn: Any, *args: Any) -> None:
+        """A store call of the request pipeline on the worker pool; its errors as Autumn's."""
+        try:
+            await self.aio.run(fn, *args)
+        except AutumnError as exc:
+            raise wire_error(exc) from None
+
     async def run(self, op: Op, data: dict[str, Any], idem: str | None) -> Any:
         return await self.aio.run(_call, op, self.wire, data, idem)
 
@@ -165,7 +172,7 @@ def api(
         max_body_bytes=max_body_bytes,
         max_workers=max_workers,
     )
-    idempotency = IdempotencyKeys()
+    idempotency = StoreIdempotencyKeys(core.aio.sync)
 
     async def endpoint(request: Request) -> Response:
         route = request.path_params["route"]
@@ -187,7 +194,7 @@ def api(
             if request.method == "GET":
                 data = {**data, **_query(request)}
             if key is not None:
-                idempotency.hold(key)
+                await core.guarded(idempotency.hold, key)
         except WireError as err:
             return core.error(err)
         status = 200
@@ -203,7 +210,10 @@ def api(
             return core.error(internal_error())
         finally:
             if key is not None:
-                idempotency.settle(key, status)
+                try:
+                    await core.guarded(idempotency.settle, key, status)
+                except WireError:  # the key stays held for its lifetime: a retry gets a 409
+                    log.warning("autumn_wire: could not release idempotency key")
 
     app = Starlette(
         routes=[Route("/{route:path}", endpoint, methods=["GET", "POST", "PATCH", "DELETE"])]
