@@ -301,8 +301,8 @@ def test_attach_plan_offers_every_stored_version(
         expect(options.nth(0)).to_contain_text("v2 — $25.00 / month")
         expect(options.nth(0)).to_contain_text("latest")
         expect(options.nth(1)).to_contain_text("v1 — $20.00 / month")
-        shot(page, "attach_form", billing)
         page.locator("select[name=product]").select_option("pro@1")
+        shot(page, "attach_form", billing)
         page.get_by_role("button", name="Preview").click()
         # then the preview is of version 1 at its price, and the attach gives version 1
         expect(page.get_by_role("heading", name="Attach Pro v1")).to_be_visible()
