@@ -28,9 +28,11 @@ if TYPE_CHECKING:
         CustomerProduct,
         Entity,
         Event,
+        EventAggregate,
         FinalizeResult,
         GatewayEvent,
         Invoice,
+        ProductVersion,
         TrackRequest,
         TrackResult,
     )
@@ -88,6 +90,9 @@ class AsyncBalances(_AsyncPart):
         out: Balance = await self._call("grant", customer_id, feature_id, amount, **kwargs)
         return out
 
+    async def delete(self, customer_id: Any, feature_id: str | None = None, **kwargs: Any) -> None:
+        await self._call("delete", customer_id, feature_id, **kwargs)
+
 
 class AsyncEntities(_AsyncPart):
     async def create(
@@ -115,6 +120,18 @@ class AsyncEntities(_AsyncPart):
 class AsyncEvents(_AsyncPart):
     async def list(self, customer_id: Any, **kwargs: Any) -> list[Event]:
         out: list[Event] = await self._call("list", customer_id, **kwargs)
+        return out
+
+    async def aggregate(
+        self, customer_id: Any, feature_ids: str | Iterable[str], **kwargs: Any
+    ) -> EventAggregate:
+        out: EventAggregate = await self._call("aggregate", customer_id, feature_ids, **kwargs)
+        return out
+
+
+class AsyncProducts(_AsyncPart):
+    async def versions(self, product_id: str | None = None) -> list[ProductVersion]:
+        out: list[ProductVersion] = await self._call("versions", product_id)
         return out
 
 
@@ -178,6 +195,7 @@ class AsyncAutumn:
         self.events = AsyncEvents(self, billing.events)
         self.invoices = AsyncInvoices(self, billing.invoices)
         self.webhooks = AsyncWebhooks(self, billing.webhooks)
+        self.products = AsyncProducts(self, billing.products)
 
     async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run any synchronous callable on the worker pool (context variables carried over)."""
@@ -209,6 +227,11 @@ class AsyncAutumn:
 
     async def cancel(self, customer_id: Any, product_id: str, **kwargs: Any) -> CustomerProduct:
         return await self.run(self.sync.cancel, customer_id, product_id, **kwargs)
+
+    async def preview_cancel(
+        self, customer_id: Any, product_id: str, **kwargs: Any
+    ) -> AttachPreview:
+        return await self.run(self.sync.preview_cancel, customer_id, product_id, **kwargs)
 
     async def uncancel(self, customer_id: Any, product_id: str, **kwargs: Any) -> CustomerProduct:
         return await self.run(self.sync.uncancel, customer_id, product_id, **kwargs)

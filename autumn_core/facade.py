@@ -20,7 +20,14 @@ from autumn_core.catalog import Catalog
 from autumn_core.clock import Clock, SystemClock
 from autumn_core.errors import InvalidRequest
 from autumn_core.facade_lifecycle import LifecycleMixin
-from autumn_core.facade_parts import Balances, Customers, Entities, Events, Invoices
+from autumn_core.facade_parts import (
+    Balances,
+    Customers,
+    Entities,
+    Events,
+    Invoices,
+    Products,
+)
 from autumn_core.facade_webhooks import Webhooks
 from autumn_core.ports import Gateway, Store, StoreTransaction
 from autumn_core.results import (
@@ -91,6 +98,7 @@ class Autumn(LifecycleMixin):
         self.events = Events(self)
         self.invoices = Invoices(self)
         self.webhooks = Webhooks(self._ctx)
+        self.products = Products(self)
         now = self._ctx.clock.now()
         self._ctx.run(lambda tx: self._ctx.registry.sync(tx, now), write=True)
 

@@ -60,12 +60,14 @@ class LifecycleMixin:
         customer_data: CustomerData | None = None,
         idempotency_key: str | None = None,
         free: bool = False,
+        version: int | None = None,
     ) -> AttachResult:
         """Attach a product to a customer or entity (docs/rules.md A1-A7).
 
         Example:
             ```python
             result = billing.attach("user-1", "pro")                       # new, upgrade or downgrade
+            billing.attach("user-2", "pro", version=1)                      # a grandfathered version
             billing.attach("user-1", "top_up", quantities={"messages": 1000})
             if result.checkout_url:                                         # no card on file yet
                 redirect(result.checkout_url)
@@ -83,6 +85,7 @@ class LifecycleMixin:
             customer_data=customer_data,
             idempotency_key=idempotency_key,
             free=free,
+            version=version,
         )
         if self._ctx.gateway is None:
             return self._write(lambda unit: attach_uc.attach(unit, args))
@@ -112,6 +115,7 @@ class LifecycleMixin:
         customer_data: CustomerData | None = None,
         idempotency_key: str | None = None,
         free: bool = False,
+        version: int | None = None,
     ) -> AttachPreview:
         """What ``attach`` would do, with the same lines; writes nothing, contacts no gateway.
 
@@ -133,6 +137,7 @@ class LifecycleMixin:
             customer_data=customer_data,
             idempotency_key=idempotency_key,
             free=free,
+            version=version,
         )
         try:
             self._write(lambda unit: attach_uc.preview_body(unit, args))
@@ -166,6 +171,29 @@ class LifecycleMixin:
             return self._write(body)
         return billing.drive(
             self._ctx, self._cancel_driver(customer_id, product_id, entity_id), body
+        )
+
+    def preview_cancel(
+        self,
+        customer_id: Any,
+        product_id: str,
+        *,
+        entity_id: str | None = None,
+        immediately: bool = False,
+    ) -> AttachPreview:
+        """What ``cancel`` would invoice now (scenario ``"cancel"``): the prorated credit lines
+        of an immediate cancel, none at the period end. Writes nothing (X3).
+
+        Example:
+            ```python
+            credit = billing.preview_cancel("user-1", "pro", immediately=True).due_now  # <= 0
+            ```
+        """
+        cancel_uc.validate(customer_id, product_id, entity_id, immediately)
+        return self._read(
+            lambda unit: cancel_uc.preview_cancel(
+                unit, customer_id, product_id, entity_id, immediately
+            )
         )
 
     def _cancel_driver(

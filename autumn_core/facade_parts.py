@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
@@ -18,16 +18,27 @@ from autumn_core.app.billing import invoice_view
 from autumn_core.app.context import Context
 from autumn_core.app.unit import Unit
 from autumn_core.app.views import entity_view
-from autumn_core.errors import CustomerNotFound, InvalidRequest, NotFound
+from autumn_core.errors import (
+    CustomerNotFound,
+    FeatureNotFound,
+    InvalidRequest,
+    NotFound,
+    ProductNotFound,
+)
+from autumn_core.model import EventRecord
 from autumn_core.results import (
     UNSET,
     Balance,
     Customer,
     Entity,
     Event,
+    EventAggregate,
     FinalizeResult,
     Invoice,
+    ProductVersion,
 )
+from autumn_core.rules.aggregate import BIN_SIZES, DEFAULT_MAX_GROUPS
+from autumn_core.rules.aggregate import aggregate as aggregate_events
 from autumn_core.values import (
     check_aware,
     check_email,
@@ -37,6 +48,9 @@ from autumn_core.values import (
 )
 
 T = TypeVar("T")
+
+#: The most bins one ``events.aggregate`` may return.
+MAX_BINS = 5000
 
 
 class Owner(Protocol):
@@ -281,6 +295,68 @@ class Balances(_Part):
         args = locks_uc.validate_finalize(lock_id, action, override_value, properties)
         return self._a._write(lambda unit: locks_uc.finalize(unit, args))
 
+    def delete(
+        self,
+        customer_id: Any,
+        feature_id: str | None = None,
+        *,
+        balance_id: str | None = None,
+        entity_id: str | None = None,
+        interval: Any = UNSET,
+        recalculate: bool = False,
+    ) -> None:
+        """Delete granted balances (``balances.grant`` rows) of a feature, or one by its row id.
+
+        ``interval`` picks the rows by reset interval (``None``: those that never reset);
+        ``recalculate=True`` deducts their usage from the feature's remaining rows (B6).
+
+        Example:
+            ```python
+            billing.balances.delete("user-1", "messages")             # every grant of messages
+            billing.balances.delete("user-1", balance_id=row.id)      # one BalanceRow
+            ```
+        """
+        self._a._write(
+            lambda unit: usage_uc.delete_balance(
+                unit, customer_id, feature_id, balance_id, entity_id, interval, recalculate
+            )
+        )
+
+
+class Products(_Part):
+    """``billing.products``: the stored versions of the catalog's products (grandfathering)."""
+
+    def versions(self, product_id: str | None = None) -> list[ProductVersion]:
+        """Every stored version of one product (or of every catalog product), oldest first.
+
+        Example:
+            ```python
+            for v in billing.products.versions("pro"):
+                print(v.version, v.created_at, v.latest, v.product.price)
+            ```
+        """
+        registry = self._a._ctx.registry
+        if product_id is None:
+            ids = [p.id for p in self._a._ctx.catalog.products]
+        else:
+            if not isinstance(product_id, str) or product_id not in registry.latest:
+                raise ProductNotFound(f"product {product_id!r} does not exist")
+            ids = [product_id]
+        out = []
+        for pid in ids:
+            latest = registry.latest[pid]
+            for v in registry.version_numbers(pid):
+                out.append(
+                    ProductVersion(
+                        pid,
+                        v,
+                        registry.created_at[(pid, v)],
+                        v == latest,
+                        registry.versions[(pid, v)],
+                    )
+                )
+        return out
+
 
 class Entities(_Part):
     """``billing.entities``: entities (seats, projects) of a customer."""
@@ -438,6 +514,101 @@ class Events(_Part):
                 )
                 for r in records
             ]
+
+        return self._a._read(body)
+
+    def aggregate(
+        self,
+        customer_id: Any,
+        feature_ids: str | Iterable[str],
+        *,
+        start: datetime,
+        end: datetime,
+        bin_size: str = "day",
+        count: bool = False,
+        entity_id: str | None = None,
+        group_by: str | None = None,
+        max_groups: int = DEFAULT_MAX_GROUPS,
+    ) -> EventAggregate:
+        """Usage per time bin and per feature, from the customer's events in ``[start, end)``.
+
+        ``bin_size``: ``"hour" | "day" | "week" | "month"`` (UTC); ``count=True`` counts events
+        instead of summing values; ``group_by``: ``"properties.<key>"``, ``"$entity_id"`` or
+        ``"$customer_id"`` (R16).
+
+        Example:
+            ```python
+            from datetime import timedelta
+
+            now = billing.clock.now()
+            usage = billing.events.aggregate("user-1", "messages", start=now - timedelta(days=7), end=now)
+            per_day = [(b.period_start, b.values["messages"]) for b in usage.bins]
+            ```
+        """
+        _ref(customer_id)
+        ids = [feature_ids] if isinstance(feature_ids, str) else list(feature_ids)
+        if not ids:
+            raise InvalidRequest("feature_ids: give at least one feature")
+        catalog = self._a._ctx.catalog
+        for fid in ids:
+            if not isinstance(fid, str) or catalog.feature(fid) is None:
+                raise FeatureNotFound(f"feature {fid!r} does not exist")
+        start_ = check_aware(start, "start")
+        end_ = check_aware(end, "end")
+        if end_ <= start_:
+            raise InvalidRequest(f"end must be after start, got {start_} .. {end_}")
+        if bin_size not in BIN_SIZES:
+            raise InvalidRequest(f"bin_size must be one of {BIN_SIZES}, got {bin_size!r}")
+        hours = {"hour": 1, "day": 24, "week": 168, "month": 720}[bin_size]
+        if (end_ - start_).total_seconds() / 3600 / hours > MAX_BINS:
+            raise InvalidRequest(f"more than {MAX_BINS} {bin_size} bins: use a larger bin_size")
+        if not isinstance(count, bool):
+            raise InvalidRequest(f"count must be a bool, got {count!r}")
+        if entity_id is not None:
+            check_id(entity_id, "entity_id")
+        if group_by is not None and not (
+            group_by in ("$entity_id", "$customer_id")
+            or (group_by.startswith("properties.") and len(group_by) > len("properties."))
+        ):
+            raise InvalidRequest(
+                "group_by must be 'properties.<key>', '$entity_id' or '$customer_id',"
+                f" got {group_by!r}"
+            )
+        if isinstance(max_groups, bool) or not isinstance(max_groups, int) or max_groups < 1:
+            raise InvalidRequest(f"max_groups must be a positive integer, got {max_groups!r}")
+        names = {f.id: tuple(f.event_names) for f in catalog.features}
+
+        def body(unit: Unit) -> EventAggregate:
+            state = unit.get(customer_id)
+            if entity_id is not None:
+                unit.entity_check(state, entity_id)
+            records: list[EventRecord] = []
+            after = None
+            while True:
+                batch = unit.tx.list_events(
+                    state.pk,
+                    feature_id=None,
+                    start=start_,
+                    end=end_,
+                    limit=1000,
+                    starting_after=after,
+                )
+                records.extend(r for r in batch if entity_id is None or r.entity_id == entity_id)
+                if len(batch) < 1000:
+                    break
+                after = batch[-1].id
+            return aggregate_events(
+                records,
+                ids,
+                start=start_,
+                end=end_,
+                bin_size=bin_size,
+                event_names=names,
+                count=count,
+                group_by=group_by,
+                customer_id=state.id,
+                max_groups=max_groups,
+            )
 
         return self._a._read(body)
 

@@ -251,6 +251,42 @@ class AttachPreview:
 
 
 @attrs.frozen
+class EventBin:
+    """One time bin of ``events.aggregate``: the amount per feature, split per group if asked."""
+
+    period_start: datetime
+    values: dict[str, Decimal]
+    #: feature id -> group value -> amount; None without ``group_by``.
+    grouped: dict[str, dict[str, Decimal]] | None = None
+
+
+@attrs.frozen
+class EventTotal:
+    count: int
+    sum: Decimal
+
+
+@attrs.frozen
+class EventAggregate:
+    """``events.aggregate``: every bin of the range, oldest first, and the totals per feature."""
+
+    bins: list[EventBin]
+    totals: dict[str, EventTotal]
+
+
+@attrs.frozen
+class ProductVersion:
+    """One stored version of a catalog product (``billing.products.versions``)."""
+
+    product_id: str
+    version: int
+    created_at: datetime
+    #: The newest version: what an attach without ``version=`` gets.
+    latest: bool
+    product: Any
+
+
+@attrs.frozen
 class GatewayEvent:
     """A provider-neutral payment-provider event (API.md).
 

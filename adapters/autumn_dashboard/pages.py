@@ -361,21 +361,31 @@ class Pages:
             "entity_id": entity,
             "quantities": quantities or None,
             "free": params.get("free") == "on",
+            "version": _version(params),
         }
 
     def _product(self, params: Any) -> Product:
-        pid = params.get("product")
-        for p in self.billing.catalog.products:
-            if p.id == pid:
-                return p
-        raise InvalidRequest(f"choose a plan (got {pid!r})")
+        """The chosen plan: ``product`` is ``id`` (the latest) or ``id@version``."""
+        pid = (params.get("product") or "").partition("@")[0]
+        version = _version(params)
+        for v in self.billing.products.versions():
+            if v.product_id == pid and (v.version == version or (version is None and v.latest)):
+                product: Product = v.product
+                return product
+        shown = pid if version is None else f"{pid} version {version}"
+        raise InvalidRequest(f"choose a plan (got {shown!r})")
 
     async def attach_form(self, request: Request) -> Response:
         c = await self._customer_or_404(request)
         if isinstance(c, Response):
             return c
+        stored = await self.call(self.billing.products.versions)
+        order = {p.id: i for i, p in enumerate(self.billing.catalog.products)}
+        versions = sorted(stored, key=lambda v: (order.get(v.product_id, 0), -v.version))
         return self.render(
-            request, "attach.html", {"c": c, "ref_fields": _ref_fields(listing.ref_of(c))}
+            request,
+            "attach.html",
+            {"c": c, "ref_fields": _ref_fields(listing.ref_of(c)), "versions": versions},
         )
 
     async def attach_preview(self, request: Request) -> Response:
@@ -547,6 +557,16 @@ def _rows_html(customers: list[Customer], base_url: str) -> Markup:
             f'<td class="nowrap">{fmt.when(c.created_at)}</td></tr>'
         )
     return Markup("\n".join(out))
+
+
+def _version(params: Any) -> int | None:
+    """The plan version asked for: ``version=N``, or the ``@N`` of ``product=id@N``."""
+    raw = (params.get("version") or "").strip() or (params.get("product") or "").partition("@")[2]
+    if not raw:
+        return None
+    if not raw.isdigit() or len(raw) > 9:
+        raise InvalidRequest(f"not a plan version: {raw!r}")
+    return int(raw)
 
 
 def _with_query(base: URL, pairs: list[tuple[str, str]]) -> URL:

@@ -19,10 +19,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from autumn_core import AsyncAutumn, Autumn, AutumnError
-from autumn_wire import controls, ops, ops_billing, ops_legacy
+from autumn_wire import controls, ops, ops_billing, ops_events, ops_legacy
 from autumn_wire.body import Body, parse_json
 from autumn_wire.errors import WireError, internal_error, wire_error
-from autumn_wire.guard import IdempotencyKeys, Keys, check_version
+from autumn_wire.guard import Keys, StoreIdempotencyKeys, check_version
 from autumn_wire.ops import Op, Wire
 
 log = logging.getLogger("autumn_wire")
@@ -39,8 +39,10 @@ RPC: dict[str, Op] = {
     "balances.create": ops.create_balance,
     "balances.update": ops.update_balance,
     "balances.finalize": controls.finalize,
+    "balances.delete": ops.delete_balance,
     "billing.attach": ops_billing.attach,
     "billing.preview_attach": ops_billing.preview_attach,
+    "billing.preview_update": ops_billing.preview_update,
     "billing.update": ops_billing.update,
     "billing.open_customer_portal": ops_billing.open_customer_portal,
     "billing.setup_payment": ops_billing.setup_payment,
@@ -54,6 +56,7 @@ RPC: dict[str, Op] = {
     "features.list": ops.list_features,
     "features.get": ops.get_feature,
     "events.list": ops.list_events,
+    "events.aggregate": ops_events.aggregate,
 }
 
 #: Autumn's legacy REST paths that map onto the same operations.
@@ -68,6 +71,7 @@ LEGACY: dict[tuple[str, str], Op] = {
     ("GET", "customers"): ops_legacy.list_customers,
     ("POST", "customers/list"): ops.list_customers,
     ("POST", "events/list"): ops.list_events,
+    ("POST", "events/aggregate"): ops_events.aggregate,
 }
 
 _JSON = "application/json"
@@ -128,6 +132,13 @@ class WireApp:
             413, "request_too_large", f"request body is larger than {self.max_body_bytes} bytes"
         )
 
+    async def guarded(self, fn: Any, *args: Any) -> None:
+        """A store call of the request pipeline on the worker pool; its errors as Autumn's."""
+        try:
+            await self.aio.run(fn, *args)
+        except AutumnError as exc:
+            raise wire_error(exc) from None
+
     async def run(self, op: Op, data: dict[str, Any], idem: str | None) -> Any:
         return await self.aio.run(_call, op, self.wire, data, idem)
 
@@ -163,7 +174,7 @@ def api(
         max_body_bytes=max_body_bytes,
         max_workers=max_workers,
     )
-    idempotency = IdempotencyKeys()
+    idempotency = StoreIdempotencyKeys(core.aio.sync)
 
     async def endpoint(request: Request) -> Response:
         route = request.path_params["route"]
@@ -185,7 +196,7 @@ def api(
             if request.method == "GET":
                 data = {**data, **_query(request)}
             if key is not None:
-                idempotency.hold(key)
+                await core.guarded(idempotency.hold, key)
         except WireError as err:
             return core.error(err)
         status = 200
@@ -201,7 +212,10 @@ def api(
             return core.error(internal_error())
         finally:
             if key is not None:
-                idempotency.settle(key, status)
+                try:
+                    await core.guarded(idempotency.settle, key, status)
+                except WireError:  # the key stays held for its lifetime: a retry gets a 409
+                    log.warning("autumn_wire: could not release idempotency key")
 
     app = Starlette(
         routes=[Route("/{route:path}", endpoint, methods=["GET", "POST", "PATCH", "DELETE"])]

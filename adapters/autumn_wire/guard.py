@@ -9,8 +9,11 @@ import re
 import threading
 import time
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 
-from autumn_core import InvalidRequest
+from autumn_core import Autumn, InvalidRequest
+from autumn_core.errors import UniqueViolation
+from autumn_core.model import IdempotencyRecord
 from autumn_wire.errors import WireError
 
 #: Autumn's versions from which the 2.x response shapes are served (the SDKs send 2.4/2.5).
@@ -68,8 +71,63 @@ def check_version(header: str | None) -> None:
         )
 
 
+#: The operation name the API's ``Idempotency-Key`` records are stored under (one key space
+#: for the whole store, as Autumn's is per organisation).
+WIRE_OPERATION = "wire.idempotency_key"
+_TTL = timedelta(hours=24)
+#: A released key is rewritten as created at this instant: expired under any lifetime.
+_RELEASED = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _conflict(key: str) -> WireError:
+    return WireError(
+        409,
+        "duplicate_idempotency_key",
+        f"Another request with idempotency key {key} has already been received",
+    )
+
+
+def _check_key(key: str) -> None:
+    if len(key) > 255 or not key.strip():
+        raise WireError(400, "invalid_inputs", "Idempotency-Key must be 1-255 characters")
+
+
+class StoreIdempotencyKeys:
+    """Autumn's ``Idempotency-Key`` registry, kept in the engine's store: every process (and
+    host) serving one store shares it. A key is an idempotency record of the store (the
+    library's own table, its 24 h lifetime and its uniqueness): ``hold`` inserts it or
+    answers 409 while a live record holds it; ``settle`` after a failure (>= 400, not 409)
+    rewrites it as long expired, so a retry goes through. The first response is never
+    replayed (Autumn does not)."""
+
+    def __init__(self, billing: Autumn) -> None:
+        self._billing = billing
+
+    def hold(self, key: str) -> None:
+        _check_key(key)
+        now = self._billing.clock.now()
+        try:
+            with self._billing.store.transaction() as tx:
+                tx.put_idempotency(self._record(key, now), expired=now - _TTL)
+        except UniqueViolation:
+            raise _conflict(key) from None
+
+    def settle(self, key: str, status: int) -> None:
+        if status < 400 or status == 409:
+            return
+        now = self._billing.clock.now()
+        with self._billing.store.transaction() as tx:
+            tx.put_idempotency(self._record(key, _RELEASED), expired=now + _TTL)
+
+    @staticmethod
+    def _record(key: str, at: datetime) -> IdempotencyRecord:
+        return IdempotencyRecord(WIRE_OPERATION, "", key, "", {}, at)
+
+
 class IdempotencyKeys:
-    """Autumn's ``Idempotency-Key``: a key seen in the last 24 h (or in flight) is a 409.
+    """Autumn's ``Idempotency-Key`` in this process only: a key seen in the last 24 h (or in
+    flight) is a 409 (for an app that wants no store writes for it; ``api`` uses
+    ``StoreIdempotencyKeys``).
 
     A key is held from the start of its request; it is released when that request fails
     with any status of 400 or more except 409, so a retry after a failure goes through. The

@@ -11,7 +11,17 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from autumn_core import UNSET, Autumn, CustomerData, ProductAlreadyAttached
+from autumn_core import (
+    UNSET,
+    Autumn,
+    Conflict,
+    CustomerData,
+    CustomerNotFound,
+    EntityNotFound,
+    FeatureNotFound,
+    NotFound,
+    ProductAlreadyAttached,
+)
 from autumn_core.errors import AutumnError
 from autumn_wire.body import Body, sub
 from autumn_wire.controls import read_controls, read_lock
@@ -271,6 +281,40 @@ def update_balance(w: Wire, b: Body, idem: str | None) -> Json:
     return {"success": True}
 
 
+#: Autumn's reset intervals; "one_off" is a balance that never resets.
+_INTERVALS = ("one_off", "minute", "hour", "day", "week", "month", "quarter", "semi_annual", "year")
+
+
+def delete_balance(w: Wire, b: Body, idem: str | None) -> Json:
+    cid = b.req_str("customer_id")
+    fid = b.str_("feature_id")
+    bid = b.str_("balance_id")
+    eid = b.str_("entity_id")
+    recalculate = b.bool_("recalculate_balances")
+    interval = b.enum("interval", _INTERVALS)
+    b.done()
+    if fid is None and bid is None:
+        raise invalid_inputs("one of feature_id and balance_id is required")
+    if recalculate and fid is None:
+        raise WireError(
+            400, "invalid_request", "feature_id is required when recalculate_balances is true"
+        )
+    reset: Any = UNSET if interval is None else (None if interval == "one_off" else interval)
+    try:
+        w.billing.balances.delete(
+            cid, fid, balance_id=bid, entity_id=eid, interval=reset, recalculate=recalculate
+        )
+    except NotFound as exc:
+        if isinstance(exc, CustomerNotFound | FeatureNotFound | EntityNotFound):
+            raise
+        raise WireError(
+            404, "invalid_request", f"Balance not found for feature {fid} and customer {cid}"
+        ) from None
+    except Conflict as exc:
+        raise WireError(409, "invalid_request", exc.message) from None
+    return {"success": True}
+
+
 # -- entities -------------------------------------------------------------------------------
 def create_entity(w: Wire, b: Body, idem: str | None) -> Json:
     cid = b.req_str("customer_id")
@@ -332,9 +376,9 @@ def list_plans(w: Wire, b: Body, idem: str | None) -> Json:
     cid = b.str_("customer_id")
     eid = b.str_("entity_id")
     b.bool_("include_archived")
-    b.bool_("all_versions")
+    every = b.bool_("all_versions")
     b.done()
-    plans = [w.shapes.plan(p) for p in w.billing.catalog.products]
+    plans = [w.shapes.plan(v) for v in w.billing.products.versions() if every or v.latest]
     if cid is not None:
         held = {
             p.id: p
@@ -381,12 +425,14 @@ def _eligibility(w: Wire, cid: str, eid: str | None, plan_id: str, held: dict[st
 
 def get_plan(w: Wire, b: Body, idem: str | None) -> Json:
     pid = b.req_str("plan_id")
-    b.num("version")
+    version = b.int_("version", low=1, high=1_000_000)
     b.done()
-    product = w.billing.catalog.product(pid)
-    if product is None:
+    if w.billing.catalog.product(pid) is None:
         raise WireError(404, "product_not_found", f"Plan {pid} not found")
-    return w.shapes.plan(product)
+    for v in w.billing.products.versions(pid):
+        if v.version == version or (version is None and v.latest):
+            return w.shapes.plan(v)
+    raise WireError(404, "product_not_found", f"Plan {pid} has no version {version}")
 
 
 def list_features(w: Wire, b: Body, idem: str | None) -> Json:

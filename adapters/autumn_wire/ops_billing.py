@@ -13,7 +13,7 @@ from autumn_wire.ops import Wire, customer_data
 from autumn_wire.shapes import Json, ms, num
 
 #: Attach keys that only matter to Autumn's Stripe flows or its dashboard: read and ignored.
-_ATTACH_IGNORED = ("metadata", "checkout_session_params", "version", "proration_behavior")
+_ATTACH_IGNORED = ("metadata", "checkout_session_params", "proration_behavior")
 _REDIRECT = ("always", "if_required", "never")
 
 
@@ -67,6 +67,7 @@ def _attach_args(b: Body, *, plan_key: str = "plan_id") -> dict[str, Any]:
         "success_url": b.str_("success_url"),
         "force_checkout": redirect == "always",
         "customer_data": customer_data(b),
+        "version": b.int_("version", low=1, high=1_000_000),
     }
 
 
@@ -109,6 +110,10 @@ def attach(w: Wire, b: Body, idem: str | None) -> Json:
 def preview_attach(w: Wire, b: Body, idem: str | None) -> Json:
     args = _attach_args(b)
     b.done()
+    return _preview(w, args)
+
+
+def _preview(w: Wire, args: dict[str, Any]) -> Json:
     p = w.billing.preview_attach(**args)
     cid, eid, pid = args["customer_id"], args["entity_id"], args["product_id"]
     outgoing: list[Json] = []
@@ -127,18 +132,7 @@ def preview_attach(w: Wire, b: Body, idem: str | None) -> Json:
         ]
     return {
         "customer_id": cid,
-        "line_items": [
-            {
-                "display_name": ln.description,
-                "description": ln.description,
-                "subtotal": num(ln.amount),
-                "total": num(ln.amount),
-                "plan_id": ln.product_id or pid,
-                "feature_id": ln.feature_id,
-                "quantity": num(ln.quantity),
-            }
-            for ln in p.lines
-        ],
+        "line_items": [_line(ln, pid) for ln in p.lines],
         "subtotal": num(p.due_now),
         "total": num(p.due_now),
         "currency": w.shapes.currency,
@@ -202,6 +196,73 @@ def update(w: Wire, b: Body, idem: str | None) -> Json:
     r = w.billing.attach(idempotency_key=idem, **args)
     _conflict_if_replayed(r, idem)
     return _attach_response(r, cid, eid)
+
+
+_INTENTS = {"update_quantity": "update_quantity", "upgrade": "update_plan"}
+
+
+def preview_update(w: Wire, b: Body, idem: str | None) -> Json:
+    """billing.preview_update: what billing.update would do; changes nothing."""
+    action = b.enum("cancel_action", _CANCEL)
+    cid = b.req_str("customer_id")
+    eid = b.str_("entity_id")
+    pid = b.str_("plan_id") or b.str_("subscription_id")
+    if pid is None:
+        raise invalid_inputs("plan_id: required")
+    if action is None:
+        args = _attach_args(b)
+        b.done()
+        out = _preview(w, args)
+        scenario = w.billing.preview_attach(**args).scenario
+        out["intent"] = _INTENTS.get(scenario, "update_plan")
+        return out
+    b.enum("refund_last_payment", ("prorated",))
+    b.enum("redirect_mode", _REDIRECT)
+    b.raw("proration_behavior")
+    b.done()
+    held = (
+        w.billing.entities.get(cid, eid).products
+        if eid is not None
+        else w.billing.customers.get(cid).products
+    )
+    cp = next((p for p in held if p.id == pid and p.status != "scheduled"), None)
+    if action == "uncancel":
+        if cp is None:
+            raise WireError(404, "cus_product_not_found", f"Plan {pid} not found for {cid}")
+        lines: list[Any] = []
+        total = Decimal(0)
+    else:
+        p = w.billing.preview_cancel(
+            cid, pid, entity_id=eid, immediately=action == "cancel_immediately"
+        )
+        lines, total = p.lines, p.due_now
+    now = ms(w.billing.clock.now())
+    ends = now if action == "cancel_immediately" else (None if cp is None else ms(cp.ends_at))
+    if action == "cancel_end_of_cycle" and cp is not None:
+        ends = ms(cp.trial_ends_at or cp.current_period_end)
+    quantities = {} if cp is None else cp.quantities
+    return {
+        "customer_id": cid,
+        "line_items": [_line(ln, pid) for ln in lines],
+        "subtotal": num(total),
+        "total": num(total),
+        "currency": w.shapes.currency,
+        "incoming": [_change(pid, quantities, now, None, None)] if action == "uncancel" else [],
+        "outgoing": [] if action == "uncancel" else [_change(pid, quantities, ends, now, ends)],
+        "intent": action,
+    }
+
+
+def _line(ln: Any, plan_id: str) -> Json:
+    return {
+        "display_name": ln.description,
+        "description": ln.description,
+        "subtotal": num(ln.amount),
+        "total": num(ln.amount),
+        "plan_id": ln.product_id or plan_id,
+        "feature_id": ln.feature_id,
+        "quantity": num(ln.quantity),
+    }
 
 
 def open_customer_portal(w: Wire, b: Body, idem: str | None) -> Json:

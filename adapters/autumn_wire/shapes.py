@@ -24,6 +24,7 @@ from autumn_core import (
     Invoice,
     Item,
     Product,
+    ProductVersion,
 )
 
 Json = dict[str, Any]
@@ -264,13 +265,15 @@ class Shapes:
             "price": price,
         }
 
-    def plan(self, p: Product) -> Json:
+    def plan(self, v: ProductVersion) -> Json:
+        """A stored version of a product as Autumn's Plan (its number and when it was stored)."""
+        p: Product = v.product
         out: Json = {
             "id": p.id,
             "name": p.name or p.id,
             "description": None,
             "group": p.group or None,
-            "version": 1,
+            "version": v.version,
             "add_on": p.add_on,
             "auto_enable": p.default,
             "price": None
@@ -281,7 +284,7 @@ class Shapes:
                 "interval_count": p.price.interval_count,
             },
             "items": [self._item(i) for i in p.items],
-            "created_at": 0,
+            "created_at": ms(v.created_at),
             "env": self.env,
             "archived": False,
             "config": {},

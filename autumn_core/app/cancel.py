@@ -20,8 +20,8 @@ from autumn_core.app.unit import Unit
 from autumn_core.app.usage import check_customer_ref, check_entity_ref
 from autumn_core.app.views import product_view
 from autumn_core.errors import InvalidRequest, PaymentFailed, ProductNotFound
-from autumn_core.model import CustomerState, InvoiceLineRecord, ProductState
-from autumn_core.results import CustomerProduct
+from autumn_core.model import ZERO, CustomerState, InvoiceLineRecord, ProductState
+from autumn_core.results import AttachPreview, CustomerProduct, InvoiceLine
 
 
 def validate(customer_id: Any, product_id: Any, entity_id: Any, immediately: Any = False) -> None:
@@ -157,3 +157,52 @@ def uncancel(
         last = restored
     unit.put(state)
     return product_view(unit.ctx, last, unit.now)
+
+
+def preview_cancel(
+    unit: Unit, customer_id: Any, product_id: str, entity_id: str | None, immediately: bool
+) -> AttachPreview:
+    """X1-X3 as a preview: the credit lines an immediate cancel would issue; nothing changes."""
+    state = unit.get(customer_id)
+    unit.entity_check(state, entity_id)
+    targets = _live(state, product_id, entity_id)
+    if not targets:
+        raise ProductNotFound(
+            f"customer {state.id!r} holds no live product {product_id!r}"
+            + (f" on entity {entity_id!r}" if entity_id else "")
+        )
+    now = unit.now
+    lines: list[InvoiceLineRecord] = []
+    for cp in targets:
+        trialing = cp.is_trialing(now)
+        ends = cp.trial_ends_at if trialing else cp.current_period_end
+        if (immediately or ends is None) and billing.is_recurring_live(cp) and not trialing:
+            lines += billing.cycle_lines(
+                unit.ctx,
+                billing.product_of(unit.ctx, cp),
+                cp,
+                [r for r in state.rows if r.cp_id == cp.instance_id],
+                now=now,
+                include_one_off=False,
+                prorated=True,
+                sign=-1,
+            )
+    lines = [ln for ln in lines if ln.amount != 0]
+    return AttachPreview(
+        scenario="cancel",
+        due_now=billing.total(lines),
+        lines=[
+            InvoiceLine(
+                ln.description,
+                ln.product_id,
+                ln.feature_id,
+                ln.quantity,
+                ln.amount,
+                ln.period_start,
+                ln.period_end,
+            )
+            for ln in lines
+        ],
+        next_cycle_at=None,
+        next_cycle_total=ZERO,
+    )

@@ -8,6 +8,7 @@ import random
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -62,6 +63,8 @@ class Registry:
         self.feature_types: dict[str, str] = {f.id: f.type for f in catalog.features}
         self.versions: dict[tuple[str, int], Product] = {}
         self.latest: dict[str, int] = {}
+        #: When each (product id, version) was first stored.
+        self.created_at: dict[tuple[str, int], datetime] = {}
 
     def product(self, product_id: str, version: int | None = None) -> Product | None:
         if version is None:
@@ -69,6 +72,10 @@ class Registry:
             if version is None:
                 return None
         return self.versions.get((product_id, version))
+
+    def version_numbers(self, product_id: str) -> list[int]:
+        """The stored versions of a product, oldest first."""
+        return sorted(v for (pid, v) in self.versions if pid == product_id)
 
     def sync(self, tx: StoreTransaction, now: Any) -> None:
         """Store the catalog's products, versioning those whose definition changed while held."""
@@ -80,6 +87,7 @@ class Registry:
                 self.versions[(rec.product_id, rec.version)] = converter.structure(
                     json.loads(rec.definition), Product
                 )
+                self.created_at[(rec.product_id, rec.version)] = rec.created_at
         for product in self.catalog.products:
             definition = json.dumps(converter.unstructure(product), sort_keys=True)
             recs = sorted(stored.get(product.id, []), key=lambda r: r.version)
@@ -95,6 +103,7 @@ class Registry:
                 version = last.version + 1 if in_use else last.version
             tx.save_product_version(ProductVersionRecord(product.id, version, definition, now))
             self.versions[(product.id, version)] = product
+            self.created_at[(product.id, version)] = now
             self.latest[product.id] = version
 
 

@@ -16,12 +16,15 @@ from autumn_core.app.unit import Unit, args_fingerprint
 from autumn_core.app.views import boolean_granted, live_rows, memoized, with_held
 from autumn_core.catalog import RESET_INTERVALS, Feature
 from autumn_core.errors import (
+    Conflict,
     FeatureNotFound,
     InsufficientBalance,
     InvalidRequest,
+    NotFound,
 )
 from autumn_core.model import ZERO, CustomerState, EventRecord, RowState, with_rows
 from autumn_core.results import (
+    UNSET,
     Balance,
     ByEmail,
     CheckResult,
@@ -603,3 +606,61 @@ def grant_balance(
     balance = subject_balance(ctx, state, feature.id, entity_id, now)
     assert balance is not None
     return balance
+
+
+def delete_balance(
+    unit: Unit,
+    customer_id: Any,
+    feature_id: Any,
+    balance_id: Any,
+    entity_id: Any,
+    interval: Any,
+    recalculate: Any,
+) -> None:
+    """B6: remove grant rows; product rows are the product's items and stay."""
+    ctx = unit.ctx
+    check_customer_ref(customer_id)
+    feature = None if feature_id is None else known_feature(ctx, feature_id)
+    if balance_id is not None:
+        check_id(balance_id, "balance_id")
+    if feature is None and balance_id is None:
+        raise InvalidRequest("give feature_id or balance_id: which balance to delete")
+    if interval is not UNSET and interval is not None and interval not in RESET_INTERVALS:
+        raise InvalidRequest(f"interval must be None or one of {RESET_INTERVALS}, got {interval!r}")
+    if not isinstance(recalculate, bool):
+        raise InvalidRequest(f"recalculate must be a bool, got {recalculate!r}")
+    check_entity_ref(entity_id)
+    state = unit.get_or_create(customer_id, None)
+    unit.entity_check(state, entity_id)
+    now = unit.now
+    doomed = [
+        r
+        for r in live_rows(ctx, state, now)
+        if (feature is None or r.feature_id == feature.id)
+        and (balance_id is None or r.id == balance_id)
+        and (entity_id is None or r.entity_id == entity_id)
+        and (interval is UNSET or r.reset == interval)
+    ]
+    what = f"{feature.id!r}" if feature is not None else f"id {balance_id!r}"
+    if not doomed:
+        raise NotFound(f"customer {state.id!r} has no balance of {what} to delete")
+    held = [r for r in doomed if r.cp_id is not None]
+    if held:
+        raise Conflict(
+            f"the balance of {held[0].feature_id!r} is granted by product {held[0].product_id!r}:"
+            " cancel the product instead"
+        )
+    gone = {r.id for r in doomed}
+    usage: dict[str, Decimal] = {}
+    for r in doomed:
+        usage[r.feature_id] = usage.get(r.feature_id, ZERO) + r.granted - r.balance
+    state = attrs.evolve(state, rows=tuple(r for r in state.rows if r.id not in gone))
+    if recalculate:
+        for fid, used in usage.items():
+            rows = [
+                r for r in live_rows(ctx, state, now) if r.feature_id == fid and sees(r, entity_id)
+            ]
+            cands = [c for c in candidates(ctx, rows, fid, entity_id) if c.row.feature_id == fid]
+            if used > 0 and cands and not any(r.unlimited for r in rows):
+                state = replace_rows(state, shift_total(cands, used, now))
+    unit.put(state)

@@ -55,6 +55,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "autumn_core.rules.balance_view",
             "autumn_core.rules.order",
             "autumn_core.rules.limits",
+            "autumn_core.rules.aggregate",
             "autumn_core.changes",
             "autumn_core.ports",
         },

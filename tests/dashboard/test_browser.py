@@ -266,3 +266,50 @@ def test_search_and_page_through_300_customers(
     page.get_by_label("Page size").select_option("50")
     expect(rows).to_have_count(50)
     shot(page, "customers", billing, full=False)
+
+
+def test_attach_plan_offers_every_stored_version(
+    browser: Any, billing: Autumn, clock: ManualClock
+) -> None:
+    # given pro at $20 held by a customer, then the catalog raises pro to $25 (version 2)
+    import attrs
+
+    from autumn_core import Catalog, Price
+
+    billing.attach("early", "pro")
+    clock.advance(days=1)
+    old = billing.catalog
+    raised = Catalog(
+        features=old.features,
+        products=[
+            attrs.evolve(p, price=Price(25, interval="month")) if p.id == "pro" else p
+            for p in old.products
+        ],
+    )
+    engine = Autumn(raised, store=billing.store, clock=clock)
+    billing.customers.create("late", name="Late")
+    with LiveServer(dashboard(engine, PASSWORD, signin_delay=0.05)) as srv:
+        context = browser.new_context(base_url=srv.url, viewport={"width": 1280, "height": 900})
+        context.set_default_timeout(10_000)
+        page = context.new_page()
+        sign_in(page)
+        page.goto("/customer?id=late")
+        page.get_by_role("link", name="Attach Plan").click()
+        # when the operator picks pro's version 1 (the form lists both, the latest first)
+        options = page.locator("select[name=product] option", has_text="Pro")
+        expect(options).to_have_count(2)
+        expect(options.nth(0)).to_contain_text("v2 — $25.00 / month")
+        expect(options.nth(0)).to_contain_text("latest")
+        expect(options.nth(1)).to_contain_text("v1 — $20.00 / month")
+        page.locator("select[name=product]").select_option("pro@1")
+        shot(page, "attach_form", billing)
+        page.get_by_role("button", name="Preview").click()
+        # then the preview is of version 1 at its price, and the attach gives version 1
+        expect(page.get_by_role("heading", name="Attach Pro v1")).to_be_visible()
+        expect(page.locator("tfoot")).to_contain_text("$20.00")
+        page.get_by_role("button", name="Attach Plan").click()
+        expect(page.locator("#plans tr", has_text="Pro")).to_be_visible()
+        context.close()
+    held = [p for p in engine.customers.get("late").products if p.id == "pro"]
+    assert [(p.version, p.status) for p in held] == [(1, "trialing")]
+    assert [p.version for p in engine.customers.get("early").products] == [1]

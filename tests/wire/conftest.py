@@ -1,7 +1,8 @@
 """A real API server process per store, on a free loopback port, and clients pointed at it.
 
-The server is ``python -m autumn_wire`` (uvicorn) in a subprocess, exactly as a developer runs
-it; each test makes its own customers (unique ids), so one server per store serves the module.
+The server is the ``autumn serve`` console script (the dashboard at ``/``, the API at ``/v1``) in a
+subprocess, exactly as a developer runs it; each test makes its own customers (unique ids), so one
+server per store serves the module.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from tests.pg_cluster import PgCluster
 
 CATALOG = Path(__file__).with_name("catalog.toml")
 SECRET = "am_sk_test_wire_suite"
+#: The console script installed beside this interpreter (``pip install`` puts both in one bin/).
+AUTUMN = str(Path(sys.executable).with_name("autumn"))
 
 
 def free_port() -> int:
@@ -48,23 +51,26 @@ class Server:
 
 def start_server(db: str, *, extra_env: dict[str, str] | None = None) -> Server:
     port = free_port()
-    env = {**os.environ, "AUTUMN_SECRET_KEY": SECRET, **(extra_env or {})}
-    cmd = [sys.executable, "-m", "autumn_wire", "--catalog", str(CATALOG), "--db", db]
-    proc = subprocess.Popen(
-        [*cmd, "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+    env = {
+        **os.environ,
+        "AUTUMN_SECRET_KEY": SECRET,
+        "AUTUMN_DASHBOARD_PASSWORD": "wire-suite",
+        **(extra_env or {}),
+    }
+    cmd = [AUTUMN, "--db", db, "serve", "--catalog", str(CATALOG), "--port", str(port)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
         if proc.poll() is not None:
             out = proc.stdout.read().decode() if proc.stdout else ""
-            raise RuntimeError(f"autumn_wire server exited: {out}")
+            raise RuntimeError(f"autumn serve exited: {out}")
         with contextlib.suppress(httpx.HTTPError):
             httpx.post(f"{url}/v1/features.list", timeout=2)
             return Server(url, proc, db)
         if time.monotonic() > deadline:
             proc.kill()
-            raise RuntimeError("autumn_wire server did not start within 60 s")
+            raise RuntimeError("autumn serve did not start within 60 s")
         time.sleep(0.1)
 
 

@@ -132,7 +132,35 @@ ROUTES: dict[str, tuple[dict[str, Any], dict[str, str]]] = {
         {"customer_id": CID},
         {"customer_id": "str", "entity_id": "str", "all_versions": "bool"},
     ),
-    "plans.get": ({"plan_id": "pro"}, {"plan_id": "id", "version": "num"}),
+    "plans.get": ({"plan_id": "pro"}, {"plan_id": "id", "version": "int"}),
+    "balances.delete": (
+        {"customer_id": CID, "feature_id": "messages", "interval": "one_off"},
+        {
+            "customer_id": "id",
+            "feature_id": "str",
+            "balance_id": "str",
+            "entity_id": "str",
+            "recalculate_balances": "bool",
+            "interval": "enum",
+        },
+    ),
+    "billing.preview_update": (
+        {"customer_id": CID, "plan_id": "premium"},
+        {"customer_id": "id", "cancel_action": "enum", "feature_quantities": "list"},
+    ),
+    "events.aggregate": (
+        {"customer_id": CID, "feature_id": "messages", "range": "7d"},
+        {
+            "customer_id": "id",
+            "feature_id": "list",
+            "bin_size": "enum",
+            "measure": "enum",
+            "custom_range": "obj",
+            "max_groups": "int",
+            "timezone": "str",
+            "group_by": "str",
+        },
+    ),
     "features.list": ({}, {}),
     "features.get": ({"feature_id": "sso"}, {"feature_id": "id"}),
     "events.list": (

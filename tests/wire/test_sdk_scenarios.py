@@ -1,5 +1,5 @@
 """autumn-sdk 1.2.0, unchanged (``fail_open=False``, ``server_url=``), drives the engine over
-HTTP through ``python -m autumn_wire``: every response must pass the SDK's own models."""
+HTTP through the ``autumn serve`` process: every response must pass the SDK's own models."""
 
 from __future__ import annotations
 

@@ -41,12 +41,15 @@ class AttachArgs:
     nonce: str = attrs.field(factory=lambda: new_id("op"))
     #: Grant for free: ``product`` is the catalog product with every price removed.
     free: bool = False
+    #: A stored version asked for (A8); None: the latest.
+    version: int | None = None
 
     def fingerprint(self) -> str:
         trial = self.free_trial
         return args_fingerprint(
             {
                 **({"free": True} if self.free else {}),
+                **({"version": self.version} if self.version is not None else {}),
                 "product_id": self.product.id,
                 "entity_id": self.entity_id,
                 "quantities": None if self.quantities is None else dict(self.quantities),
@@ -71,12 +74,22 @@ def validate_attach(
     customer_data: Any = None,
     idempotency_key: Any = None,
     free: Any = False,
+    version: Any = None,
 ) -> AttachArgs:
     """A1: everything that can be checked without the customer, before any transaction."""
     check_customer_ref(customer_id)
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+        raise InvalidRequest(f"version must be an integer, got {version!r}")
     product = ctx.registry.product(product_id) if isinstance(product_id, str) else None
     if product is None:
         raise ProductNotFound(f"product {product_id!r} does not exist")
+    if version is not None:
+        product = ctx.registry.product(product_id, version)
+        if product is None:
+            raise ProductNotFound(
+                f"product {product_id!r} has no version {version}"
+                f" (stored: {ctx.registry.version_numbers(product_id)})"
+            )
     if not isinstance(free, bool):
         raise InvalidRequest(f"free must be a bool, got {free!r}")
     check_entity_ref(entity_id)
@@ -126,6 +139,7 @@ def validate_attach(
         idempotency_key,
         nonce=operation_id(customer_id, idempotency_key),
         free=free,
+        version=version,
     )
 
 
@@ -165,12 +179,13 @@ def operation_payload(a: AttachArgs) -> dict[str, Any]:
         "idempotency_key": a.idempotency_key,
         "nonce": a.nonce,
         **({"free": True} if a.free else {}),
+        **({"version": a.version} if a.version is not None else {}),
     }
 
 
 def args_from_payload(ctx: Context, payload: Mapping[str, Any]) -> AttachArgs:
     """The ``AttachArgs`` of a recorded attach (``operation_payload``), same operation id."""
-    product = ctx.registry.product(payload["product_id"])
+    product = ctx.registry.product(payload["product_id"], payload.get("version"))
     if product is None:
         raise ProductNotFound(f"product {payload['product_id']!r} does not exist")
     ref = payload["customer"]
@@ -193,6 +208,7 @@ def args_from_payload(ctx: Context, payload: Mapping[str, Any]) -> AttachArgs:
         payload.get("idempotency_key"),
         nonce=payload["nonce"],
         free=free,
+        version=payload.get("version"),
     )
 
 

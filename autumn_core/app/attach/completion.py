@@ -17,7 +17,7 @@ def complete_pending(unit: Unit, pending: PendingRecord, gateway_invoice_id: str
     payload = pending.payload
     state = unit.find_pk(pending.customer_pk)
     unit.tx.delete_pending(pending.key)
-    product = unit.ctx.registry.product(payload["product_id"])
+    product = unit.ctx.registry.product(payload["product_id"], payload.get("version"))
     if product is None:
         return False
     a = AttachArgs(
@@ -30,6 +30,7 @@ def complete_pending(unit: Unit, pending: PendingRecord, gateway_invoice_id: str
         False,
         None,
         None,
+        version=payload.get("version"),
     )
     if a.entity_id is not None and state.entity(a.entity_id) is None:
         return False

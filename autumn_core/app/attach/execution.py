@@ -188,6 +188,7 @@ def _checkout(
         "quantities": encode_quantities(a.quantities),
         "free_trial": encode_trial(a.free_trial),
         "idempotency_key": a.idempotency_key,
+        **({"version": a.version} if a.version is not None else {}),
     }
     unit.tx.put_pending(PendingRecord(key, state.pk, CHECKOUT, payload, unit.now))
     if url is None:

@@ -82,7 +82,7 @@ def plan_attach(
     ctx = unit.ctx
     now = unit.now
     product = a.product
-    version = ctx.registry.latest[product.id]
+    version = a.version if a.version is not None else ctx.registry.latest[product.id]
     scope = a.entity_id
     cycle = paid_cycle(state, now)
     if product.add_on or product.is_one_off:
