@@ -18,6 +18,7 @@ from autumn_core.errors import InvalidRequest, StoreError, UniqueViolation
 from autumn_core.model import ProductVersionRecord
 from autumn_core.ports import Gateway, Store, StoreTransaction
 from autumn_core.serialization import converter
+from autumn_core.values import arithmetic
 
 T = TypeVar("T")
 
@@ -129,7 +130,7 @@ class Context:
         delay = 0.001
         for attempt in range(MAX_ATTEMPTS):
             try:
-                with self.store.transaction(write=write) as tx:
+                with arithmetic(), self.store.transaction(write=write) as tx:
                     return fn(tx)
             except UniqueViolation:
                 if attempt == MAX_ATTEMPTS - 1:
