@@ -12,7 +12,7 @@ from autumn_core.catalog import Catalog, Feature, Item, Product, Rollover
 from autumn_core.model import ProductState, RowState
 from autumn_core.rules.balance_view import balance_view
 from autumn_core.rules.deduction import deduct
-from autumn_core.rules.periods import add_months, next_boundary, previous_boundary
+from autumn_core.rules.periods import add_months, next_boundary
 from autumn_core.rules.rows import due_for_free_reset, product_rows, reset_row
 from tests.engine.helpers import T0, D, ordered, roll, row
 
@@ -69,10 +69,26 @@ def test_s2_every_interval_with_counts(
     assert next_boundary(T0, interval, count, now) == expected
 
 
-def test_s2_previous_boundary_is_the_period_start() -> None:
-    anchor = utc(2025, 1, 31, 10)
-    assert previous_boundary(anchor, "month", 1, utc(2025, 3, 15)) == utc(2025, 2, 28, 10)
-    assert previous_boundary(anchor, "month", 1, utc(2025, 3, 31, 10)) == utc(2025, 3, 31, 10)
+@pytest.mark.parametrize(
+    ("anchor", "interval", "count", "now", "expected"),
+    [
+        # within the first period: the first boundary, not the second
+        (utc(2025, 1, 10), "month", 1, utc(2025, 1, 20), utc(2025, 2, 10)),
+        # across a year end: December to January is one month, not thirteen or twenty-three
+        (utc(2024, 12, 31, 10), "month", 1, utc(2025, 1, 15), utc(2025, 1, 31, 10)),
+        (utc(2024, 11, 30), "quarter", 1, utc(2025, 2, 27), utc(2025, 2, 28)),
+        # the boundary itself starts the next period (strictly after now)
+        (utc(2024, 12, 31, 10), "month", 2, utc(2025, 2, 28, 10), utc(2025, 4, 30, 10)),
+        # many years later, the day clamped in every month on the way
+        (utc(2023, 1, 31), "month", 1, utc(2031, 2, 28), utc(2031, 3, 31)),
+    ],
+)
+def test_s2_the_next_boundary_from_the_calendar_months_elapsed(
+    anchor: datetime, interval: str, count: int, now: datetime, expected: datetime
+) -> None:
+    """Given an anchor and a time after it, when the next boundary is asked for, then it is the
+    first anchor + k steps strictly after now, whatever the years and month ends between."""
+    assert next_boundary(anchor, interval, count, now) == expected
 
 
 def test_s2_far_future_monthly_matches_step_by_step() -> None:
