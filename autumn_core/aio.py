@@ -91,6 +91,10 @@ class AsyncEntities(_AsyncPart):
         out: Entity = await self._call("get", customer_id, entity_id)
         return out
 
+    async def update(self, customer_id: Any, entity_id: str, **kwargs: Any) -> Entity:
+        out: Entity = await self._call("update", customer_id, entity_id, **kwargs)
+        return out
+
     async def list(self, customer_id: Any) -> list[Entity]:
         out: list[Entity] = await self._call("list", customer_id)
         return out

@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar, overload
 import attrs
 
 from autumn_core.catalog import Rollover
+from autumn_core.controls import NO_CONTROLS, BillingControls
 from autumn_core.results import BalanceRow
 from autumn_core.rules.due import next_due_at
 
@@ -187,6 +188,8 @@ class EntityState:
     feature_id: str
     created_at: datetime
     name: str | None = None
+    #: The entity's own controls; the customer's fill in the features it does not set (BC1).
+    billing_controls: BillingControls = NO_CONTROLS
 
 
 @attrs.frozen
@@ -252,6 +255,7 @@ class CustomerState:
     products: tuple[ProductState, ...] = ()
     rows: tuple[RowState, ...] = ()
     entities: tuple[EntityState, ...] = ()
+    billing_controls: BillingControls = NO_CONTROLS
     #: Incremented by the store on every save; lets stores cache parsed aggregates.
     version: int = 0
 

@@ -17,6 +17,7 @@ from typing import Protocol, runtime_checkable
 
 import attrs
 
+from autumn_core.changes import CustomerChange
 from autumn_core.clock import Clock
 from autumn_core.model import (
     CustomerState,
@@ -54,8 +55,8 @@ class StoreTransaction(Protocol):
     def customer_pk(self, customer_id: str) -> str | None: ...
 
     def customers_by_email(self, email: str) -> list[CustomerState]:
-        """Every customer whose email matches case-insensitively, in ``list_customers`` order
-        (created_at, then id with id-less customers last, then pk)."""
+        """Every customer whose email matches case-insensitively (``changes.email_key``), in
+        ``list_customers`` order."""
 
     def load_customer(self, pk: str, *, for_update: bool = False) -> CustomerState | None:
         """``for_update`` locks the customer until the transaction ends (write transactions)."""
@@ -63,10 +64,15 @@ class StoreTransaction(Protocol):
     def insert_customer(self, state: CustomerState) -> None:
         """Raises ``UniqueViolation`` when the id, or an id-less email, is taken."""
 
-    def save_customer(self, before: CustomerState, after: CustomerState) -> None:
-        """Persist ``after``; ``before`` is what was loaded, so a store may write only the diff.
+    def save_customer(self, change: CustomerChange) -> None:
+        """Persist ``change.state``, the core having taken the difference
+        (``CustomerChange.between(before, after)``).
 
-        Raises ``UniqueViolation`` when a new id is taken.
+        A store that holds the customer at ``change.base_version`` may write only what the
+        change lists; at any other version (a stale ``before``) it writes ``change.state``
+        whole. The stored version becomes ``base_version + 1`` (larger, in any case), and the
+        due time ``due_customer_pks`` reads becomes ``change.due_at``. Raises
+        ``UniqueViolation`` when a new id, or a new id-less email, is taken.
         """
 
     def delete_customer(self, pk: str) -> None:
@@ -75,9 +81,9 @@ class StoreTransaction(Protocol):
     def list_customers(
         self, *, limit: int, starting_after: str | None, email: str | None
     ) -> list[CustomerState]:
-        """Ordered by (created_at, id, pk): id-less customers come after those with an id
-        created at the same instant, ids compare by code point, and pk only orders id-less
-        customers among themselves (docs/rules.md C11).
+        """Ordered by ``changes.customer_order``: (created_at, id, pk), id-less customers after
+        those with an id created at the same instant, ids by code point, pk only ordering
+        id-less customers among themselves (docs/rules.md C11).
 
         ``starting_after`` is a customer *pk*: the page starts after that customer's place in
         this order, whether or not it matches ``email`` (a pk that does not exist starts from
@@ -85,7 +91,8 @@ class StoreTransaction(Protocol):
         """
 
     def due_customer_pks(self, now: datetime, limit: int | None) -> list[str]:
-        """Customers whose earliest due time (``next_due_at`` at save) is <= now."""
+        """Customers whose due time (``state.due_at`` at insert, ``change.due_at`` at save) is
+        <= now."""
 
     # -- events -------------------------------------------------------------------------------
     def append_events(self, events: Sequence[EventRecord]) -> None: ...
@@ -107,8 +114,9 @@ class StoreTransaction(Protocol):
         self, operation: str, customer_pk: str, key: str
     ) -> IdempotencyRecord | None: ...
 
-    def put_idempotency(self, record: IdempotencyRecord) -> None:
-        """Insert, replacing an existing record only when it is older than 24 h of ``created_at``.
+    def put_idempotency(self, record: IdempotencyRecord, *, expired: datetime) -> None:
+        """Insert, replacing an existing record only when it has expired: when it was created at
+        or before ``expired`` (the core decides the lifetime, 24 h before ``created_at``).
 
         Raises ``UniqueViolation`` when a live record holds the key.
         """
@@ -282,6 +290,7 @@ __all__ = [
     "ChargeRequest",
     "CheckoutRequest",
     "Clock",
+    "CustomerChange",
     "Gateway",
     "GatewayEvent",
     "RecurringPrice",

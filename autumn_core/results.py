@@ -9,6 +9,7 @@ from typing import Any
 
 import attrs
 
+from autumn_core.controls import NO_CONTROLS, BillingControls
 from autumn_core.provider_events import ProviderEvent
 
 
@@ -130,6 +131,7 @@ class Entity:
     created_at: datetime
     products: list[CustomerProduct] = attrs.field(factory=list)
     features: dict[str, Balance] = attrs.field(factory=dict)
+    billing_controls: BillingControls = NO_CONTROLS
 
 
 @attrs.frozen
@@ -144,6 +146,7 @@ class Customer:
     products: list[CustomerProduct] = attrs.field(factory=list)
     features: dict[str, Balance] = attrs.field(factory=dict)
     entities: list[Entity] = attrs.field(factory=list)
+    billing_controls: BillingControls = NO_CONTROLS
 
     def has_product(self, product_id: str) -> bool:
         return any(p.id == product_id and p.status != "scheduled" for p in self.products)

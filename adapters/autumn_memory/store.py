@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import attrs
 
+from autumn_core.changes import CustomerChange, customer_order, email_key, identity
 from autumn_core.errors import StoreError, UniqueViolation
 from autumn_core.model import (
     CustomerState,
@@ -27,7 +28,6 @@ from autumn_core.model import (
 )
 from autumn_core.ports import StoreCapabilities
 
-IDEMPOTENCY_TTL = timedelta(hours=24)
 _DELETED: Any = object()
 
 
@@ -72,11 +72,6 @@ _EMPTY_OVERLAYS: dict[str, Any] = {
         "_deleted_customers": frozenset,
     }.items()
 }
-
-
-def _list_order(state: CustomerState) -> tuple[datetime, bool, str, str]:
-    """The port's customer order: created_at, then id (id-less last), then pk."""
-    return (state.created_at, state.id is None, state.id or "", state.pk)
 
 
 class MemoryTransaction:
@@ -139,13 +134,13 @@ class MemoryTransaction:
         return self._d.by_id.get(customer_id)
 
     def customers_by_email(self, email: str) -> list[CustomerState]:
-        low = email.lower()
+        low = email_key(email)
         found = []
         for pk in self._all_pks():
             state = self.load_customer(pk)
-            if state is not None and state.email is not None and state.email.lower() == low:
+            if state is not None and state.email is not None and email_key(state.email) == low:
                 found.append(state)
-        found.sort(key=_list_order)
+        found.sort(key=customer_order)
         return found
 
     def load_customer(self, pk: str, *, for_update: bool = False) -> CustomerState | None:
@@ -162,7 +157,7 @@ class MemoryTransaction:
             if owner is not None and owner != state.pk:
                 raise UniqueViolation(f"customer id {state.id!r} is taken")
         elif state.email is not None:
-            owner = self._idless_owner(state.email.lower())
+            owner = self._idless_owner(email_key(state.email))
             if owner is not None and owner != state.pk:
                 raise UniqueViolation(f"an id-less customer with email {state.email!r} exists")
 
@@ -179,12 +174,12 @@ class MemoryTransaction:
             if before.id is not None:
                 self._by_id[before.id] = _DELETED
             elif before.email is not None:
-                self._idless[before.email.lower()] = _DELETED
+                self._idless[email_key(before.email)] = _DELETED
         if after is not None:
             if after.id is not None:
                 self._by_id[after.id] = after.pk
             elif after.email is not None:
-                self._idless[after.email.lower()] = after.pk
+                self._idless[email_key(after.email)] = after.pk
 
     def insert_customer(self, state: CustomerState) -> None:
         self._need_write()
@@ -195,11 +190,15 @@ class MemoryTransaction:
         self._new_order.append(state.pk)
         self._index(None, state)
 
-    def save_customer(self, before: CustomerState, after: CustomerState) -> None:
+    def save_customer(self, change: CustomerChange) -> None:
         self._need_write()
+        after = change.state
+        before = self.load_customer(after.pk)
+        if before is None:
+            raise StoreError(f"cannot save customer {after.pk!r}: it does not exist")
         self._check_unique(after, before)
         self._customers[after.pk] = replace(after, version=before.version + 1)
-        if (before.id, before.email) != (after.id, after.email):
+        if identity(before) != identity(after) or before.email != after.email:
             self._index(before, after)
 
     def delete_customer(self, pk: str) -> None:
@@ -221,7 +220,7 @@ class MemoryTransaction:
         self, *, limit: int, starting_after: str | None, email: str | None
     ) -> list[CustomerState]:
         states = [s for s in (self.load_customer(pk) for pk in self._all_pks()) if s is not None]
-        states.sort(key=_list_order)
+        states.sort(key=customer_order)
         if starting_after is not None:
             # The page starts after that customer's place in the full order, whether or not it
             # matches the email filter; an unknown pk starts from the beginning.
@@ -229,8 +228,8 @@ class MemoryTransaction:
             if starting_after in keys:
                 states = states[keys.index(starting_after) + 1 :]
         if email is not None:
-            low = email.lower()
-            states = [s for s in states if s.email is not None and s.email.lower() == low]
+            low = email_key(email)
+            states = [s for s in states if s.email is not None and email_key(s.email) == low]
         return states[:limit]
 
     def due_customer_pks(self, now: datetime, limit: int | None) -> list[str]:
@@ -293,10 +292,10 @@ class MemoryTransaction:
             return None
         return self._d.idempotency.get(k)
 
-    def put_idempotency(self, record: IdempotencyRecord) -> None:
+    def put_idempotency(self, record: IdempotencyRecord, *, expired: datetime) -> None:
         self._need_write()
         existing = self.get_idempotency(record.operation, record.customer_pk, record.key)
-        if existing is not None and record.created_at - existing.created_at < IDEMPOTENCY_TTL:
+        if existing is not None and existing.created_at > expired:
             raise UniqueViolation(f"idempotency key {record.key!r} is in use")
         self._idem[(record.operation, record.customer_pk, record.key)] = record
 

@@ -325,8 +325,13 @@ class Wire:
         until ``ROLLBACK`` or ``ROLLBACK TO SAVEPOINT``)."""
         if not self.active:
             return
-        self._guard(self._pg.pipeline_sync)
-        self._expect.append(None)
+        self._drain(sync=True)
+
+    def _drain(self, *, sync: bool) -> None:
+        """Send a Sync (if ``sync``), then read and drop every result up to it, errors too."""
+        if sync:
+            self._guard(self._pg.pipeline_sync)
+            self._expect.append(None)
         self._flush()
         while self._expect:
             try:
@@ -376,15 +381,7 @@ class Wire:
         if self.broken:
             raise ConnectionLost("the connection failed earlier in this transaction")
         if self.active:
-            if not self._expect or self._expect[-1] is not None:
-                self._guard(self._pg.pipeline_sync)
-                self._expect.append(None)
-            self._flush()
-            while self._expect:
-                try:
-                    self._collect()
-                except ServerError:
-                    continue
+            self._drain(sync=not self._expect or self._expect[-1] is not None)
         if self._pg.transaction_status != pq.TransactionStatus.IDLE:
             if not self.active:
                 self._guard(self._pg.enter_pipeline_mode)

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 import attrs
 
 from autumn_core.app.context import Context
+from autumn_core.changes import CustomerChange
 from autumn_core.errors import (
     CustomerNotFound,
     EntityNotFound,
@@ -22,10 +23,13 @@ from autumn_core.errors import (
     StoreError,
 )
 from autumn_core.model import CustomerState, EventRecord, IdempotencyRecord, InvoiceRecord
+from autumn_core.outbound import OutboundEvent
 from autumn_core.ports import StoreTransaction
 from autumn_core.results import ByEmail, CustomerData
 from autumn_core.values import check_email, check_id
 
+#: How long an idempotency key is remembered (docs/rules.md I1): decided here, once; stores
+#: are told which records have expired (``put_idempotency(expired=...)``).
 IDEMPOTENCY_TTL = timedelta(hours=24)
 _H = TypeVar("_H")
 
@@ -67,10 +71,14 @@ class Unit:
         self._loaded: dict[str, CustomerState] = {}
         self._current: dict[str, CustomerState] = {}
         self._inserted: set[str] = set()
+        #: pk -> the version this unit's last save gave the customer (its next change's base).
+        self._saved: dict[str, int] = {}
         self._pks: dict[str, str] = {}
         self.events: list[EventRecord] = []
         self.invoices: list[InvoiceRecord] = []
         self.after_commit: list[Callable[[], None]] = []
+        #: Outgoing events of this unit, written to the outbox with its changes (EO2).
+        self.outbound: list[OutboundEvent] = []
 
     # -- customers --------------------------------------------------------------------------
     def find(self, ref: Any) -> CustomerState | None:
@@ -180,6 +188,7 @@ class Unit:
         self._loaded.pop(pk, None)
         self._current.pop(pk, None)
         self._inserted.discard(pk)
+        self._saved.pop(pk, None)
 
     def entity_check(self, state: CustomerState, entity_id: str | None) -> None:
         if entity_id is None:
@@ -207,8 +216,35 @@ class Unit:
         if key is None:
             return
         self.tx.put_idempotency(
-            IdempotencyRecord(operation, pk, key, fingerprint, dict(result), self.now)
+            IdempotencyRecord(operation, pk, key, fingerprint, dict(result), self.now),
+            expired=self.now - IDEMPOTENCY_TTL,
         )
+
+    # -- events out -------------------------------------------------------------------------
+    def emit(
+        self,
+        event_type: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        customer_id: str | None,
+        entity_id: str | None = None,
+    ) -> OutboundEvent:
+        """Record an outgoing event of this unit (EO2): it is written in the same transaction
+        as the unit's changes, so it exists exactly when they do. A run that is re-run (a lost
+        race, an operation resumed after its gateway call) emits afresh; what a rolled-back run
+        emitted is gone with it."""
+        if not self.write:
+            raise NeedsWrite
+        event = OutboundEvent(
+            id=OutboundEvent.new_id(),
+            type=event_type,
+            customer_id=customer_id,
+            entity_id=entity_id,
+            occurred_at=self.now,
+            data=data or {},
+        )
+        self.outbound.append(event)
+        return event
 
     # -- commit -----------------------------------------------------------------------------
     def flush(self) -> None:
@@ -218,8 +254,10 @@ class Unit:
             if before is None:
                 continue
             if state is not before:
-                self.tx.save_customer(before, state)
+                change = CustomerChange.since(before, state, self._saved.get(pk, before.version))
+                self.tx.save_customer(change)
                 self._loaded[pk] = state
+                self._saved[pk] = change.base_version + 1
         if self.events:
             self.tx.append_events(self.events)
             self.events = []

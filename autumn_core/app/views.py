@@ -135,6 +135,7 @@ def customer_view(ctx: Context, state: CustomerState, now: datetime) -> Customer
             created_at=e.created_at,
             products=[product_view(ctx, p, now) for p in visible if p.entity_id == e.id],
             features=feature_balances(ctx, state, rows, e.id, now),
+            billing_controls=e.billing_controls,
         )
         for e in state.entities
     ]
@@ -149,6 +150,7 @@ def customer_view(ctx: Context, state: CustomerState, now: datetime) -> Customer
         products=[product_view(ctx, p, now) for p in visible if p.entity_id is None],
         features=feature_balances(ctx, state, rows, None, now),
         entities=entities,
+        billing_controls=state.billing_controls,
     )
 
 

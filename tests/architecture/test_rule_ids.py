@@ -16,7 +16,26 @@ ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "docs" / "rules.md"
 
 #: The rule families of docs/rules.md (longest first, so "CO5" is not read as "C" + "O5").
-FAMILIES = ("CO", "CS", "DF", "EN", "RO", "A", "B", "C", "D", "E", "I", "K", "O", "P", "Q", "R")
+FAMILIES = (
+    "BC",
+    "CO",
+    "CS",
+    "DF",
+    "EN",
+    "EO",
+    "RO",
+    "A",
+    "B",
+    "C",
+    "D",
+    "E",
+    "I",
+    "K",
+    "O",
+    "P",
+    "Q",
+    "R",
+)
 FAMILIES += ("S", "T", "U", "W", "X")
 RULE_ID = re.compile(r"\b(?:" + "|".join(FAMILIES) + r")[0-9]+\b")
 

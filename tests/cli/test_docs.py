@@ -8,7 +8,7 @@ import inspect
 import pytest
 
 from autumn_core import Autumn
-from autumn_core.facade import Balances, Customers
+from autumn_core.facade_parts import Balances, Customers
 from autumn_memory import MemoryStore
 from autumn_postgres import PostgresStore
 from autumn_sqlite import SqliteStore

@@ -70,6 +70,8 @@ def _for_type(tp: Any) -> st.SearchStrategy[Any]:
         return st.integers(0, 100)
     if origin is list:
         return st.lists(_for_type(args[0]), max_size=2)
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return st.lists(_for_type(args[0]), max_size=2).map(tuple)
     if origin is dict:
         return st.dictionaries(
             text, _for_type(args[1]) if args[1] is not Any else json_values, max_size=2

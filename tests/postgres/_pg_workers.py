@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import Any
 
 from autumn_core import Autumn, Catalog, Feature, FreeTrial, Item, ManualClock, Price, Product
+from autumn_core.changes import CustomerChange
 from autumn_core.errors import AutumnError, InsufficientBalance
 from autumn_core.model import CustomerState
 from autumn_core.ports import StoreCapabilities
@@ -80,9 +81,9 @@ class _NaiveTransaction:
     def load_customer(self, pk: str, *, for_update: bool = False) -> CustomerState | None:
         return self._tx.load_customer(pk, for_update=False)  # no lock: the bug
 
-    def save_customer(self, before: CustomerState, after: CustomerState) -> None:
-        self._tx._held.pop(after.pk, None)  # forget the read version: blind overwrite
-        self._tx.save_customer(before, after)
+    def save_customer(self, change: CustomerChange) -> None:
+        self._tx._held.pop(change.pk, None)  # forget the read version: blind overwrite
+        self._tx.save_customer(change)
 
 
 class NaiveStore:

@@ -22,6 +22,7 @@ import psycopg
 import pytest
 
 from autumn_core import Autumn, Catalog, Feature, Item, Price, Product
+from autumn_core.changes import CustomerChange
 from autumn_core.errors import (
     AutumnError,
     CommitOutcomeUnknown,
@@ -152,7 +153,7 @@ def test_a_backend_killed_inside_a_transaction_changes_nothing_and_the_store_rec
         (pid,) = backends(pg_cluster.url("postgres"), dbname)
         with psycopg.connect(pg_cluster.url("postgres"), autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        tx.save_customer(before, before)
+        tx.save_customer(CustomerChange.between(before, before))
         tx.load_customer(pk)
     assert raised.value.retryable  # the engine reruns such a call itself
     assert usage(billing, "c") == 1 == events(billing, "c")

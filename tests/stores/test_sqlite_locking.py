@@ -115,6 +115,7 @@ from decimal import Decimal
 
 import attrs
 
+from autumn_core.changes import CustomerChange
 from autumn_core.model import EventRecord
 from autumn_sqlite import SqliteStore
 
@@ -126,7 +127,8 @@ while True:
     with store.transaction() as tx:
         state = tx.load_customer(pk, for_update=True)
         r = state.rows[0]
-        tx.save_customer(state, attrs.evolve(state, rows=(attrs.evolve(r, balance=r.balance - 1),)))
+        after = attrs.evolve(state, rows=(attrs.evolve(r, balance=r.balance - 1),))
+        tx.save_customer(CustomerChange.between(state, after))
         e = EventRecord(f"e{i}", pk, None, "messages", None, Decimal(1), {}, now, now)
         tx.append_events([e])
     i += 1

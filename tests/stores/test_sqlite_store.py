@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 import autumn_core
 from autumn_core.catalog import Rollover
+from autumn_core.changes import CustomerChange
 from autumn_core.errors import InvalidRequest, StoreError, UniqueViolation
 from autumn_core.model import ZERO, EventRecord, RolloverState, RowState
 from autumn_core.testing.contract.builders import D, customer, event, rich_customer, row
@@ -226,7 +227,7 @@ class TestErrors:
         )
         with store.transaction() as tx:
             with pytest.raises(StoreError, match="naive"):
-                tx.save_customer(before, bad)
+                tx.save_customer(CustomerChange.between(before, bad))
             with pytest.raises(StoreError, match="naive"):
                 tx.insert_customer(customer("bad_child", rows=bad.rows))
         uncached = SqliteStore(store.path, cache_size=0)
@@ -276,7 +277,7 @@ class TestWrites:
         seen = self._statements(store)
         # when
         with store.transaction() as tx:
-            tx.save_customer(before, after)
+            tx.save_customer(CustomerChange.between(before, after))
         # then
         writes = [s.split()[0:2] for s in seen if s.split()[0] in ("UPDATE", "INSERT", "DELETE")]
         assert writes == [["UPDATE", "customers"], ["UPDATE", "balance_rows"]]
@@ -299,7 +300,7 @@ class TestWrites:
         assert first is not None
         changed = attrs.evolve(first, name="changed")
         with store.transaction() as tx:
-            tx.save_customer(first, changed)
+            tx.save_customer(CustomerChange.between(first, changed))
         with store.transaction(write=False) as tx:
             third = tx.load_customer(s.pk)
         assert third is not None and third.name == "changed"
@@ -318,7 +319,10 @@ class TestWrites:
                 before = tx.load_customer(s.pk, for_update=True)
                 assert before is not None
                 tx.save_customer(
-                    before, attrs.evolve(before, rows=(attrs.evolve(before.rows[0], balance=D(3)),))
+                    CustomerChange.between(
+                        before,
+                        attrs.evolve(before, rows=(attrs.evolve(before.rows[0], balance=D(3)),)),
+                    )
                 )
                 tx.append_events([event(s.pk)])
 

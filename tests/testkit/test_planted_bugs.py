@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 import pytest
 
-import autumn_core.app.attach as attach_uc
+import autumn_core.app.attach.planning as attach_planning
 import autumn_core.app.lazy as lazy
 import autumn_core.rules.deduction as deduction
 from autumn_cli.demo import example_catalog
@@ -30,13 +30,13 @@ def test_no_counterexample_without_a_planted_bug() -> None:
 
 
 def test_a_trial_claim_without_the_fingerprint(monkeypatch: pytest.MonkeyPatch) -> None:
-    own = attach_uc._own_trial
+    own = attach_planning._own_trial
 
     def forgets_the_fingerprint(*args: Any) -> Any:
         trial, claim = own(*args)
         return trial, attrs.evolve(claim, fingerprint=None) if claim else None
 
-    monkeypatch.setattr(attach_uc, "_own_trial", forgets_the_fingerprint)
+    monkeypatch.setattr(attach_planning, "_own_trial", forgets_the_fingerprint)
     found = find()
     assert "trials of 'pro'" in found.problem and "per fingerprint" in found.problem
     assert len(found.calls) <= 4

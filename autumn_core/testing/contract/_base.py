@@ -8,6 +8,7 @@ from pathlib import Path
 import attrs
 import pytest
 
+from autumn_core.changes import CustomerChange
 from autumn_core.model import CustomerState
 from autumn_core.ports import Store
 
@@ -67,7 +68,7 @@ class StoreTestBase:
     @staticmethod
     def save(store: Store, before: CustomerState, after: CustomerState) -> None:
         with store.transaction() as tx:
-            tx.save_customer(before, after)
+            tx.save_customer(CustomerChange.between(before, after))
 
     @staticmethod
     def same(loaded: CustomerState | None, expected: CustomerState) -> bool:

@@ -10,6 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from autumn_core.app.unit import IDEMPOTENCY_TTL
+from autumn_core.changes import CustomerChange
 from autumn_core.errors import StoreError, UniqueViolation
 from autumn_core.model import CustomerState, RowState
 from autumn_core.ports import Store
@@ -286,7 +288,9 @@ class CustomerContract(StoreTestBase):
         # when
         with store.transaction() as tx, pytest.raises(UniqueViolation):
             tx.save_customer(
-                a, attrs.evolve(a, id="b", rows=(attrs.evolve(a.rows[0], balance=D(9)),))
+                CustomerChange.between(
+                    a, attrs.evolve(a, id="b", rows=(attrs.evolve(a.rows[0], balance=D(9)),))
+                )
             )
         # then
         with store.transaction(write=False) as tx:
@@ -352,8 +356,8 @@ class CustomerContract(StoreTestBase):
         s1 = attrs.evolve(s0, rows=(*s0.rows, row("r2", balance=5)))
         s2 = attrs.evolve(s1, rows=(attrs.evolve(s1.rows[0], balance=D(3)), s1.rows[1]))
         with store.transaction() as tx:
-            tx.save_customer(s0, s1)
-            tx.save_customer(s1, s2)
+            tx.save_customer(CustomerChange.between(s0, s1))
+            tx.save_customer(CustomerChange.between(s1, s2))
         # then
         assert self.same(self.load(store, s0.pk), s2)
 
@@ -399,7 +403,7 @@ class CustomerContract(StoreTestBase):
             after = attrs.evolve(s, rows=(row("r", balance=4),))
             loaded = tx.load_customer(s.pk, for_update=True)
             assert loaded is not None
-            tx.save_customer(loaded, after)
+            tx.save_customer(CustomerChange.between(loaded, after))
             assert tx.customer_pk("cus_rw") == s.pk
             assert self.same(tx.load_customer(s.pk, for_update=True), after)
             assert [c.pk for c in tx.customers_by_email("RW@x.io")] == [s.pk]
@@ -417,7 +421,7 @@ class CustomerContract(StoreTestBase):
         with store.transaction() as tx:
             tx.append_events([event(s.pk), event(s.pk)])
             tx.save_invoice(inv)
-            tx.put_idempotency(idempotency(s.pk))
+            tx.put_idempotency(idempotency(s.pk), expired=T0 - IDEMPOTENCY_TTL)
         # when
         with store.transaction() as tx:
             tx.delete_customer(s.pk)

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from autumn_core.app.unit import IDEMPOTENCY_TTL
 from autumn_core.errors import UniqueViolation
 from autumn_core.ports import Store, StoreTransaction
 from autumn_core.testing.contract._base import StoreTestBase
@@ -139,7 +140,7 @@ class IdempotencyContract(StoreTestBase):
         rec = idempotency(c.pk, result={"event_id": "evt_9", "value": "25.5", "list": [1, None]})
         # when
         with store.transaction() as tx:
-            tx.put_idempotency(rec)
+            tx.put_idempotency(rec, expired=rec.created_at - IDEMPOTENCY_TTL)
         # then
         with store.transaction(write=False) as tx:
             assert tx.get_idempotency("track", c.pk, "key-1") == rec
@@ -153,13 +154,13 @@ class IdempotencyContract(StoreTestBase):
         self.insert(store, c)
         first = idempotency(c.pk, fingerprint="first")
         with store.transaction() as tx:
-            tx.put_idempotency(first)
+            tx.put_idempotency(first, expired=first.created_at - IDEMPOTENCY_TTL)
         # when / then
         late = idempotency(
             c.pk, fingerprint="second", created_at=T0 + timedelta(hours=24, microseconds=-1)
         )
         with pytest.raises(UniqueViolation), store.transaction() as tx:
-            tx.put_idempotency(late)
+            tx.put_idempotency(late, expired=late.created_at - IDEMPOTENCY_TTL)
         with store.transaction(write=False) as tx:
             assert tx.get_idempotency("track", c.pk, "key-1") == first
 
@@ -170,11 +171,11 @@ class IdempotencyContract(StoreTestBase):
         c = customer()
         self.insert(store, c)
         with store.transaction() as tx:
-            tx.put_idempotency(idempotency(c.pk, fingerprint="first"))
+            tx.put_idempotency(idempotency(c.pk, fingerprint="first"), expired=T0 - IDEMPOTENCY_TTL)
         # when
         fresh = idempotency(c.pk, fingerprint="second", created_at=T0 + timedelta(hours=24))
         with store.transaction() as tx:
-            tx.put_idempotency(fresh)
+            tx.put_idempotency(fresh, expired=fresh.created_at - IDEMPOTENCY_TTL)
         # then
         with store.transaction(write=False) as tx:
             assert tx.get_idempotency("track", c.pk, "key-1") == fresh
@@ -191,7 +192,7 @@ class IdempotencyContract(StoreTestBase):
         ]
         with store.transaction() as tx:
             for rec in recs:
-                tx.put_idempotency(rec)
+                tx.put_idempotency(rec, expired=rec.created_at - IDEMPOTENCY_TTL)
         with store.transaction(write=False) as tx:
             for rec in recs:
                 assert tx.get_idempotency(rec.operation, rec.customer_pk, rec.key) == rec

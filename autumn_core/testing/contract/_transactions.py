@@ -8,6 +8,8 @@ from collections.abc import Callable
 import attrs
 import pytest
 
+from autumn_core.app.unit import IDEMPOTENCY_TTL
+from autumn_core.changes import CustomerChange
 from autumn_core.errors import StoreError
 from autumn_core.ports import Store, StoreTransaction
 from autumn_core.testing.contract._base import StoreTestBase
@@ -51,7 +53,7 @@ def _write_everything(tx: StoreTransaction) -> str:
     state = attrs.evolve(rich_customer("cus_atomic"), email="atomic@x.io")
     tx.insert_customer(state)
     tx.append_events([event(state.pk), event(state.pk)])
-    tx.put_idempotency(idempotency(state.pk))
+    tx.put_idempotency(idempotency(state.pk), expired=T0 - IDEMPOTENCY_TTL)
     assert tx.claim_trial("pro", state.pk, None, "fp-1")
     assert tx.claim_renewal("cp_atomic", T0)
     assert tx.claim_gateway_event("gevt_atomic")
@@ -65,7 +67,9 @@ def _write_everything(tx: StoreTransaction) -> str:
 WRITES: dict[str, Callable[[StoreTransaction], object]] = {
     "insert_customer": lambda tx: tx.insert_customer(customer("cus_ro")),
     "append_events": lambda tx: tx.append_events([event("pk_ro")]),
-    "put_idempotency": lambda tx: tx.put_idempotency(idempotency("pk_ro")),
+    "put_idempotency": lambda tx: tx.put_idempotency(
+        idempotency("pk_ro"), expired=T0 - IDEMPOTENCY_TTL
+    ),
     "claim_trial": lambda tx: tx.claim_trial("pro", "pk_ro", None, "fp-ro"),
     "claim_renewal": lambda tx: tx.claim_renewal("cp_ro", T0),
     "claim_gateway_event": lambda tx: tx.claim_gateway_event("gevt_ro"),
@@ -105,7 +109,7 @@ class TransactionContract(StoreTestBase):
         after = attrs.evolve(before, rows=(attrs.evolve(before.rows[0], balance=D(0)),))
         # when
         with pytest.raises(Boom), store.transaction() as tx:
-            tx.save_customer(before, after)
+            tx.save_customer(CustomerChange.between(before, after))
             assert self.same(tx.load_customer(before.pk, for_update=True), after)
             raise Boom
         with pytest.raises(Boom), store.transaction() as tx:
@@ -162,7 +166,7 @@ class TransactionContract(StoreTestBase):
         changed = attrs.evolve(s, rows=(attrs.evolve(s.rows[0], balance=D(0)),))
         # when / then
         with pytest.raises(StoreError), store.transaction(write=False) as tx:
-            tx.save_customer(s, changed)
+            tx.save_customer(CustomerChange.between(s, changed))
         with pytest.raises(StoreError), store.transaction(write=False) as tx:
             tx.delete_customer(s.pk)
         assert self.load(store, s.pk) == s
@@ -189,8 +193,12 @@ class TransactionContract(StoreTestBase):
                         assert before is not None
                         r = before.rows[0]
                         tx.save_customer(
-                            before,
-                            attrs.evolve(before, rows=(attrs.evolve(r, balance=r.balance + 1),)),
+                            CustomerChange.between(
+                                before,
+                                attrs.evolve(
+                                    before, rows=(attrs.evolve(r, balance=r.balance + 1),)
+                                ),
+                            )
                         )
             except BaseException as exc:  # pragma: no cover - reported below
                 errors.append(exc)
@@ -232,14 +240,16 @@ class TransactionContract(StoreTestBase):
                     assert before is not None
                     a, b = before.rows
                     tx.save_customer(
-                        before,
-                        attrs.evolve(
+                        CustomerChange.between(
                             before,
-                            rows=(
-                                attrs.evolve(a, balance=a.balance - 1),
-                                attrs.evolve(b, balance=b.balance + 1),
+                            attrs.evolve(
+                                before,
+                                rows=(
+                                    attrs.evolve(a, balance=a.balance - 1),
+                                    attrs.evolve(b, balance=b.balance + 1),
+                                ),
                             ),
-                        ),
+                        )
                     )
         finally:
             done.set()
@@ -295,7 +305,9 @@ class DurabilityContract(StoreTestBase):
                 assert before is not None
                 r = before.rows[0]
                 tx.save_customer(
-                    before, attrs.evolve(before, rows=(attrs.evolve(r, balance=r.balance + 1),))
+                    CustomerChange.between(
+                        before, attrs.evolve(before, rows=(attrs.evolve(r, balance=r.balance + 1),))
+                    )
                 )
             # then
             for reader in (store, other):

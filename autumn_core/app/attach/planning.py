@@ -1,28 +1,22 @@
-"""Attach and preview_attach (docs/rules.md A1-A7, U1-U5, Q1-Q5, CO1-CO5, T1-T12, P9-P11, I1-I4).
-
-An attach is planned first (validation, classification, trial, lines, the new customer state),
-then paid for: no gateway (recorded as paid), a charge (charge, then commit), an open invoice on
-an existing cycle, or a checkout that provisions nothing until the gateway reports payment.
-``preview_attach`` runs the same plan and stops before anything is written or sent.
+"""Planning an attach (A2-A5, T1-T11, Q1-Q5, P9-P10): the scenario, the trial, the invoice lines
+and the customer state once provisioned, with nothing written or sent.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 import attrs
 
 from autumn_core.app import billing
-from autumn_core.app.context import Context, new_id
+from autumn_core.app.attach.args import AttachArgs
+from autumn_core.app.context import Context
 from autumn_core.app.provisioning import (
     activate,
     carry_into,
     drop_products,
-    expire,
     live_main_in,
     new_product_state,
     replace_product,
@@ -39,222 +33,24 @@ from autumn_core.app.trials import (
     explicit_trial_claim,
     own_trial_claim,
 )
-from autumn_core.app.trials import claim as insert_claim
-from autumn_core.app.unit import Unit, args_fingerprint
-from autumn_core.app.usage import check_customer_ref, check_entity_ref
-from autumn_core.app.views import product_view
+from autumn_core.app.unit import Unit
 from autumn_core.catalog import FreeTrial, Product
 from autumn_core.errors import (
-    InvalidRequest,
-    PaymentFailed,
     ProductAlreadyAttached,
-    ProductNotFound,
 )
 from autumn_core.model import (
     ZERO,
     CustomerState,
     InvoiceLineRecord,
-    PendingRecord,
     ProductState,
 )
-from autumn_core.ports import ChargeLine, CheckoutRequest
-from autumn_core.results import UNSET, AttachPreview, AttachResult, ByEmail, CustomerData
+from autumn_core.results import UNSET
 from autumn_core.rules.classify import is_upgrade
 from autumn_core.rules.periods import trial_end
 from autumn_core.rules.pricing import money, packs_amount, prorate
 from autumn_core.rules.rows import prepaid_packs, starting_balance
-from autumn_core.serialization import converter
-from autumn_core.values import check_key, check_optional_str, to_decimal
-
-CHECKOUT = "checkout"
 
 
-# -- validation (A1) ------------------------------------------------------------------------
-@attrs.frozen
-class AttachArgs:
-    customer: Any
-    product: Product
-    entity_id: str | None
-    quantities: Mapping[str, Decimal] | None
-    free_trial: Any
-    success_url: str | None
-    force_checkout: bool
-    customer_data: CustomerData | None
-    idempotency_key: str | None
-    #: The operation id: charge keys are ``attach:<nonce>`` / ``trial:<nonce>``. Derived from
-    #: the caller's idempotency key (scoped to the customer) when there is one, so a retry
-    #: after a crash finds the same pending operation; otherwise fresh per call (and then
-    #: persisted in the pending record before the gateway is called).
-    nonce: str = attrs.field(factory=lambda: new_id("op"))
-    #: Grant for free: ``product`` is the catalog product with every price removed.
-    free: bool = False
-
-    def fingerprint(self) -> str:
-        trial = self.free_trial
-        return args_fingerprint(
-            {
-                **({"free": True} if self.free else {}),
-                "product_id": self.product.id,
-                "entity_id": self.entity_id,
-                "quantities": None if self.quantities is None else dict(self.quantities),
-                "free_trial": "unset" if trial is UNSET else trial,
-                "success_url": self.success_url,
-                "force_checkout": self.force_checkout,
-                "customer_data": self.customer_data,
-            }
-        )
-
-
-def validate_attach(
-    ctx: Context,
-    customer_id: Any,
-    product_id: Any,
-    *,
-    entity_id: Any = None,
-    quantities: Any = None,
-    free_trial: Any = UNSET,
-    success_url: Any = None,
-    force_checkout: Any = False,
-    customer_data: Any = None,
-    idempotency_key: Any = None,
-    free: Any = False,
-) -> AttachArgs:
-    """A1: everything that can be checked without the customer, before any transaction."""
-    check_customer_ref(customer_id)
-    product = ctx.registry.product(product_id) if isinstance(product_id, str) else None
-    if product is None:
-        raise ProductNotFound(f"product {product_id!r} does not exist")
-    if not isinstance(free, bool):
-        raise InvalidRequest(f"free must be a bool, got {free!r}")
-    check_entity_ref(entity_id)
-    parsed: dict[str, Decimal] | None = None
-    if quantities is not None:
-        if not isinstance(quantities, Mapping):
-            raise InvalidRequest(f"quantities must be a dict, got {quantities!r}")
-        prepaid = {i.feature_id: i for i in product.items if i.is_prepaid}
-        parsed = {}
-        for fid, raw in quantities.items():
-            item = prepaid.get(fid)
-            if item is None:
-                raise InvalidRequest(
-                    f"quantities: {fid!r} is not a prepaid item of product {product.id!r}"
-                )
-            q = to_decimal(raw, f"quantity of {fid!r}")
-            if q < 0:
-                raise InvalidRequest(f"quantity of {fid!r} must be >= 0, got {raw!r}")
-            if q != q.to_integral_value():
-                raise InvalidRequest(f"quantity of {fid!r} must be a whole number, got {raw!r}")
-            if item.max_purchase is not None and q - (item.included or ZERO) > item.max_purchase:
-                # Q4
-                raise InvalidRequest(
-                    f"quantity of {fid!r} exceeds max_purchase {item.max_purchase} "
-                    f"beyond the included {item.included}"
-                )
-            parsed[fid] = q
-    if free_trial is not UNSET and free_trial is not None and not isinstance(free_trial, FreeTrial):
-        raise InvalidRequest(f"free_trial must be a FreeTrial, None or unset, got {free_trial!r}")
-    check_optional_str(success_url, "success_url")
-    if not isinstance(force_checkout, bool):
-        raise InvalidRequest(f"force_checkout must be a bool, got {force_checkout!r}")
-    if customer_data is not None and not isinstance(customer_data, CustomerData):
-        raise InvalidRequest(f"customer_data must be a CustomerData, got {customer_data!r}")
-    check_key(idempotency_key, "idempotency_key")
-    if free:
-        product, free_trial = without_prices(product), None
-    return AttachArgs(
-        customer_id,
-        product,
-        entity_id,
-        parsed,
-        free_trial,
-        success_url,
-        force_checkout,
-        customer_data,
-        idempotency_key,
-        nonce=operation_id(customer_id, idempotency_key),
-        free=free,
-    )
-
-
-def without_prices(product: Product) -> Product:
-    """The product granted for free: same items (so rows line up with the catalog's version),
-    every amount zero and no trial, so it is attached, renewed and billed as a free product."""
-    items = [attrs.evolve(i, price=ZERO, tiers=None) if i.is_priced else i for i in product.items]
-    return attrs.evolve(product, price=None, items=items, free_trial=None)
-
-
-def operation_id(customer: Any, idempotency_key: str | None) -> str:
-    """Deterministic from (customer, caller key), scoped to attach; else a fresh id."""
-    if idempotency_key is None:
-        return new_id("op")
-    ref = f"email:{customer.email.lower()}" if isinstance(customer, ByEmail) else f"id:{customer}"
-    digest = hashlib.sha256(f"attach\0{ref}\0{idempotency_key}".encode()).hexdigest()
-    return "k" + digest[:40]
-
-
-def operation_payload(a: AttachArgs) -> dict[str, Any]:
-    """How ``recover()`` runs this attach again (kept in its pending operation record)."""
-    customer = (
-        {"email": a.customer.email} if isinstance(a.customer, ByEmail) else {"id": a.customer}
-    )
-    return {
-        "op": "attach",
-        "customer": customer,
-        "product_id": a.product.id,
-        "entity_id": a.entity_id,
-        "quantities": None
-        if a.quantities is None
-        else {k: str(v) for k, v in a.quantities.items()},
-        "free_trial": "unset"
-        if a.free_trial is UNSET
-        else (None if a.free_trial is None else converter.unstructure(a.free_trial)),
-        "success_url": a.success_url,
-        "force_checkout": a.force_checkout,
-        "customer_data": None
-        if a.customer_data is None
-        else converter.unstructure(a.customer_data),
-        "idempotency_key": a.idempotency_key,
-        "nonce": a.nonce,
-        **({"free": True} if a.free else {}),
-    }
-
-
-def args_from_payload(ctx: Context, payload: Mapping[str, Any]) -> AttachArgs:
-    """The ``AttachArgs`` of a recorded attach (``operation_payload``), same operation id."""
-    product = ctx.registry.product(payload["product_id"])
-    if product is None:
-        raise ProductNotFound(f"product {payload['product_id']!r} does not exist")
-    ref = payload["customer"]
-    customer: Any = ByEmail(ref["email"]) if "email" in ref else ref["id"]
-    raw_trial = payload.get("free_trial", "unset")
-    quantities = payload.get("quantities")
-    data = payload.get("customer_data")
-    free = bool(payload.get("free", False))
-    if free:
-        product, raw_trial = without_prices(product), None
-    return AttachArgs(
-        customer,
-        product,
-        payload.get("entity_id"),
-        None if quantities is None else {k: Decimal(v) for k, v in quantities.items()},
-        UNSET
-        if raw_trial == "unset"
-        else (None if raw_trial is None else converter.structure(raw_trial, FreeTrial)),
-        payload.get("success_url"),
-        bool(payload.get("force_checkout", False)),
-        None if data is None else converter.structure(data, CustomerData),
-        payload.get("idempotency_key"),
-        nonce=payload["nonce"],
-        free=free,
-    )
-
-
-def charge_prefixes(a: AttachArgs) -> tuple[str, ...]:
-    """The charge keys an attach's driver defers (see ``billing.drive``)."""
-    return (f"attach:{a.nonce}", f"trial:{a.nonce}")
-
-
-# -- the plan -------------------------------------------------------------------------------
 @attrs.frozen
 class Plan:
     scenario: str
@@ -279,13 +75,13 @@ class Plan:
         return billing.total(self.lines)
 
 
-def _ref_state(unit: Unit, a: AttachArgs) -> CustomerState:
+def ref_state(unit: Unit, a: AttachArgs) -> CustomerState:
     state = unit.get_or_create(a.customer, a.customer_data)
     unit.entity_check(state, a.entity_id)
     return state
 
 
-def _paid_cycle(state: CustomerState, now: datetime) -> ProductState | None:
+def paid_cycle(state: CustomerState, now: datetime) -> ProductState | None:
     """The customer's live paid recurring cycle (T2, CO4): customer-scoped main first."""
     cycles = [p for p in state.products if billing.is_recurring_live(p)]
     cycles.sort(key=lambda p: (p.entity_id is not None, not p.is_main, p.created_at))
@@ -300,7 +96,7 @@ def plan_attach(
     product = a.product
     version = ctx.registry.latest[product.id]
     scope = a.entity_id
-    cycle = _paid_cycle(state, now)
+    cycle = paid_cycle(state, now)
     if product.add_on or product.is_one_off:
         # A2a: alongside, never replacing or scheduling anything.
         scenario = "add_on" if product.add_on else "one_off"
@@ -777,278 +573,6 @@ def _plan_update_quantity(
         merged=True,
         needs_payment=bool(lines),
     )
-
-
-# -- carrying it out ------------------------------------------------------------------------
-def _claim_or_replan(unit: Unit, state: CustomerState, a: AttachArgs, plan: Plan) -> Plan:
-    """T5: insert the trial claim; a conflict means the trial is used: attach without one."""
-    if plan.trial_claim is None:
-        return plan
-    if insert_claim(unit, state.pk, plan.trial_claim) or plan.trial_claim.explicit:
-        return plan
-    return plan_attach(unit, state, a, allow_trial=False)
-
-
-def _result(
-    unit: Unit, plan: Plan, invoice: Any = None, checkout_url: str | None = None
-) -> AttachResult:
-    provisioned = checkout_url is None
-    return AttachResult(
-        scenario=plan.scenario,
-        product=product_view(unit.ctx, plan.cp, unit.now) if plan.cp and provisioned else None,
-        checkout_url=checkout_url,
-        invoice=invoice,
-        trial_ends_at=plan.trial_ends_at,
-    )
-
-
-def attach(unit: Unit, a: AttachArgs) -> AttachResult:
-    fingerprint = a.fingerprint() if a.idempotency_key is not None else ""
-    if a.idempotency_key is not None:
-        pk = unit.pk_of(a.customer)
-        if pk is not None:
-            stored = unit.replay("attach", pk, a.idempotency_key, fingerprint)
-            if stored is not None:
-                return attrs.evolve(converter.structure(stored, AttachResult), replayed=True)
-    state = _ref_state(unit, a)
-    result = _attach_on_state(unit, state, a)
-    unit.remember("attach", state.pk, a.idempotency_key, fingerprint, converter.unstructure(result))
-    return result
-
-
-def _attach_on_state(unit: Unit, state: CustomerState, a: AttachArgs) -> AttachResult:
-    ctx = unit.ctx
-    plan = plan_attach(unit, state, a)
-    gateway = ctx.gateway
-    # CO4/T7: a checkout is needed when the product needs a payment method and none is on
-    # file, unless it joins an existing paid cycle (then its invoice is left open).
-    drv = billing.driven()
-    already_charged = drv is not None and any(k in drv.resolved for k in charge_prefixes(a))
-    if (
-        gateway is not None
-        and plan.needs_payment
-        and plan.scenario != "downgrade"
-        and not already_charged
-    ):
-        state, gid = billing.ensure_gateway_customer(unit, state)
-        plan = attrs.evolve(plan, state=attrs.evolve(plan.state, gateway_customer_id=gid))
-        if a.force_checkout or (not plan.merged and not billing.has_payment_method(unit, gid)):
-            return _checkout(unit, state, a, plan, gid)
-    plan = _claim_or_replan(unit, state, a, plan)
-    return _provision(unit, a, plan, state)
-
-
-def _provision(
-    unit: Unit,
-    a: AttachArgs,
-    plan: Plan,
-    base: CustomerState,
-    *,
-    paid_invoice_id: str | None = None,
-) -> AttachResult:
-    """Charge (unless a checkout already paid), then keep the new state (charge, then commit)."""
-    ctx = unit.ctx
-    new_state = plan.state
-    invoice = None
-    if plan.lines or (
-        plan.needs_payment and plan.trial_ends_at is None and not plan.product.is_free
-    ):
-        key = f"attach:{a.nonce}"
-        recurring = billing.recurring_prices(ctx, new_state) if ctx.gateway is not None else None
-        if paid_invoice_id is not None:
-            inv = billing.new_invoice(
-                unit,
-                new_state,
-                plan.lines,
-                status="paid",
-                cp_id=plan.cp.instance_id if plan.cp else None,
-                gateway_invoice_id=paid_invoice_id,
-            )
-            sent = billing.Sent(inv, "paid", state=new_state)
-        else:
-            sent = billing.charge(
-                unit,
-                new_state,
-                plan.lines,
-                cp_id=plan.cp.instance_id if plan.cp else None,
-                key=key,
-                recurring=recurring,
-                description=f"{plan.scenario} {plan.product.id}",
-                period_end=plan.cp.current_period_end if plan.cp else None,
-                reason=_reason(plan, base, unit.now),
-            )
-        if sent.outcome == "failed":
-            # CO3: nothing is provisioned; raising rolls the whole attach back.
-            raise PaymentFailed(
-                f"payment for product {plan.product.id!r} failed for customer {new_state.id!r}"
-            )
-        if sent.outcome == "requires_action" and not plan.merged:
-            base = attrs.evolve(base, gateway_customer_id=new_state.gateway_customer_id)
-            gid = new_state.gateway_customer_id or ""
-            return _checkout(unit, base, a, plan, gid, sent.checkout_url)
-        new_state = billing.adopt(new_state, sent)
-        unit.invoices.append(sent.invoice)
-        invoice = billing.invoice_view(new_state, sent.invoice)
-    elif plan.trial_ends_at is not None and plan.needs_payment and ctx.gateway is not None:
-        # A card-required trial: $0 now; the gateway may open a trialing subscription (T7).
-        trial_sent = billing.charge(
-            unit,
-            new_state,
-            (),
-            cp_id=plan.cp.instance_id if plan.cp else None,
-            key=f"trial:{a.nonce}",
-            recurring=billing.recurring_prices(ctx, new_state),
-            period_end=plan.trial_ends_at,
-            reason="attach",
-        )
-        new_state = billing.adopt(new_state, trial_sent)
-    unit.put(new_state)
-    return _result(unit, plan, invoice)
-
-
-_REASONS = {"upgrade": "switch", "downgrade": "switch", "update_quantity": "quantity"}
-
-
-def _reason(plan: Plan, base: CustomerState, now: datetime) -> str:
-    """``ChargeRequest.reason``: leaving a free product is the first paid charge, an attach."""
-    reason = _REASONS.get(plan.scenario, "attach")
-    if reason == "switch" and _paid_cycle(base, now) is None:
-        return "attach"
-    return reason
-
-
-def _checkout(
-    unit: Unit,
-    state: CustomerState,
-    a: AttachArgs,
-    plan: Plan,
-    gid: str,
-    url: str | None = None,
-) -> AttachResult:
-    """CO4/CO5: store the plan's arguments; the gateway's payment event carries it out once."""
-    gateway = unit.ctx.gateway
-    assert gateway is not None
-    key = new_id("pend")
-    payload = {
-        "product_id": a.product.id,
-        "entity_id": a.entity_id,
-        "quantities": None
-        if a.quantities is None
-        else {k: str(v) for k, v in a.quantities.items()},
-        "free_trial": "unset"
-        if a.free_trial is UNSET
-        else (None if a.free_trial is None else converter.unstructure(a.free_trial)),
-        "idempotency_key": a.idempotency_key,
-    }
-    unit.tx.put_pending(PendingRecord(key, state.pk, CHECKOUT, payload, unit.now))
-    if url is None:
-        url = gateway.create_checkout(
-            CheckoutRequest(
-                gateway_customer_id=gid,
-                pending_key=key,
-                lines=tuple(
-                    ChargeLine(ln.description, ln.amount, ln.product_id, ln.feature_id, ln.quantity)
-                    for ln in plan.lines
-                ),
-                total=plan.due,
-                currency=unit.ctx.options.currency,
-                success_url=a.success_url,
-                idempotency_key=f"checkout:{key}",
-                recurring=(
-                    billing.recurring_prices(unit.ctx, plan.state) or None
-                    if plan.product.is_recurring_paid
-                    else None
-                ),
-            )
-        )
-    unit.put(state)
-    return _result(unit, plan, None, checkout_url=url)
-
-
-def complete_pending(unit: Unit, pending: PendingRecord, gateway_invoice_id: str | None) -> bool:
-    """W2/W3: carry out a stored checkout plan, re-classified now and without charging again."""
-    payload = pending.payload
-    state = unit.find_pk(pending.customer_pk)
-    unit.tx.delete_pending(pending.key)
-    product = unit.ctx.registry.product(payload["product_id"])
-    if product is None:
-        return False
-    raw_trial = payload.get("free_trial", "unset")
-    free_trial: Any = (
-        UNSET
-        if raw_trial == "unset"
-        else (None if raw_trial is None else converter.structure(raw_trial, FreeTrial))
-    )
-    quantities = payload.get("quantities")
-    a = AttachArgs(
-        state.id,
-        product,
-        payload.get("entity_id"),
-        None if quantities is None else {k: Decimal(v) for k, v in quantities.items()},
-        free_trial,
-        None,
-        False,
-        None,
-        None,
-    )
-    if a.entity_id is not None and state.entity(a.entity_id) is None:
-        return False
-    try:
-        plan = plan_attach(unit, state, a)
-    except ProductAlreadyAttached:
-        return False  # already provisioned: a repeat of the same payment
-    plan = _claim_or_replan(unit, state, a, plan)
-    _provision(unit, a, plan, state, paid_invoice_id=gateway_invoice_id or "checkout")
-    return True
-
-
-def fail_pending(unit: Unit, pending: PendingRecord) -> None:
-    """W4: a failed first charge never provisions; the plan is dropped."""
-    unit.tx.delete_pending(pending.key)
-
-
-# -- preview (A7) ---------------------------------------------------------------------------
-class _PreviewDone(Exception):
-    def __init__(self, preview: AttachPreview) -> None:
-        super().__init__("preview")
-        self.preview = preview
-
-
-def preview_body(unit: Unit, a: AttachArgs) -> AttachPreview:
-    """Plan in a write transaction that is always rolled back, so auto-creation and lazy
-    work are previewed too (C8) and nothing persists; the gateway is never contacted."""
-    with billing.dry_run():
-        state = _ref_state(unit, a)
-        plan = plan_attach(unit, state, a)
-        # P12: the customer's credit, as the invoice would spend it (downgrades invoice nothing).
-        lines = billing.with_credit(unit, state, plan.lines)
-    preview = AttachPreview(
-        scenario=plan.scenario,
-        due_now=billing.total(lines),
-        lines=list(
-            billing.invoice_view(
-                state, billing.new_invoice(unit, state, lines, status="open", cp_id=None)
-            ).lines
-        ),
-        next_cycle_at=plan.next_cycle_at,
-        next_cycle_total=plan.next_cycle_total,
-    )
-    raise _PreviewDone(preview)
-
-
-PreviewDone = _PreviewDone
-
-
-__all__ = [
-    "AttachArgs",
-    "PreviewDone",
-    "attach",
-    "complete_pending",
-    "expire",
-    "fail_pending",
-    "preview_body",
-    "validate_attach",
-]
 
 
 def _first_period_lines(

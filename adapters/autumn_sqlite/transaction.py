@@ -1,0 +1,372 @@
+"""The SQLite transaction: the customer aggregate (reads through the parse cache, saves that
+write what the core's ``CustomerChange`` lists) on top of the other records (``records``)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Final, Protocol
+
+from autumn_core.changes import CustomerChange, email_key
+from autumn_core.errors import StoreError
+from autumn_core.model import CustomerState, replace
+from autumn_sqldoc.cache import ParseCache
+from autumn_sqldoc.mapping import (
+    CHILDREN,
+    Child,
+    assemble,
+    changes_of,
+    email_lower,
+    extras,
+    head_data,
+    order_by,
+)
+from autumn_sqlite import codec
+from autumn_sqlite.errors import translate
+from autumn_sqlite.records import Records
+
+#: Marks a customer deleted in a transaction's overlay.
+_DELETED: Final[Any] = object()
+
+#: A parsed customer and the ``seq`` of its row: (seq, version) names one committed state.
+Entry = tuple[int, CustomerState]
+#: Statements to run, in order: (sql, parameters, executemany?).
+_Ops = list[tuple[str, Any, bool]]
+
+
+def _child_sql(spec: Child) -> tuple[str, str, str, str, str]:
+    """INSERT, UPDATE data, UPDATE pos, DELETE one, DELETE all — for one child table."""
+    extra = spec.extra_names
+    cols = ", ".join(("customer_pk", spec.key, "pos", *extra, "data"))
+    marks = ", ".join("?" * (4 + len(extra)))
+    sets = ", ".join(f"{c} = ?" for c in ("pos", *extra, "data"))
+    where = f"WHERE customer_pk = ? AND {spec.key} = ?"
+    return (
+        f"INSERT INTO {spec.table} ({cols}) VALUES ({marks})",
+        f"UPDATE {spec.table} SET {sets} {where}",
+        f"UPDATE {spec.table} SET pos = ? {where}",
+        f"DELETE FROM {spec.table} {where}",
+        f"DELETE FROM {spec.table} WHERE customer_pk = ?",
+    )
+
+
+_CHILD_SQL: Final = {spec.attr: _child_sql(spec) for spec in CHILDREN}
+
+#: The core's customer order; SQLite's BINARY collation on UTF-8 compares by code point.
+_CUSTOMER_ORDER: Final = order_by("created_us")
+
+_LOAD_CHILDREN: Final = (
+    " UNION ALL ".join(
+        f"SELECT {i}, pos, data FROM {spec.table} WHERE customer_pk = ?1"
+        for i, spec in enumerate(CHILDREN)
+    )
+    + " ORDER BY 1, 2"
+)
+
+
+def _micros(value: datetime | None) -> int | None:
+    return None if value is None else codec.to_micros(value)
+
+
+class StoreSide(Protocol):
+    """What a transaction needs of its store: the lock discipline and the parse cache."""
+
+    cache: ParseCache[Entry]
+
+    def _begin(self, conn: sqlite3.Connection, write: bool) -> None: ...
+
+    def _commit(self, conn: sqlite3.Connection, write: bool) -> None: ...
+
+    def _rollback(self, conn: sqlite3.Connection, write: bool) -> None: ...
+
+
+class SqliteTransaction(Records):
+    """One unit of work on one connection; also the context manager that begins and ends it."""
+
+    def __init__(self, store: StoreSide, conn: sqlite3.Connection, write: bool) -> None:
+        super().__init__(conn, write)
+        self._store = store
+        #: pk -> the state this transaction wrote (or _DELETED), with its seq; published to the
+        #: store's cache after COMMIT, dropped on rollback.
+        self._overlay: dict[str, tuple[int, Any]] = {}
+        #: pk -> (seq, version) read by a query earlier in this transaction (same snapshot), so
+        #: that ``customer_pk`` followed by ``load_customer`` costs one query, not two.
+        self._seen: dict[str, tuple[int, int]] = {}
+
+    # -- context manager --------------------------------------------------------------------
+    def __enter__(self) -> SqliteTransaction:
+        self._store._begin(self._conn, self._write)
+        self._active = True
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._active = False
+        if exc_type is None:
+            self._store._commit(self._conn, self._write)
+            if self._overlay:
+                self._store.cache.publish(
+                    {
+                        pk: None if s is _DELETED else (seq, s)
+                        for pk, (seq, s) in self._overlay.items()
+                    }
+                )
+        else:
+            self._store._rollback(self._conn, self._write)
+
+    # -- customers: reads -------------------------------------------------------------------
+    def customer_pk(self, customer_id: str) -> str | None:
+        row = self._one("SELECT pk, seq, version FROM customers WHERE id = ?", (customer_id,))
+        if row is None:
+            return None
+        pk: str = row[0]
+        self._seen[pk] = (row[1], row[2])
+        return pk
+
+    def load_customer(self, pk: str, *, for_update: bool = False) -> CustomerState | None:
+        # ``for_update`` needs nothing more: a write transaction holds the database write lock.
+        written = self._overlay.get(pk)
+        if written is not None:
+            state: CustomerState | None = None if written[1] is _DELETED else written[1]
+            return state
+        seen = self._seen.get(pk)
+        if seen is None:
+            row = self._one("SELECT seq, version FROM customers WHERE pk = ?", (pk,))
+            if row is None:
+                return None
+            seen = self._seen[pk] = (row[0], row[1])
+        return self._cached_or_read(pk, seen[0], seen[1])
+
+    def _cached_or_read(self, pk: str, seq: int, version: int) -> CustomerState | None:
+        entry = self._store.cache.get(pk)
+        if entry is not None and entry[0] == seq and entry[1].version == version:
+            return entry[1]
+        return self._read_customer(pk)
+
+    def _read_customer(self, pk: str) -> CustomerState | None:
+        """Parse the customer from its rows and remember it (this is committed data: any
+        customer this transaction wrote is served from the overlay instead)."""
+        row = self._one("SELECT seq, version, data FROM customers WHERE pk = ?", (pk,))
+        if row is None:
+            return None
+        seq, version, data = row
+        children = self._all(_LOAD_CHILDREN, (pk,))
+        try:
+            lists: tuple[list[Any], ...] = tuple([] for _ in CHILDREN)
+            for kind, _pos, child in children:
+                lists[kind].append(codec.load(child))
+            state = assemble(codec.load(data), lists, version)
+        except Exception as exc:
+            raise translate(exc) from exc
+        self._store.cache.put(pk, (seq, state))
+        self._seen[pk] = (seq, version)
+        return state
+
+    def _states(self, rows: list[Any]) -> list[CustomerState]:
+        """Customers from (pk, seq, version) rows, in order, through the overlay and cache."""
+        out = []
+        for pk, seq, version in rows:
+            self._seen[pk] = (seq, version)
+            written = self._overlay.get(pk)
+            if written is not None:
+                state = None if written[1] is _DELETED else written[1]
+            else:
+                state = self._cached_or_read(pk, seq, version)
+            if state is not None:
+                out.append(state)
+        return out
+
+    def customers_by_email(self, email: str) -> list[CustomerState]:
+        rows = self._all(
+            f"SELECT pk, seq, version FROM customers WHERE email_lower = ? {_CUSTOMER_ORDER}",
+            (email_key(email),),
+        )
+        return self._states(rows)
+
+    def list_customers(
+        self, *, limit: int, starting_after: str | None, email: str | None
+    ) -> list[CustomerState]:
+        sql = "SELECT pk, seq, version FROM customers"
+        where: list[str] = []
+        params: list[Any] = []
+        if email is not None:
+            where.append("email_lower = ?")
+            params.append(email_key(email))
+        if starting_after is not None:
+            # After that customer's place in the full order, whether or not it matches the
+            # email filter; an unknown pk starts from the beginning.
+            cursor = self._one(
+                "SELECT created_us, id IS NULL, coalesce(id, ''), pk FROM customers WHERE pk = ?",
+                (starting_after,),
+            )
+            if cursor is not None:
+                # Spelled so that the index on the order key serves it as a range.
+                where.append(
+                    "created_us >= ? AND (created_us > ? OR (id IS NULL, coalesce(id, ''), pk)"
+                    " > (?, ?, ?))"
+                )
+                params.extend((cursor[0], *cursor))
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" {_CUSTOMER_ORDER} LIMIT ?"
+        params.append(limit)
+        return self._states(self._all(sql, params))
+
+    def due_customer_pks(self, now: datetime, limit: int | None) -> list[str]:
+        rows = self._all(
+            "SELECT pk FROM customers WHERE next_due_us <= ? ORDER BY next_due_us, seq LIMIT ?",
+            (codec.to_micros(now), -1 if limit is None else limit),
+        )
+        return [r[0] for r in rows]
+
+    # -- customers: writes ------------------------------------------------------------------
+    def insert_customer(self, state: CustomerState) -> None:
+        self._need_write()
+        stored = replace(state, version=1)
+        # Everything is encoded before the first statement, so a refused call writes nothing.
+        head = self._head_params(stored, _micros(state.due_at))
+        children: _Ops = []
+        for spec in CHILDREN:
+            self._replace_ops(children, spec, state.pk, getattr(state, spec.attr), clear=False)
+        # The customer row first: it carries every uniqueness rule, so a refused insert has
+        # written nothing and the transaction stays usable.
+        cur = self._exec(
+            "INSERT INTO customers (id, email_lower, created_us, next_due_us, data, pk, version)"
+            " VALUES (?, ?, ?, ?, ?, ?, 1)",
+            head,
+        )
+        seq = cur.lastrowid
+        assert seq is not None
+        self._run_ops(children)
+        self._overlay[stored.pk] = (seq, stored)
+
+    def save_customer(self, change: CustomerChange) -> None:
+        """Write what ``change`` lists when the row is at ``change.base_version`` (what this
+        transaction read or wrote); otherwise (a stale base) the head and every child row are
+        rewritten. A track is one version bump and one row update."""
+        self._need_write()
+        after = change.state
+        pk = after.pk
+        written = self._overlay.get(pk)
+        if written is not None and written[1] is not _DELETED:
+            seq, stored = written[0], written[1].version
+        else:
+            seen = self._seen.get(pk)
+            if seen is None:
+                row = self._one("SELECT seq, version FROM customers WHERE pk = ?", (pk,))
+                if row is None:
+                    raise StoreError(f"cannot save customer {pk!r}: it does not exist")
+                seen = (row[0], row[1])
+            seq, stored = seen
+        diff = stored == change.base_version
+        # The write lock is held since BEGIN IMMEDIATE and (seq, stored) were read in this
+        # transaction (or written by it), so the new version is known without RETURNING; the
+        # ``version = ?`` guard turns any slip in that bookkeeping into an error, never a
+        # silent overwrite. Encode first (see insert_customer), then write.
+        if not diff or change.head_changed:
+            sql = (
+                "UPDATE customers SET id = ?, email_lower = ?, created_us = ?, next_due_us = ?,"
+                " data = ?, version = version + 1 WHERE pk = ? AND version = ?"
+            )
+            params: Sequence[Any] = (*self._head_params(after, _micros(change.due_at)), stored)
+        elif not change.due_changed:
+            # The common case (a track): only the version moves, so no index is touched.
+            sql = "UPDATE customers SET version = version + 1 WHERE pk = ? AND version = ?"
+            params = (pk, stored)
+        else:
+            sql = (
+                "UPDATE customers SET next_due_us = ?, version = version + 1"
+                " WHERE pk = ? AND version = ?"
+            )
+            params = (_micros(change.due_at), pk, stored)
+        children: _Ops = []
+        if diff:
+            for spec, child in changes_of(change):
+                self._change_ops(
+                    children, spec, pk, child.added, child.changed, child.moved, child.removed
+                )
+        else:
+            for spec in CHILDREN:
+                self._replace_ops(children, spec, pk, getattr(after, spec.attr), clear=True)
+        if self._exec(sql, params).rowcount != 1:
+            raise StoreError(f"cannot save customer {pk!r}: it does not exist at version {stored}")
+        self._run_ops(children)
+        self._overlay[pk] = (seq, replace(after, version=stored + 1))
+        self._seen.pop(pk, None)
+
+    @staticmethod
+    def _head_params(state: CustomerState, due_us: int | None) -> tuple[Any, ...]:
+        """(id, email_lower, created_us, next_due_us, data, pk) of the customers row."""
+        return (
+            state.id,
+            email_lower(state),
+            codec.to_micros(state.created_at),
+            due_us,
+            codec.dump(head_data(state)),
+            state.pk,
+        )
+
+    def _run_ops(self, ops: _Ops) -> None:
+        for sql, params, many in ops:
+            if many:
+                self._many(sql, params)
+            else:
+                self._exec(sql, params)
+
+    @staticmethod
+    def _replace_ops(ops: _Ops, spec: Child, pk: str, items: Sequence[Any], *, clear: bool) -> None:
+        """Statements writing one child table whole (``clear``: delete what it held first)."""
+        insert, _update, _pos, _delete_one, delete_all = _CHILD_SQL[spec.attr]
+        if clear:
+            ops.append((delete_all, (pk,), False))
+        encode = codec.encode_record
+        rows = [
+            (pk, getattr(item, spec.key), pos, *extras(spec, item), encode(item))
+            for pos, item in enumerate(items)
+        ]
+        if rows:
+            ops.append((insert, rows, True))
+
+    @staticmethod
+    def _change_ops(
+        ops: _Ops,
+        spec: Child,
+        pk: str,
+        added: Sequence[tuple[int, Any]],
+        changed: Sequence[tuple[int, Any]],
+        moved: Sequence[tuple[int, Any]],
+        removed: Sequence[str],
+    ) -> None:
+        """Statements applying one child table's change; a moved record only gets its position."""
+        insert, update, update_pos, delete_one, _delete_all = _CHILD_SQL[spec.attr]
+        key, encode = spec.key, codec.encode_record
+        for k in removed:
+            ops.append((delete_one, (pk, k), False))
+        for pos, item in added:
+            ops.append(
+                (insert, (pk, getattr(item, key), pos, *extras(spec, item), encode(item)), False)
+            )
+        for pos, item in changed:
+            ops.append(
+                (update, (pos, *extras(spec, item), encode(item), pk, getattr(item, key)), False)
+            )
+        for pos, item in moved:
+            ops.append((update_pos, (pos, pk, getattr(item, key)), False))
+
+    def delete_customer(self, pk: str) -> None:
+        self._need_write()
+        # Products, rows and entities follow by ON DELETE CASCADE; fingerprint trial claims stay.
+        self._exec("DELETE FROM customers WHERE pk = ?", (pk,))
+        for table in ("events", "idempotency", "trial_subject_claims", "invoices"):
+            self._exec(f"DELETE FROM {table} WHERE customer_pk = ?", (pk,))
+        self._overlay[pk] = (0, _DELETED)
+        self._seen.pop(pk, None)
+
+
+__all__ = ["Entry", "SqliteTransaction", "StoreSide"]
