@@ -16,6 +16,7 @@ Not run in CI (minutes per module); mutmut is installed into the developer's ven
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import shutil
@@ -35,7 +36,12 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "order": ("autumn_core/rules/order.py", ("tests/engine", "tests/balances")),
     "periods": (
         "autumn_core/rules/periods.py",
-        ("tests/engine", "tests/lifecycle/test_cancel_renew.py", "tests/lifecycle/test_trials.py"),
+        (
+            "tests/engine",
+            "tests/lifecycle/test_cancel_renew.py",
+            "tests/lifecycle/test_trials.py",
+            "tests/lifecycle/test_trial_idempotency_boundaries.py",
+        ),
     ),
     "deduction": ("autumn_core/rules/deduction.py", ("tests/engine", "tests/balances")),
     "rows": ("autumn_core/rules/rows.py", ("tests/engine", "tests/balances", "tests/lifecycle")),
@@ -46,6 +52,21 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "pricing": ("autumn_core/rules/pricing.py", ("tests/engine", "tests/lifecycle")),
     "due": ("autumn_core/rules/due.py", ("tests/lifecycle",)),
     "trials": ("autumn_core/app/trials.py", ("tests/lifecycle",)),
+    "unit": ("autumn_core/app/unit.py", ("tests/lifecycle", "tests/core")),
+    "usage": ("autumn_core/app/usage.py", ("tests/lifecycle", "tests/core", "tests/balances")),
+}
+
+#: module -> the functions mutated in a module that holds more (the idempotency fingerprint and
+#: replay of unit.py and usage.py); mutmut's names, ``ǁ`` between a class and its method.
+FUNCTIONS: dict[str, tuple[str, ...]] = {
+    "unit": (
+        "x__normal*",
+        "x_args_fingerprint*",
+        "xǁUnitǁreplay*",
+        "xǁUnitǁremember*",
+        "xǁUnitǁpk_of*",
+    ),
+    "usage": ("xǁTrackArgsǁfingerprint*", "x_track__*"),
 }
 
 
@@ -97,7 +118,11 @@ def summary(name: str) -> tuple[Counter[str], list[str]]:
     codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
     counts: Counter[str] = Counter()
     survivors = []
+    prefix = source.removesuffix(".py").replace("/", ".")
+    chosen = [f"{prefix}.{fn}" for fn in FUNCTIONS.get(name, ())]
     for key, code in sorted(codes.items()):
+        if chosen and not any(fnmatch.fnmatchcase(key, pattern) for pattern in chosen):
+            continue
         status = status_by_exit_code[code]
         counts[status] += 1
         if status in ("survived", "no tests"):
@@ -120,6 +145,8 @@ def main() -> None:
         work = prepare(args.module)
         mutmut = Path(sys.executable).with_name("mutmut")
         cmd = ["nice", "-n", "10", str(mutmut), "run", "--max-children", args.max_children]
+        prefix = MODULES[args.module][0].removesuffix(".py").replace("/", ".")
+        cmd += [f"{prefix}.{fn}" for fn in FUNCTIONS.get(args.module, ())]
         subprocess.run(cmd, cwd=work, check=False)
     counts, survivors = summary(args.module)
     total = sum(counts.values())
