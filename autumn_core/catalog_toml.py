@@ -3,26 +3,36 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
+import attrs
 import tomli_w
 
+from autumn_core.catalog_records import Feature, FreeTrial, Item, Price, Product, Rollover, Tier
 from autumn_core.errors import InvalidCatalog, InvalidRequest
 from autumn_core.values import to_decimal
 
-if TYPE_CHECKING:
-    from autumn_core.catalog import Catalog, Feature, Item, Product
+
+@attrs.frozen
+class CatalogData:
+    """A catalog as its TOML describes it, each key type-checked; ``Catalog`` validates it."""
+
+    features: list[Feature]
+    products: list[Product]
+    allow_paid_default: bool
 
 
 def _dec(value: Decimal) -> str:
     return "inf" if value.is_infinite() else str(value)
 
 
-def catalog_to_toml(catalog: Catalog) -> str:
+def catalog_to_toml(
+    catalog_features: Iterable[Feature], catalog_products: Iterable[Product]
+) -> str:
     features: list[dict[str, Any]] = []
-    for f in catalog.features:
+    for f in catalog_features:
         d: dict[str, Any] = {"id": f.id, "type": f.type}
         if f.name is not None:
             d["name"] = f.name
@@ -32,7 +42,7 @@ def catalog_to_toml(catalog: Catalog) -> str:
             d["costs"] = {k: _dec(v) for k, v in f.costs.items()}
         features.append(d)
     products: list[dict[str, Any]] = []
-    for p in catalog.products:
+    for p in catalog_products:
         pd: dict[str, Any] = {"id": p.id}
         if p.name is not None:
             pd["name"] = p.name
@@ -228,17 +238,15 @@ def _located(where: str, build: Callable[[], T]) -> T:
         raise InvalidCatalog(f"{where}: {exc.message}") from None
 
 
-def catalog_from_data(cls: type[Catalog], data: Mapping[str, Any]) -> Catalog:
+def catalog_from_data(data: Mapping[str, Any]) -> CatalogData:
     """Build a catalog from parsed TOML, checking the type of every key on the way."""
     top = _Table(data, "the catalog", TOP_KEYS)
     features = [_feature(fd, n) for n, fd in enumerate(top.tables("features"), 1)]
     products = [_product(pd, n) for n, pd in enumerate(top.tables("products"), 1)]
-    return cls(features, products, allow_paid_default=top.flag("allow_paid_default", False))
+    return CatalogData(features, products, top.flag("allow_paid_default", False))
 
 
 def _feature(raw: Any, n: int) -> Feature:
-    from autumn_core.catalog import Feature
-
     first = _Table(raw, f"feature #{n}", None)
     fid = first.text("id")
     t = _Table(raw, f"feature {fid!r}", FEATURE_KEYS)
@@ -263,8 +271,6 @@ def _feature(raw: Any, n: int) -> Feature:
 
 
 def _product(raw: Any, n: int) -> Product:
-    from autumn_core.catalog import FreeTrial, Price, Product
-
     pid = _Table(raw, f"product #{n}", None).text("id")
     t = _Table(raw, f"product {pid!r}", PRODUCT_KEYS)
     price = None
@@ -300,8 +306,6 @@ def _product(raw: Any, n: int) -> Product:
 
 
 def _item(product_where: str, raw: Any, k: int) -> Item:
-    from autumn_core.catalog import Item, Rollover, Tier
-
     first = _Table(raw, f"{product_where}, item #{k}", None)
     fid = first.text("feature_id")
     kind = first.text("kind", "feature")

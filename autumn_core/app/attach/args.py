@@ -15,13 +15,8 @@ from autumn_core.app.context import Context, new_id
 from autumn_core.app.unit import args_fingerprint
 from autumn_core.app.usage import check_customer_ref, check_entity_ref
 from autumn_core.catalog import FreeTrial, Product
-from autumn_core.errors import (
-    InvalidRequest,
-    ProductNotFound,
-)
-from autumn_core.model import (
-    ZERO,
-)
+from autumn_core.errors import InvalidRequest, ProductNotFound
+from autumn_core.model import ZERO
 from autumn_core.results import UNSET, ByEmail, CustomerData
 from autumn_core.serialization import converter
 from autumn_core.values import check_key, check_optional_str, to_decimal

@@ -12,12 +12,8 @@ from autumn_core.app.attach.execution import claim_or_replan, provision
 from autumn_core.app.attach.planning import plan_attach
 from autumn_core.app.unit import Unit
 from autumn_core.catalog import FreeTrial
-from autumn_core.errors import (
-    ProductAlreadyAttached,
-)
-from autumn_core.model import (
-    PendingRecord,
-)
+from autumn_core.errors import ProductAlreadyAttached
+from autumn_core.model import PendingRecord
 from autumn_core.results import UNSET
 from autumn_core.serialization import converter
 

@@ -17,13 +17,8 @@ from autumn_core.app.context import new_id
 from autumn_core.app.trials import claim as insert_claim
 from autumn_core.app.unit import Unit
 from autumn_core.app.views import product_view
-from autumn_core.errors import (
-    PaymentFailed,
-)
-from autumn_core.model import (
-    CustomerState,
-    PendingRecord,
-)
+from autumn_core.errors import PaymentFailed
+from autumn_core.model import CustomerState, PendingRecord
 from autumn_core.ports import ChargeLine, CheckoutRequest
 from autumn_core.results import UNSET, AttachResult
 from autumn_core.serialization import converter

@@ -27,23 +27,11 @@ from autumn_core.app.provisioning import (
 )
 from autumn_core.app.renewals import align_rows, in_trial_period
 from autumn_core.app.seats import count_entities_replacing
-from autumn_core.app.trials import (
-    TrialClaim,
-    claimed,
-    explicit_trial_claim,
-    own_trial_claim,
-)
+from autumn_core.app.trials import TrialClaim, claimed, explicit_trial_claim, own_trial_claim
 from autumn_core.app.unit import Unit
 from autumn_core.catalog import FreeTrial, Product
-from autumn_core.errors import (
-    ProductAlreadyAttached,
-)
-from autumn_core.model import (
-    ZERO,
-    CustomerState,
-    InvoiceLineRecord,
-    ProductState,
-)
+from autumn_core.errors import ProductAlreadyAttached
+from autumn_core.model import ZERO, CustomerState, InvoiceLineRecord, ProductState
 from autumn_core.results import UNSET
 from autumn_core.rules.classify import is_upgrade
 from autumn_core.rules.periods import trial_end

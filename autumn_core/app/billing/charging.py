@@ -19,17 +19,8 @@ from autumn_core.app.billing.saga import ChargeDeferred, driven, pending_key
 from autumn_core.app.context import Context, new_id
 from autumn_core.app.unit import Unit
 from autumn_core.errors import GatewayError
-from autumn_core.model import (
-    CustomerState,
-    InvoiceLineRecord,
-    InvoiceRecord,
-)
-from autumn_core.ports import (
-    ChargeLine,
-    ChargeOutcome,
-    ChargeRequest,
-    RecurringPrice,
-)
+from autumn_core.model import CustomerState, InvoiceLineRecord, InvoiceRecord
+from autumn_core.ports import ChargeLine, ChargeOutcome, ChargeRequest, RecurringPrice
 from autumn_core.serialization import converter
 
 #: Set while previewing: nothing may reach the gateway (A7), lazy work included.

@@ -7,12 +7,7 @@ from decimal import Decimal
 
 from autumn_core.app.billing.lines import line, total
 from autumn_core.app.unit import Unit
-from autumn_core.model import (
-    ZERO,
-    CustomerState,
-    InvoiceLineRecord,
-    InvoiceRecord,
-)
+from autumn_core.model import ZERO, CustomerState, InvoiceLineRecord, InvoiceRecord
 
 #: The description of the line that spends the customer's credit on an invoice (P12).
 CREDIT_LINE = "Applied credit balance"

@@ -19,17 +19,9 @@ from autumn_core.model import (
     ProductState,
     RowState,
 )
-from autumn_core.ports import (
-    RecurringPrice,
-)
+from autumn_core.ports import RecurringPrice
 from autumn_core.results import Invoice, InvoiceLine
-from autumn_core.rules.pricing import (
-    money,
-    packs_amount,
-    prorate,
-    seats_amount,
-    usage_amount,
-)
+from autumn_core.rules.pricing import money, packs_amount, prorate, seats_amount, usage_amount
 from autumn_core.rules.rows import prepaid_packs
 
 

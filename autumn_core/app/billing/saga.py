@@ -29,16 +29,8 @@ import attrs
 from autumn_core.app.context import Context
 from autumn_core.app.unit import Unit
 from autumn_core.errors import GatewayError
-from autumn_core.model import (
-    CustomerState,
-    InvoiceLineRecord,
-    PendingRecord,
-)
-from autumn_core.ports import (
-    ChargeLookup,
-    ChargeOutcome,
-    ChargeRequest,
-)
+from autumn_core.model import CustomerState, InvoiceLineRecord, PendingRecord
+from autumn_core.ports import ChargeLookup, ChargeOutcome, ChargeRequest
 from autumn_core.serialization import converter
 
 #: ``PendingRecord.kind`` of an in-flight gateway operation.
