@@ -13,6 +13,7 @@ A store applies the change when it holds the customer at ``base_version``; other
 
 from __future__ import annotations
 
+import operator
 from datetime import datetime
 from typing import Any, Final
 
@@ -83,24 +84,20 @@ class CustomerChange:
     ) -> CustomerChange:
         """The change turning ``before`` into ``after``, ``before`` being stored at
         ``base_version`` (a unit that saved the customer already knows the newer version)."""
-        if before is after:
-            head = False
-        else:
-            head = any(
-                (a := getattr(before, name)) is not (b := getattr(after, name)) and a != b
-                for name in HEAD_FIELDS
-            )
+        # Tuples compare element by element, identity first: an untouched head costs no __eq__.
+        head = before is not after and _head(before) != _head(after)
         due = after.due_at
         return cls(
             state=after,
             base_version=base_version,
             head_changed=head,
-            identity_changed=identity(before) != identity(after),
+            identity_changed=head and identity(before) != identity(after),
             due_at=due,
             due_changed=due != before.due_at,
-            children=tuple(
-                _child_change(attr, key, getattr(before, attr), getattr(after, attr))
-                for attr, key in CHILD_KEYS
+            children=(
+                _child_change("products", "instance_id", before.products, after.products),
+                _child_change("rows", "id", before.rows, after.rows),
+                _child_change("entities", "id", before.entities, after.entities),
             ),
         )
 
@@ -121,11 +118,16 @@ def customer_order(state: CustomerState) -> tuple[datetime, bool, str, str]:
     return (state.created_at, state.id is None, state.id or "", state.pk)
 
 
+_head: Final = operator.attrgetter(*HEAD_FIELDS)
+#: The change of an untouched child tuple, one per child tuple.
+_UNCHANGED: Final = {attr: ChildChange(attr) for attr, _ in CHILD_KEYS}
+
+
 def _child_change(
     attr: str, key: str, before: tuple[Any, ...], after: tuple[Any, ...]
 ) -> ChildChange:
     if before is after:
-        return ChildChange(attr)
+        return _UNCHANGED[attr]
     old = {getattr(item, key): (pos, item) for pos, item in enumerate(before)}
     added: list[tuple[int, Any]] = []
     changed: list[tuple[int, Any]] = []

@@ -294,6 +294,15 @@ class CustomerState:
         return None
 
 
+def with_version(state: CustomerState, version: int) -> CustomerState:
+    """``replace(state, version=version)`` that keeps the derived values (none of them reads
+    the version): the state a store holds after saving ``state``."""
+    new = object.__new__(CustomerState)
+    new.__dict__.update(state.__dict__)
+    new.__dict__["version"] = version
+    return new
+
+
 @attrs.frozen(slots=False)  # built on every call: a dict __init__ is cheaper
 class EventRecord:
     id: str

@@ -5,7 +5,7 @@ same work a call must do at least: for check, read one balance in a read transac
 track, update one balance row and insert one event row in one write transaction.
 
 Run: .venv/bin/python benchmarks/bench_sqlite.py
-Targets: check p50 <= 50 us; track >= 5,000/s with NORMAL (>= 20% of the floor);
+Targets: check p50 <= 50 us; track >= 5,000/s with NORMAL (>= 30% of the floor, issue 18);
 track_many >= 30,000 events/s; 4 processes: no error reaches a caller, worst latency < 250 ms.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import sqlite3
+import statistics
 import sys
 import tempfile
 import time
@@ -28,6 +29,8 @@ from autumn_core import Autumn, Catalog, Feature, Item, Product, TrackRequest
 from autumn_sqlite import SqliteStore
 
 TRACKS = 3000
+#: Rounds of TRACKS // ROUNDS floor tracks then as many library tracks.
+ROUNDS = 10
 PROCS = 4
 PER_PROC = 500
 
@@ -117,15 +120,21 @@ def main() -> None:
 
         for sync in ("NORMAL", "FULL"):
             raw_s = raw_db(d / f"raw-{sync}.db", sync)
-            figures[f"floor_track_per_s_{sync}"] = per_second(lambda r=raw_s: raw_track(r), TRACKS)
             lib = engine(d / f"lib-{sync}.db", sync)
             lib.customers.create("bench")
-            figures[f"track_per_s_{sync}"] = per_second(
-                lambda b=lib: b.track("bench", "messages"), TRACKS
-            )
-            figures[f"track_ratio_to_floor_{sync}"] = (
-                figures[f"track_per_s_{sync}"] / figures[f"floor_track_per_s_{sync}"]
-            )
+            # Floor and library alternate in rounds, so that both see the same load on a shared
+            # machine; the ratio is the median of the rounds' ratios.
+            floors, libs = [], []
+            for _ in range(ROUNDS):
+                floors.append(per_second(lambda r=raw_s: raw_track(r), TRACKS // ROUNDS))
+                libs.append(
+                    per_second(lambda b=lib: b.track("bench", "messages"), TRACKS // ROUNDS)
+                )
+            ratios = sorted(lb / fl for lb, fl in zip(libs, floors, strict=True))
+            figures[f"floor_track_per_s_{sync}"] = statistics.median(floors)
+            figures[f"track_per_s_{sync}"] = statistics.median(libs)
+            figures[f"track_ratio_to_floor_{sync}"] = statistics.median(ratios)
+            figures[f"track_ratio_rounds_{sync}"] = [round(r, 3) for r in ratios]
             lib.close()
 
         batch = [TrackRequest("bench", "messages") for _ in range(100)]
@@ -165,7 +174,7 @@ def main() -> None:
     figures["targets"] = {
         "check_p50_us": 50,
         "track_per_s_NORMAL": 5000,
-        "track_ratio_to_floor_NORMAL": 0.2,
+        "track_ratio_to_floor_NORMAL": 0.3,
         "track_many_events_per_s": 30000,
         "hot_4proc_worst_latency_ms": 250,
     }
@@ -180,8 +189,10 @@ def main() -> None:
     for sync in ("NORMAL", "FULL"):
         lines.append(
             f"| track/s {sync} | {figures[f'track_per_s_{sync}']:,.0f} | "
-            f"{figures[f'floor_track_per_s_{sync}']:,.0f} | {figures[f'track_ratio_to_floor_{sync}']:.0%} | "
-            + (">= 5,000/s and >= 20% |" if sync == "NORMAL" else "- |")
+            f"{figures[f'floor_track_per_s_{sync}']:,.0f} | {figures[f'track_ratio_to_floor_{sync}']:.0%}"
+            f" (rounds {min(figures[f'track_ratio_rounds_{sync}']):.0%}-"
+            f"{max(figures[f'track_ratio_rounds_{sync}']):.0%}) | "
+            + (">= 5,000/s and >= 30% |" if sync == "NORMAL" else "- |")
         )
     lines.append(
         f"| track_many events/s | {figures['track_many_events_per_s']:,.0f} | - | - | >= 30,000 |"

@@ -12,7 +12,7 @@ import attrs
 
 from autumn_core.changes import CustomerChange, email_key
 from autumn_core.errors import StoreError, UniqueViolation
-from autumn_core.model import CustomerState, replace
+from autumn_core.model import CustomerState, replace, with_version
 from autumn_postgres import codec, sql
 from autumn_postgres.errors import translate, translated
 from autumn_postgres.records import Records
@@ -230,7 +230,7 @@ class PostgresTransaction(Records):
         else:
             self._wire.fire(sql.wire_statement(statement), params)
         if held is not None and base is not None:
-            saved = replace(after, version=base.version + 1)
+            saved = with_version(after, base.version + 1)
             self._held[after.pk] = (held[0], saved)
             # What ``base`` was parsed from still says how its documents parse; the head text
             # only while the head was not rewritten (then the row keeps exactly that text).

@@ -58,11 +58,12 @@ _NOT_HEAD: Final = (*(c.attr for c in CHILDREN), "version")
 
 
 def head_data(state: CustomerState) -> dict[str, Any]:
-    """The head document as JSON-ready data: every field but the children and the version."""
-    data = codec.unstructure(attrs.evolve(state, products=(), rows=(), entities=()))
+    """The head document as JSON-ready data: every field but the children and the version,
+    without the fields that hold their default (``codec.compact``)."""
+    data = codec.compact(attrs.evolve(state, products=(), rows=(), entities=()))
     for name in _NOT_HEAD:
         data.pop(name, None)
-    return data  # type: ignore[no-any-return]
+    return data
 
 
 def head_text(state: CustomerState) -> str:

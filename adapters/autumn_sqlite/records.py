@@ -21,8 +21,11 @@ from autumn_sqlite.errors import translate
 
 T = TypeVar("T")
 
+#: An event takes its customer's next sequence number (a seek to the end of that customer's
+#: range of the primary key, on the page the row is then written to).
 _INSERT_EVENT: Final = (
-    "INSERT INTO events (id, customer_pk, feature_id, ts_us, data) VALUES (?, ?, ?, ?, ?)"
+    "INSERT INTO events (customer_pk, seq, id, feature_id, ts_us, data) VALUES"
+    " (?1, (SELECT coalesce(max(seq), 0) + 1 FROM events WHERE customer_pk = ?1), ?2, ?3, ?4, ?5)"
 )
 
 
@@ -103,11 +106,11 @@ class Records:
             self._exec(
                 _INSERT_EVENT,
                 (
-                    e.id,
                     e.customer_pk,
+                    e.id,
                     e.feature_id,
                     codec.to_micros(e.timestamp),
-                    codec.encode_event(e),
+                    codec.encode_event(e, keyed=True),
                 ),
             )
             return
@@ -115,11 +118,11 @@ class Records:
             _INSERT_EVENT,
             [
                 (
-                    e.id,
                     e.customer_pk,
+                    e.id,
                     e.feature_id,
                     codec.to_micros(e.timestamp),
-                    codec.encode_event(e),
+                    codec.encode_event(e, keyed=True),
                 )
                 for e in events
             ],
@@ -135,12 +138,12 @@ class Records:
         limit: int,
         starting_after: str | None,
     ) -> list[EventRecord]:
-        sql = "SELECT data FROM events WHERE customer_pk = ?"
+        sql = "SELECT data, id FROM events WHERE customer_pk = ?"
         params: list[Any] = [customer_pk]
         if starting_after is not None:
             # An id that is not one of this customer's events gives an empty page.
-            sql += " AND seq > (SELECT seq FROM events WHERE id = ? AND customer_pk = ?)"
-            params.extend((starting_after, customer_pk))
+            sql += " AND seq > (SELECT seq FROM events WHERE customer_pk = ? AND id = ?)"
+            params.extend((customer_pk, starting_after))
         if feature_id is not None:
             sql += " AND feature_id = ?"
             params.append(feature_id)
@@ -152,7 +155,11 @@ class Records:
             params.append(codec.to_micros(end))
         sql += " ORDER BY seq LIMIT ?"
         params.append(limit)
-        return [self._decode(r[0], EventRecord) for r in self._all(sql, params)]
+        rows = self._all(sql, params)
+        try:
+            return [codec.load_event(data, event_id, customer_pk) for data, event_id in rows]
+        except Exception as exc:
+            raise translate(exc) from exc
 
     # -- idempotency ------------------------------------------------------------------------
     def get_idempotency(

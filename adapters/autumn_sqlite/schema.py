@@ -165,8 +165,32 @@ V2: tuple[str, ...] = (
     "DROP INDEX customers_created",
 )
 
+#: Version 3: events are keyed by (customer, sequence) in a table without rowid, and neither
+#: their id nor their customer has an index of its own: a track appends to one page of one
+#: b-tree instead of three (the table, the unique id index, the customer index), and an event
+#: costs its row only. ``seq`` orders a customer's events (the old global sequence is kept, new
+#: events take the customer's next one); an event id is looked up among its customer's events
+#: (``list_events(starting_after=...)``), and ids are unique because the core makes them so.
+V3: tuple[str, ...] = (
+    """
+    CREATE TABLE events_v3 (
+        customer_pk TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        id TEXT NOT NULL,
+        feature_id TEXT,
+        ts_us INTEGER NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (customer_pk, seq)
+    ) WITHOUT ROWID
+    """,
+    "INSERT INTO events_v3 (customer_pk, seq, id, feature_id, ts_us, data)"
+    " SELECT customer_pk, seq, id, feature_id, ts_us, data FROM events",
+    "DROP TABLE events",
+    "ALTER TABLE events_v3 RENAME TO events",
+)
+
 #: ``MIGRATIONS[i]`` takes a database from version ``i`` to ``i + 1``.
-MIGRATIONS: list[tuple[str, ...]] = [V1, V2]
+MIGRATIONS: list[tuple[str, ...]] = [V1, V2, V3]
 
 
 def current_version() -> int:
@@ -174,4 +198,4 @@ def current_version() -> int:
     return len(MIGRATIONS)
 
 
-__all__ = ["APPLICATION_ID", "MIGRATIONS", "V1", "V2", "current_version"]
+__all__ = ["APPLICATION_ID", "MIGRATIONS", "V1", "V2", "V3", "current_version"]

@@ -343,7 +343,12 @@ class SqliteStore:
             if conn.in_transaction:
                 raise StoreError("a transaction is already open on this thread")
             if write:
-                self._retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"), deadline)
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as exc:
+                    if not is_busy(exc):
+                        raise
+                    self._retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"), deadline)
             else:
                 conn.execute("BEGIN")
         except BaseException as exc:

@@ -4,14 +4,14 @@ write what the core's ``CustomerChange`` lists) on top of the other records (``r
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Final, Protocol
 
 from autumn_core.changes import CustomerChange, email_key
 from autumn_core.errors import StoreError
-from autumn_core.model import CustomerState, replace
+from autumn_core.model import CustomerState, replace, with_version
 from autumn_sqldoc.cache import ParseCache
 from autumn_sqldoc.mapping import (
     CHILDREN,
@@ -25,6 +25,7 @@ from autumn_sqldoc.mapping import (
 )
 from autumn_sqlite import codec
 from autumn_sqlite.errors import translate
+from autumn_sqlite.packing import pack, unpack
 from autumn_sqlite.records import Records
 
 #: Marks a customer deleted in a transaction's overlay.
@@ -59,11 +60,24 @@ _CUSTOMER_ORDER: Final = order_by("created_us")
 
 _LOAD_CHILDREN: Final = (
     " UNION ALL ".join(
-        f"SELECT {i}, pos, data FROM {spec.table} WHERE customer_pk = ?1"
+        f"SELECT {i}, pos, {spec.key}, data FROM {spec.table} WHERE customer_pk = ?1"
         for i, spec in enumerate(CHILDREN)
     )
     + " ORDER BY 1, 2"
 )
+
+
+#: How each child table's documents are stored, without the key its column holds: balance
+#: rows, rewritten by every track, as plain JSON (packing one costs a track more than its bytes
+#: are worth); products and entities, written by attach and entity calls, packed (``packing``).
+_ENCODE: Final[dict[str, Callable[[Any], str | bytes]]] = {
+    "products": lambda record: pack(codec.encode_record(record, "instance_id")),
+    "rows": lambda record: codec.encode_record(record, "id"),
+    "entities": lambda record: pack(codec.encode_record(record, "id")),
+}
+_KEYS: Final = tuple(spec.key for spec in CHILDREN)
+#: Head fields the customers row holds in columns (put back on read).
+_HEAD_COLUMNS: Final = ("pk", "id", "created_at")
 
 
 def _micros(value: datetime | None) -> int | None:
@@ -152,16 +166,23 @@ class SqliteTransaction(Records):
     def _read_customer(self, pk: str) -> CustomerState | None:
         """Parse the customer from its rows and remember it (this is committed data: any
         customer this transaction wrote is served from the overlay instead)."""
-        row = self._one("SELECT seq, version, data FROM customers WHERE pk = ?", (pk,))
+        row = self._one(
+            "SELECT seq, version, data, id, created_us FROM customers WHERE pk = ?", (pk,)
+        )
         if row is None:
             return None
-        seq, version, data = row
+        seq, version, data, customer_id, created_us = row
         children = self._all(_LOAD_CHILDREN, (pk,))
         try:
             lists: tuple[list[Any], ...] = tuple([] for _ in CHILDREN)
-            for kind, _pos, child in children:
-                lists[kind].append(codec.load(child))
-            state = assemble(codec.load(data), lists, version)
+            for kind, _pos, key, child in children:
+                doc = codec.load(unpack(child))
+                doc.setdefault(_KEYS[kind], key)
+                lists[kind].append(doc)
+            head = codec.load(unpack(data))
+            if "pk" not in head:
+                head.update(pk=pk, id=customer_id, created_at=codec.from_micros(created_us))
+            state = assemble(head, lists, version)
         except Exception as exc:
             raise translate(exc) from exc
         self._store.cache.put(pk, (seq, state))
@@ -272,19 +293,21 @@ class SqliteTransaction(Records):
         if not diff or change.head_changed:
             sql = (
                 "UPDATE customers SET id = ?, email_lower = ?, created_us = ?, next_due_us = ?,"
-                " data = ?, version = version + 1 WHERE pk = ? AND version = ?"
+                " data = ?, version = version + 1 WHERE seq = ? AND version = ?"
             )
-            params: Sequence[Any] = (*self._head_params(after, _micros(change.due_at)), stored)
+            head = self._head_params(after, _micros(change.due_at))
+            params: Sequence[Any] = (*head[:5], seq, stored)
         elif not change.due_changed:
             # The common case (a track): only the version moves, so no index is touched.
-            sql = "UPDATE customers SET version = version + 1 WHERE pk = ? AND version = ?"
-            params = (pk, stored)
+            # By ``seq`` (the rowid): one b-tree search instead of the pk index and then the row.
+            sql = "UPDATE customers SET version = version + 1 WHERE seq = ? AND version = ?"
+            params = (seq, stored)
         else:
             sql = (
                 "UPDATE customers SET next_due_us = ?, version = version + 1"
-                " WHERE pk = ? AND version = ?"
+                " WHERE seq = ? AND version = ?"
             )
-            params = (_micros(change.due_at), pk, stored)
+            params = (_micros(change.due_at), seq, stored)
         children: _Ops = []
         if diff:
             for spec, child in changes_of(change):
@@ -297,18 +320,22 @@ class SqliteTransaction(Records):
         if self._exec(sql, params).rowcount != 1:
             raise StoreError(f"cannot save customer {pk!r}: it does not exist at version {stored}")
         self._run_ops(children)
-        self._overlay[pk] = (seq, replace(after, version=stored + 1))
+        self._overlay[pk] = (seq, with_version(after, stored + 1))
         self._seen.pop(pk, None)
 
     @staticmethod
     def _head_params(state: CustomerState, due_us: int | None) -> tuple[Any, ...]:
-        """(id, email_lower, created_us, next_due_us, data, pk) of the customers row."""
+        """(id, email_lower, created_us, next_due_us, data, pk) of the customers row; the
+        head document leaves out what the columns hold (pk, id, created_at)."""
+        head = head_data(state)
+        for name in _HEAD_COLUMNS:
+            del head[name]
         return (
             state.id,
             email_lower(state),
             codec.to_micros(state.created_at),
             due_us,
-            codec.dump(head_data(state)),
+            pack(codec.dump(head)),
             state.pk,
         )
 
@@ -323,9 +350,9 @@ class SqliteTransaction(Records):
     def _replace_ops(ops: _Ops, spec: Child, pk: str, items: Sequence[Any], *, clear: bool) -> None:
         """Statements writing one child table whole (``clear``: delete what it held first)."""
         insert, _update, _pos, _delete_one, delete_all = _CHILD_SQL[spec.attr]
+        encode = _ENCODE[spec.attr]
         if clear:
             ops.append((delete_all, (pk,), False))
-        encode = codec.encode_record
         rows = [
             (pk, getattr(item, spec.key), pos, *extras(spec, item), encode(item))
             for pos, item in enumerate(items)
@@ -345,7 +372,7 @@ class SqliteTransaction(Records):
     ) -> None:
         """Statements applying one child table's change; a moved record only gets its position."""
         insert, update, update_pos, delete_one, _delete_all = _CHILD_SQL[spec.attr]
-        key, encode = spec.key, codec.encode_record
+        key, encode = spec.key, _ENCODE[spec.attr]
         for k in removed:
             ops.append((delete_one, (pk, k), False))
         for pos, item in added:

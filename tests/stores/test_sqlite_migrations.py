@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from datetime import UTC, datetime
 from decimal import Decimal
+from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
 
 from autumn_core.errors import StoreError
+from autumn_core.model import EventRecord
 from autumn_sqlite import SqliteStore, schema
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -30,8 +33,11 @@ def _user_version(path: Path) -> int:
         conn.close()
 
 
-def _assert_v1_data_intact(store: SqliteStore) -> None:
-    """The fixture's records, checked with literal values (not with today's builders)."""
+def _assert_v1_data_intact(
+    store: SqliteStore, later_events: tuple[tuple[str, Decimal], ...] = ()
+) -> None:
+    """The fixture's records, checked with literal values (not with today's builders);
+    ``later_events``: the first customer's events a later fixture added."""
     with store.transaction(write=False) as tx:
         assert tx.customer_pk("cus_v1") == "pk_v1"
         rich = tx.load_customer("pk_v1")
@@ -51,6 +57,7 @@ def _assert_v1_data_intact(store: SqliteStore) -> None:
         assert [(e.id, e.value) for e in events] == [
             ("evt_v1_1", Decimal("0.1")),
             ("evt_v1_2", Decimal("-2.5")),
+            *later_events,
         ]
         invoice = tx.find_invoice_by_gateway_id("in_v1")
         assert invoice is not None
@@ -243,3 +250,93 @@ class TestSchemaVersions:
         assert {s.schema_version for s in stores} == {schema.current_version()}
         for s in stores:
             s.close()
+
+
+def _restore(path: Path, version: int) -> None:
+    """Build a database file from the frozen fixture written by schema ``version``."""
+    conn = sqlite3.connect(path)
+    conn.executescript((FIXTURES / f"schema_v{version}.sql").read_text())
+    conn.close()
+
+
+#: Every released schema version with a frozen fixture; a new step adds its own.
+RELEASED = (1, 2)
+#: The first customer's events each fixture holds beyond version 1's.
+LATER_EVENTS: dict[int, tuple[tuple[str, Decimal], ...]] = {1: (), 2: (("evt_v2_3", D("1.25")),)}
+
+
+class TestEveryReleasedSchema:
+    @pytest.mark.parametrize("version", RELEASED)
+    def test_opens_at_the_current_version_with_its_data_intact(
+        self, tmp_path: Path, version: int
+    ) -> None:
+        """Given a database written by an older schema version (a frozen fixture), when the
+        current store opens it, then it is at the current version with every record intact,
+        and accepts writes."""
+        # given
+        path = tmp_path / f"v{version}.db"
+        _restore(path, version)
+        assert _user_version(path) == version
+        # when
+        store = SqliteStore(path)
+        # then
+        assert store.schema_version == schema.current_version()
+        _assert_v1_data_intact(store, LATER_EVENTS[version])
+        with store.transaction() as tx:
+            assert not tx.claim_gateway_event("gevt_v1")
+        store.close()
+
+    def test_version_2_events_keep_their_order_and_pages(self, tmp_path: Path) -> None:
+        """Given the version-2 fixture, where another customer's event sits between the first
+        customer's events, when it is opened and both customers track again, then each lists
+        its events oldest first, pages after an event id, and finds no other customer's id."""
+        # given
+        path = tmp_path / "v2.db"
+        _restore(path, 2)
+        store = SqliteStore(path)
+        when = datetime(2025, 1, 3, tzinfo=UTC)
+        # when
+        with store.transaction() as tx:
+            tx.append_events(
+                [
+                    EventRecord(
+                        "evt_v3_a", "pk_v1", None, "messages", None, D("3"), {}, when, when
+                    ),
+                    EventRecord("evt_v3_b", "pk_pre", None, None, None, D("4"), {}, when, when),
+                ]
+            )
+        # then
+        with store.transaction(write=False) as tx:
+
+            def ids(pk: str, after: str | None = None) -> list[str]:
+                events = tx.list_events(
+                    pk, feature_id=None, start=None, end=None, limit=10, starting_after=after
+                )
+                return [e.id for e in events]
+
+            assert ids("pk_v1") == ["evt_v1_1", "evt_v1_2", "evt_v2_3", "evt_v3_a"]
+            assert ids("pk_pre") == ["evt_v2_pre", "evt_v3_b"]
+            assert ids("pk_v1", after="evt_v1_2") == ["evt_v2_3", "evt_v3_a"]
+            assert ids("pk_v1", after="evt_v2_pre") == []
+            values = tx.list_events(
+                "pk_v1", feature_id="messages", start=None, end=None, limit=10, starting_after=None
+            )
+            assert [e.value for e in values] == [D("0.1"), D("1.25"), D("3")]
+        store.close()
+
+    def test_version_3_events_have_no_rowid_and_no_index_of_their_own(self, tmp_path: Path) -> None:
+        """Given a version-2 database, when the current store opens it, then events are keyed
+        by (customer, sequence) without rowid and carry no other index (a track writes one
+        b-tree for its event)."""
+        path = tmp_path / "v2.db"
+        _restore(path, 2)
+        SqliteStore(path).close()
+        conn = sqlite3.connect(path)
+        sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'events'").fetchone()[0]
+        indexes = conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'"
+        ).fetchall()
+        conn.close()
+        assert "WITHOUT ROWID" in sql
+        assert "PRIMARY KEY (customer_pk, seq)" in sql
+        assert [name for (name,) in indexes if not name.startswith("sqlite_autoindex")] == []

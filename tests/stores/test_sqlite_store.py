@@ -24,6 +24,7 @@ from autumn_core.errors import InvalidRequest, StoreError, UniqueViolation
 from autumn_core.model import ZERO, EventRecord, RolloverState, RowState
 from autumn_core.testing.contract.builders import D, customer, event, rich_customer, row
 from autumn_sqlite import SqliteStore, codec, path_from_url, store_from_url
+from autumn_sqlite.packing import unpack
 from autumn_sqlite.store import translate
 from tests.stores import _process_workers as workers
 
@@ -149,7 +150,7 @@ class TestSchema:
         conn = _raw(store)
         (data,) = conn.execute("SELECT data FROM balance_rows WHERE id = 'r_text'").fetchone()
         conn.close()
-        assert '"balance":"23.47"' in data
+        assert '"balance":"23.47"' in unpack(data)
 
     def test_uniqueness_is_enforced_by_the_schema(self, store: SqliteStore) -> None:
         """Given rows written behind the store's back, the schema itself refuses duplicates of
