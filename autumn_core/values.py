@@ -9,9 +9,20 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import (
+    ROUND_HALF_EVEN,
+    Context,
+    Decimal,
+    DivisionByZero,
+    InvalidOperation,
+    Overflow,
+    getcontext,
+    setcontext,
+)
 from typing import Any
 
 from autumn_core.errors import InvalidRequest
@@ -20,9 +31,19 @@ from autumn_core.errors import InvalidRequest
 #: them out bounds every Decimal computation the engine does.
 MAX_MAGNITUDE = Decimal(10) ** 15
 _INT_MAGNITUDE = 10**15
-#: Decimal places a quantity may have. With MAX_MAGNITUDE this keeps every value within the
-#: 28 digits of Decimal's default context, so events, balances and rows hold it exactly.
+#: Decimal places a quantity may have. With MAX_MAGNITUDE every accepted value has at most 28
+#: significant digits, so events and rows hold it exactly.
 MAX_PLACES = 12
+#: Significant digits of every computation the engine makes. Sums of accepted values (a
+#: balance of many large tracks and grants, a usage total, an invoice) grow past 10^15 and
+#: Decimal's default 28 digits would round them from about 10^16 on; 60 digits keep every sum
+#: below 10^47 exact, which no sequence of calls of 10^15 each can reach. Only true quotients
+#: (a credit cost's conversion, a proration) are rounded, at the 60th digit, the same way on
+#: every store, whatever context the calling thread has set.
+PRECISION = 60
+_ARITHMETIC = Context(
+    prec=PRECISION, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow]
+)
 #: The latest instant the clock may read: every period, trial and reset the engine plans from
 #: "now" must still be a date Python (and every store) can represent.
 MAX_INSTANT = datetime(9000, 1, 1, tzinfo=UTC)
@@ -35,6 +56,31 @@ _INT_LIMIT = 10**MAX_INT_DIGITS
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 # Whitespace (as str.isspace sees it) and C0/C1 control characters.
 _BAD_ID_CHAR = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
+
+
+#: One copy of the engine's context per thread: entering it is a ``setcontext`` (a third of
+#: what ``localcontext``'s copy costs on every deduction), and no two threads share its flags.
+_per_thread = threading.local()
+
+
+class _Arithmetic:
+    __slots__ = ("_caller",)
+
+    def __enter__(self) -> Context:
+        self._caller = getcontext()
+        mine: Context | None = getattr(_per_thread, "context", None)
+        if mine is None:
+            mine = _per_thread.context = _ARITHMETIC.copy()
+        setcontext(mine)
+        return mine
+
+    def __exit__(self, *exc: object) -> None:
+        setcontext(self._caller)
+
+
+def arithmetic() -> AbstractContextManager[Context]:
+    """The engine's Decimal context (``PRECISION`` digits), for the duration of a ``with``."""
+    return _Arithmetic()
 
 
 def to_decimal(value: Any, what: str = "value") -> Decimal:

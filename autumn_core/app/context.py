@@ -20,6 +20,7 @@ from autumn_core.errors import InvalidRequest, StoreError, UniqueViolation
 from autumn_core.model import ProductVersionRecord
 from autumn_core.ports import Gateway, Store, StoreTransaction
 from autumn_core.serialization import converter
+from autumn_core.values import arithmetic
 
 T = TypeVar("T")
 
@@ -152,7 +153,7 @@ class Context:
         for attempt in range(MAX_ATTEMPTS):
             opened = first() if first is not None and attempt == 0 else None
             try:
-                with opened or self.store.transaction(write=write) as tx:
+                with arithmetic(), opened or self.store.transaction(write=write) as tx:
                     return fn(tx)
             except UniqueViolation:
                 if attempt == MAX_ATTEMPTS - 1:

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from autumn_core.model import ZERO, RowState
 from autumn_core.results import Balance, BalanceRow, RolloverBalance
+from autumn_core.values import arithmetic
 
 
 def released_seats(row: RowState) -> Decimal:
@@ -36,7 +37,15 @@ def detached(balance: Balance) -> Balance:
 def balance_view(
     feature_id: str, feature_type: str, rows: Sequence[RowState], now: datetime
 ) -> Balance:
-    """Sum the subject's live rows of one feature into its public Balance."""
+    """Sum the subject's live rows of one feature into its public Balance (sums of many large
+    rows exceed Decimal's default 28 digits: they are made in the engine's context)."""
+    with arithmetic():
+        return _balance_view(feature_id, feature_type, rows, now)
+
+
+def _balance_view(
+    feature_id: str, feature_type: str, rows: Sequence[RowState], now: datetime
+) -> Balance:
     if feature_type == "boolean":
         return Balance(feature_id=feature_id, type="boolean")
     if len(rows) == 1:

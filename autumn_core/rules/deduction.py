@@ -13,20 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from decimal import Context, Decimal, getcontext, localcontext, setcontext
+from decimal import Decimal
 
 import attrs
 
 from autumn_core.model import ZERO, RolloverState, RowState, replace
+from autumn_core.values import arithmetic
 
 ONE = Decimal(1)
 _NEG_INF = Decimal("-Infinity")
 _NEVER = datetime.max.replace(tzinfo=UTC)
-#: Enough digits for values up to 10^15 with costs and their quotients (values.MAX_MAGNITUDE).
-_PRECISION = 60
-#: The context deductions run in. One shared object (``setcontext`` is a third of the cost of
-#: ``localcontext``, which copies): only its flags change, which nothing reads.
-_EXACT = Context(prec=_PRECISION)
 
 
 @attrs.frozen
@@ -79,14 +75,10 @@ def deduct(
     ``mode`` is "cap", "reject" or "overflow"; the caller decides what a remainder means (R9).
     ``dry_run`` computes ``applied`` and ``remainder`` only, building no new rows (check, K3).
     """
-    caller = getcontext()
-    setcontext(_EXACT)
-    try:
+    with arithmetic():
         if value >= 0:
             return _deduct(candidates, value, mode, now, dry_run)
         return _refund(candidates, -value, dry_run)
-    finally:
-        setcontext(caller)
 
 
 def fits(candidates: Sequence[Candidate], value: Decimal, now: datetime) -> bool:
@@ -318,8 +310,7 @@ def shift_total(
         return {}
     rows = {c.row.id: c.row for c in candidates}
     order = [c.row.id for c in candidates]
-    with localcontext() as ctx:
-        ctx.prec = _PRECISION
+    with arithmetic():
         if delta > 0:
             need = _drain_rollovers(rows, order, delta, now)
             for rid in order:

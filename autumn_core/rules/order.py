@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal
 
 from autumn_core.model import RowState
 from autumn_core.rules.periods import NOMINAL_SECONDS
@@ -17,7 +16,7 @@ def sees(row: RowState, entity_id: str | None) -> bool:
 
 
 def order_key(
-    row: RowState, *, own: bool, entity_id: str | None, reverse: bool = False
+    row: RowState, *, own: bool, entity_id: str | None, reverse: bool
 ) -> tuple[object, ...]:
     """Sort key: rows are compared key by key, the first difference decides."""
     if entity_id is not None:
@@ -46,9 +45,3 @@ def order_key(
         row.created_at,
         row.id,
     )
-
-
-def interval_seconds(row: RowState) -> Decimal:
-    if row.reset is None:
-        return Decimal(0)
-    return Decimal(NOMINAL_SECONDS[row.reset] * row.reset_count)

@@ -43,11 +43,10 @@ def next_boundary(anchor: datetime, interval: str, count: int, now: datetime) ->
         k = (now - anchor) // step + 1
         return anchor + step * k
     months = _MONTHS[interval] * count
-    # Estimate k from calendar months elapsed, then correct by at most a step either way.
+    # Start from the calendar months elapsed: anchor + (k - 1) steps then falls in a calendar
+    # month before now's, so it is never after now, and only stepping forward remains.
     elapsed = (now.year - anchor.year) * 12 + (now.month - anchor.month)
     k = max(1, elapsed // months)
-    while k > 1 and add_months(anchor, months * (k - 1)) > now:
-        k -= 1
     while add_months(anchor, months * k) <= now:
         k += 1
     return add_months(anchor, months * k)

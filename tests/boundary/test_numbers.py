@@ -3,6 +3,7 @@ store and in every process that reads them."""
 
 from __future__ import annotations
 
+import decimal
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -82,3 +83,49 @@ def test_equal_values_print_the_same_everywhere(
     assert printed(billing) == expected
     other = Autumn(catalog(), store=second_store(billing.store), clock=billing.clock)
     assert printed(other) == expected
+
+
+def test_sums_of_many_of_the_largest_values_are_exact(
+    make: Make, second_store: Callable[[Any], Any]
+) -> None:
+    """Given 100 included messages and 40 grants of the largest value with the most places,
+    when 50 tracks of that value overflow them, then the balance's sums (40 digits past 10^16,
+    beyond Decimal's default 28) are exact on every store and in a second process."""
+    # given
+    billing = make(catalog())
+    value = D("999999999999999.999999999999")
+    for _ in range(40):
+        billing.balances.grant("c", "messages", value)
+    # when
+    for _ in range(50):
+        result = billing.track("c", "messages", value=value, overage="overflow")
+    # then
+    expected = {
+        "granted": D("40000000000000099.999999999960"),
+        "usage": D("49999999999999999.999999999950"),
+        "remaining": D(0),
+        "overage": D("9999999999999899.999999999990"),
+    }
+    b = billing.customers.get("c").features["messages"]
+    assert {k: getattr(b, k) for k in expected} == expected
+    assert {k: getattr(result.balances["messages"], k) for k in expected} == expected
+    assert [e.value for e in billing.events.list("c", limit=100)] == [value] * 50
+    other = Autumn(catalog(), store=second_store(billing.store), clock=billing.clock)
+    seen = other.customers.get("c").features["messages"]
+    assert {k: getattr(seen, k) for k in expected} == expected
+    assert printed(other) == printed(billing)
+
+
+def test_the_callers_decimal_context_does_not_round_the_engine(make: Make) -> None:
+    """Given a caller whose thread computes with 6 significant digits, when it grants and
+    tracks values of 16 digits, then the engine still keeps and sums them exactly."""
+    # given
+    billing = make(catalog())
+    with decimal.localcontext(prec=6):
+        # when
+        billing.balances.grant("c", "messages", "123456789.123456")
+        result = billing.track("c", "messages", value="0.000001")
+        b = billing.customers.get("c").features["messages"]
+    # then
+    assert result.balances["messages"].remaining == D("123456889.123455")
+    assert (b.granted, b.usage) == (D("123456889.123456"), D("0.000001"))

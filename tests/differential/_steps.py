@@ -7,7 +7,9 @@ through ``to_dict``, or the error's code. ``public_state`` is everything a user 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 
 from hypothesis import strategies as st
@@ -26,6 +28,7 @@ from autumn_core import (
     Price,
     Product,
     Tier,
+    TrackRequest,
     to_dict,
 )
 
@@ -184,10 +187,92 @@ _steps = (
     st.tuples(st.just("advance"), st.sampled_from([1, 6, 13, 24 * 3, 24 * 8, 24 * 31])),
     st.tuples(st.just("process_due")),
 )
+
+
+# -- the bad calls (issue 19) ---------------------------------------------------------------------
+def _nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(depth):
+        value = {"k": value}
+    return value
+
+
+_DEEP = _nested(5000)
+_PLUS_14 = timezone(timedelta(hours=14))
+
+
+def _at_the_end_of_time(billing: Autumn, clock: ManualClock, ref: Any) -> Any:
+    """A clock read in the last hours of year 9999, put back afterwards."""
+    now = clock.now()
+    clock.set(datetime(9999, 12, 31, 20, tzinfo=UTC))
+    try:
+        return billing.track(ref, "messages")
+    finally:
+        clock.set(now)
+
+
+#: name -> a call every store must refuse alike; the customer reference is drawn. Each class of
+#: issue 19's bad input: NUL and lone surrogates, values JSON cannot hold, very deep nesting,
+#: huge and over-precise numbers, times out of range, malformed calls.
+BAD_CALLS: dict[str, Callable[[Autumn, ManualClock, Any], Any]] = {
+    "id NUL": lambda b, c, ref: b.customers.create("a\x00"),
+    "id surrogate": lambda b, c, ref: b.customers.create("a\ud800"),
+    "name surrogate": lambda b, c, ref: b.customers.create(ref, name="n\udc00"),
+    "update name NUL": lambda b, c, ref: b.customers.update(ref, name="n\x00"),
+    "email NUL": lambda b, c, ref: b.customers.create("a", email="x\x00@example.com"),
+    "fingerprint surrogate": lambda b, c, ref: b.customers.update(ref, fingerprint="\ud800"),
+    "metadata object()": lambda b, c, ref: b.customers.update(ref, metadata={"k": object()}),
+    "metadata set": lambda b, c, ref: b.customers.create(ref, metadata={"k": {1, 2}}),
+    "metadata NaN": lambda b, c, ref: b.customers.update(ref, metadata={"k": float("nan")}),
+    "metadata deep": lambda b, c, ref: b.customers.update(ref, metadata=_DEEP),
+    "metadata huge int": lambda b, c, ref: b.customers.update(ref, metadata={"k": 10**400}),
+    "metadata NUL key": lambda b, c, ref: b.customers.update(ref, metadata={"\x00": 1}),
+    "properties object()": lambda b, c, ref: b.track(ref, "messages", properties={"o": object()}),
+    "properties inf": lambda b, c, ref: b.track(ref, "messages", properties={"k": float("inf")}),
+    "properties deep": lambda b, c, ref: b.track(ref, "messages", properties=_DEEP),
+    "properties surrogate": lambda b, c, ref: b.track(ref, "words", properties={"k": "\udfff"}),
+    "value 1e999999999": lambda b, c, ref: b.track(ref, "messages", value="1e999999999"),
+    "value -1e999999999": lambda b, c, ref: b.track(ref, "messages", value="-1e999999999"),
+    "value 10^16": lambda b, c, ref: b.track(ref, "messages", value=10**16),
+    "value 13 places": lambda b, c, ref: b.track(ref, "messages", value="0.1234567890123"),
+    "value NaN": lambda b, c, ref: b.track(ref, "messages", value="NaN"),
+    "value inf float": lambda b, c, ref: b.track(ref, "messages", value=float("inf")),
+    "value bool": lambda b, c, ref: b.track(ref, "messages", value=True),
+    "grant 1e999999999": lambda b, c, ref: b.balances.grant(ref, "messages", "1e999999999"),
+    "set 13 places": lambda b, c, ref: b.balances.set(ref, "words", remaining=Decimal("1E-13")),
+    "check huge": lambda b, c, ref: b.check(ref, "messages", required_balance="9e99"),
+    "timestamp year 1 +14:00": lambda b, c, ref: b.track(
+        ref, "messages", timestamp=datetime(1, 1, 1, tzinfo=_PLUS_14)
+    ),
+    "timestamp naive": lambda b, c, ref: b.track(ref, "messages", timestamp=datetime(2025, 1, 1)),
+    "events.list start year 1": lambda b, c, ref: b.events.list(
+        ref, start=datetime(1, 1, 1, tzinfo=_PLUS_14)
+    ),
+    "clock in late 9999": _at_the_end_of_time,
+    "track_many(5)": lambda b, c, ref: b.track_many(5),
+    "track_many bad item": lambda b, c, ref: b.track_many(
+        [TrackRequest("a", "messages"), TrackRequest("b", "messages", properties={"k": {1}})]
+    ),
+    "idempotency key NUL": lambda b, c, ref: b.track(ref, "messages", idempotency_key="k\x00"),
+    "attach key surrogate": lambda b, c, ref: b.attach(ref, "pro", idempotency_key="\ud800"),
+    "entity id NUL": lambda b, c, ref: b.entities.create(ref, "e\x00", "users"),
+    "unknown feature": lambda b, c, ref: b.track(ref, "nope"),
+    "unknown product": lambda b, c, ref: b.attach(ref, "nope"),
+    "feature as int": lambda b, c, ref: b.check(ref, 5),
+    "product as None": lambda b, c, ref: b.attach(ref, None),
+    "set neither": lambda b, c, ref: b.balances.set(ref, "messages"),
+    "entity of a metered feature": lambda b, c, ref: b.entities.create(ref, "e1", "messages"),
+    "overage unknown": lambda b, c, ref: b.track(ref, "messages", overage="sometimes"),
+    "events after unknown id": lambda b, c, ref: b.events.list(ref, starting_after="evt_x"),
+    "list limit -1": lambda b, c, ref: b.customers.list(limit=-1),
+    "customer as int": lambda b, c, ref: b.track(5, "messages"),
+}
+_bad = st.tuples(st.just("bad"), st.sampled_from(sorted(BAD_CALLS)), customer_refs)
+
 _create, _track, _attach = _steps[0], _steps[1], _steps[5]
 #: Weighted towards the calls that change state, so that most sequences reach trials shared
 #: by fingerprint, upgrades, renewals and refunds.
-steps = st.one_of(*_steps, _create, _track, _track, _attach, _attach, _attach)
+steps = st.one_of(*_steps, _create, _track, _track, _attach, _attach, _attach, _bad, _bad)
 
 
 def sequences(length: int) -> st.SearchStrategy[list[tuple[Any, ...]]]:
@@ -263,6 +348,9 @@ def _call(billing: Autumn, clock: ManualClock, step: tuple[Any, ...]) -> Any:
         return None
     if name == "process_due":
         return billing.process_due()
+    if name == "bad":
+        call, ref = args
+        return BAD_CALLS[call](billing, clock, ref)
     raise AssertionError(f"unknown step {step!r}")
 
 

@@ -43,10 +43,18 @@ def rows(draw: st.DrawFn) -> RowState:
     )
 
 
+#: Mostly the feature's own rows (cost 1), sometimes credit-system rows (CS1).
+costs = st.sampled_from([Decimal(1), Decimal(1), Decimal(1), Decimal("2.5"), Decimal(3)])
+
+
 @settings(max_examples=400, deadline=None)
-@given(st.lists(rows(), min_size=1, max_size=5), amounts)
-def test_fits_agrees_with_a_reject_dry_run(row_set: list[RowState], value: Decimal) -> None:
-    cands = [Candidate(r, Decimal(1)) for r in row_set]
+@given(st.lists(st.tuples(rows(), costs), min_size=1, max_size=5), amounts)
+def test_fits_agrees_with_a_reject_dry_run(
+    row_set: list[tuple[RowState, Decimal]], value: Decimal
+) -> None:
+    """Given rows (some at a credit cost) and a value, when ``fits`` decides, then it decides
+    as a reject-mode dry run of the deduction does."""
+    cands = [Candidate(r, cost) for r, cost in row_set]
     dry = deduct(cands, value, "reject", NOW, dry_run=True)
     expected = dry.absorbed_by_unlimited or value <= 0 or dry.remainder == 0
     assert fits(cands, value, NOW) == expected

@@ -69,10 +69,26 @@ def test_s2_every_interval_with_counts(
     assert next_boundary(T0, interval, count, now) == expected
 
 
-def test_s2_previous_boundary_is_the_period_start() -> None:
-    anchor = utc(2025, 1, 31, 10)
-    assert previous_boundary(anchor, "month", 1, utc(2025, 3, 15)) == utc(2025, 2, 28, 10)
-    assert previous_boundary(anchor, "month", 1, utc(2025, 3, 31, 10)) == utc(2025, 3, 31, 10)
+@pytest.mark.parametrize(
+    ("anchor", "interval", "count", "now", "expected"),
+    [
+        # within the first period: the first boundary, not the second
+        (utc(2025, 1, 10), "month", 1, utc(2025, 1, 20), utc(2025, 2, 10)),
+        # across a year end: December to January is one month, not thirteen or twenty-three
+        (utc(2024, 12, 31, 10), "month", 1, utc(2025, 1, 15), utc(2025, 1, 31, 10)),
+        (utc(2024, 11, 30), "quarter", 1, utc(2025, 2, 27), utc(2025, 2, 28)),
+        # the boundary itself starts the next period (strictly after now)
+        (utc(2024, 12, 31, 10), "month", 2, utc(2025, 2, 28, 10), utc(2025, 4, 30, 10)),
+        # many years later, the day clamped in every month on the way
+        (utc(2023, 1, 31), "month", 1, utc(2031, 2, 28), utc(2031, 3, 31)),
+    ],
+)
+def test_s2_the_next_boundary_from_the_calendar_months_elapsed(
+    anchor: datetime, interval: str, count: int, now: datetime, expected: datetime
+) -> None:
+    """Given an anchor and a time after it, when the next boundary is asked for, then it is the
+    first anchor + k steps strictly after now, whatever the years and month ends between."""
+    assert next_boundary(anchor, interval, count, now) == expected
 
 
 def test_s2_far_future_monthly_matches_step_by_step() -> None:
@@ -86,6 +102,29 @@ def test_s2_far_future_monthly_matches_step_by_step() -> None:
             k += 1
         assert nxt == add_months(anchor, k)
         now = nxt + timedelta(days=11)
+
+
+@pytest.mark.parametrize(
+    ("anchor", "interval", "count", "now", "expected"),
+    [
+        # before the first boundary: the period starts at the anchor
+        (utc(2025, 1, 31), "month", 1, utc(2025, 2, 27), utc(2025, 1, 31)),
+        # on a boundary: that boundary (month-end clamped, not drifted to the 28th)
+        (utc(2025, 1, 31), "month", 1, utc(2025, 2, 28), utc(2025, 2, 28)),
+        (utc(2025, 1, 31), "month", 1, utc(2025, 4, 15), utc(2025, 3, 31)),
+        # across a year end, quarterly
+        (utc(2024, 11, 30), "quarter", 1, utc(2025, 3, 1), utc(2025, 2, 28)),
+        # fixed steps: two weeks
+        (utc(2025, 1, 1), "week", 2, utc(2025, 1, 20), utc(2025, 1, 15)),
+        (utc(2025, 1, 1), "day", 1, utc(2025, 1, 1), utc(2025, 1, 1)),
+    ],
+)
+def test_s2_the_current_period_starts_at_the_last_boundary(
+    anchor: datetime, interval: str, count: int, now: datetime, expected: datetime
+) -> None:
+    """Given an anchor, when the start of the period holding ``now`` is asked for (a usage
+    window of billing controls), then it is the last anchor + k steps at or before now."""
+    assert previous_boundary(anchor, interval, count, now) == expected
 
 
 # -- free resets (S3, S5, S6, E22) ---------------------------------------------------------------

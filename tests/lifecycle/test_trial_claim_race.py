@@ -6,22 +6,18 @@ same device can commit the same product's trial. ``RivalStore`` wraps a real sto
 that happen at exactly that point: the first time the engine finds a fingerprint trial
 unclaimed, the rival's claim is written into the store (in the same transaction, which is
 what the engine would see after the rival's commit). The engine must then lose the insert and
-re-plan: no trial, the first period charged.
+re-plan: no trial, the first period charged. It runs on every store (``new_store``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from autumn_core import Autumn, Catalog, ManualClock
 from autumn_core.ports import Store, StoreTransaction
-from autumn_memory import MemoryStore
-from autumn_sqlite import SqliteStore
+from tests.conftest import StoreFactory
 from tests.lifecycle.conftest import FEATURES, T0, D, totals
 from tests.lifecycle.test_trial_idempotency_boundaries import trial_catalog
 
@@ -61,21 +57,14 @@ class RivalStore:
         self.inner.close()
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Store]:
-    if request.param == "memory":
-        return MemoryStore
-    return lambda: SqliteStore(tmp_path / "race.db")
-
-
 def test_a_fingerprint_claim_lost_after_planning_replans_without_a_trial(
-    store: Callable[[], Store],
+    new_store: StoreFactory,
 ) -> None:
     """Given a product whose trial is unique per device, and a rival on device-1 claiming
     it after this attach has planned a trial, when the attach is carried out, then its claim
     insert loses, and the attach goes on without a trial (T5: not an error): active, $20."""
     # given
-    rival = RivalStore(store())
+    rival = RivalStore(new_store())
     billing = Autumn(
         Catalog(features=FEATURES, products=trial_catalog()),
         store=rival,

@@ -1,0 +1,82 @@
+"""The Balance read model (docs/rules.md 2.6) on the pure rule: every field of the unlimited and
+of the boolean view, and sums over several rows."""
+
+from __future__ import annotations
+
+import attrs
+
+from autumn_core.results import Balance
+from autumn_core.rules.balance_view import balance_view
+from tests.engine.helpers import T0, D, row
+
+
+def test_an_unlimited_view_sums_the_usage_of_every_unlimited_row_and_shows_each_field() -> None:
+    """Given two unlimited rows with usage 3 and 4, a monthly usage-billed row (cap 10) and a
+    daily one (no cap), when viewed, then the Balance is unlimited with usage 7, overage
+    allowed, no cap (one row has none), the earliest reset, "multiple" intervals and every
+    row in the breakdown."""
+    # given
+    first = attrs.evolve(row(unlimited=True, id="u1"), unlimited_usage=D(3))
+    second = attrs.evolve(row(unlimited=True, id="u2"), unlimited_usage=D(4))
+    capped = row(granted=5, billing="usage", max_purchase=10, reset="month", id="capped")
+    daily = row(granted=1, billing="usage", reset="day", id="daily")
+    rows = [first, second, capped, daily]
+    # when
+    view = balance_view("messages", "metered", rows, T0)
+    # then
+    assert view == Balance(
+        feature_id="messages",
+        type="metered",
+        unlimited=True,
+        usage=D(7),
+        overage_allowed=True,
+        max_purchase=None,
+        next_reset_at=daily.next_reset_at,
+        interval="multiple",
+        breakdown=[r.public for r in rows],
+        rollovers=[],
+    )
+
+
+def test_an_unlimited_view_with_capped_usage_rows_sums_their_caps() -> None:
+    """Given an unlimited row and a usage-billed row capped at 10, when viewed, then the cap
+    shown is 10 and the interval is the one interval of the rows that reset."""
+    # given
+    rows = [
+        row(unlimited=True, id="u", reset="month"),
+        row(billing="usage", max_purchase=10, reset="month", id="c"),
+    ]
+    # when
+    view = balance_view("messages", "metered", rows, T0)
+    # then
+    assert (view.unlimited, view.max_purchase, view.interval) == (True, D(10), "month")
+
+
+def test_an_unlimited_view_without_usage_billing_shows_no_cap() -> None:
+    """Given one unlimited row only, when viewed, then no overage, no cap and no interval."""
+    view = balance_view("messages", "metered", [row(unlimited=True, id="u")], T0)
+    assert view == Balance(
+        feature_id="messages",
+        type="metered",
+        unlimited=True,
+        breakdown=[view.breakdown[0]],
+    )
+    assert (view.overage_allowed, view.max_purchase, view.interval) == (False, None, None)
+
+
+def test_a_boolean_view_has_no_quantities_and_no_rows() -> None:
+    """Given a boolean feature's rows, when viewed, then only its id and type are shown."""
+    view = balance_view("sso", "boolean", [row("sso", granted=1)], T0)
+    assert view == Balance(feature_id="sso", type="boolean")
+
+
+def test_a_zero_balance_is_neither_remaining_nor_overage_and_ties_keep_the_first_reset() -> None:
+    """Given a row at exactly 0 and a row of 5 with the same reset, when viewed, then remaining
+    is 5, overage 0, usage 5 of 10 granted and the reset is that instant."""
+    # given
+    rows = [row(granted=5, balance=0, reset="month", id="a"), row(granted=5, reset="month")]
+    # when
+    view = balance_view("messages", "metered", rows, T0)
+    # then
+    assert (view.granted, view.remaining, view.usage, view.overage) == (D(10), D(5), D(5), D(0))
+    assert view.next_reset_at == rows[0].next_reset_at
