@@ -65,3 +65,17 @@ def test_reading_a_customer_uses_the_child_indexes(grown: Any) -> None:
 
     scanned = [n["Relation Name"] for n in nodes(p) if n["Node Type"] == "Seq Scan"]
     assert scanned == []
+
+
+def test_a_page_after_a_cursor_reads_from_the_cursor_on(grown: Any) -> None:
+    """Given 3,000 customers, when a page of 50 is read after the 2,000th, then the customers
+    index is entered at the cursor's created_at: the ones before it are never read."""
+    from autumn_postgres.transaction import CURSOR_KEY, LIST_CUSTOMERS_AFTER
+
+    key = grown.execute(CURSOR_KEY, ("cus_002000",)).fetchone()
+    params = {"email": None, "limit": 50, "created": key[0], "idless": key[1], "id": key[2]}
+    p = plan(grown, LIST_CUSTOMERS_AFTER, {**params, "pk": key[3]})
+
+    read = [n for n in nodes(p) if n.get("Relation Name") == "autumn_customers"]
+    assert len(read) == 1 and "Index Cond" in read[0]
+    assert read[0]["Actual Rows"] + read[0].get("Rows Removed by Filter", 0) <= 60
