@@ -285,7 +285,7 @@ class CustomerState:
         """When lazy work is next due (``rules.due.next_due_at``, or a lock's expiry, BC5),
         computed once per state."""
         due = next_due_at(self)
-        expiry = self.control_state.next_expiry if self.control_state.locks else None
+        expiry = self.control_state.due
         if expiry is not None and (due is None or expiry < due):
             return expiry
         return due

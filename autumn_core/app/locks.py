@@ -44,11 +44,15 @@ ACTIONS = ("confirm", "release")
 _STATUS = {"confirm": "confirmed", "release": "released"}
 
 
-@attrs.frozen
+@attrs.define
 class LockArgs:
     lock_id: str
     expires_at: datetime | None
     overage: str
+    #: Runs of ``check_with_lock`` so far: the first claims the lock id by inserting its index
+    #: record (the store refuses a taken id, and the call runs again); a run after that reads
+    #: the index first.
+    runs: int = 0
 
 
 def validate_lock(value: Any) -> LockArgs | None:
@@ -100,9 +104,14 @@ def check_with_lock(unit: Unit, a: CheckArgs, lock: LockArgs) -> CheckResult:
         )
     state = unit.get_or_create(a.customer, a.customer_data)
     unit.entity_check(state, a.entity_id)
-    known = unit.tx.get_pending(lock_key(lock.lock_id))
-    if known is not None:
-        return _again(unit, state, a, lock, known.customer_pk)
+    lock.runs += 1
+    if state.control_state.locks and state.control_state.lock(lock.lock_id) is not None:
+        # Open on this customer: the index maps it here (it was written with the hold).
+        return _again(unit, state, a, lock, state.pk)
+    if lock.runs > 1:
+        known = unit.tx.get_pending(lock_key(lock.lock_id))
+        if known is not None:
+            return _again(unit, state, a, lock, known.customer_pk)
     rows = live_rows(ctx, state, now)
     cands = candidates(ctx, rows, f.id, a.entity_id)
     ctl = Controlled.start(ctx, state, a.entity_id, now)
@@ -139,10 +148,13 @@ def check_with_lock(unit: Unit, a: CheckArgs, lock: LockArgs) -> CheckResult:
         overage=lock.overage,
         counted=counted,
     )
-    cs = state.control_state
-    state = replace(state, control_state=attrs.evolve(cs, locks=(*cs.locks, record)))
+    state = replace(state, control_state=state.control_state.opened(record))
     unit.put(state)
-    unit.tx.put_pending(index_record(state, record, "held", now))
+    index = index_record(state, record, "held", now)
+    if lock.runs > 1:
+        unit.tx.put_pending(index)
+    else:
+        unit.tx.insert_pending(index)  # a taken id: UniqueViolation, and the call runs again
     # A feature can only become blocked when a row reached zero, or under controls (BC6).
     if ctl is not None or any(r.balance <= 0 for r in result.changed.values()):
         touched = list(dict.fromkeys([f.id, *(c.row.feature_id for c in cands)]))
