@@ -18,7 +18,16 @@ from typing import Any
 import attrs
 
 from autumn_core.app import signals
-from autumn_core.app.holds import give_back, index_record, keep_part, lock_key, takes_of
+from autumn_core.app.context import Context
+from autumn_core.app.holds import (
+    LOCK_KIND,
+    forget_at,
+    give_back,
+    index_record,
+    keep_part,
+    lock_key,
+    takes_of,
+)
 from autumn_core.app.limits import Controlled
 from autumn_core.app.unit import Unit
 from autumn_core.app.usage import (
@@ -32,7 +41,8 @@ from autumn_core.app.usage import (
 from autumn_core.app.views import live_rows
 from autumn_core.control_state import LockState
 from autumn_core.errors import Conflict, InvalidRequest, LockExpired, LockNotFound
-from autumn_core.model import ZERO, CustomerState, EventRecord, replace
+from autumn_core.model import ZERO, CustomerState, EventRecord, PendingRecord, replace
+from autumn_core.ports import StoreTransaction
 from autumn_core.results import CheckResult, FinalizeResult
 from autumn_core.rules.deduction import deduct
 from autumn_core.values import check_aware, check_metadata, check_text, to_decimal
@@ -313,3 +323,32 @@ def _replayed(
         value=Decimal(str(payload.get("value", "0"))),
         replayed=True,
     )
+
+
+# -- forgetting --------------------------------------------------------------------------------
+def forget_old(ctx: Context, now: datetime) -> int:
+    """``process_due``: drop the index records of locks an hour past their expiry (settled or
+    not; a hold still open that long is released by the customer's lazy work, which no longer
+    records it), so the lock index holds at most a day and an hour of locks. Their ids may then
+    be used again, and finalizing one is ``LockNotFound``, as with Autumn's lock receipts."""
+    records = ctx.run(lambda tx: tx.list_pending(LOCK_KIND), write=False)
+    old = [r.key for r in records if _forgettable(r, now)]
+    for start in range(0, len(old), _FORGET_BATCH):
+        batch = old[start : start + _FORGET_BATCH]
+
+        def drop(tx: StoreTransaction, batch: list[str] = batch) -> None:
+            for key in batch:
+                record = tx.get_pending(key)  # read again: the id may have been used again
+                if record is not None and _forgettable(record, now):
+                    tx.delete_pending(key)
+
+        ctx.run(drop, write=True)
+    return len(old)
+
+
+_FORGET_BATCH = 500
+
+
+def _forgettable(record: PendingRecord, now: datetime) -> bool:
+    expires = record.payload.get("expires_at")
+    return isinstance(expires, str) and forget_at(datetime.fromisoformat(expires)) <= now
