@@ -330,6 +330,17 @@ def with_rows(state: CustomerState, changed: Mapping[str, RowState]) -> Customer
     return _copy(state, "rows", tuple(rows), keep_dated=dated)
 
 
+def with_control_state(state: CustomerState, control_state: ControlState) -> CustomerState:
+    """The customer with new control state (holds, windows): the derived due time carries
+    over when the holds' due time did not move."""
+    return _copy(
+        state,
+        "control_state",
+        control_state,
+        keep_dated=control_state.due == state.control_state.due,
+    )
+
+
 def _copy(state: CustomerState, name: str, value: Any, *, keep_dated: bool) -> CustomerState:
     """``replace(state, name=value)`` in one dict copy, keeping the dated derived values."""
     values = state.__dict__.copy()

@@ -15,7 +15,16 @@ from typing import Any
 
 from autumn_core.app.unit import Unit
 from autumn_core.control_state import LockState, LockTake
-from autumn_core.model import ZERO, CustomerState, PendingRecord, RolloverState, RowState, replace
+from autumn_core.model import (
+    ZERO,
+    CustomerState,
+    PendingRecord,
+    RolloverState,
+    RowState,
+    replace,
+    with_control_state,
+    with_rows,
+)
 
 #: ``PendingRecord.kind`` of the lock index: lock id -> customer, and the lock's status.
 LOCK_KIND = "lock"
@@ -49,14 +58,15 @@ def takes_of(
 def give_back(state: CustomerState, lock: LockState) -> CustomerState:
     """``state`` with the lock's takes returned to their rows and its window counts undone,
     and the lock removed."""
-    takes = {t.row_id: t for t in lock.takes}
-    rows = state.rows
-    if takes:
-        rows = tuple(
-            r
-            if (take := takes.get(r.id)) is None or r.next_reset_at != take.period
-            else _returned(r, take)
-            for r in rows
+    if lock.takes:
+        takes = {t.row_id: t for t in lock.takes}
+        state = with_rows(
+            state,
+            {
+                r.id: _returned(r, take)
+                for r in state.rows
+                if (take := takes.get(r.id)) is not None and r.next_reset_at == take.period
+            },
         )
     cs = state.control_state
     windows = cs.windows
@@ -69,7 +79,7 @@ def give_back(state: CustomerState, lock: LockState) -> CustomerState:
             for w in windows
         )
     locks = tuple(lk for lk in cs.locks if lk.id != lock.id)
-    return replace(state, rows=rows, control_state=replace(cs, locks=locks, windows=windows))
+    return with_control_state(state, replace(cs, locks=locks, windows=windows))
 
 
 def keep_part(state: CustomerState, lock: LockState, value: Decimal) -> CustomerState | None:

@@ -41,7 +41,14 @@ from autumn_core.app.usage import (
 from autumn_core.app.views import live_rows
 from autumn_core.control_state import LockState
 from autumn_core.errors import Conflict, InvalidRequest, LockExpired, LockNotFound
-from autumn_core.model import ZERO, CustomerState, EventRecord, PendingRecord, replace
+from autumn_core.model import (
+    ZERO,
+    CustomerState,
+    EventRecord,
+    PendingRecord,
+    RowState,
+    with_control_state,
+)
 from autumn_core.ports import StoreTransaction
 from autumn_core.results import CheckResult, FinalizeResult
 from autumn_core.rules.deduction import deduct
@@ -158,7 +165,7 @@ def check_with_lock(unit: Unit, a: CheckArgs, lock: LockArgs) -> CheckResult:
         overage=lock.overage,
         counted=counted,
     )
-    state = replace(state, control_state=state.control_state.opened(record))
+    state = with_control_state(state, state.control_state.opened(record))
     unit.put(state)
     index = index_record(state, record, "held", now)
     if lock.runs > 1:
@@ -169,7 +176,9 @@ def check_with_lock(unit: Unit, a: CheckArgs, lock: LockArgs) -> CheckResult:
     if ctl is not None or any(r.balance <= 0 for r in result.changed.values()):
         touched = list(dict.fromkeys([f.id, *(c.row.feature_id for c in cands)]))
         signals.after_change(unit, before, state, a.entity_id, touched, candidates)
-    return _held_result(unit, state, a, lock.lock_id)
+    # A deduction changes balances only, never which rows are live.
+    live = [result.changed.get(r.id, r) for r in rows]
+    return _held_result(unit, state, a, lock.lock_id, live)
 
 
 def _again(
@@ -187,8 +196,14 @@ def _again(
     return _held_result(unit, state, a, lock.lock_id)
 
 
-def _held_result(unit: Unit, state: CustomerState, a: CheckArgs, lock_id: str) -> CheckResult:
-    balance = subject_balance(unit.ctx, state, a.feature.id, a.entity_id, unit.now)
+def _held_result(
+    unit: Unit,
+    state: CustomerState,
+    a: CheckArgs,
+    lock_id: str,
+    live: list[RowState] | None = None,
+) -> CheckResult:
+    balance = subject_balance(unit.ctx, state, a.feature.id, a.entity_id, unit.now, live)
     if balance is None:
         # The hold drew on a credit system only: show the pool it drew from.
         lk = state.control_state.lock(lock_id)
