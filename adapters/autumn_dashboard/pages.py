@@ -411,6 +411,7 @@ class Pages:
                 "args": args,
                 "preview": preview,
                 "currency": "usd",
+                "feature_names": {f.id: f.name or f.id for f in self.billing.catalog.features},
             },
         )
 
