@@ -24,26 +24,21 @@ from autumn_sqldoc.mapping import CHILDREN, email_lower, head_text, order_by
 #: The core's customer order; ``COLLATE "C"`` compares ids by code point (UTF-8 bytes).
 CUSTOMER_ORDER: Final = order_by("created_at", alias="c", collate=' COLLATE "C"')
 
-#: A page of customers (``list_customers``), optionally of one email, from the beginning.
+#: A page of customers (``list_customers``), optionally of one email, after a cursor's pk. The
+#: cursor's created_at bounds the index scan: a page deep in the list reads from its place on.
 LIST_CUSTOMERS: Final = f"""
             SELECT {sql.FULL} FROM autumn_customers c
             WHERE (%(email)s::text IS NULL OR c.email_lower = %(email)s::text)
-            {CUSTOMER_ORDER}
-            LIMIT %(limit)s
-            """
-#: The cursor's place in the customer order.
-CURSOR_KEY: Final = """
-            SELECT created_at, id IS NULL, COALESCE(id, '') COLLATE "C", pk
-            FROM autumn_customers WHERE pk = %s
-            """
-#: A page after a cursor's place. One row comparison and no ``OR``: the planner bounds its
-#: scan of the (created_at, pk) index by the cursor's created_at instead of reading every
-#: customer before it.
-LIST_CUSTOMERS_AFTER: Final = f"""
-            SELECT {sql.FULL} FROM autumn_customers c
-            WHERE (%(email)s::text IS NULL OR c.email_lower = %(email)s::text)
-              AND (c.created_at, c.id IS NULL, COALESCE(c.id, '') COLLATE "C", c.pk)
-                  > (%(created)s, %(idless)s, %(id)s COLLATE "C", %(pk)s)
+              -- a bound the index on (created_at, pk) starts from, instead of filtering every
+              -- row before the cursor (the row comparison below is no index condition)
+              AND c.created_at >= COALESCE(
+                  (SELECT a.created_at FROM autumn_customers a WHERE a.pk = %(after)s::text),
+                  '-infinity'::timestamptz)
+              AND (%(after)s::text IS NULL
+                   OR NOT EXISTS (SELECT 1 FROM autumn_customers a WHERE a.pk = %(after)s::text)
+                   OR (c.created_at, c.id IS NULL, COALESCE(c.id, '') COLLATE "C", c.pk) > (
+                       SELECT a.created_at, a.id IS NULL, COALESCE(a.id, '') COLLATE "C", a.pk
+                       FROM autumn_customers a WHERE a.pk = %(after)s::text))
             {CUSTOMER_ORDER}
             LIMIT %(limit)s
             """
@@ -282,16 +277,15 @@ class PostgresTransaction(Records, OutboxTable):
     def list_customers(
         self, *, limit: int, starting_after: str | None, email: str | None
     ) -> list[CustomerState]:
-        params: dict[str, Any] = {
-            "email": None if email is None else email_key(email),
-            "limit": limit,
-        }
-        # An unknown cursor starts from the beginning (as on every store).
-        key = None if starting_after is None else self._one(CURSOR_KEY, (starting_after,))
-        if key is None:
-            return self._states(self._all(LIST_CUSTOMERS, params))
-        params.update(created=key[0], idless=key[1], id=key[2], pk=key[3])
-        return self._states(self._all(LIST_CUSTOMERS_AFTER, params))
+        rows = self._all(
+            LIST_CUSTOMERS,
+            {
+                "email": None if email is None else email_key(email),
+                "after": starting_after,
+                "limit": limit,
+            },
+        )
+        return self._states(rows)
 
     @translated
     def due_customer_pks(self, now: datetime, limit: int | None) -> list[str]:
