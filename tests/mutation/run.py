@@ -50,7 +50,7 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
         ("tests/engine", "tests/balances", "tests/core"),
     ),
     "pricing": ("autumn_core/rules/pricing.py", ("tests/engine", "tests/lifecycle")),
-    "due": ("autumn_core/rules/due.py", ("tests/lifecycle",)),
+    "due": ("autumn_core/rules/due.py", ("tests/engine/test_due.py", "tests/lifecycle")),
     "trials": ("autumn_core/app/trials.py", ("tests/lifecycle",)),
     "unit": ("autumn_core/app/unit.py", ("tests/lifecycle", "tests/core")),
     "usage": ("autumn_core/app/usage.py", ("tests/lifecycle", "tests/core", "tests/balances")),
