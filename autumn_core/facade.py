@@ -19,13 +19,12 @@ from autumn_core.app.views import customer_view
 from autumn_core.catalog import Catalog
 from autumn_core.clock import Clock, SystemClock
 from autumn_core.errors import InvalidRequest
+from autumn_core.facade_history import Events, Invoices
 from autumn_core.facade_lifecycle import LifecycleMixin
 from autumn_core.facade_parts import (
     Balances,
     Customers,
     Entities,
-    Events,
-    Invoices,
     Products,
 )
 from autumn_core.facade_webhooks import Webhooks

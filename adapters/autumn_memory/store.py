@@ -425,6 +425,7 @@ class MemoryTransaction(OutboxOverlay):
             or self._invoices
             or self._pending
             or self._versions
+            or self._outbox
         ):
             self._commit_records(d)
 

@@ -101,6 +101,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         "use cases",
         {
             "autumn_core.app.usage",
+            "autumn_core.app.balances",
             "autumn_core.app.entities",
             "autumn_core.app.cancel",
             "autumn_core.app.attach",
@@ -124,6 +125,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "autumn_core.facade",
             "autumn_core.facade_lifecycle",
             "autumn_core.facade_parts",
+            "autumn_core.facade_history",
             "autumn_core.facade_webhooks",
             "autumn_core.testing",
             "autumn_core.testing.contract",

@@ -42,3 +42,24 @@ def test_the_readme_commands_run_in_order_on_the_shipped_catalog(tmp_path: Path)
         result = run_autumn(argv[1:], tmp_path)
         assert result.returncode == 0, (argv, result.stderr)
         assert result.stderr == "", (argv, result.stderr)
+
+
+def test_the_reserve_and_events_section_runs_after_the_quick_start(tmp_path: Path) -> None:
+    """Given the quick start's engine, when the "Reserve and finalize" block runs after it (the
+    webhook URL pointed at a closed local port: no network here), then the lock charged the
+    confirmed 37, not the 50 held, and the in-process subscriber saw the customer's products."""
+    quick = re.search(r"## Quick start\n.*?```python\n(.*?)```", README, re.S)
+    block = re.search(r"## Reserve and finalize.*?```python\n(.*?)```", README, re.S)
+    assert quick is not None and block is not None
+    start = quick.group(1).replace("billing.close()\n", "")
+    code = block.group(1).replace("https://app.example/hooks", "http://127.0.0.1:9/hooks")
+    after = 'print(billing.customers.get("user-1").features["messages"].remaining)\n'
+    (tmp_path / "reserve.py").write_text(start + code + after + "billing.close()\n")
+    result = subprocess.run(
+        [sys.executable, "reserve.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    # quick start: 1000 left on pro (the track was on free); then 37 confirmed of the 50 held
+    assert (lines[0], lines[-1]) == ("1000", "963")
+    assert any(line.startswith("customer.products.updated ") for line in lines)

@@ -137,7 +137,7 @@ def test_bc4_an_entity_alert_and_a_usage_limit_basis(u1: Autumn, emitted: list[A
     ]
 
 
-def test_bc4_bc6_signals_fire_once_under_concurrency(u1: Autumn, emitted: list[Any]) -> None:
+def test_bc4_bc6_signals_fire_once_under_concurrency(u1: Autumn) -> None:
     # given an alert at 50 % and 8 threads each tracking 1 message 20 times (160 > 100)
     u1.customers.update(
         "u1",
@@ -160,7 +160,9 @@ def test_bc4_bc6_signals_fire_once_under_concurrency(u1: Autumn, emitted: list[A
         t.start()
     for t in threads:
         t.join()
-    # then the alert fired once, and the limit was reached once
-    assert len(of(emitted, BALANCES_USAGE_ALERT_TRIGGERED)) == 1
-    assert of(emitted, BALANCES_LIMIT_REACHED) == [("u1", None, "messages", "included")]
+    # then the committed outbox holds the alert once and the limit reached once (a store may
+    # run a call again after a lost race: what an attempt emitted and rolled back is not there)
+    committed = [entry.event for entry in u1.webhooks.list(limit=1000)]
+    assert len(of(committed, BALANCES_USAGE_ALERT_TRIGGERED)) == 1
+    assert of(committed, BALANCES_LIMIT_REACHED) == [("u1", None, "messages", "included")]
     assert u1.customers.get("u1").features["messages"].usage == Decimal(100)
