@@ -53,6 +53,8 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "due": ("autumn_core/rules/due.py", ("tests/engine/test_due.py", "tests/lifecycle")),
     "trials": ("autumn_core/app/trials.py", ("tests/lifecycle",)),
     "unit": ("autumn_core/app/unit.py", ("tests/lifecycle", "tests/core")),
+    "claim": ("autumn_core/app/attach/execution.py", ("tests/lifecycle",)),
+    "own_trial": ("autumn_core/app/attach/planning.py", ("tests/lifecycle",)),
     "usage": ("autumn_core/app/usage.py", ("tests/lifecycle", "tests/core", "tests/balances")),
 }
 
@@ -67,6 +69,8 @@ FUNCTIONS: dict[str, tuple[str, ...]] = {
         "xǁUnitǁpk_of*",
     ),
     "usage": ("xǁTrackArgsǁfingerprint*", "x_track__*"),
+    "claim": ("x_claim_or_replan*",),
+    "own_trial": ("x__own_trial*",),
 }
 
 
