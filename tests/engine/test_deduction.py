@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import attrs
 import pytest
 
-from autumn_core.rules.deduction import deduct, pass2_floor
+from autumn_core.rules.deduction import Candidate, deduct, pass2_floor
+from autumn_core.values import arithmetic
 from tests.engine.helpers import T0, D, balances_after, ordered, roll, row
 
 
@@ -282,3 +284,71 @@ def test_r12_entity_track_touches_its_rows_and_customer_rows_only() -> None:
     rows = [a, b, cus]
     result = deduct(ordered(rows, entity_id="b"), D(8), "cap", T0)
     assert balances_after(rows, result.changed) == [D(5), D(0), D(2)]
+
+
+# -- edges the mutation run found untested ------------------------------------------------------
+def test_a_zero_value_leaves_unlimited_rows_and_rollovers_alone() -> None:
+    """Given an unlimited row, or a row with a live rollover, when 0 is deducted, then no row
+    is reported changed (a store would otherwise rewrite it)."""
+    unl = row(unlimited=True)
+    rolled = row(granted=10, rollovers=[roll(5)])
+    for rows in ([unl], [rolled]):
+        result = deduct(ordered(rows), D(0), "cap", T0)
+        assert (result.changed, result.remainder) == ({}, D(0))
+
+
+def test_a_dry_run_over_an_unlimited_row_builds_no_row() -> None:
+    """K3: given an unlimited row that counted 4, when 3 is deducted (or 2 refunded) as a dry
+    run, then what would be applied is reported and no row is built."""
+    unl = row(unlimited=True)
+    unl = attrs.evolve(unl, unlimited_usage=D(4))
+    taken = deduct(ordered([unl]), D(3), "reject", T0, dry_run=True)
+    assert (taken.changed, taken.applied, taken.absorbed_by_unlimited) == (
+        {},
+        {"messages": D(3)},
+        True,
+    )
+    given = deduct(ordered([unl]), D(-2), "cap", T0, dry_run=True)
+    assert (given.changed, given.applied) == ({}, {"messages": D(-2)})
+
+
+def test_a_refund_without_rows_remains_whole() -> None:
+    """D5: given no rows, when 3 is refunded, then nothing is applied and 3 remains."""
+    result = deduct([], D(-3), "cap", T0)
+    assert (result.changed, result.applied, result.remainder) == ({}, {}, D(3))
+
+
+def test_a_dry_run_refund_reports_without_building_rows() -> None:
+    """D5, K3: given a row at -4 of 10 granted, when 20 is refunded as a dry run, then 14 would
+    be given back, 6 remain, and no row is built."""
+    r = row(granted=10, balance=-4)
+    result = deduct(ordered([r]), D(-20), "cap", T0, dry_run=True)
+    assert (result.changed, result.applied, result.remainder) == ({}, {"messages": D(-14)}, D(6))
+
+
+def test_r5_a_refund_to_an_unlimited_pool_gives_back_credits_at_the_cost() -> None:
+    """R5, CS1: given an unlimited credit pool that counted 20 credits, when 2 words at 2.5
+    credits each are refunded, then the pool gives back 5 credits (not 0.8)."""
+    pool = attrs.evolve(row("credits", unlimited=True), unlimited_usage=D(20))
+    result = deduct(ordered([pool], "words", {"credits": "2.5"}), D(-2), "cap", T0)
+    assert result.changed[pool.id].unlimited_usage == D(15)
+    assert result.applied == {"credits": D(-5)}
+
+
+def test_cs1_a_row_with_no_room_does_not_convert_what_is_left() -> None:
+    """CS1: given a pool at 3 per word at -5 credits, an own row with no room, and a pool at 2
+    per word at -100, when 5 words are refunded, then the first pool takes 5 credits, the own
+    row nothing, and the second pool the 10 credits left at 2/3: 20/3 rounded once, at the
+    engine's precision (a conversion through the own row's units would round twice)."""
+    first = row("credits", granted=0, balance=-5)
+    own = row(granted=0, balance=0)
+    second = row("tokens", granted=0, balance=-100)
+    cands = [Candidate(first, D(3)), Candidate(own, D(1)), Candidate(second, D(2))]
+    result = deduct(cands, D(-5), "cap", T0)
+    with arithmetic():  # the engine's 60 digits (a bare minus would round to 28)
+        twenty_thirds = D(10) * 2 / 3
+        expected = {"credits": D(-5), "messages": D(0), "tokens": -twenty_thirds}
+        balance = D(-100) + twenty_thirds
+    assert twenty_thirds == D("6." + "6" * 58 + "7")
+    assert result.applied == expected
+    assert result.changed[second.id].balance == balance

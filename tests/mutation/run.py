@@ -49,6 +49,18 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
         "autumn_core/rules/balance_view.py",
         ("tests/engine", "tests/balances", "tests/core"),
     ),
+    "limits": (
+        "autumn_core/rules/limits.py",
+        (
+            "tests/controls/test_limits.py",
+            "tests/controls/test_credits.py",
+            "tests/controls/test_signals.py",
+        ),
+    ),
+    "aggregate": (
+        "autumn_core/rules/aggregate.py",
+        ("tests/core/test_balance_delete_aggregate_versions.py",),
+    ),
     "pricing": ("autumn_core/rules/pricing.py", ("tests/engine", "tests/lifecycle")),
     "due": ("autumn_core/rules/due.py", ("tests/engine/test_due.py", "tests/lifecycle")),
     "trials": ("autumn_core/app/trials.py", ("tests/lifecycle",)),
