@@ -352,3 +352,53 @@ def test_cs1_a_row_with_no_room_does_not_convert_what_is_left() -> None:
     assert twenty_thirds == D("6." + "6" * 58 + "7")
     assert result.applied == expected
     assert result.changed[second.id].balance == balance
+
+
+def test_r5_an_unlimited_pool_counts_credits_at_the_cost() -> None:
+    """R5, CS1: given an unlimited credit pool, when 2 words at 2.5 credits are tracked, then
+    it counts 5 credits."""
+    pool = row("credits", unlimited=True)
+    result = deduct(ordered([pool], "words", {"credits": "2.5"}), D(2), "cap", T0)
+    assert result.changed[pool.id].unlimited_usage == D(5)
+    assert result.applied == {"credits": D(5)}
+
+
+def test_r6_soonest_expiry_first_also_within_a_row_and_for_fractions() -> None:
+    """R6: given a row whose rollovers are 4 (expiring in 20 days, listed first) and 0.5
+    (expiring in 2 days), when 1.5 is deducted, then the 0.5 goes first and 1 comes from the
+    4: the row's own balance is untouched."""
+    later = roll(4, expires_at=T0 + timedelta(days=20))
+    soon = roll("0.5", expires_at=T0 + timedelta(days=2))
+    a = row(granted=10, rollovers=[later, soon])
+    new = deduct(ordered([a]), D("1.5"), "cap", T0).changed[a.id]
+    assert [r.balance for r in new.rollovers] == [D(3), D(0)]
+    assert new.balance == D(10)
+
+
+def test_r6_rows_whose_rollovers_give_nothing_are_not_changed() -> None:
+    """R6: given row a whose rollover of 2 expires first, and row b with a later rollover of 5
+    and a spent one, when exactly 2 is deducted, then only a changes; given a row at 0 with a
+    spent rollover and a row with 10, when 3 is deducted, then only the second changes."""
+    a = row(granted=10, rollovers=[roll(2, expires_at=T0 + timedelta(days=1))])
+    b = row(granted=10, rollovers=[roll(5, expires_at=T0 + timedelta(days=9)), roll(3, 0)])
+    assert set(deduct([Candidate(a, D(1)), Candidate(b, D(1))], D(2), "cap", T0).changed) == {a.id}
+    spent = row(granted=10, balance=0, rollovers=[roll(3, 0)])
+    full = row(granted=10)
+    result = deduct([Candidate(spent, D(1)), Candidate(full, D(1))], D(3), "cap", T0)
+    assert {r.id: r.balance for r in result.changed.values()} == {full.id: D(7)}
+
+
+def test_cs1_an_empty_row_does_not_convert_what_is_left() -> None:
+    """CS1: given a pool at 3 per word with 5 credits, an own row at 0 and a pool at 2 per word
+    with 100, when 5 words are tracked, then the first pool gives 5 credits and the second the
+    10 credits left at 2/3: 20/3 rounded once, at the engine's precision."""
+    first = row("credits", granted=5)
+    own = row(granted=0, balance=0)
+    second = row("tokens", granted=100)
+    cands = [Candidate(first, D(3)), Candidate(own, D(1)), Candidate(second, D(2))]
+    result = deduct(cands, D(5), "cap", T0)
+    with arithmetic():
+        twenty_thirds = D(10) * 2 / 3
+        balance = D(100) - twenty_thirds
+    assert result.applied == {"credits": D(5), "messages": D(0), "tokens": twenty_thirds}
+    assert result.changed[second.id].balance == balance
