@@ -402,3 +402,41 @@ def test_cs1_an_empty_row_does_not_convert_what_is_left() -> None:
         balance = D(100) - twenty_thirds
     assert result.applied == {"credits": D(5), "messages": D(0), "tokens": twenty_thirds}
     assert result.changed[second.id].balance == balance
+
+
+def test_r8_pass2_passes_over_a_row_at_its_floor_without_converting() -> None:
+    """R8, CS1: given usage-billed rows at 0 (a pool at 3 per word capped at 5 credits, an own
+    row capped at 0, a pool at 2 per word uncapped), when 5 words are tracked, then the first
+    pool goes to -5, the own row (at its floor) gives nothing and is passed over, and the
+    second pool takes the 10 credits left at 2/3, rounded once."""
+    first = row("credits", granted=0, billing="usage", max_purchase=5)
+    own = row(granted=0, billing="usage", max_purchase=0)
+    second = row("tokens", granted=0, billing="usage")
+    cands = [Candidate(first, D(3)), Candidate(own, D(1)), Candidate(second, D(2))]
+    result = deduct(cands, D(5), "cap", T0)
+    with arithmetic():
+        twenty_thirds = D(10) * 2 / 3
+        expected = {"credits": D(5), "messages": D(0), "tokens": twenty_thirds}
+        balance = -twenty_thirds
+    assert (result.applied, result.remainder) == (expected, D(0))
+    assert result.changed[second.id].balance == balance
+    assert own.id not in result.changed
+
+
+def test_r8_pass2_takes_a_last_fraction_from_the_next_row() -> None:
+    """R8: given two usage-billed rows at 0, the first capped at 2, when 2.5 is tracked, then
+    the first goes to -2 and the second takes the last 0.5."""
+    capped = row(granted=0, billing="usage", max_purchase=2)
+    uncapped = row(granted=0, billing="usage")
+    result = deduct([Candidate(capped, D(1)), Candidate(uncapped, D(1))], D("2.5"), "cap", T0)
+    assert balances_after([capped, uncapped], result.changed) == [D(-2), D("-0.5")]
+    assert result.remainder == 0
+
+
+def test_r6_a_drained_rollover_keeps_its_id_amount_and_dates() -> None:
+    """R6: given a rollover of 4 (amount 6) expiring in 20 days, when 1 is deducted, then the
+    rollover is the same record with 3 left."""
+    ro = roll(6, 4, expires_at=T0 + timedelta(days=20))
+    a = row(granted=10, rollovers=[ro])
+    new = deduct(ordered([a]), D(1), "cap", T0).changed[a.id]
+    assert new.rollovers == (attrs.evolve(ro, balance=D(3)),)
