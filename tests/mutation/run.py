@@ -60,7 +60,7 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "aggregate": (
         "autumn_core/rules/aggregate.py",
-        ("tests/core/test_balance_delete_aggregate_versions.py",),
+        ("tests/engine/test_aggregate.py", "tests/core/test_balance_delete_aggregate_versions.py"),
     ),
     "pricing": ("autumn_core/rules/pricing.py", ("tests/engine", "tests/lifecycle")),
     "due": ("autumn_core/rules/due.py", ("tests/engine/test_due.py", "tests/lifecycle")),
