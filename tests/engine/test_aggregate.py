@@ -12,8 +12,8 @@ from autumn_core.model import EventRecord
 from autumn_core.rules.aggregate import OTHER, aggregate, bin_start, features_of, group_of
 
 
-def utc(year: int, month: int, day: int, hour: int = 0) -> datetime:
-    return datetime(year, month, day, hour, tzinfo=UTC)
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def event(
