@@ -53,6 +53,7 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "limits": (
         "autumn_core/rules/limits.py",
         (
+            "tests/engine/test_limits_rules.py",
             "tests/controls/test_limits.py",
             "tests/controls/test_credits.py",
             "tests/controls/test_signals.py",

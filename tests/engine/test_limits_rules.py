@@ -1,0 +1,119 @@
+"""Billing controls as pure rules (BC3, BC4, BC6): usage windows, capacity, alert conditions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal as D
+
+import pytest
+
+from autumn_core.controls import UsageAlert, UsageLimit
+from autumn_core.rules.deduction import Candidate
+from autumn_core.rules.limits import (
+    INFINITE,
+    AlertFigures,
+    FeatureRule,
+    alert_raised,
+    block_reason,
+    capacity,
+    window_bounds,
+)
+from tests.engine.helpers import T0, roll, row
+
+
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
+
+
+#: Wednesday 5 March 2025, 10:37:21.5
+NOW = datetime(2025, 3, 5, 10, 37, 21, 500000, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("interval", "start", "end"),
+    [
+        ("hour", utc(2025, 3, 5, 10), utc(2025, 3, 5, 11)),
+        ("day", utc(2025, 3, 5), utc(2025, 3, 6)),
+        ("week", utc(2025, 3, 3), utc(2025, 3, 10)),
+        ("month", utc(2025, 3, 1), utc(2025, 4, 1)),
+        ("year", utc(2025, 1, 1), utc(2026, 1, 1)),
+    ],
+)
+def test_bc3_utc_windows_are_calendar_windows(
+    interval: str, start: datetime, end: datetime
+) -> None:
+    """Given a limit per hour, day, week, month or year anchored in UTC (or on a billing cycle
+    not started yet, or without one), then the window holding Wednesday 5 March 10:37:21.5
+    is the calendar one: from 10:00, midnight, Monday, the 1st, January 1st."""
+    utc_limit = UsageLimit("messages", D(10), interval, anchor="utc")
+    cycle_limit = UsageLimit("messages", D(10), interval)
+    assert window_bounds(utc_limit, T0, NOW) == (start, end)
+    assert window_bounds(cycle_limit, None, NOW) == (start, end)
+    assert window_bounds(cycle_limit, utc(2025, 3, 6), NOW) == (start, end)
+
+
+def test_bc3_billing_cycle_windows_are_phased_to_the_anchor() -> None:
+    """Given a monthly limit on a cycle anchored on 31 January 10:00, then the window holding
+    5 March is [28 February 10:00, 31 March 10:00); a daily one [5 March 10:00, 6 March)."""
+    monthly = UsageLimit("messages", D(10), "month")
+    assert window_bounds(monthly, T0, NOW) == (utc(2025, 2, 28, 10), utc(2025, 3, 31, 10))
+    daily = UsageLimit("messages", D(10), "day")
+    assert window_bounds(daily, T0, NOW) == (utc(2025, 3, 5, 10), utc(2025, 3, 6, 10))
+
+
+def test_bc6_capacity_in_feature_units() -> None:
+    """Given a row with 4 left and a live rollover of 0.5 (one expired at now is ignored), and
+    a credit pool with 10 credits at 2.5 per unit, then 8.5 units can still be used."""
+    own = row(granted=10, balance=4, rollovers=[roll("0.5"), roll(3, expires_at=T0)])
+    pool = row("credits", granted=10)
+    cands = [Candidate(own, D(1)), Candidate(pool, D("2.5"))]
+    assert capacity(cands, T0) == D("8.5")
+
+
+def test_bc6_capacity_counts_pass2_room_down_to_the_floor() -> None:
+    """Given a usage-billed row at -2 capped at 5 (3 of room) and a row at -1, then the
+    capacity is 3; an uncapped usage row or an unlimited row makes it infinite."""
+    capped = row(granted=0, balance=-2, billing="usage", max_purchase=5)
+    spent = row(granted=5, balance=-1)
+    assert capacity([Candidate(capped, D(1)), Candidate(spent, D(1))], T0) == D(3)
+    uncapped = row(granted=0, billing="usage")
+    assert capacity([Candidate(spent, D(1)), Candidate(uncapped, D(1))], T0) == INFINITE
+    assert capacity([Candidate(row(unlimited=True), D(1))], T0) == INFINITE
+
+
+def test_bc6_why_a_feature_is_blocked() -> None:
+    """Given rows with nothing left, then the reason is the spend limit (a usage row under one),
+    else max_purchase (a capped usage row at its floor), else the included amount; with room
+    or without rows, nothing is blocked."""
+    from autumn_core.controls import SpendLimit
+
+    at_floor = row(granted=0, balance=-5, billing="usage", max_purchase=5)
+    empty = row(granted=5, balance=0)
+    spend = {"messages": FeatureRule(spend=SpendLimit("messages", True, D(5)))}
+    cands = [Candidate(empty, D(1)), Candidate(at_floor, D(1))]
+    assert block_reason(cands, spend, T0) == "spend_limit"
+    assert block_reason(cands, {}, T0) == "max_purchase"
+    assert block_reason([Candidate(empty, D(1))], spend, T0) == "included"
+    assert block_reason([Candidate(row(granted=5), D(1))], {}, T0) is None
+    assert block_reason([], {}, T0) is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "threshold", "raised", "quiet"),
+    [
+        ("usage", "80", (80, 20, 100), (D("79.99"), 20, 100)),
+        ("remaining", "20", (80, 20, 100), (80, D("20.01"), 100)),
+        ("usage_percentage", "80", (80, 20, 100), (D("79.99"), 20, 100)),
+        ("remaining_percentage", "20", (80, 20, 100), (80, D("20.01"), 100)),
+    ],
+)
+def test_bc4_alert_conditions_hold_at_their_threshold(
+    kind: str, threshold: str, raised: tuple[object, ...], quiet: tuple[object, ...]
+) -> None:
+    """Given an alert at its threshold (usage 80 of 100, 20 remaining), then it holds exactly
+    there and not a cent before; a percentage alert never holds against a basis of 0."""
+    alert = UsageAlert("messages", D(threshold), kind)
+    assert alert_raised(alert, AlertFigures(*(D(v) for v in raised)))  # type: ignore[arg-type]
+    assert not alert_raised(alert, AlertFigures(*(D(v) for v in quiet)))  # type: ignore[arg-type]
+    if kind.endswith("percentage"):
+        assert not alert_raised(alert, AlertFigures(D(80), D(-1), D(0)))
