@@ -74,7 +74,7 @@ def test_r16_an_event_counts_for_its_feature_or_the_features_listening_to_its_na
     """Given features messages and tokens, where tokens listens to "chat", then an event of
     messages counts for messages only, one named chat for tokens only, one of another feature
     or name for none."""
-    asked, names = ["messages", "tokens"], {"tokens": ["chat"], "messages": []}
+    asked, names = ["messages", "tokens"], {"tokens": ["chat"]}
     assert features_of(event(), asked, names) == ["messages"]
     assert features_of(event(feature="words"), asked, names) == []
     assert features_of(event(feature=None, name="chat"), asked, names) == ["tokens"]
@@ -96,11 +96,13 @@ def test_r16_groups_by_entity_customer_or_property() -> None:
 
 
 def test_r16_sums_counts_and_totals_of_events_inside_the_range() -> None:
-    """Given events of 2.5 and 4 on 5 March, 1 on 6 March and 7 at the range's end, when two
-    days are aggregated, then the days sum 6.5 and 1 (or count 2 and 1) and the totals are 3
-    events summing 7.5; the event at the end is outside."""
+    """Given a 7 before the range, events of 2.5 at its start and 4 on 5 March, 1 on 6 March
+    and 7 at the range's end, when two days are aggregated, then the days sum 6.5 and 1 (or
+    count 2 and 1) and the totals are 3 events summing 7.5; the events outside are left out,
+    also one at an end that falls inside a day (12:00)."""
     events = [
-        event("2.5", at=utc(2025, 3, 5, 1)),
+        event(7, at=utc(2025, 3, 4, 23)),
+        event("2.5", at=utc(2025, 3, 5)),
         event(4, at=utc(2025, 3, 5, 23)),
         event(1, at=utc(2025, 3, 6, 12)),
         event(7, at=utc(2025, 3, 7)),
@@ -114,13 +116,28 @@ def test_r16_sums_counts_and_totals_of_events_inside_the_range() -> None:
     counted = aggregate(events, ["messages"], event_names={}, count=True, **window)  # type: ignore[arg-type]
     assert [b.values["messages"] for b in counted.bins] == [D(2), D(1)]
     assert counted.totals["messages"].sum == D("7.5")
+    noon = aggregate(
+        events,
+        ["messages"],
+        event_names={},
+        start=utc(2025, 3, 5),
+        end=utc(2025, 3, 6, 12),
+        bin_size="day",
+    )
+    assert [b.values["messages"] for b in noon.bins] == [D("6.5"), D(0)]
 
 
 def test_r16_groups_beyond_the_largest_are_summed_under_other() -> None:
-    """Given events of models a (5), b (3), c (3) and d (1) in one day, when grouped by model
-    keeping 2 groups, then a and b (b before c: a tie goes by name) are kept and c and d sum 4
-    under Other."""
-    events = [event(5, model="a"), event(3, model="c"), event(3, model="b"), event(1, model="d")]
+    """Given events of models a (1), b (3), c (2 + 3) and d (3) in one day, when grouped by
+    model keeping 2 groups, then c and b (b before d: a tie goes by name) are kept and a and d
+    sum 4 under Other; the totals still count every event."""
+    events = [
+        event(1, model="a"),
+        event(3, model="d"),
+        event(2, model="c"),
+        event(3, model="b"),
+        event(3, model="c"),
+    ]
     agg = aggregate(
         events,
         ["messages"],
@@ -132,5 +149,23 @@ def test_r16_groups_beyond_the_largest_are_summed_under_other() -> None:
         max_groups=2,
     )
     (day,) = agg.bins
-    assert day.grouped == {"messages": {"a": D(5), "b": D(3), OTHER: D(4)}}
+    assert day.period_start == utc(2025, 3, 5)
+    assert day.grouped == {"messages": {"b": D(3), "c": D(5), OTHER: D(4)}}
     assert day.values == {"messages": D(12)}
+    assert agg.totals["messages"].count == 5
+
+
+def test_r16_groups_by_the_customer_id() -> None:
+    """Given two events of customer cus, when grouped by $customer_id, then both sum under
+    "cus"."""
+    agg = aggregate(
+        [event(2), event(3)],
+        ["messages"],
+        start=utc(2025, 3, 5),
+        end=utc(2025, 3, 6),
+        bin_size="day",
+        event_names={},
+        group_by="$customer_id",
+        customer_id="cus",
+    )
+    assert agg.bins[0].grouped == {"messages": {"cus": D(5)}}
