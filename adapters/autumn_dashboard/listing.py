@@ -1,13 +1,15 @@
-"""The Customers page's rows: cursor pages in the library's order, and search.
+"""The Customers page's rows: cursor pages in the store's customer order, and search.
 
-The facade pages by customer id (``customers.list(starting_after=id)``), but a pre-created
-customer has no id yet. A page cursor is therefore the last customer *with* an id at or before
-the page end (the anchor) plus how many id-less customers follow it on the pages already shown.
+The table shows a customer's name, id, email, products (name and status) and creation time:
+all of it is in the stored record, so a page reads the records of one page through the ``Store``
+port in one read transaction and never builds the full customer view (balances, entities) that
+``customers.list`` returns. A customer with lazy work due (a trial or a cancellation that ended
+since its last write) is shown through ``customers.get``, which applies that work, so its status
+is the one the API reports. A page cursor is the store key of the last customer shown.
 
-Search (a case-insensitive substring of id, name or email) is not a store query, so it walks the
-store's own customer order through the ``Store`` port, reading the stored records only, and
-builds the full customer view just for the rows it shows. Its cursor is the store key of the
-last match.
+Search (a case-insensitive substring of id, name or email) is not a store query: it walks the
+same order, reading batches that start at the page size (a common term fills its page from the
+first batch) and grow towards ``_SCAN_BATCH``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import binascii
 import json
 from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import datetime
 
 import attrs
 
@@ -24,8 +27,6 @@ from autumn_core import Autumn, ByEmail, Customer, InvalidRequest
 from autumn_core.model import CustomerState
 
 PAGE_SIZES = (50, 100, 250)
-#: The facade's largest page.
-_MAX_LIST = 1000
 _SCAN_BATCH = 1000
 #: Stored customers one search request reads at most: kept well under the SQLite store's parsed-state
 #: cache (10,000), which a longer walk would flush, slowing the scan tenfold and the hot paths too.
@@ -33,8 +34,26 @@ SCAN_BUDGET = 5_000
 
 
 @attrs.frozen
+class Holding:
+    name: str
+    #: As the table shows it: active, trialing, canceling, past due, scheduled.
+    status: str
+
+
+@attrs.frozen
+class Row:
+    """One line of the Customers table."""
+
+    id: str | None
+    name: str | None
+    email: str | None
+    created_at: datetime
+    products: tuple[Holding, ...]
+
+
+@attrs.frozen
 class Page:
-    customers: list[Customer]
+    customers: list[Row]
     #: The cursor of the next page, None on the last one.
     next_cursor: str | None
     #: A search that stopped at its scan budget before filling the page: ``next_cursor``
@@ -56,7 +75,16 @@ def decode(cursor: str) -> object:
         raise InvalidRequest(f"not a page cursor: {cursor!r}") from None
 
 
-def ref_of(customer: Customer | CustomerState) -> str | ByEmail:
+def _pk(cursor: str | None) -> str | None:
+    if not cursor:
+        return None
+    value = decode(cursor)
+    if not isinstance(value, str):
+        raise InvalidRequest(f"not a page cursor: {cursor!r}")
+    return value
+
+
+def ref_of(customer: Customer | CustomerState | Row) -> str | ByEmail:
     """How the facade addresses a customer: its id, else its email (a pre-created customer)."""
     if customer.id is not None:
         return customer.id
@@ -64,53 +92,82 @@ def ref_of(customer: Customer | CustomerState) -> str | ByEmail:
     return ByEmail(customer.email)
 
 
+def display_status(status: str, canceled: bool) -> str:
+    """The status shown: a live product with a cancellation pending is "canceling"."""
+    if canceled and status in ("active", "trialing", "past_due"):
+        return "canceling"
+    return status.replace("_", " ")
+
+
+class _Rows:
+    """Table rows from stored records; the catalog's names, the clock's now."""
+
+    def __init__(self, billing: Autumn) -> None:
+        self.billing = billing
+        self.names = {p.id: p.name or p.id for p in billing.catalog.products}
+        self.now = billing.clock.now()
+
+    def of(self, states: list[CustomerState]) -> list[Row]:
+        now, names = self.now, self.names
+        rows: list[Row] = []
+        for s in states:
+            if s.due_at is not None and s.due_at <= now:
+                rows.append(self.of_view(self.billing.customers.get(ref_of(s))))
+                continue
+            rows.append(
+                Row(
+                    s.id,
+                    s.name,
+                    s.email,
+                    s.created_at,
+                    tuple(
+                        Holding(
+                            names.get(p.product_id, p.product_id),
+                            display_status(p.public_status(now), p.canceled_at is not None),
+                        )
+                        for p in s.products
+                        if p.entity_id is None and p.status != "expired"
+                    ),
+                )
+            )
+        return rows
+
+    def of_view(self, c: Customer) -> Row:
+        return Row(
+            c.id,
+            c.name,
+            c.email,
+            c.created_at,
+            tuple(
+                Holding(p.name or p.id, display_status(p.status, p.canceled_at is not None))
+                for p in c.products
+            ),
+        )
+
+
 def list_page(billing: Autumn, size: int, cursor: str | None) -> Page:
-    anchor: str | None = None
-    skip = 0
-    if cursor:
-        value = decode(cursor)
-        if not (
-            isinstance(value, list)
-            and len(value) == 2
-            and (value[0] is None or isinstance(value[0], str))
-            and isinstance(value[1], int)
-            and value[1] >= 0
-        ):
-            raise InvalidRequest(f"not a page cursor: {cursor!r}")
-        anchor, skip = value[0], value[1]
-    rows: list[Customer] = []
-    want = skip + size + 1
-    after = anchor
-    while True:
-        need = min(want - len(rows), _MAX_LIST)
-        batch = billing.customers.list(limit=need, starting_after=after)
-        rows.extend(batch)
-        # A batch ending on id-less customers cannot be continued by id; that takes more than
-        # a thousand of them in a row, and then the listing ends there.
-        if len(rows) >= want or len(batch) < need or batch[-1].id is None:
-            break
-        after = batch[-1].id
-    shown = rows[skip : skip + size]
-    if len(rows) <= skip + size:
-        return Page(shown, None)
-    # The anchor of the next page: the last shown customer with an id, with the id-less rows
-    # after it counted.
-    new_anchor, new_skip = anchor, skip + size
-    for i, c in enumerate(shown):
-        if c.id is not None:
-            new_anchor, new_skip = c.id, len(shown) - 1 - i
-    return Page(shown, encode([new_anchor, new_skip]))
+    after = _pk(cursor)
+    with billing.store.transaction(write=False) as tx:
+        states = tx.list_customers(limit=size + 1, starting_after=after, email=None)
+    shown = states[:size]
+    more = len(states) > size
+    return Page(_Rows(billing).of(shown), encode(shown[-1].pk) if more else None)
 
 
-def _states(billing: Autumn, after_pk: str | None) -> Iterator[CustomerState]:
-    """Every stored customer in the store's order, one read transaction per batch."""
+def _states(
+    billing: Autumn, after_pk: str | None, first: int = _SCAN_BATCH
+) -> Iterator[CustomerState]:
+    """Every stored customer in the store's order, one read transaction per batch; batches
+    start at ``first`` and double up to ``_SCAN_BATCH``."""
+    batch_size = min(first, _SCAN_BATCH)
     while True:
         with billing.store.transaction(write=False) as tx:
-            batch = tx.list_customers(limit=_SCAN_BATCH, starting_after=after_pk, email=None)
+            batch = tx.list_customers(limit=batch_size, starting_after=after_pk, email=None)
         yield from batch
-        if len(batch) < _SCAN_BATCH:
+        if len(batch) < batch_size:
             return
         after_pk = batch[-1].pk
+        batch_size = min(batch_size * 2, _SCAN_BATCH)
 
 
 def matcher(text: str) -> Callable[[CustomerState], bool]:
@@ -127,17 +184,12 @@ def search_page(
 ) -> Page:
     """Up to ``size`` matches after the cursor, scanning at most ``budget`` stored customers
     (so one request stays bounded on a large store; the page then offers to continue)."""
-    after_pk = None
-    if cursor:
-        value = decode(cursor)
-        if not isinstance(value, str):
-            raise InvalidRequest(f"not a page cursor: {cursor!r}")
-        after_pk = value
+    after_pk = _pk(cursor)
     match = matcher(text)
     found: list[CustomerState] = []
     scanned = 0
     last_pk = None
-    for state in _states(billing, after_pk):
+    for state in _states(billing, after_pk, first=size + 1):
         scanned += 1
         last_pk = state.pk
         if match(state):
@@ -145,13 +197,11 @@ def search_page(
             if len(found) > size:
                 break
         if scanned >= budget and len(found) <= size:
-            customers = [billing.customers.get(ref_of(s)) for s in found]
-            return Page(customers, encode(last_pk), partial=True, scanned=scanned)
+            return Page(_Rows(billing).of(found), encode(last_pk), partial=True, scanned=scanned)
     more = len(found) > size
     found = found[:size]
-    customers = [billing.customers.get(ref_of(s)) for s in found]
     cursor_out = encode(found[-1].pk) if more and found else None
-    return Page(customers, cursor_out, scanned=scanned)
+    return Page(_Rows(billing).of(found), cursor_out, scanned=scanned)
 
 
 def product_counts(billing: Autumn) -> Counter[str]:

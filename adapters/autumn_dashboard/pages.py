@@ -82,9 +82,7 @@ def title_of(c: Customer) -> str:
 
 def product_status(p: Any) -> str:
     """The status shown: a live product with a cancellation pending is "canceling"."""
-    if p.canceled_at is not None and p.status in ("active", "trialing", "past_due"):
-        return "canceling"
-    return str(p.status).replace("_", " ")
+    return listing.display_status(str(p.status), p.canceled_at is not None)
 
 
 def invoice_link(gateway_invoice_id: str | None) -> str | None:
@@ -413,6 +411,7 @@ class Pages:
                 "args": args,
                 "preview": preview,
                 "currency": "usd",
+                "feature_names": {f.id: f.name or f.id for f in self.billing.catalog.features},
             },
         )
 
@@ -524,9 +523,14 @@ def _ref_fields(ref: str | ByEmail) -> dict[str, str]:
 
 
 _NO_PRODUCTS = '<span class="muted">none</span>'
+#: The badge class of each status shown (statuses are the library's own words, never input).
+_STATUS_CLASS = {
+    s: s.replace(" ", "-")
+    for s in ("active", "trialing", "canceling", "past due", "scheduled", "expired")
+}
 
 
-def _rows_html(customers: list[Customer], base_url: str) -> Markup:
+def _rows_html(customers: list[listing.Row], base_url: str) -> Markup:
     """The Customers table body, the hottest markup of the dashboard: written here, not in the
     template (which took a third of the page's time). Every value goes through ``html.escape``
     (quotes included)."""
@@ -545,10 +549,9 @@ def _rows_html(customers: list[Customer], base_url: str) -> Markup:
             else f'<a href="{url}" class="mono">{html.escape(c.id)}</a>'
         )
         badges = "".join(
-            f'<span class="badge st-{html.escape(st.replace(" ", "-"))}">{html.escape(p.name or p.id)}'
-            f" <em>{html.escape(st)}</em></span>"
-            for p in c.products
-            for st in (product_status(p),)
+            f'<span class="badge st-{_STATUS_CLASS.get(h.status, "other")}">'
+            f"{html.escape(h.name)} <em>{html.escape(h.status)}</em></span>"
+            for h in c.products
         )
         out.append(
             f'<tr><td><a href="{url}">{html.escape(c.name or fmt.NONE)}</a></td><td>{ident}</td>'

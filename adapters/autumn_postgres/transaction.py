@@ -24,10 +24,16 @@ from autumn_sqldoc.mapping import CHILDREN, email_lower, head_text, order_by
 #: The core's customer order; ``COLLATE "C"`` compares ids by code point (UTF-8 bytes).
 CUSTOMER_ORDER: Final = order_by("created_at", alias="c", collate=' COLLATE "C"')
 
-#: A page of customers (``list_customers``), optionally of one email, after a cursor's pk.
+#: A page of customers (``list_customers``), optionally of one email, after a cursor's pk. The
+#: cursor's created_at bounds the index scan: a page deep in the list reads from its place on.
 LIST_CUSTOMERS: Final = f"""
             SELECT {sql.FULL} FROM autumn_customers c
             WHERE (%(email)s::text IS NULL OR c.email_lower = %(email)s::text)
+              -- a bound the index on (created_at, pk) starts from, instead of filtering every
+              -- row before the cursor (the row comparison below is no index condition)
+              AND c.created_at >= COALESCE(
+                  (SELECT a.created_at FROM autumn_customers a WHERE a.pk = %(after)s::text),
+                  '-infinity'::timestamptz)
               AND (%(after)s::text IS NULL
                    OR NOT EXISTS (SELECT 1 FROM autumn_customers a WHERE a.pk = %(after)s::text)
                    OR (c.created_at, c.id IS NULL, COALESCE(c.id, '') COLLATE "C", c.pk) > (

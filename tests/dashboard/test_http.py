@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.testclient import TestClient
 
-from autumn_core import Autumn, ManualClock
+from autumn_core import Autumn, ByEmail, ManualClock
 from autumn_dashboard import dashboard
 from autumn_dashboard.security import Throttle
 
@@ -280,3 +280,55 @@ def test_usage_chart_has_one_bar_per_day_and_feature(
     assert len(bars.findall(month)) == 4
     assert len(bars.findall(week)) == 3  # the event of 20 days ago is out of the week
     assert "Showing" not in week and week.count("<td>words") == 2
+
+
+def test_the_table_shows_statuses_as_the_api_reports_them_lazy_work_included(
+    app: Any, billing: Autumn, clock: ManualClock
+) -> None:
+    """Given customers on a trial, a canceled plan and a pre-created one, some with lazy work
+    due (the trial and the year ended since their last write), when the Customers page is
+    shown, then every row's products and statuses are those ``customers.get`` reports."""
+    from autumn_dashboard.pages import product_status
+
+    # given
+    billing.attach("ann", "pro")  # a card-less 14-day trial
+    billing.customers.create("bob", name="Bob")
+    billing.attach("bob", "scale")
+    billing.cancel("bob", "scale")  # canceling at the end of its year
+    billing.customers.create(name="Lead", email="lead@example.com")
+    billing.customers.create("cat", name="Cat")
+    billing.attach("cat", "pro")
+    expected_before = {"ann": "trialing", "bob": "canceling", "cat": "trialing"}
+    client, _ = signed_in(app)
+
+    def shown() -> dict[str, list[str]]:
+        html = client.get("/customers?limit=50").text
+        rows = re.findall(r"<tr><td>.*?</tr>", html)
+        out = {}
+        for row in rows:
+            ident = re.search(r'class="mono">([^<]+)<', row)
+            key = ident.group(1) if ident else "PENDING"
+            out[key] = re.findall(r'<span class="badge st-[a-z-]+">([^<]+) <em>([^<]+)</em>', row)
+        return {k: [f"{n}:{s}" for n, s in v] for k, v in out.items()}
+
+    def api() -> dict[str, list[str]]:
+        out = {}
+        for ref in ["ann", "bob", "cat"]:
+            c = billing.customers.get(ref)
+            out[ref] = [f"{p.name}:{product_status(p)}" for p in c.products]
+        lead = billing.customers.get(ByEmail("lead@example.com"))
+        out["PENDING"] = [f"{p.name}:{product_status(p)}" for p in lead.products]
+        return out
+
+    # when / then
+    before = shown()
+    assert before == api()
+    assert {
+        k: next(s.split(":")[1] for s in v if not s.startswith("Free"))
+        for k, v in before.items()
+        if k != "PENDING"
+    } == expected_before
+    clock.advance(days=400)  # every trial and the canceled year are over: lazy work is due
+    after = shown()
+    assert after == api()
+    assert after != before

@@ -65,3 +65,15 @@ def test_reading_a_customer_uses_the_child_indexes(grown: Any) -> None:
 
     scanned = [n["Relation Name"] for n in nodes(p) if n["Node Type"] == "Seq Scan"]
     assert scanned == []
+
+
+def test_a_page_deep_in_the_customer_list_reads_from_its_place(grown: Any) -> None:
+    """Given 3,000 customers, when the page after the 2,000th is listed, then the scan of the
+    customers starts at the cursor: it reads about one page of rows, not the 2,000 before it."""
+    from autumn_postgres.transaction import LIST_CUSTOMERS
+
+    p = plan(grown, LIST_CUSTOMERS, {"email": None, "after": "cus_002000", "limit": 51})
+
+    scans = [n for n in nodes(p) if n.get("Relation Name") == "autumn_customers"]
+    read = sum(n["Actual Rows"] + n.get("Rows Removed by Filter", 0) for n in scans)
+    assert read < 200, scans
