@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal as D
 
+import attrs
 import pytest
 
 from autumn_core.controls import UsageAlert, UsageLimit
@@ -117,3 +118,73 @@ def test_bc4_alert_conditions_hold_at_their_threshold(
     assert not alert_raised(alert, AlertFigures(*(D(v) for v in quiet)))  # type: ignore[arg-type]
     if kind.endswith("percentage"):
         assert not alert_raised(alert, AlertFigures(D(80), D(-1), D(0)))
+
+
+def test_bc6_capacity_sums_every_rollover_fraction_and_pass2_room() -> None:
+    """Given a usage-billed row at 0.5 capped at 2 with two live rollovers (1 and 0.25, one
+    expiring in a day), then its capacity is 0.5 + 1.25 + 2 = 3.75; a free allocated row at 0
+    has none under reject (it would go below zero only under cap)."""
+    soon = roll("0.25", expires_at=datetime(2025, 2, 1, tzinfo=UTC))
+    r = row(granted=5, balance="0.5", billing="usage", max_purchase=2, rollovers=[roll(1), soon])
+    assert capacity([Candidate(r, D(1))], T0) == D("3.75")
+    seats = row("users", granted=5, balance=0, allocated=True)
+    assert capacity([Candidate(seats, D(1))], T0) == D(0)
+    assert block_reason([Candidate(seats, D(1))], {}, T0) == "included"
+
+
+def test_bc6_half_a_unit_left_or_a_live_expiring_rollover_is_not_blocked() -> None:
+    """Given a row with 0.5 left, or a spent row with a rollover expiring tomorrow, then the
+    feature is not blocked."""
+    assert block_reason([Candidate(row(granted=5, balance="0.5"), D(1))], {}, T0) is None
+    tomorrow = datetime(2025, 2, 1, tzinfo=UTC)
+    rolled = row(granted=5, balance=0, rollovers=[roll(2, expires_at=tomorrow)])
+    assert block_reason([Candidate(rolled, D(1))], {}, T0) is None
+
+
+def test_bc4_a_percentage_of_a_basis_of_one_is_measured() -> None:
+    """Given a basis of 1 unit fully used, then a 100 % usage alert holds."""
+    alert = UsageAlert("messages", D(100), "usage_percentage")
+    assert alert_raised(alert, AlertFigures(D(1), D(0), D(1)))
+
+
+def test_bc3_a_billing_cycle_day_window_steps_one_day() -> None:
+    """Given a daily limit on a cycle anchored on 31 January 10:00, then at 4 March 10:37 the
+    window is [4 March 10:00, 5 March 10:00)."""
+    daily = UsageLimit("messages", D(10), "day")
+    at = utc(2025, 3, 4, 10, 37)
+    assert window_bounds(daily, T0, at) == (utc(2025, 3, 4, 10), utc(2025, 3, 5, 10))
+
+
+def test_bc2_a_spend_limit_in_percent_of_the_granted_amount() -> None:
+    """Given a spend limit of 50 % over rows granting 10 and 30, then 20 units of overage are
+    allowed; an absolute limit of 50 allows 50; a disabled or empty one caps nothing."""
+    from autumn_core.controls import SpendLimit
+    from autumn_core.rules.limits import spend_cap
+
+    rows = [row(granted=10), row(granted=30)]
+    percent = SpendLimit("messages", True, D(50), "usage_percentage")
+    assert spend_cap(FeatureRule(spend=percent), rows) == D(20)
+    assert spend_cap(FeatureRule(spend=SpendLimit("messages", True, D(50))), rows) == D(50)
+    assert spend_cap(FeatureRule(spend=SpendLimit("messages", True, None)), rows) is None
+    assert spend_cap(FeatureRule(), rows) is None
+
+
+def test_bc2_restore_keeps_the_results_figures_on_the_original_rows() -> None:
+    """Given a deduction over governed rows that moved a balance to 3 and spent a rollover,
+    with 2 remaining, then the restored result keeps the original row's billing with the new
+    balance and rollovers, and the applied, remainder and unlimited flag as they were."""
+    from autumn_core.model import replace
+    from autumn_core.rules.deduction import Deduction
+    from autumn_core.rules.limits import restore
+
+    original = row(granted=5, billing="prepaid", rollovers=[roll(2)])
+    spent = (attrs.evolve(original.rollovers[0], balance=D(0)),)
+    governed_new = replace(original, billing="usage", balance=D(3), rollovers=spent)
+    result = Deduction({original.id: governed_new}, {"messages": D(4)}, D(2), True)
+    restored = restore(result, {original.id: original})
+    assert restored.changed == {original.id: replace(original, balance=D(3), rollovers=spent)}
+    assert (restored.applied, restored.remainder, restored.absorbed_by_unlimited) == (
+        {"messages": D(4)},
+        D(2),
+        True,
+    )
