@@ -9,6 +9,7 @@ import attrs
 import pytest
 
 from autumn_core.controls import UsageAlert, UsageLimit
+from autumn_core.model import RowState
 from autumn_core.rules.deduction import Candidate
 from autumn_core.rules.limits import (
     INFINITE,
@@ -188,3 +189,49 @@ def test_bc2_restore_keeps_the_results_figures_on_the_original_rows() -> None:
         D(2),
         True,
     )
+
+
+def governed_floors(
+    rows: list[RowState], rules: dict[str, FeatureRule]
+) -> list[tuple[str | None, D | None]]:
+    from autumn_core.rules.limits import governed
+
+    out = governed([Candidate(r, D(1)) for r in rows], rules)
+    return [(c.row.billing, c.row.max_purchase) for c in out]
+
+
+def test_bc2_a_spend_limit_gives_its_room_to_the_first_row_only() -> None:
+    """Given two usage-billed rows at 0 (the first capped at 5 by the plan) under a spend limit
+    of 10 with overage left to the plan, then the first may go to -10 (the limit overrides
+    max_purchase) and the second not below 0; a prepaid row allowed overage takes part too."""
+    from autumn_core.controls import SpendLimit
+
+    spend = FeatureRule(spend=SpendLimit("messages", True, D(10)))
+    first = row(granted=0, billing="usage", max_purchase=5)
+    second = row(granted=0, billing="usage")
+    assert governed_floors([first, second], {"messages": spend}) == [
+        ("usage", D(10)),
+        ("usage", D(0)),
+    ]
+    prepaid = row(granted=0, billing="prepaid")
+    allowed = FeatureRule(overage=True, spend=SpendLimit("messages", True, D(10)))
+    assert governed_floors([prepaid], {"messages": allowed}) == [("usage", D(10))]
+
+
+def test_bc2_overage_switches_keep_the_plans_cap_and_govern_every_feature() -> None:
+    """Given overage allowed without a spend limit, then a usage row keeps the plan's cap of 5
+    and a prepaid row becomes usage-billed without one; given overage refused for messages
+    and for credits, then both features' usage rows lose their pass-2 room; a feature without
+    a rule is left as it is."""
+    capped = row(granted=0, billing="usage", max_purchase=5)
+    prepaid = row(granted=0, billing="prepaid")
+    on = {"messages": FeatureRule(overage=True)}
+    assert governed_floors([capped, prepaid], on) == [("usage", D(5)), ("usage", None)]
+    pool = row("credits", granted=0, billing="usage")
+    words = row("words", granted=0, billing="usage")
+    off = {"messages": FeatureRule(overage=False), "credits": FeatureRule(overage=False)}
+    assert governed_floors([capped, pool, words], off) == [
+        ("prepaid", D(5)),
+        ("prepaid", None),
+        ("usage", None),
+    ]
