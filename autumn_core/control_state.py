@@ -72,10 +72,28 @@ class UsageWindow:
 class ControlState:
     locks: tuple[LockState, ...] = ()
     windows: tuple[UsageWindow, ...] = ()
+    #: When lazy work must next look at the holds: at or before every open lock's expiry. It
+    #: moves earlier when a lock opens and later only once it has passed, so that opening and
+    #: settling locks does not move the customer's due time (a store index entry) every call.
+    lock_due: datetime | None = None
 
     @property
     def next_expiry(self) -> datetime | None:
         return min((lk.expires_at for lk in self.locks), default=None)
+
+    @property
+    def due(self) -> datetime | None:
+        """When the holds next need lazy work (None: never)."""
+        if self.lock_due is not None:
+            return self.lock_due
+        return self.next_expiry if self.locks else None
+
+    def opened(self, lock: LockState) -> ControlState:
+        """This state with ``lock`` open."""
+        due = self.due
+        if due is None or lock.expires_at < due:
+            due = lock.expires_at
+        return attrs.evolve(self, locks=(*self.locks, lock), lock_due=due)
 
     def lock(self, lock_id: str) -> LockState | None:
         return next((lk for lk in self.locks if lk.id == lock_id), None)

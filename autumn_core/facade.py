@@ -296,6 +296,7 @@ class Autumn(LifecycleMixin):
             if self._write(body):
                 done += 1
         topups.run_armed(self._ctx, topups.pending(self._ctx))  # TU2: what a crash left
+        locks_uc.forget_old(self._ctx, now)  # BC5: the lock index forgets old locks
         notice = self.webhooks.trial_notice
         for pk in trial_notices.candidates(self._ctx, now, notice):
             self._write(trial_notices.notifier(pk, notice))

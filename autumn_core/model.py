@@ -285,7 +285,7 @@ class CustomerState:
         """When lazy work is next due (``rules.due.next_due_at``, or a lock's expiry, BC5),
         computed once per state."""
         due = next_due_at(self)
-        expiry = self.control_state.next_expiry if self.control_state.locks else None
+        expiry = self.control_state.due
         if expiry is not None and (due is None or expiry < due):
             return expiry
         return due
@@ -328,6 +328,17 @@ def with_rows(state: CustomerState, changed: Mapping[str, RowState]) -> Customer
             rows.append(swap)
             dated = dated and _same_dates(r, swap)
     return _copy(state, "rows", tuple(rows), keep_dated=dated)
+
+
+def with_control_state(state: CustomerState, control_state: ControlState) -> CustomerState:
+    """The customer with new control state (holds, windows): the derived due time carries
+    over when the holds' due time did not move."""
+    return _copy(
+        state,
+        "control_state",
+        control_state,
+        keep_dated=control_state.due == state.control_state.due,
+    )
 
 
 def _copy(state: CustomerState, name: str, value: Any, *, keep_dated: bool) -> CustomerState:

@@ -152,6 +152,10 @@ class StoreTransaction(Protocol):
     # -- pending plans (checkout, in-flight gateway operations) -------------------------------
     def put_pending(self, record: PendingRecord) -> None: ...
 
+    def insert_pending(self, record: PendingRecord) -> None:
+        """Insert a record under a key that must be new: ``UniqueViolation`` when a record holds
+        the key (a store may find out only when the transaction commits; nothing is written)."""
+
     def get_pending(self, key: str) -> PendingRecord | None: ...
 
     def delete_pending(self, key: str) -> None: ...

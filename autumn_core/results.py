@@ -134,6 +134,9 @@ class Entity:
     products: list[CustomerProduct] = attrs.field(factory=list)
     features: dict[str, Balance] = attrs.field(factory=dict)
     billing_controls: BillingControls = NO_CONTROLS
+    #: Units used so far in the current window of each usage limit of ``billing_controls``, by
+    #: feature id (Autumn's ``usage_limits[].usage``; BC3).
+    limit_usage: dict[str, Decimal] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -149,6 +152,9 @@ class Customer:
     features: dict[str, Balance] = attrs.field(factory=dict)
     entities: list[Entity] = attrs.field(factory=list)
     billing_controls: BillingControls = NO_CONTROLS
+    #: Units used so far in the current window of each usage limit of ``billing_controls``, by
+    #: feature id (Autumn's ``usage_limits[].usage``; BC3).
+    limit_usage: dict[str, Decimal] = attrs.field(factory=dict)
 
     def has_product(self, product_id: str) -> bool:
         return any(p.id == product_id and p.status != "scheduled" for p in self.products)

@@ -378,6 +378,12 @@ class MemoryTransaction(OutboxOverlay):
         self._need_write()
         self._pending[record.key] = record
 
+    def insert_pending(self, record: PendingRecord) -> None:
+        self._need_write()
+        if self.get_pending(record.key) is not None:
+            raise UniqueViolation(f"pending key {record.key!r} is taken")
+        self._pending[record.key] = record
+
     def get_pending(self, key: str) -> PendingRecord | None:
         v = self._pending.get(key)
         if v is _DELETED:

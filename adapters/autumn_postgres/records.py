@@ -240,6 +240,16 @@ class Records(Session):
         )
 
     @translated
+    def insert_pending(self, record: PendingRecord) -> None:
+        self._need_write()
+        # Sent with the writes (no round trip): a taken key fails the commit.
+        self._fire(
+            "INSERT INTO autumn_pending (key, customer_pk, kind, created_at, data)"
+            " VALUES (%s, %s, %s, %s, %s::jsonb)",
+            (record.key, record.customer_pk, record.kind, record.created_at, codec.encode(record)),
+        )
+
+    @translated
     def get_pending(self, key: str) -> PendingRecord | None:
         row = self._one("SELECT data FROM autumn_pending WHERE key = %s", (key,))
         return None if row is None else codec.structure(sql.doc(row[0]), PendingRecord)

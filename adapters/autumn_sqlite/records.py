@@ -281,10 +281,25 @@ class Records:
     # -- pending ----------------------------------------------------------------------------
     def put_pending(self, record: PendingRecord) -> None:
         self._need_write()
+        data = codec.encode(record)
+        # A rewrite of a record's data alone names no indexed column (SQLite rewrites the index
+        # entries of every column a SET names, changed or not).
+        if self._exec(
+            "UPDATE pending SET data = ? WHERE key = ? AND customer_pk = ? AND kind = ?",
+            (data, record.key, record.customer_pk, record.kind),
+        ).rowcount:
+            return
         self._exec(
             "INSERT INTO pending (key, customer_pk, kind, data) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (key) DO UPDATE SET customer_pk = excluded.customer_pk,"
             " kind = excluded.kind, data = excluded.data",
+            (record.key, record.customer_pk, record.kind, data),
+        )
+
+    def insert_pending(self, record: PendingRecord) -> None:
+        self._need_write()
+        self._exec(
+            "INSERT INTO pending (key, customer_pk, kind, data) VALUES (?, ?, ?, ?)",
             (record.key, record.customer_pk, record.kind, codec.encode(record)),
         )
 

@@ -310,13 +310,33 @@ class SqliteTransaction(Records, OutboxTable):
         # transaction (or written by it), so the new version is known without RETURNING; the
         # ``version = ?`` guard turns any slip in that bookkeeping into an error, never a
         # silent overwrite. Encode first (see insert_customer), then write.
-        if not diff or change.head_changed:
+        if not diff:
             sql = (
                 "UPDATE customers SET id = ?, email_lower = ?, created_us = ?, next_due_us = ?,"
                 " data = ?, version = version + 1 WHERE seq = ? AND version = ?"
             )
             head = self._head_params(after, _micros(change.due_at))
             params: Sequence[Any] = (*head[:5], seq, stored)
+        elif change.head_changed:
+            # SQLite rewrites the entries of every index on a column the SET names, changed
+            # or not: name only the indexed columns whose value moved.
+            head = self._head_params(after, _micros(change.due_at))
+            sets = ["data = ?"]
+            values: list[Any] = [head[4]]
+            if change.identity_changed:
+                sets += ["id = ?", "email_lower = ?"]
+                values += [head[0], head[1]]
+            if change.before.created_at != after.created_at:
+                sets.append("created_us = ?")
+                values.append(head[2])
+            if change.due_changed:
+                sets.append("next_due_us = ?")
+                values.append(head[3])
+            sql = (
+                f"UPDATE customers SET {', '.join(sets)}, version = version + 1"
+                " WHERE seq = ? AND version = ?"
+            )
+            params = (*values, seq, stored)
         elif not change.due_changed:
             # The common case (a track): only the version moves, so no index is touched.
             # By ``seq`` (the rowid): one b-tree search instead of the pk index and then the row.

@@ -6,6 +6,7 @@ optional keys are added where the engine has the data.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -45,13 +46,20 @@ def ms(value: datetime | None) -> int | None:
     return None if value is None else int(value.timestamp() * 1000)
 
 
-def controls_json(controls: BillingControls) -> Json:
-    """Autumn's ``billing_controls`` object: the lists that are set, numbers as JSON numbers."""
+def controls_json(controls: BillingControls, usage: Mapping[str, Decimal] | None = None) -> Json:
+    """Autumn's ``billing_controls`` object: the lists that are set, numbers as JSON numbers;
+    each usage limit with the ``usage`` of its current window when ``usage`` is given (as
+    Autumn's customer and entity responses)."""
     out: Json = {}
     for field in attrs.fields(BillingControls):
         entries = getattr(controls, field.name)
         if entries:
             out[field.name] = [_entry(e) for e in entries]
+    if usage is not None:
+        for entry in out.get("usage_limits", []):
+            used = usage.get(entry["feature_id"])
+            if used is not None:
+                entry["usage"] = num(used)
     return out
 
 
@@ -191,7 +199,7 @@ class Shapes:
             "env": self.env,
             "metadata": dict(c.metadata),
             "send_email_receipts": False,
-            "billing_controls": controls_json(c.billing_controls),
+            "billing_controls": controls_json(c.billing_controls, c.limit_usage),
             "subscriptions": subs,
             "purchases": buys,
             "licenses": [],
@@ -213,7 +221,7 @@ class Shapes:
             "feature_id": e.feature_id,
             "created_at": ms(e.created_at),
             "env": self.env,
-            "billing_controls": controls_json(e.billing_controls),
+            "billing_controls": controls_json(e.billing_controls, e.limit_usage),
             "subscriptions": subs,
             "purchases": buys,
             "balances": balances,

@@ -9,16 +9,28 @@ write (or ``process_due``) records the release.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from autumn_core.app.unit import Unit
 from autumn_core.control_state import LockState, LockTake
-from autumn_core.model import ZERO, CustomerState, PendingRecord, RolloverState, RowState, replace
+from autumn_core.model import (
+    ZERO,
+    CustomerState,
+    PendingRecord,
+    RolloverState,
+    RowState,
+    replace,
+    with_control_state,
+    with_rows,
+)
 
 #: ``PendingRecord.kind`` of the lock index: lock id -> customer, and the lock's status.
 LOCK_KIND = "lock"
+#: How long after its expiry a lock is remembered (Autumn: its receipt's TTL is an hour past
+#: ``expires_at``).
+FORGET_AFTER = timedelta(hours=1)
 
 
 def lock_key(lock_id: str) -> str:
@@ -46,14 +58,15 @@ def takes_of(
 def give_back(state: CustomerState, lock: LockState) -> CustomerState:
     """``state`` with the lock's takes returned to their rows and its window counts undone,
     and the lock removed."""
-    takes = {t.row_id: t for t in lock.takes}
-    rows = state.rows
-    if takes:
-        rows = tuple(
-            r
-            if (take := takes.get(r.id)) is None or r.next_reset_at != take.period
-            else _returned(r, take)
-            for r in rows
+    if lock.takes:
+        takes = {t.row_id: t for t in lock.takes}
+        state = with_rows(
+            state,
+            {
+                r.id: _returned(r, take)
+                for r in state.rows
+                if (take := takes.get(r.id)) is not None and r.next_reset_at == take.period
+            },
         )
     cs = state.control_state
     windows = cs.windows
@@ -66,7 +79,7 @@ def give_back(state: CustomerState, lock: LockState) -> CustomerState:
             for w in windows
         )
     locks = tuple(lk for lk in cs.locks if lk.id != lock.id)
-    return replace(state, rows=rows, control_state=replace(cs, locks=locks, windows=windows))
+    return with_control_state(state, replace(cs, locks=locks, windows=windows))
 
 
 def keep_part(state: CustomerState, lock: LockState, value: Decimal) -> CustomerState | None:
@@ -127,15 +140,24 @@ def release_expired(unit: Unit, state: CustomerState, *, record: bool) -> Custom
     """Lazy work: expired holds released. ``record`` (a write that settles) also marks each
     lock expired in the index, so finalizing it later is ``LockExpired``."""
     cs = state.control_state
-    if not cs.locks:
-        return state
     now = unit.now
+    if cs.lock_due is None and not cs.locks:
+        return state
     expired = [lk for lk in cs.locks if lk.expires_at <= now]
     for lk in expired:
         state = give_back(state, lk)
-        if record:
+        if record and now < forget_at(lk.expires_at):
             unit.tx.put_pending(index_record(state, lk, "expired", now))
+    cs = state.control_state
+    if cs.lock_due is not None and cs.lock_due <= now:
+        state = replace(state, control_state=replace(cs, lock_due=cs.next_expiry))
     return state
+
+
+def forget_at(expires_at: datetime) -> datetime:
+    """When the lock index forgets a lock (its id may then be used again): an hour after it
+    expires, as Autumn keeps a lock's receipt."""
+    return expires_at + FORGET_AFTER
 
 
 def held_total(lock: LockState) -> Decimal:

@@ -18,7 +18,16 @@ from typing import Any
 import attrs
 
 from autumn_core.app import signals
-from autumn_core.app.holds import give_back, index_record, keep_part, lock_key, takes_of
+from autumn_core.app.context import Context
+from autumn_core.app.holds import (
+    LOCK_KIND,
+    forget_at,
+    give_back,
+    index_record,
+    keep_part,
+    lock_key,
+    takes_of,
+)
 from autumn_core.app.limits import Controlled
 from autumn_core.app.unit import Unit
 from autumn_core.app.usage import (
@@ -32,7 +41,15 @@ from autumn_core.app.usage import (
 from autumn_core.app.views import live_rows
 from autumn_core.control_state import LockState
 from autumn_core.errors import Conflict, InvalidRequest, LockExpired, LockNotFound
-from autumn_core.model import ZERO, CustomerState, EventRecord, replace
+from autumn_core.model import (
+    ZERO,
+    CustomerState,
+    EventRecord,
+    PendingRecord,
+    RowState,
+    with_control_state,
+)
+from autumn_core.ports import StoreTransaction
 from autumn_core.results import CheckResult, FinalizeResult
 from autumn_core.rules.deduction import deduct
 from autumn_core.values import check_aware, check_metadata, check_text, to_decimal
@@ -44,11 +61,15 @@ ACTIONS = ("confirm", "release")
 _STATUS = {"confirm": "confirmed", "release": "released"}
 
 
-@attrs.frozen
+@attrs.define
 class LockArgs:
     lock_id: str
     expires_at: datetime | None
     overage: str
+    #: Runs of ``check_with_lock`` so far: the first claims the lock id by inserting its index
+    #: record (the store refuses a taken id, and the call runs again); a run after that reads
+    #: the index first.
+    runs: int = 0
 
 
 def validate_lock(value: Any) -> LockArgs | None:
@@ -100,9 +121,14 @@ def check_with_lock(unit: Unit, a: CheckArgs, lock: LockArgs) -> CheckResult:
         )
     state = unit.get_or_create(a.customer, a.customer_data)
     unit.entity_check(state, a.entity_id)
-    known = unit.tx.get_pending(lock_key(lock.lock_id))
-    if known is not None:
-        return _again(unit, state, a, lock, known.customer_pk)
+    lock.runs += 1
+    if state.control_state.locks and state.control_state.lock(lock.lock_id) is not None:
+        # Open on this customer: the index maps it here (it was written with the hold).
+        return _again(unit, state, a, lock, state.pk)
+    if lock.runs > 1:
+        known = unit.tx.get_pending(lock_key(lock.lock_id))
+        if known is not None:
+            return _again(unit, state, a, lock, known.customer_pk)
     rows = live_rows(ctx, state, now)
     cands = candidates(ctx, rows, f.id, a.entity_id)
     ctl = Controlled.start(ctx, state, a.entity_id, now)
@@ -139,15 +165,20 @@ def check_with_lock(unit: Unit, a: CheckArgs, lock: LockArgs) -> CheckResult:
         overage=lock.overage,
         counted=counted,
     )
-    cs = state.control_state
-    state = replace(state, control_state=attrs.evolve(cs, locks=(*cs.locks, record)))
+    state = with_control_state(state, state.control_state.opened(record))
     unit.put(state)
-    unit.tx.put_pending(index_record(state, record, "held", now))
+    index = index_record(state, record, "held", now)
+    if lock.runs > 1:
+        unit.tx.put_pending(index)
+    else:
+        unit.tx.insert_pending(index)  # a taken id: UniqueViolation, and the call runs again
     # A feature can only become blocked when a row reached zero, or under controls (BC6).
     if ctl is not None or any(r.balance <= 0 for r in result.changed.values()):
         touched = list(dict.fromkeys([f.id, *(c.row.feature_id for c in cands)]))
         signals.after_change(unit, before, state, a.entity_id, touched, candidates)
-    return _held_result(unit, state, a, lock.lock_id)
+    # A deduction changes balances only, never which rows are live.
+    live = [result.changed.get(r.id, r) for r in rows]
+    return _held_result(unit, state, a, lock.lock_id, live)
 
 
 def _again(
@@ -165,8 +196,14 @@ def _again(
     return _held_result(unit, state, a, lock.lock_id)
 
 
-def _held_result(unit: Unit, state: CustomerState, a: CheckArgs, lock_id: str) -> CheckResult:
-    balance = subject_balance(unit.ctx, state, a.feature.id, a.entity_id, unit.now)
+def _held_result(
+    unit: Unit,
+    state: CustomerState,
+    a: CheckArgs,
+    lock_id: str,
+    live: list[RowState] | None = None,
+) -> CheckResult:
+    balance = subject_balance(unit.ctx, state, a.feature.id, a.entity_id, unit.now, live)
     if balance is None:
         # The hold drew on a credit system only: show the pool it drew from.
         lk = state.control_state.lock(lock_id)
@@ -301,3 +338,32 @@ def _replayed(
         value=Decimal(str(payload.get("value", "0"))),
         replayed=True,
     )
+
+
+# -- forgetting --------------------------------------------------------------------------------
+def forget_old(ctx: Context, now: datetime) -> int:
+    """``process_due``: drop the index records of locks an hour past their expiry (settled or
+    not; a hold still open that long is released by the customer's lazy work, which no longer
+    records it), so the lock index holds at most a day and an hour of locks. Their ids may then
+    be used again, and finalizing one is ``LockNotFound``, as with Autumn's lock receipts."""
+    records = ctx.run(lambda tx: tx.list_pending(LOCK_KIND), write=False)
+    old = [r.key for r in records if _forgettable(r, now)]
+    for start in range(0, len(old), _FORGET_BATCH):
+        batch = old[start : start + _FORGET_BATCH]
+
+        def drop(tx: StoreTransaction, batch: list[str] = batch) -> None:
+            for key in batch:
+                record = tx.get_pending(key)  # read again: the id may have been used again
+                if record is not None and _forgettable(record, now):
+                    tx.delete_pending(key)
+
+        ctx.run(drop, write=True)
+    return len(old)
+
+
+_FORGET_BATCH = 500
+
+
+def _forgettable(record: PendingRecord, now: datetime) -> bool:
+    expires = record.payload.get("expires_at")
+    return isinstance(expires, str) and forget_at(datetime.fromisoformat(expires)) <= now

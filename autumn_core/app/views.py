@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import TypeVar, cast
 
 from autumn_core.app.context import Context
+from autumn_core.controls import BillingControls
 from autumn_core.model import ZERO, CustomerState, ProductState, RowState, replace
 from autumn_core.results import Balance, Customer, CustomerProduct, Entity
 from autumn_core.rules.balance_view import balance_view
@@ -157,6 +158,7 @@ def customer_view(ctx: Context, state: CustomerState, now: datetime) -> Customer
             products=[product_view(ctx, p, now) for p in visible if p.entity_id == e.id],
             features=feature_balances(ctx, state, rows, e.id, now),
             billing_controls=e.billing_controls,
+            limit_usage=limit_usage(state, e.billing_controls, rows, e.id, now),
         )
         for e in state.entities
     ]
@@ -172,7 +174,27 @@ def customer_view(ctx: Context, state: CustomerState, now: datetime) -> Customer
         features=feature_balances(ctx, state, rows, None, now),
         entities=entities,
         billing_controls=state.billing_controls,
+        limit_usage=limit_usage(state, state.billing_controls, rows, None, now),
     )
+
+
+def limit_usage(
+    state: CustomerState,
+    controls: BillingControls,
+    rows: list[RowState],
+    entity_id: str | None,
+    now: datetime,
+) -> dict[str, Decimal]:
+    """What each usage limit of ``controls`` (the customer's, or an entity's own) has counted
+    in its current window (BC3): zero once the window it counted in is over."""
+    if not controls.usage_limits:
+        return {}
+    from autumn_core.app.limits import Limit, window_used
+
+    return {
+        u.feature_id: window_used(state, Limit(u, entity_id), rows, entity_id, now)[2]
+        for u in controls.usage_limits
+    }
 
 
 def entity_view(ctx: Context, state: CustomerState, entity_id: str, now: datetime) -> Entity:

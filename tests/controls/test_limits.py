@@ -170,6 +170,38 @@ def test_bc3_entity_and_customer_limits_both_apply(u1: Autumn) -> None:
     assert balance(u1, "tokens").usage == Decimal(30)
 
 
+def test_bc3_customers_and_entities_report_the_usage_of_the_current_window(
+    u1: Autumn, clock: ManualClock
+) -> None:
+    """Given a customer limit and an entity's own limit (Autumn's ``usage_limits[].usage``),
+    when usage is tracked through the entity, then each reports what its window counted, and
+    zero once its window is over."""
+    # given
+    controls(
+        u1, usage_limits=[{"feature_id": "tokens", "limit": 30, "interval": "day", "anchor": "utc"}]
+    )
+    u1.entities.create(
+        "u1",
+        "a",
+        "seats",
+        billing_controls={
+            "usage_limits": [
+                {"feature_id": "tokens", "limit": 20, "interval": "week", "anchor": "utc"}
+            ]
+        },
+    )
+    # when
+    u1.track("u1", "tokens", value=7, entity_id="a")
+    u1.track("u1", "tokens", value=5)
+    # then
+    customer = u1.customers.get("u1")
+    assert customer.limit_usage == {"tokens": Decimal(12)}
+    assert u1.entities.get("u1", "a").limit_usage == {"tokens": Decimal(7)}
+    clock.set(T0 + timedelta(days=1))  # a new day, the same week (T0: a Monday)
+    assert u1.customers.get("u1").limit_usage == {"tokens": Decimal(0)}
+    assert u1.entities.get("u1", "a").limit_usage == {"tokens": Decimal(7)}
+
+
 def test_bc3_a_lock_counts_in_the_window_and_its_release_gives_it_back(u1: Autumn) -> None:
     controls(u1, usage_limits=[{"feature_id": "tokens", "limit": 10, "interval": "day"}])
     assert u1.check("u1", "tokens", required_balance=8, lock={"lock_id": "a"}).allowed

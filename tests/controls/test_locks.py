@@ -174,6 +174,72 @@ def test_bc5_expiry_is_recorded_by_the_next_write(u1: Autumn, clock: ManualClock
     assert (remaining(u1), lock_status(u1, "job-1")) == (Decimal(990), "expired")
 
 
+def lock_ids(billing: Autumn) -> list[str]:
+    with billing.store.transaction(write=False) as tx:
+        return [r.key.removeprefix("lock:") for r in tx.list_pending("lock")]
+
+
+def test_bc5_the_lock_index_forgets_locks_an_hour_past_their_expiry(
+    u1: Autumn, clock: ManualClock
+) -> None:
+    """Given a confirmed, a released and an expired lock, and one still open, when
+    process_due runs an hour past each one's expiry, then the index drops exactly those
+    (settled or expired alike), finalizing one is LockNotFound, and its id can be used again."""
+    # given
+    for lock_id in ("done", "gone"):
+        u1.check("u1", "tokens", required_balance=10, lock={"lock_id": lock_id})
+    u1.balances.finalize("done", "confirm", override_value=4)
+    u1.balances.finalize("gone", "release")
+    u1.check(
+        "u1",
+        "tokens",
+        required_balance=20,
+        lock={"lock_id": "short", "expires_at": T0 + timedelta(minutes=30)},
+    )
+    # when: 30 min after "short" expired, then an hour after it expired
+    clock.set(T0 + timedelta(hours=1))
+    u1.process_due()
+    assert lock_ids(u1) == ["done", "gone", "short"]
+    clock.set(T0 + timedelta(hours=1, minutes=30))
+    u1.process_due()
+    # then
+    assert lock_ids(u1) == ["done", "gone"]
+    with pytest.raises(LockNotFound):
+        u1.balances.finalize("short", "release")
+    clock.set(T0 + timedelta(hours=3))
+    u1.check("u1", "tokens", required_balance=30, lock={"lock_id": "open"})
+    clock.set(T0 + timedelta(hours=25))
+    u1.process_due()
+    assert lock_ids(u1) == ["open"]
+    with pytest.raises(LockNotFound):
+        u1.balances.finalize("done", "confirm")
+    assert (remaining(u1), held(u1)) == (Decimal(966), Decimal(30))
+    again = u1.check("u1", "tokens", required_balance=5, lock={"lock_id": "done"})
+    assert again.allowed and held(u1) == Decimal(35)
+    u1.balances.finalize("done", "confirm")
+    assert (remaining(u1), lock_status(u1, "done")) == (Decimal(961), "confirmed")
+
+
+def test_bc5_settling_a_lock_does_not_move_the_customer_due_time(
+    u1: Autumn, clock: ManualClock
+) -> None:
+    """Given a lock opened and confirmed, then the due time (the store's due index) stays at
+    the first lock's expiry while locks come and go, and process_due then moves it on."""
+    due_before = stored(u1).due_at
+    u1.check("u1", "tokens", required_balance=10, lock={"lock_id": "a"})
+    first = stored(u1).due_at
+    assert first == T0 + timedelta(hours=24) and (due_before is None or first < due_before)
+    u1.balances.finalize("a", "confirm")
+    clock.advance(minutes=5)
+    u1.check("u1", "tokens", required_balance=10, lock={"lock_id": "b"})
+    u1.balances.finalize("b", "release")
+    assert stored(u1).due_at == first
+    clock.set(first)
+    assert u1.process_due() == 1
+    assert stored(u1).due_at == due_before
+    assert stored(u1).control_state.lock_due is None
+
+
 def test_bc5_a_row_reset_during_the_hold_keeps_its_reset_balance(
     u1: Autumn, clock: ManualClock
 ) -> None:

@@ -144,6 +144,10 @@ def test_billing_controls_on_customers_and_entities(sdk: Sdk) -> None:
     # the usage limit caps tracks and checks
     assert sdk.track(customer_id=cid, feature_id="messages", value=8).value == 8
     assert sdk.check(customer_id=cid, feature_id="messages", required_balance=3).allowed is False
+    # the customer reports the usage of the limit's current window, as Autumn does
+    got = sdk.customers.get_or_create(customer_id=cid)
+    assert got.billing_controls.usage_limits is not None
+    assert got.billing_controls.usage_limits[0].usage == 8
     # an update replaces the lists it names
     updated = sdk.customers.update(
         customer_id=cid,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import attrs
 import pytest
 
 from autumn_core.app.unit import IDEMPOTENCY_TTL
@@ -377,6 +378,44 @@ class PendingContract(StoreTestBase):
             assert tx.list_pending("checkout") == [replaced]
             assert [r.key for r in tx.list_pending("operation")] == ["k3"]
             assert tx.list_pending("nothing") == []
+
+    def test_pending_insert_refuses_a_taken_key(self, store: Store) -> None:
+        """Given a pending record, when another is inserted under its key (insert_pending),
+        then UniqueViolation is raised by the end of the transaction and nothing it wrote is
+        kept; a new key inserts."""
+        # given
+        first = pending("k1")
+        with store.transaction() as tx:
+            tx.insert_pending(first)
+        # when
+        with pytest.raises(UniqueViolation), store.transaction() as tx:
+            tx.put_pending(pending("k_other"))
+            tx.insert_pending(pending("k1", "pk_other"))
+        with store.transaction() as tx:
+            tx.insert_pending(pending("k2"))
+        # then
+        with store.transaction(write=False) as tx:
+            assert tx.get_pending("k1") == first
+            assert tx.get_pending("k_other") is None
+            assert [r.key for r in tx.list_pending("checkout")] == ["k1", "k2"]
+
+    def test_pending_put_rewrites_data_owner_and_kind(self, store: Store) -> None:
+        """Given a pending record, when it is put again with new data, then with another owner
+        and kind, then each put replaces the whole record."""
+        with store.transaction() as tx:
+            tx.put_pending(pending("k1"))
+        data = attrs.evolve(pending("k1"), payload={"status": "confirmed"})
+        with store.transaction() as tx:
+            tx.put_pending(data)
+        with store.transaction(write=False) as tx:
+            assert tx.get_pending("k1") == data
+        moved = pending("k1", "pk_other", kind="operation")
+        with store.transaction() as tx:
+            tx.put_pending(moved)
+        with store.transaction(write=False) as tx:
+            assert tx.get_pending("k1") == moved
+            assert tx.list_pending("checkout") == []
+            assert tx.list_pending("operation") == [moved]
 
     def test_pending_list_is_ordered_by_key(self, store: Store) -> None:
         """Given pending records put in the order b, c, a, when listed, then a, b, c."""
