@@ -6,7 +6,7 @@ from __future__ import annotations
 import attrs
 
 from autumn_core.results import Balance
-from autumn_core.rules.balance_view import balance_view
+from autumn_core.rules.balance_view import balance_view, released_seats
 from tests.engine.helpers import T0, D, row
 
 
@@ -80,3 +80,25 @@ def test_a_zero_balance_is_neither_remaining_nor_overage_and_ties_keep_the_first
     # then
     assert (view.granted, view.remaining, view.usage, view.overage) == (D(10), D(5), D(5), D(0))
     assert view.next_reset_at == rows[0].next_reset_at
+
+
+def test_paid_seats_not_in_use_count_as_remaining() -> None:
+    """P7: given a usage-billed seat row with 2 included seats and 5 paid seats, 4 seats in use
+    (so 2 paid seats used, 3 paid for and free), when viewed, then remaining is the 3 released
+    paid seats, and the same row billed as prepaid or not allocated releases none."""
+    # given
+    seats = attrs.evolve(
+        row("seats", granted=2, balance=-2, billing="usage", allocated=True),
+        paid_seats=D(5),
+        included=D(2),
+    )
+    # when
+    view = balance_view("seats", "allocated", [seats], T0)
+    # then
+    assert (view.granted, view.usage, view.overage, view.remaining) == (D(2), D(4), D(2), D(3))
+    prepaid = attrs.evolve(seats, billing="prepaid")
+    assert balance_view("seats", "allocated", [prepaid], T0).remaining == D(0)
+    metered = attrs.evolve(seats, allocated=False)
+    assert balance_view("seats", "continuous_use", [metered], T0).remaining == D(0)
+    # and the rule itself releases seats of usage-billed allocated rows only
+    assert [released_seats(r) for r in (seats, prepaid, metered)] == [D(3), D(0), D(0)]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import attrs
 import pytest
 
-from autumn_core.rules.deduction import deduct, pass2_floor
+from autumn_core.rules.deduction import Candidate, deduct, pass2_floor
+from autumn_core.values import arithmetic
 from tests.engine.helpers import T0, D, balances_after, ordered, roll, row
 
 
@@ -282,3 +284,159 @@ def test_r12_entity_track_touches_its_rows_and_customer_rows_only() -> None:
     rows = [a, b, cus]
     result = deduct(ordered(rows, entity_id="b"), D(8), "cap", T0)
     assert balances_after(rows, result.changed) == [D(5), D(0), D(2)]
+
+
+# -- edges the mutation run found untested ------------------------------------------------------
+def test_a_zero_value_leaves_unlimited_rows_and_rollovers_alone() -> None:
+    """Given an unlimited row, or a row with a live rollover, when 0 is deducted, then no row
+    is reported changed (a store would otherwise rewrite it)."""
+    unl = row(unlimited=True)
+    rolled = row(granted=10, rollovers=[roll(5)])
+    for rows in ([unl], [rolled]):
+        result = deduct(ordered(rows), D(0), "cap", T0)
+        assert (result.changed, result.remainder) == ({}, D(0))
+
+
+def test_a_dry_run_over_an_unlimited_row_builds_no_row() -> None:
+    """K3: given an unlimited row that counted 4, when 3 is deducted (or 2 refunded) as a dry
+    run, then what would be applied is reported and no row is built."""
+    unl = row(unlimited=True)
+    unl = attrs.evolve(unl, unlimited_usage=D(4))
+    taken = deduct(ordered([unl]), D(3), "reject", T0, dry_run=True)
+    assert (taken.changed, taken.applied, taken.absorbed_by_unlimited) == (
+        {},
+        {"messages": D(3)},
+        True,
+    )
+    given = deduct(ordered([unl]), D(-2), "cap", T0, dry_run=True)
+    assert (given.changed, given.applied) == ({}, {"messages": D(-2)})
+
+
+def test_a_refund_without_rows_remains_whole() -> None:
+    """D5: given no rows, when 3 is refunded, then nothing is applied and 3 remains."""
+    result = deduct([], D(-3), "cap", T0)
+    assert (result.changed, result.applied, result.remainder) == ({}, {}, D(3))
+
+
+def test_a_dry_run_refund_reports_without_building_rows() -> None:
+    """D5, K3: given a row at -4 of 10 granted, when 20 is refunded as a dry run, then 14 would
+    be given back, 6 remain, and no row is built."""
+    r = row(granted=10, balance=-4)
+    result = deduct(ordered([r]), D(-20), "cap", T0, dry_run=True)
+    assert (result.changed, result.applied, result.remainder) == ({}, {"messages": D(-14)}, D(6))
+
+
+def test_r5_a_refund_to_an_unlimited_pool_gives_back_credits_at_the_cost() -> None:
+    """R5, CS1: given an unlimited credit pool that counted 20 credits, when 2 words at 2.5
+    credits each are refunded, then the pool gives back 5 credits (not 0.8)."""
+    pool = attrs.evolve(row("credits", unlimited=True), unlimited_usage=D(20))
+    result = deduct(ordered([pool], "words", {"credits": "2.5"}), D(-2), "cap", T0)
+    assert result.changed[pool.id].unlimited_usage == D(15)
+    assert result.applied == {"credits": D(-5)}
+
+
+def test_cs1_a_row_with_no_room_does_not_convert_what_is_left() -> None:
+    """CS1: given a pool at 3 per word at -5 credits, an own row with no room, and a pool at 2
+    per word at -100, when 5 words are refunded, then the first pool takes 5 credits, the own
+    row nothing, and the second pool the 10 credits left at 2/3: 20/3 rounded once, at the
+    engine's precision (a conversion through the own row's units would round twice)."""
+    first = row("credits", granted=0, balance=-5)
+    own = row(granted=0, balance=0)
+    second = row("tokens", granted=0, balance=-100)
+    cands = [Candidate(first, D(3)), Candidate(own, D(1)), Candidate(second, D(2))]
+    result = deduct(cands, D(-5), "cap", T0)
+    with arithmetic():  # the engine's 60 digits (a bare minus would round to 28)
+        twenty_thirds = D(10) * 2 / 3
+        expected = {"credits": D(-5), "messages": D(0), "tokens": -twenty_thirds}
+        balance = D(-100) + twenty_thirds
+    assert twenty_thirds == D("6." + "6" * 58 + "7")
+    assert result.applied == expected
+    assert result.changed[second.id].balance == balance
+
+
+def test_r5_an_unlimited_pool_counts_credits_at_the_cost() -> None:
+    """R5, CS1: given an unlimited credit pool, when 2 words at 2.5 credits are tracked, then
+    it counts 5 credits."""
+    pool = row("credits", unlimited=True)
+    result = deduct(ordered([pool], "words", {"credits": "2.5"}), D(2), "cap", T0)
+    assert result.changed[pool.id].unlimited_usage == D(5)
+    assert result.applied == {"credits": D(5)}
+
+
+def test_r6_soonest_expiry_first_also_within_a_row_and_for_fractions() -> None:
+    """R6: given a row whose rollovers are 4 (expiring in 20 days, listed first) and 0.5
+    (expiring in 2 days), when 1.5 is deducted, then the 0.5 goes first and 1 comes from the
+    4: the row's own balance is untouched."""
+    later = roll(4, expires_at=T0 + timedelta(days=20))
+    soon = roll("0.5", expires_at=T0 + timedelta(days=2))
+    a = row(granted=10, rollovers=[later, soon])
+    new = deduct(ordered([a]), D("1.5"), "cap", T0).changed[a.id]
+    assert [r.balance for r in new.rollovers] == [D(3), D(0)]
+    assert new.balance == D(10)
+
+
+def test_r6_rows_whose_rollovers_give_nothing_are_not_changed() -> None:
+    """R6: given row a whose rollover of 2 expires first, and row b with a later rollover of 5
+    and a spent one, when exactly 2 is deducted, then only a changes; given a row at 0 with a
+    spent rollover and a row with 10, when 3 is deducted, then only the second changes."""
+    a = row(granted=10, rollovers=[roll(2, expires_at=T0 + timedelta(days=1))])
+    b = row(granted=10, rollovers=[roll(5, expires_at=T0 + timedelta(days=9)), roll(3, 0)])
+    assert set(deduct([Candidate(a, D(1)), Candidate(b, D(1))], D(2), "cap", T0).changed) == {a.id}
+    spent = row(granted=10, balance=0, rollovers=[roll(3, 0)])
+    full = row(granted=10)
+    result = deduct([Candidate(spent, D(1)), Candidate(full, D(1))], D(3), "cap", T0)
+    assert {r.id: r.balance for r in result.changed.values()} == {full.id: D(7)}
+
+
+def test_cs1_an_empty_row_does_not_convert_what_is_left() -> None:
+    """CS1: given a pool at 3 per word with 5 credits, an own row at 0 and a pool at 2 per word
+    with 100, when 5 words are tracked, then the first pool gives 5 credits and the second the
+    10 credits left at 2/3: 20/3 rounded once, at the engine's precision."""
+    first = row("credits", granted=5)
+    own = row(granted=0, balance=0)
+    second = row("tokens", granted=100)
+    cands = [Candidate(first, D(3)), Candidate(own, D(1)), Candidate(second, D(2))]
+    result = deduct(cands, D(5), "cap", T0)
+    with arithmetic():
+        twenty_thirds = D(10) * 2 / 3
+        balance = D(100) - twenty_thirds
+    assert result.applied == {"credits": D(5), "messages": D(0), "tokens": twenty_thirds}
+    assert result.changed[second.id].balance == balance
+
+
+def test_r8_pass2_passes_over_a_row_at_its_floor_without_converting() -> None:
+    """R8, CS1: given usage-billed rows at 0 (a pool at 3 per word capped at 5 credits, an own
+    row capped at 0, a pool at 2 per word uncapped), when 5 words are tracked, then the first
+    pool goes to -5, the own row (at its floor) gives nothing and is passed over, and the
+    second pool takes the 10 credits left at 2/3, rounded once."""
+    first = row("credits", granted=0, billing="usage", max_purchase=5)
+    own = row(granted=0, billing="usage", max_purchase=0)
+    second = row("tokens", granted=0, billing="usage")
+    cands = [Candidate(first, D(3)), Candidate(own, D(1)), Candidate(second, D(2))]
+    result = deduct(cands, D(5), "cap", T0)
+    with arithmetic():
+        twenty_thirds = D(10) * 2 / 3
+        expected = {"credits": D(5), "messages": D(0), "tokens": twenty_thirds}
+        balance = -twenty_thirds
+    assert (result.applied, result.remainder) == (expected, D(0))
+    assert result.changed[second.id].balance == balance
+    assert own.id not in result.changed
+
+
+def test_r8_pass2_takes_a_last_fraction_from_the_next_row() -> None:
+    """R8: given two usage-billed rows at 0, the first capped at 2, when 2.5 is tracked, then
+    the first goes to -2 and the second takes the last 0.5."""
+    capped = row(granted=0, billing="usage", max_purchase=2)
+    uncapped = row(granted=0, billing="usage")
+    result = deduct([Candidate(capped, D(1)), Candidate(uncapped, D(1))], D("2.5"), "cap", T0)
+    assert balances_after([capped, uncapped], result.changed) == [D(-2), D("-0.5")]
+    assert result.remainder == 0
+
+
+def test_r6_a_drained_rollover_keeps_its_id_amount_and_dates() -> None:
+    """R6: given a rollover of 4 (amount 6) expiring in 20 days, when 1 is deducted, then the
+    rollover is the same record with 3 left."""
+    ro = roll(6, 4, expires_at=T0 + timedelta(days=20))
+    a = row(granted=10, rollovers=[ro])
+    new = deduct(ordered([a]), D(1), "cap", T0).changed[a.id]
+    assert new.rollovers == (attrs.evolve(ro, balance=D(3)),)

@@ -9,7 +9,7 @@ import attrs
 from autumn_core.catalog import Rollover
 from autumn_core.model import RowState
 from autumn_core.rules.balance_view import balance_view
-from autumn_core.rules.deduction import shift_total
+from autumn_core.rules.deduction import Candidate, shift_total
 from tests.engine.helpers import T0, D, ordered, roll, row
 
 
@@ -65,6 +65,81 @@ def test_b3_set_usage_is_set_remaining_of_granted_minus_usage() -> None:
 def test_b2_zero_delta_changes_nothing() -> None:
     a = row(granted=5)
     assert shift_total(ordered([a]), D(0)) == {}
+
+
+def in_order(*rows: RowState) -> list[Candidate]:
+    """The feature's own rows as candidates, in the order given."""
+    return [Candidate(r, D(1)) for r in rows]
+
+
+def test_b2_no_rows_take_no_shift() -> None:
+    """Given a subject without rows, when its total is moved by 5, then nothing changes."""
+    assert shift_total([], D(5)) == {}
+    assert shift_total([], D(-5)) == {}
+
+
+def test_b2_a_shift_of_one_or_less_moves_the_total() -> None:
+    """Given a row with 10 left (and one at -3), when the total moves down by 1, then 9 is
+    left; when it moves up by 1 (then by half a unit), then the negative row is lifted."""
+    a = row(granted=10)
+    neg = row(granted=0, balance=-3)
+    assert shift_total(in_order(a), D(1))[a.id].balance == D(9)
+    assert shift_total(in_order(a, neg), D(-1))[neg.id].balance == D(-2)
+    assert shift_total(in_order(a, neg), D("-0.5"))[neg.id].balance == D("-2.5")
+
+
+def test_b2_only_the_rows_whose_balance_moves_are_changed() -> None:
+    """Given rows at 0 and 10, when the total moves down by 5, then only the second row
+    changes; given rows at 0, -5 and -3 and 10, when it moves up by 5, then only the -5 row
+    (lifted to 0) changes; when it moves up by 3 over rows at 10 and -3, the first stays."""
+    empty, full = row(granted=10, balance=0), row(granted=10)
+    assert {r.id: r.balance for r in shift_total(in_order(empty, full), D(5)).values()} == {
+        full.id: D(5)
+    }
+    zero, low, lower = row(granted=5, balance=0), row(granted=5, balance=-5), row(balance=-3)
+    lifted = shift_total(in_order(zero, low, lower, full), D(-5))
+    assert {r.id: r.balance for r in lifted.values()} == {low.id: D(0)}
+    assert {r.id: r.balance for r in shift_total(in_order(full, lower), D(-3)).values()} == {
+        lower.id: D(0)
+    }
+
+
+def test_b2_rollovers_drain_soonest_first_and_only_the_drained_rows_change() -> None:
+    """Given row a (10 left), row b with a never-expiring rollover of 5 and one of 0.5 expiring
+    in 30 days, and row c with a rollover of 4 expiring in 60 days, when the total moves down
+    by 0.5, then only b's expiring rollover goes; by 1, then c's rollover gives the other half
+    and b's never-expiring one is untouched; no row balance moves."""
+    soon = roll("0.5", expires_at=T0 + timedelta(days=30))
+    a = row(granted=10)
+    b = row(granted=10, rollovers=[roll(5), soon])
+    c = row(granted=10, rollovers=[roll(4, expires_at=T0 + timedelta(days=60))])
+    half = shift_total(in_order(a, c, b), D("0.5"))
+    assert set(half) == {b.id}
+    assert [x.balance for x in half[b.id].rollovers] == [D(5), D(0)]
+    one = shift_total(in_order(a, c, b), D(1))
+    assert set(one) == {b.id, c.id}
+    assert [x.balance for x in one[b.id].rollovers] == [D(5), D(0)]
+    assert [x.balance for x in one[c.id].rollovers] == [D("3.5")]
+    assert (one[b.id].balance, one[c.id].balance) == (D(10), D(10))
+
+
+def test_b2_a_spent_rollover_is_not_drained_again() -> None:
+    """Given row a (10 left) and row c at 0 whose rollover is spent, when the total moves
+    down by 5, then only a changes."""
+    a = row(granted=10)
+    c = row(granted=10, balance=0, rollovers=[roll(4, 0)])
+    assert {r.id: r.balance for r in shift_total(in_order(c, a), D(5)).values()} == {a.id: D(5)}
+
+
+def test_b2_rollovers_expired_by_now_are_left_alone() -> None:
+    """Given a row (10 left) with a rollover of 5 that expired at now and one expiring a day
+    later, when the total moves down by 8 at now, then the live rollover gives 5 and the row
+    3; the expired one keeps its 5."""
+    dead, live = roll(5, expires_at=T0), roll(5, expires_at=T0 + timedelta(days=1))
+    a = row(granted=10, rollovers=[dead, live])
+    new = shift_total(in_order(a), D(8), T0)[a.id]
+    assert [x.balance for x in new.rollovers] == [D(5), D(0)]
+    assert new.balance == D(7)
 
 
 # -- the Balance view (2.6) ----------------------------------------------------------------------

@@ -58,3 +58,21 @@ def test_fits_agrees_with_a_reject_dry_run(
     dry = deduct(cands, value, "reject", NOW, dry_run=True)
     expected = dry.absorbed_by_unlimited or value <= 0 or dry.remainder == 0
     assert fits(cands, value, NOW) == expected
+
+
+def test_fits_counts_every_rollover_and_row_balance_together() -> None:
+    """K3 d: given a row with 2 left and a row at 0 with a live rollover of 0.5 (neither may go
+    below zero), when 2.5 is asked, then it fits; 2.51 does not."""
+    full = RowState(
+        id="full", feature_id="m", created_at=NOW, granted=Decimal(2), balance=Decimal(2)
+    )
+    rolled = RowState(
+        id="rolled",
+        feature_id="m",
+        created_at=NOW,
+        granted=Decimal(2),
+        rollovers=(RolloverState("ro", Decimal("0.5"), Decimal("0.5"), None, NOW),),
+    )
+    cands = [Candidate(full, Decimal(1)), Candidate(rolled, Decimal(1))]
+    assert fits(cands, Decimal("2.5"), NOW)
+    assert not fits(cands, Decimal("2.51"), NOW)

@@ -49,6 +49,17 @@ def test_nothing_or_less_is_free() -> None:
     assert usage_amount(Item.priced("m", price=2), D(-1)) == 0
 
 
+def test_no_units_owe_no_flat_amount_of_a_volume_tier() -> None:
+    """Given volume tiers whose first tier carries a $5 flat amount, when no units are priced
+    (a period without overage), then nothing is owed: the flat amount comes with units only."""
+    flat_first = Item.priced(
+        "m", tiers=[Tier(100, "0.08", flat_amount=5), Tier(INF, "0.04")], tier_mode="volume"
+    )
+    assert tiered_amount(flat_first, D(0)) == D(0)
+    assert usage_amount(flat_first, D(0)) == D(0)
+    assert tiered_amount(flat_first, D(1)) == D("5.08")
+
+
 @pytest.mark.parametrize(
     ("amount", "cents"),
     [

@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 import attrs
 import pytest
 
-from autumn_core.catalog import Catalog, Feature, Item, Product, Rollover
+from autumn_core.catalog import Catalog, Feature, Item, Price, Product, Rollover
 from autumn_core.model import ProductState, RowState
 from autumn_core.rules.balance_view import balance_view
 from autumn_core.rules.deduction import deduct
 from autumn_core.rules.periods import add_months, next_boundary, previous_boundary
-from autumn_core.rules.rows import due_for_free_reset, product_rows, reset_row
+from autumn_core.rules.rows import cap_rollovers, due_for_free_reset, product_rows, reset_row
 from tests.engine.helpers import T0, D, ordered, roll, row
 
 _ids = itertools.count(1)
@@ -339,3 +339,161 @@ def test_product_rows_starting_balances_prepaid_packs_and_per_entity() -> None:
         only_entity="c",
     )
     assert [(r.entity_id, r.granted) for r in only_c] == [("c", D(40))]
+
+
+def test_product_rows_carry_every_field_of_their_items() -> None:
+    """2.5, S6, O8: given a paid add-on attached to entity "a" at T0 with a usage-billed item
+    (capped at 20, reset with its monthly price), a prepaid item (a purchase limit of 40 that
+    is not a floor) and a free item reset every 3 days, then each row records its item, the
+    add-on rank, its own reset, and only the usage row keeps the cap and renews with the
+    product."""
+    from autumn_core.model import EntityState
+
+    extra = Product(
+        "extra",
+        add_on=True,
+        price=Price(10),
+        items=[
+            Item.priced("messages", price="0.5", included=5, max_purchase=20),
+            Item.priced("credits", price=2, billing="prepaid", billing_units=10, max_purchase=40),
+            Item.feature("words", included=7, reset="day", reset_count=3),
+        ],
+    )
+    features = [Feature.metered(f) for f in ("messages", "credits", "words")]
+    product = Catalog(features=features, products=[extra]).product("extra")
+    assert product is not None
+    cp = ProductState(
+        "cp_7", "extra", 1, "active", T0, entity_id="a", add_on=True, quantities={"credits": D(25)}
+    )
+    ids = iter(["r1", "r2", "r3"])
+    rows = product_rows(
+        product,
+        cp,
+        {"messages": "metered", "credits": "metered", "words": "metered"},
+        [EntityState("a", "users", T0)],
+        T0 + timedelta(hours=1),
+        reset_anchor=T0,
+        new_id=lambda: next(ids),
+    )
+    now = T0 + timedelta(hours=1)
+    common = {
+        "created_at": now,
+        "cp_id": "cp_7",
+        "product_id": "extra",
+        "entity_id": "a",
+        "per_entity": False,
+        "add_on": True,
+        "anchor": T0,
+    }
+    assert rows == [
+        RowState(
+            id="r1",
+            feature_id="messages",
+            granted=D(5),
+            balance=D(5),
+            item_index=0,
+            billing="usage",
+            max_purchase=D(20),
+            reset="month",
+            next_reset_at=utc(2025, 2, 28, 10),
+            renews_with_product=True,
+            included=D(5),
+            **common,  # type: ignore[arg-type]
+        ),
+        RowState(
+            id="r2",
+            feature_id="credits",
+            granted=D(30),  # ceil(25 / 10) = 3 packs of 10
+            balance=D(30),
+            item_index=1,
+            billing="prepaid",
+            reset="month",
+            next_reset_at=utc(2025, 2, 28, 10),
+            renews_with_product=True,
+            **common,  # type: ignore[arg-type]
+        ),
+        RowState(
+            id="r3",
+            feature_id="words",
+            granted=D(7),
+            balance=D(7),
+            item_index=2,
+            reset="day",
+            reset_count=3,
+            next_reset_at=utc(2025, 2, 3, 10),
+            included=D(7),
+            **common,  # type: ignore[arg-type]
+        ),
+    ]
+
+
+def test_per_entity_rows_go_to_the_entities_of_their_feature_and_of_the_product() -> None:
+    """EN3: given entities a, b (users) and x (bots), when a product with a per-user item is
+    attached to the customer, then a and b get a row each (marked per_entity) and x none;
+    when it is attached to entity b, then only b gets one."""
+    from autumn_core.model import EntityState
+
+    product = Product("p", items=[Item.feature("messages", included=40, per_entity="users")])
+    entities = [EntityState("a", "users", T0), EntityState("b", "users", T0)]
+    entities.append(EntityState("x", "bots", T0))
+    types = {"messages": "metered", "users": "allocated", "bots": "allocated"}
+
+    def owners(entity_id: str | None) -> list[tuple[str | None, bool]]:
+        cp = ProductState("cp_1", "p", 1, "active", T0, entity_id=entity_id)
+        made = product_rows(product, cp, types, entities, T0, reset_anchor=T0, new_id=new_id)
+        return [(r.entity_id, r.per_entity) for r in made]
+
+    assert owners(None) == [("a", True), ("b", True)]
+    assert owners("b") == [("b", True)]
+
+
+def test_ro2_a_fraction_over_the_cap_is_trimmed_and_a_unit_or_less_is_kept() -> None:
+    """RO2: given rollovers of 1 and 4.5 under a cap of 5, then half a unit is trimmed from
+    the older; a rollover of exactly 1 (or 0.5) is kept, only empty ones go."""
+    older = roll(1, expires_at=utc(2025, 3, 1))
+    newer = roll("4.5", expires_at=utc(2025, 4, 1))
+    trimmed = cap_rollovers([newer, older], D(5))
+    assert [(x.amount, x.balance) for x in trimmed] == [(D("0.5"), D("0.5")), (D("4.5"), D("4.5"))]
+    assert [x.balance for x in cap_rollovers([older, roll("0.5")], None)] == [D(1), D("0.5")]
+
+
+def test_ro2_rollovers_that_never_expire_are_trimmed_last() -> None:
+    """RO2: given a never-expiring rollover of 5 and one of 5 expiring on 1 March, under a cap
+    of 5, then the expiring one is trimmed (and dropped), the never-expiring one stays."""
+    forever = roll(5, expires_at=None)
+    expiring = roll(5, expires_at=utc(2025, 3, 1))
+    assert cap_rollovers([forever, expiring], D(5)) == (forever,)
+
+
+def test_ro1_a_leftover_of_a_fraction_or_of_one_rolls_over_with_a_new_id() -> None:
+    """RO1: given 0.5 (then 1) left at the reset of a rolling row, then a rollover of that
+    amount is kept, under the id the reset made for it."""
+    for left in ("0.5", "1"):
+        r = row(granted=10, balance=left, reset="month", rollover=Rollover())
+        (ro,) = reset_row(r, utc(2025, 2, 28, 10), new_id=lambda: "ro_new").rollovers
+        assert (ro.id, ro.amount, ro.balance) == ("ro_new", D(left), D(left))
+
+
+def test_ro1_a_late_reset_dates_its_rollover_from_the_missed_boundary() -> None:
+    """RO1, S3: given a row due on 28 Feb reset only on 10 March, then its rollover is created
+    at 28 Feb and expires a month after it (28 Mar), not a month after the late reset."""
+    r = row(granted=10, balance=4, reset="month", rollover=Rollover(expires_after_months=1))
+    assert r.next_reset_at == utc(2025, 2, 28, 10)
+    (ro,) = reset_row(r, utc(2025, 3, 10), new_id=new_id).rollovers
+    assert (ro.created_at, ro.expires_at) == (utc(2025, 2, 28, 10), utc(2025, 3, 28, 10))
+
+
+def test_e22_a_positive_leftover_is_not_persisted_as_overage() -> None:
+    """E22: given 0.5 left (not overage) when overage persists, then the row refills to 10."""
+    r = row(granted=10, balance="0.5", reset="month")
+    assert reset_row(r, utc(2025, 3, 1), new_id=new_id, persist_overage=True).balance == D(10)
+
+
+def test_a_renewal_keeps_the_next_reset_it_is_given() -> None:
+    """S7: given a monthly row renewed with its period ending 15 March (not the anchor's
+    boundary), then that is its next reset; a row that never resets keeps none."""
+    r = row(granted=10, balance=2, reset="month")
+    renewed = reset_row(r, utc(2025, 2, 28, 10), new_id=new_id, next_reset_at=utc(2025, 3, 15))
+    assert renewed.next_reset_at == utc(2025, 3, 15)
+    never = row(granted=10, balance=2)
+    assert reset_row(never, utc(2025, 2, 28, 10), new_id=new_id).next_reset_at is None

@@ -21,10 +21,12 @@ from autumn_core import (
     FreeTrial,
     IdempotencyConflict,
     Item,
+    ManualClock,
     Product,
     StoreError,
 )
-from autumn_core.app.unit import args_fingerprint
+from autumn_core.app.unit import Unit, args_fingerprint
+from autumn_core.errors import UniqueViolation
 from tests.lifecycle.conftest import T0, Factory
 from tests.lifecycle.test_trial_idempotency_boundaries import trial_catalog
 
@@ -142,3 +144,32 @@ def test_non_finite_decimals_keep_their_names() -> None:
 def test_an_argument_without_a_normal_form_is_a_store_error() -> None:
     with pytest.raises(StoreError, match="cannot normalise argument"):
         args_fingerprint({"v": object()})
+
+
+def test_whole_numbers_in_properties_are_written_without_an_exponent() -> None:
+    """Given properties holding the int 100 and the float 2500.0, then their normal form is
+    "d:100" and "d:2500" (not "d:1E+2"), the same as the Decimals 100.00 and 2.5E+3."""
+    canonical = sha('{"f":"d:2500","n":"d:100"}')
+    assert args_fingerprint({"n": 100, "f": 2500.0}) == canonical
+    assert args_fingerprint({"n": Decimal("100.00"), "f": Decimal("2.5E+3")}) == canonical
+
+
+def test_a_live_key_is_never_overwritten_by_a_racing_call(
+    billing: Autumn, clock: ManualClock
+) -> None:
+    """Given a track stored under key k an hour ago, when a second process that missed the
+    replay (its read raced the first's commit) remembers its own result under k, then the
+    store refuses it (the call runs again and replays) and the first record stays."""
+    # given
+    billing.track("c", "messages", value=1, idempotency_key="k")
+    clock.advance(hours=1)
+    first = stored_fingerprint(billing, "track", "c", "k")
+    # when
+    with billing.store.transaction() as tx:
+        unit = Unit(billing._ctx, tx, write=True)
+        pk = unit.pk_of("c")
+        assert pk is not None
+        # then
+        with pytest.raises(UniqueViolation, match="idempotency key 'k' is in use"):
+            unit.remember("track", pk, "k", "another-fingerprint", {"rival": True})
+    assert stored_fingerprint(billing, "track", "c", "k") == first

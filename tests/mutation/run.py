@@ -1,7 +1,8 @@
 """Run mutmut over one module of the engine, with the narrowest tests that cover it.
 
-    python tests/mutation/run.py classify        # one module (see MODULES)
-    python tests/mutation/run.py --list          # the modules and their tests
+    python tests/mutation/run.py classify          # one module (see MODULES), fresh copy
+    python tests/mutation/run.py classify --rerun  # only its survivors, against today's tests
+    python tests/mutation/run.py --list            # the modules and their tests
 
 Each module gets its own scratch copy under ``$MUTATION_SCRATCH`` (default
 ``/tmp/autumn-mutation``): the package, the adapters the tests import, the tests it names and
@@ -49,10 +50,25 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
         "autumn_core/rules/balance_view.py",
         ("tests/engine", "tests/balances", "tests/core"),
     ),
+    "limits": (
+        "autumn_core/rules/limits.py",
+        (
+            "tests/engine/test_limits_rules.py",
+            "tests/controls/test_limits.py",
+            "tests/controls/test_credits.py",
+            "tests/controls/test_signals.py",
+        ),
+    ),
+    "aggregate": (
+        "autumn_core/rules/aggregate.py",
+        ("tests/engine/test_aggregate.py", "tests/core/test_balance_delete_aggregate_versions.py"),
+    ),
     "pricing": ("autumn_core/rules/pricing.py", ("tests/engine", "tests/lifecycle")),
-    "due": ("autumn_core/rules/due.py", ("tests/lifecycle",)),
+    "due": ("autumn_core/rules/due.py", ("tests/engine/test_due.py", "tests/lifecycle")),
     "trials": ("autumn_core/app/trials.py", ("tests/lifecycle",)),
     "unit": ("autumn_core/app/unit.py", ("tests/lifecycle", "tests/core")),
+    "claim": ("autumn_core/app/attach/execution.py", ("tests/lifecycle",)),
+    "own_trial": ("autumn_core/app/attach/planning.py", ("tests/lifecycle",)),
     "usage": ("autumn_core/app/usage.py", ("tests/lifecycle", "tests/core", "tests/balances")),
 }
 
@@ -67,6 +83,8 @@ FUNCTIONS: dict[str, tuple[str, ...]] = {
         "xǁUnitǁpk_of*",
     ),
     "usage": ("xǁTrackArgsǁfingerprint*", "x_track__*"),
+    "claim": ("x_claim_or_replan*",),
+    "own_trial": ("x__own_trial*",),
 }
 
 
@@ -110,6 +128,17 @@ def prepare(name: str) -> Path:
     return work
 
 
+def refresh_tests(name: str) -> Path:
+    """Copy the module's tests again into its existing scratch copy (the source is unchanged)."""
+    _, tests = MODULES[name]
+    work = _scratch(name)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for top in {test.split("/")[1] for test in tests}:
+        shutil.rmtree(work / "tests" / top)
+        shutil.copytree(ROOT / "tests" / top, work / "tests" / top, ignore=ignore)
+    return work
+
+
 def summary(name: str) -> tuple[Counter[str], list[str]]:
     from mutmut.stats import status_by_exit_code
 
@@ -135,6 +164,11 @@ def main() -> None:
     parser.add_argument("module", nargs="?", choices=sorted(MODULES))
     parser.add_argument("--list", action="store_true")
     parser.add_argument("--summary", action="store_true", help="only print the last run's counts")
+    parser.add_argument(
+        "--rerun",
+        action="store_true",
+        help="run only the last run's survivors again, against the tests as they are now",
+    )
     parser.add_argument("--max-children", default="2")
     args = parser.parse_args()
     if args.list or args.module is None:
@@ -142,11 +176,15 @@ def main() -> None:
             print(f"{name:13} {source:36} {' '.join(tests)}")
         return
     if not args.summary:
-        work = prepare(args.module)
         mutmut = Path(sys.executable).with_name("mutmut")
         cmd = ["nice", "-n", "10", str(mutmut), "run", "--max-children", args.max_children]
-        prefix = MODULES[args.module][0].removesuffix(".py").replace("/", ".")
-        cmd += [f"{prefix}.{fn}" for fn in FUNCTIONS.get(args.module, ())]
+        if args.rerun:
+            cmd += [line.split(":")[0] for line in summary(args.module)[1]]
+            work = refresh_tests(args.module)
+        else:
+            work = prepare(args.module)
+            prefix = MODULES[args.module][0].removesuffix(".py").replace("/", ".")
+            cmd += [f"{prefix}.{fn}" for fn in FUNCTIONS.get(args.module, ())]
         subprocess.run(cmd, cwd=work, check=False)
     counts, survivors = summary(args.module)
     total = sum(counts.values())
