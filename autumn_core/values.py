@@ -63,14 +63,20 @@ _BAD_ID_CHAR = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
 _per_thread = threading.local()
 
 
+def engine_context() -> Context:
+    """This thread's copy of the engine's Decimal context (to ``setcontext`` it)."""
+    mine: Context | None = getattr(_per_thread, "context", None)
+    if mine is None:
+        mine = _per_thread.context = _ARITHMETIC.copy()
+    return mine
+
+
 class _Arithmetic:
     __slots__ = ("_caller",)
 
     def __enter__(self) -> Context:
         self._caller = getcontext()
-        mine: Context | None = getattr(_per_thread, "context", None)
-        if mine is None:
-            mine = _per_thread.context = _ARITHMETIC.copy()
+        mine = engine_context()
         setcontext(mine)
         return mine
 
@@ -78,8 +84,27 @@ class _Arithmetic:
         setcontext(self._caller)
 
 
+class _Engaged:
+    """The engine's context is already the current one (a rule run inside a transaction)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> Context:
+        return getcontext()
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_ENGAGED = _Engaged()
+
+
 def arithmetic() -> AbstractContextManager[Context]:
-    """The engine's Decimal context (``PRECISION`` digits), for the duration of a ``with``."""
+    """The engine's Decimal context (``PRECISION`` digits), for the duration of a ``with``.
+
+    Inside it (a rule called by a use case, which runs in it) entering again sets nothing."""
+    if getcontext() is getattr(_per_thread, "context", None):
+        return _ENGAGED
     return _Arithmetic()
 
 

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, getcontext, setcontext
 from typing import Any, TypeVar
 
 import attrs
@@ -20,7 +20,7 @@ from autumn_core.errors import InvalidRequest, StoreError, UniqueViolation
 from autumn_core.model import ProductVersionRecord
 from autumn_core.ports import Gateway, Store, StoreTransaction
 from autumn_core.serialization import converter
-from autumn_core.values import arithmetic
+from autumn_core.values import engine_context
 
 T = TypeVar("T")
 
@@ -130,6 +130,9 @@ class Context:
         #: feature id -> the credit systems listing it, with its cost in each (the catalog is
         #: immutable, so this is computed once per feature on first use).
         self.pool_costs: dict[str, dict[str, Decimal]] = {}
+        self._optimistic: Callable[[], AbstractContextManager[StoreTransaction]] | None = getattr(
+            store, "optimistic_transaction", None
+        )
 
     def run(
         self,
@@ -146,23 +149,28 @@ class Context:
         locking the customer; if another save came first, the call runs again at once, the
         usual way (locking), so it always ends.
         """
-        first: Callable[[], AbstractContextManager[StoreTransaction]] | None = (
-            getattr(self.store, "optimistic_transaction", None) if optimistic and write else None
-        )
+        first = self._optimistic if optimistic and write else None
         delay = 0.001
-        for attempt in range(MAX_ATTEMPTS):
-            opened = first() if first is not None and attempt == 0 else None
-            try:
-                with arithmetic(), opened or self.store.transaction(write=write) as tx:
-                    return fn(tx)
-            except UniqueViolation:
-                if attempt == MAX_ATTEMPTS - 1:
-                    raise StoreError("a uniqueness race did not settle") from None
-            except StoreError as exc:
-                if not exc.retryable or attempt == MAX_ATTEMPTS - 1:
-                    raise
-                if opened is not None:
-                    continue  # the optimistic attempt lost a race: again now, locking
-                time.sleep(delay * (1 + random.random()))
-                delay = min(delay * 2, 0.1)
+        # The engine's Decimal context for the whole call (``values.arithmetic``), set here
+        # without a context manager object: this runs on every call.
+        caller = getcontext()
+        setcontext(engine_context())
+        try:
+            for attempt in range(MAX_ATTEMPTS):
+                opened = first() if first is not None and attempt == 0 else None
+                try:
+                    with opened or self.store.transaction(write=write) as tx:
+                        return fn(tx)
+                except UniqueViolation:
+                    if attempt == MAX_ATTEMPTS - 1:
+                        raise StoreError("a uniqueness race did not settle") from None
+                except StoreError as exc:
+                    if not exc.retryable or attempt == MAX_ATTEMPTS - 1:
+                        raise
+                    if opened is not None:
+                        continue  # the optimistic attempt lost a race: again now, locking
+                    time.sleep(delay * (1 + random.random()))
+                    delay = min(delay * 2, 0.1)
+        finally:
+            setcontext(caller)
         raise StoreError("unreachable")  # pragma: no cover

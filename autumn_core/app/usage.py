@@ -11,7 +11,7 @@ import attrs
 
 from autumn_core.app import signals
 from autumn_core.app.context import Context
-from autumn_core.app.limits import Controlled
+from autumn_core.app.limits import Controlled, scope_for
 from autumn_core.app.unit import Unit, args_fingerprint
 from autumn_core.app.views import boolean_granted, live_rows, memoized, with_held
 from autumn_core.catalog import Feature
@@ -195,7 +195,7 @@ def check(unit: Unit, a: CheckArgs) -> CheckResult:
     if not cands:
         return CheckResult(False, state.id, f.id, a.required, a.entity_id, None)
     used: Deduction | None = None
-    ctl = Controlled.start(ctx, state, a.entity_id, now)
+    ctl = Controlled.start(ctx, state, a.entity_id, now) if plan.controlled else None
     if ctl is not None:
         # Billing controls (BC2, BC3): the decision under the subject's floors and windows.
         allowed = a.required <= 0 or ctl.fits(f.id, cands, a.required, live_rows(ctx, state, now))
@@ -250,6 +250,8 @@ class CheckPlan:
     room: Decimal | None
     #: The subject's balance of the feature, when ``own`` (else it depends on the decision).
     balance: Balance | None
+    #: Whether the subject has billing controls (BC2, BC3): without, a check skips them.
+    controlled: bool
 
 
 def _check_plan(
@@ -258,10 +260,11 @@ def _check_plan(
     live = live_rows(ctx, state, now)
     cands = tuple(candidates(ctx, live, feature_id, entity_id))
     own = any(c.row.feature_id == feature_id for c in cands)
+    controlled = scope_for(state, entity_id) is not None
     if not own:
-        return CheckPlan(cands, False, None, None)
+        return CheckPlan(cands, False, None, None, controlled)
     balance = subject_balance(ctx, state, feature_id, entity_id, now, live)
-    return CheckPlan(cands, True, capacity(cands, now), balance)
+    return CheckPlan(cands, True, capacity(cands, now), balance, controlled)
 
 
 def _deciding_pool(cands: Sequence[Candidate], dry: Deduction | None) -> tuple[str, Decimal]:
@@ -490,12 +493,20 @@ def subject_balances(
 
     ``live`` = ``live_rows(ctx, state, now)`` when the caller already has it.
     """
+    if live is None:
+        live = live_rows(ctx, state, now)
+    types = ctx.registry.feature_types
+    if len(feature_ids) == 1 and entity_id is None:
+        # A track of one feature by the customer: every row of it is in the view.
+        fid = feature_ids[0]
+        mine = [r for r in live if r.feature_id == fid]
+        out = {fid: balance_view(fid, types[fid], mine, now)} if mine else {}
+        return with_held(state, out, entity_id) if state.control_state.locks else out
     wanted = set(feature_ids)
     by_feature: dict[str, list[RowState]] = {}
-    for r in live_rows(ctx, state, now) if live is None else live:
+    for r in live:
         if r.feature_id in wanted and sees(r, entity_id):
             by_feature.setdefault(r.feature_id, []).append(r)
-    types = ctx.registry.feature_types
     out = {
         fid: balance_view(fid, types[fid], by_feature[fid], now)
         for fid in feature_ids

@@ -160,7 +160,16 @@ def _absorb(
 def _deduct(
     candidates: Sequence[Candidate], value: Decimal, mode: str, now: datetime, dry_run: bool
 ) -> Deduction:
-    # One pass over the candidates sets up everything below (this runs on every track).
+    if len(candidates) == 1 and value > 0:
+        # Most tracks: one row of the feature that holds the value. R7's pass 1 takes it all
+        # from that row, with the same arithmetic as the general path below.
+        only = candidates[0]
+        row = only.row
+        bal = row.balance
+        if bal >= value and only.cost == ONE and not row.unlimited and not row.rollovers:
+            moved = {} if dry_run else {row.id: replace(row, balance=bal - value)}
+            return Deduction(moved, {row.feature_id: ZERO + value}, ZERO)
+    # One pass over the candidates sets up everything below.
     applied: dict[str, Decimal] = {}
     balances: dict[str, Decimal] = {}
     sink: Candidate | None = None
