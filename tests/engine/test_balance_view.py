@@ -3,9 +3,12 @@ of the boolean view, and sums over several rows."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import attrs
 
-from autumn_core.results import Balance
+from autumn_core.model import RolloverState
+from autumn_core.results import Balance, RolloverBalance
 from autumn_core.rules.balance_view import balance_view, released_seats
 from tests.engine.helpers import T0, D, row
 
@@ -102,3 +105,65 @@ def test_paid_seats_not_in_use_count_as_remaining() -> None:
     assert balance_view("seats", "continuous_use", [metered], T0).remaining == D(0)
     # and the rule itself releases seats of usage-billed allocated rows only
     assert [released_seats(r) for r in (seats, prepaid, metered)] == [D(3), D(0), D(0)]
+
+
+def test_released_seats_add_to_the_remaining_of_the_other_rows() -> None:
+    """Given a grant of 1 seat beside the seat row releasing 3 paid seats, when viewed, then
+    remaining is 1 + 3 (the released seats add to what the other rows left)."""
+    # given
+    grant = row("seats", granted=1, grant=True, allocated=True)
+    seats = attrs.evolve(
+        row("seats", granted=2, balance=-2, billing="usage", allocated=True),
+        paid_seats=D(5),
+        included=D(2),
+    )
+    # when
+    view = balance_view("seats", "allocated", [grant, seats], T0)
+    # then
+    assert (view.granted, view.remaining) == (D(3), D(4))
+
+
+def test_an_expired_rollover_is_skipped_and_the_live_ones_after_it_still_count() -> None:
+    """Given a row of 10 (4 left) with an expired rollover of 5 and then a live one of 3 (2
+    left), when viewed, then only the live rollover adds to granted and remaining and is
+    listed."""
+    # given
+    later = T0 + timedelta(days=20)
+    rollovers = (
+        RolloverState("ro_1", D(5), D(5), T0 - timedelta(days=1), T0 - timedelta(days=40)),
+        RolloverState("ro_2", D(3), D(2), later, T0 - timedelta(days=10)),
+    )
+    rows = [row(granted=10, balance=4, reset="month", rollovers=rollovers)]
+    # when
+    view = balance_view("messages", "metered", rows, T0)
+    # then
+    assert (view.granted, view.remaining, view.usage) == (D(13), D(6), D(7))
+    assert view.rollovers == [RolloverBalance(D(3), D(2), later)]
+
+
+def test_no_rows_have_no_interval() -> None:
+    """Given no live rows, when viewed, then nothing is granted and there is no interval."""
+    view = balance_view("messages", "metered", [], T0)
+    assert (view.granted, view.remaining, view.interval, view.next_reset_at) == (
+        D(0),
+        D(0),
+        None,
+        None,
+    )
+
+
+def test_an_unlimited_view_still_lists_the_live_rollovers_of_its_limited_rows() -> None:
+    """Given an unlimited grant beside a monthly row carrying a live rollover, when viewed, then
+    the view is unlimited and still lists that rollover (what the breakdown's rows carry)."""
+    # given
+    later = T0 + timedelta(days=20)
+    rollover = RolloverState("ro_1", D(3), D(2), later, T0 - timedelta(days=10))
+    rows = [
+        row(unlimited=True, grant=True),
+        row(granted=10, reset="month", rollovers=(rollover,)),
+    ]
+    # when
+    view = balance_view("messages", "metered", rows, T0)
+    # then
+    assert view.unlimited
+    assert view.rollovers == [RolloverBalance(D(3), D(2), later)]
