@@ -105,22 +105,33 @@ def capacity(candidates: Sequence[Candidate], now: datetime) -> Decimal | None:
     """
     total = ZERO
     for c in candidates:
-        row = c.row
         if c.cost != ONE:
             return None
-        if row.unlimited:
+        room = row_room(c.row, now)
+        if room.is_infinite():
             return UNBOUNDED
-        for r in row.rollovers:
-            if r.balance > 0 and (r.expires_at is None or r.expires_at > now):
-                total += r.balance
-        if row.balance > 0:
-            total += row.balance
-        floor = pass2_floor(row, "reject", False)
-        if floor is not None:
-            if floor == _NEG_INF:
-                return UNBOUNDED
-            total += max(ZERO, min(row.balance, ZERO) - floor)
+        total += room
     return total
+
+
+def row_room(row: RowState, now: datetime) -> Decimal:
+    """What one row can still give a reject-mode deduction, in its own unit: its live
+    rollovers, its positive balance, then its pass-2 room down to its floor (``UNBOUNDED``
+    for an unlimited row or a row with no floor)."""
+    if row.unlimited:
+        return UNBOUNDED
+    room = ZERO
+    for r in row.rollovers:
+        if r.balance > 0 and (r.expires_at is None or r.expires_at > now):
+            room += r.balance
+    if row.balance > 0:
+        room += row.balance
+    floor = pass2_floor(row, "reject", False)
+    if floor is not None:
+        if floor == _NEG_INF:
+            return UNBOUNDED
+        room += max(ZERO, min(row.balance, ZERO) - floor)
+    return room
 
 
 def fits_within(

@@ -15,7 +15,7 @@ import attrs
 
 from autumn_core.controls import HUNDRED, SpendLimit, UsageAlert, UsageLimit
 from autumn_core.model import ZERO, RowState, replace
-from autumn_core.rules.deduction import Candidate, Deduction, pass2_floor
+from autumn_core.rules.deduction import Candidate, Deduction, row_room
 from autumn_core.rules.periods import add_months, next_boundary, previous_boundary
 
 _NEG_INF = Decimal("-Infinity")
@@ -99,23 +99,12 @@ def restore(result: Deduction, originals: Mapping[str, RowState]) -> Deduction:
 
 def capacity(cands: Sequence[Candidate], now: datetime) -> Decimal:
     """What can still be deducted under "reject", in units of the tracked feature (may be
-    infinite): live rollovers, positive balances, then pass-2 room down to each floor."""
+    infinite): each row's room (``row_room``) converted at its cost."""
     total = ZERO
     for c in cands:
-        row = c.row
-        if row.unlimited:
+        room = row_room(c.row, now)
+        if room.is_infinite():
             return INFINITE
-        room = ZERO
-        for r in row.rollovers:
-            if r.balance > 0 and (r.expires_at is None or r.expires_at > now):
-                room += r.balance
-        if row.balance > 0:
-            room += row.balance
-        floor = pass2_floor(row, "reject", False)
-        if floor is not None:
-            if floor == _NEG_INF:
-                return INFINITE
-            room += max(ZERO, min(row.balance, ZERO) - floor)
         total += room / c.cost
     return total
 
