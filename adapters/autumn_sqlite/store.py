@@ -392,23 +392,13 @@ class SqliteStore:
             if conn.in_transaction:
                 raise StoreError("a transaction is already open on this thread")
             if write:
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                except sqlite3.OperationalError as exc:
-                    if not is_busy(exc):
-                        raise
-                    self._retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"), deadline)
+                self._begin_immediate(conn, deadline)
             else:
                 conn.execute("BEGIN")
         except BaseException as exc:
             if locked:
                 self._write_lock.release()
             if isinstance(exc, sqlite3.Error):
-                if is_busy(exc):
-                    raise StoreError(
-                        f"timed out after {self.lock_timeout} s waiting for the SQLite write lock"
-                        f" on {self.path!r}; nothing was changed ({exc})"
-                    ) from exc
                 raise translate(exc) from exc
             raise
 
