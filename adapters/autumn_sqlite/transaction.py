@@ -3,15 +3,18 @@ write what the core's ``CustomerChange`` lists) on top of the other records (``r
 
 from __future__ import annotations
 
+import operator
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Final, Protocol
 
+import attrs
+
 from autumn_core.changes import CustomerChange, email_key
 from autumn_core.errors import StoreError
-from autumn_core.model import CustomerState, replace, with_version
+from autumn_core.model import CustomerState, RowState, replace, with_version
 from autumn_sqldoc.cache import ParseCache
 from autumn_sqldoc.mapping import (
     CHILDREN,
@@ -45,6 +48,8 @@ def _child_sql(spec: Child) -> tuple[str, str, str, str, str]:
     cols = ", ".join(("customer_pk", spec.key, "pos", *extra, "data"))
     marks = ", ".join("?" * (4 + len(extra)))
     sets = ", ".join(f"{c} = ?" for c in ("pos", *extra, "data"))
+    if spec.attr == "rows":
+        sets += ", balance = NULL"  # the document written holds the balance
     where = f"WHERE customer_pk = ? AND {spec.key} = ?"
     return (
         f"INSERT INTO {spec.table} ({cols}) VALUES ({marks})",
@@ -62,11 +67,25 @@ _CUSTOMER_ORDER: Final = order_by("created_us")
 
 _LOAD_CHILDREN: Final = (
     " UNION ALL ".join(
-        f"SELECT {i}, pos, {spec.key}, data FROM {spec.table} WHERE customer_pk = ?1"
+        f"SELECT {i}, pos, {spec.key}, data, {'balance' if spec.attr == 'rows' else 'NULL'}"
+        f" FROM {spec.table} WHERE customer_pk = ?1"
         for i, spec in enumerate(CHILDREN)
     )
     + " ORDER BY 1, 2"
 )
+#: A save that changes only a row's balance (a track) writes the balance column alone.
+_UPDATE_BALANCE: Final = "UPDATE balance_rows SET balance = ? WHERE customer_pk = ? AND id = ?"
+#: The fields of a balance row other than its balance, read from a row's ``__dict__`` at once.
+_ROW_REST: Final = operator.itemgetter(
+    *(f.name for f in attrs.fields(RowState) if f.name != "balance")
+)
+
+
+def _only_balance_moved(old: RowState, new: RowState) -> bool:
+    """Whether ``new`` differs from ``old`` in its balance alone (every other field the same
+    object, so its stored text is the same: ``Decimal("1.0")`` and ``Decimal("1.00")`` are
+    equal, not the same)."""
+    return all(map(operator.is_, _ROW_REST(old.__dict__), _ROW_REST(new.__dict__)))
 
 
 #: How each child table's documents are stored, without the key its column holds: balance
@@ -195,9 +214,11 @@ class SqliteTransaction(Records, OutboxTable):
         children = self._all(_LOAD_CHILDREN, (pk,))
         try:
             lists: tuple[list[Any], ...] = tuple([] for _ in CHILDREN)
-            for kind, _pos, key, child in children:
+            for kind, _pos, key, child, balance in children:
                 doc = codec.load(unpack(child))
                 doc.setdefault(_KEYS[kind], key)
+                if balance is not None:
+                    doc["balance"] = balance
                 lists[kind].append(doc)
             head = codec.load(unpack(data))
             if "pk" not in head:
@@ -351,8 +372,11 @@ class SqliteTransaction(Records, OutboxTable):
         children: _Ops = []
         if diff:
             for spec, child in changes_of(change):
+                changed: Sequence[tuple[int, Any]] = child.changed
+                if spec.attr == "rows" and changed:
+                    changed = self._balance_ops(children, pk, change.before.rows, changed)
                 self._change_ops(
-                    children, spec, pk, child.added, child.changed, child.moved, child.removed
+                    children, spec, pk, child.added, changed, child.moved, child.removed
                 )
         else:
             for spec in CHILDREN:
@@ -399,6 +423,22 @@ class SqliteTransaction(Records, OutboxTable):
         ]
         if rows:
             ops.append((insert, rows, True))
+
+    @staticmethod
+    def _balance_ops(
+        ops: _Ops, pk: str, before: Sequence[RowState], changed: Sequence[tuple[int, RowState]]
+    ) -> Sequence[tuple[int, RowState]]:
+        """The balance-column updates of the changed rows whose balance alone moved (and not
+        their position); returns the other changed rows."""
+        rest: list[tuple[int, RowState]] = []
+        for pos, row in changed:
+            key = row.id
+            old = before[pos] if pos < len(before) else None
+            if old is not None and old.id == key and _only_balance_moved(old, row):
+                ops.append((_UPDATE_BALANCE, (str(row.balance), pk, key), False))
+            else:
+                rest.append((pos, row))
+        return rest
 
     @staticmethod
     def _change_ops(
