@@ -279,8 +279,9 @@ class TestWrites:
         return seen
 
     def test_a_track_like_save_writes_one_row_and_the_version(self, store: SqliteStore) -> None:
-        """Given a rich customer, when one balance row changes (as in a track), then the save
-        is exactly two writes: the customer's version bump and that row's update."""
+        """Given a rich customer, when one balance row's balance changes with no event (as in
+        a balance update), then the save is exactly two writes: that row's balance and the
+        customer's version bump (before COMMIT)."""
         # given
         s = rich_customer()
         with store.transaction() as tx:
@@ -299,10 +300,51 @@ class TestWrites:
         # then
         writes = [s.split()[0:4] for s in seen if s.split()[0] in ("UPDATE", "INSERT", "DELETE")]
         assert writes == [
-            ["UPDATE", "customers", "SET", "version"],
             ["UPDATE", "balance_rows", "SET", "balance"],
+            ["UPDATE", "customers", "SET", "version"],
         ]
         assert _fresh_load(store, s.pk).rows == after.rows
+
+    def test_a_track_writes_its_row_and_event_and_other_stores_see_it(
+        self, store: SqliteStore
+    ) -> None:
+        """Given a customer another store (another process) has parsed and cached, when a
+        transaction saves one row's new balance and appends the customer's event (a track),
+        then it writes exactly the row and the event (the event moves the version: no
+        customer row update), and the other store reads the new state, twice in a row (the
+        second time from its cache), and its version is larger."""
+        # given
+        s = rich_customer()
+        with store.transaction() as tx:
+            tx.insert_customer(s)
+        other = SqliteStore(store.path)
+        with other.transaction(write=False) as tx:
+            cached = tx.load_customer(s.pk)
+        assert cached is not None
+        with store.transaction(write=False) as tx:
+            before = tx.load_customer(s.pk)
+        assert before is not None
+        after = attrs.evolve(
+            before, rows=(attrs.evolve(before.rows[0], balance=D("22.47")), *before.rows[1:])
+        )
+        seen = self._statements(store)
+        # when
+        with store.transaction() as tx:
+            tx.save_customer(CustomerChange.between(before, after))
+            tx.append_events([event(s.pk, value="1")])
+        # then
+        writes = [s.split()[0:2] for s in seen if s.split()[0] in ("UPDATE", "INSERT", "DELETE")]
+        assert writes == [["UPDATE", "balance_rows"], ["INSERT", "INTO"]]
+        for _ in range(2):
+            with other.transaction(write=False) as tx:
+                seen_by_other = tx.load_customer(s.pk)
+            assert seen_by_other is not None
+            assert seen_by_other.rows == after.rows
+            assert seen_by_other.version > cached.version
+        with store.transaction(write=False) as tx:
+            mine = tx.load_customer(s.pk)
+        assert mine is not None and mine.version == seen_by_other.version
+        other.close()
 
     def test_balance_writes_then_a_whole_row_write_load_exactly(self, store: SqliteStore) -> None:
         """Given a row whose balance alone was saved twice (the balance column: 22.470 keeps
@@ -377,7 +419,8 @@ class TestWrites:
             second = tx.load_customer(s.pk)
         assert second is first
         assert [q for q in seen if q.startswith("SELECT")] == [
-            "SELECT seq, version FROM customers WHERE pk = " + repr(s.pk)
+            "SELECT seq, version, coalesce((SELECT max(e.seq) FROM events AS e"
+            " WHERE e.customer_pk = customers.pk), 0) FROM customers WHERE pk = " + repr(s.pk)
         ]
         assert first is not None
         changed = attrs.evolve(first, name="changed")
