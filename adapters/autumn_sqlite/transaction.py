@@ -91,6 +91,28 @@ _ROW_REST: Final = operator.itemgetter(
 )
 
 
+def _balances_only(change: CustomerChange) -> list[tuple[str, str, str]] | None:
+    """The balance-column updates of a change that moves row balances alone (a track), else
+    None. Same head, same products and entities, same rows in the same places."""
+    before, after = change.before, change.state
+    if before.products is not after.products or before.entities is not after.entities:
+        return None
+    old_rows, new_rows = before.rows, after.rows
+    if len(old_rows) != len(new_rows):
+        return None
+    pk = after.pk
+    out = []
+    for old, new in zip(old_rows, new_rows, strict=True):
+        if old is new:
+            continue
+        if old.id != new.id or not _only_balance_moved(old, new):
+            return None
+        out.append((str(new.balance), pk, new.id))
+    if change.head_changed or change.due_changed:
+        return None
+    return out
+
+
 def _only_balance_moved(old: RowState, new: RowState) -> bool:
     """Whether ``new`` differs from ``old`` in its balance alone (every other field the same
     object, so its stored text is the same: ``Decimal("1.0")`` and ``Decimal("1.00")`` are
@@ -211,10 +233,12 @@ class SqliteTransaction(Records, OutboxTable):
 
     def _publish(self) -> None:
         """After COMMIT: the states this transaction wrote are the committed ones."""
-        if self._overlay:
-            self._store.cache.publish(
-                {pk: None if s is _DELETED else (seq, s) for pk, (seq, s) in self._overlay.items()}
-            )
+        cache = self._store.cache
+        for pk, (seq, state) in self._overlay.items():
+            if state is _DELETED:
+                cache.drop(pk)
+            else:
+                cache.put(pk, (seq, state))
 
     # -- customers: reads -------------------------------------------------------------------
     def customer_pk(self, customer_id: str) -> str | None:
@@ -385,6 +409,16 @@ class SqliteTransaction(Records, OutboxTable):
             cols = self._cols[pk] = list(seen)
         row_version = cols[1]
         diff = stored == change.base_version
+        balances = _balances_only(change) if diff else None
+        if balances is not None:
+            # A track: the new balances alone (the event it appends moves the version).
+            for balance in balances:
+                self._exec(_UPDATE_BALANCE, balance)
+            if pk not in self._moved:
+                self._unbumped.add(pk)
+            self._overlay[pk] = (seq, with_version(after, stored + 1))
+            self._seen.pop(pk, None)
+            return
         # The write lock is held since BEGIN IMMEDIATE and (seq, stored) were read in this
         # transaction (or written by it), so the new version is known without RETURNING; the
         # ``version = ?`` guard turns any slip in that bookkeeping into an error, never a
