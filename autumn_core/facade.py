@@ -50,6 +50,8 @@ Unit.install(due_work=lazy_uc.apply_due, make_customer=customers_uc.get_or_creat
 
 def _properties(value: Any) -> Any:
     """Event properties: a checked JSON copy (a non-dict is left for the use case to refuse)."""
+    if value is None:
+        return None  # the common case, before an ABC isinstance that costs more than a track's id check
     if isinstance(value, Mapping):
         return check_metadata(value, "properties")
     return value
@@ -178,7 +180,10 @@ class Autumn(LifecycleMixin):
             return self._write(lambda unit: locks_uc.check_with_lock(unit, args, lock_args))
         if send_event:
             return self._write(lambda unit: usage_uc.check(unit, args), optimistic=True)
-        return self._read(lambda unit: usage_uc.check(unit, args))
+        try:
+            return self._ctx.run(lambda tx: usage_uc.check_stored(self._ctx, tx, args), write=False)
+        except NeedsWrite:
+            return self._write(lambda unit: usage_uc.check(unit, args))
 
     def track(
         self,

@@ -31,6 +31,8 @@ from autumn_core.errors import InvalidRequest
 #: them out bounds every Decimal computation the engine does.
 MAX_MAGNITUDE = Decimal(10) ** 15
 _INT_MAGNITUDE = 10**15
+_SMALL_COUNT = 1024
+_SMALL = tuple(Decimal(i) for i in range(_SMALL_COUNT))
 #: Decimal places a quantity may have. With MAX_MAGNITUDE every accepted value has at most 28
 #: significant digits, so events and rows hold it exactly.
 MAX_PLACES = 12
@@ -111,6 +113,8 @@ def arithmetic() -> AbstractContextManager[Context]:
 def to_decimal(value: Any, what: str = "value") -> Decimal:
     """Accept int, Decimal, numeric str and finite float (through str); refuse the rest."""
     if type(value) is int and -_INT_MAGNITUDE <= value <= _INT_MAGNITUDE:
+        if 0 <= value < _SMALL_COUNT:
+            return _SMALL[value]  # a Decimal is immutable: one shared object per small count
         return Decimal(value)  # the common case, already in its one spelling
     if isinstance(value, bool) or value is None:
         raise InvalidRequest(f"{what} must be a number, got {value!r}")

@@ -26,6 +26,7 @@ T = TypeVar("T")
 
 #: How often a use case is re-run after a retryable store failure or a lost uniqueness race.
 MAX_ATTEMPTS = 8
+_FIRST_DELAY = 0.001
 
 
 @attrs.frozen
@@ -149,28 +150,38 @@ class Context:
         locking the customer; if another save came first, the call runs again at once, the
         usual way (locking), so it always ends.
         """
-        first = self._optimistic if optimistic and write else None
-        delay = 0.001
+        opener = self._optimistic if optimistic and write else None
         # The engine's Decimal context for the whole call (``values.arithmetic``), set here
         # without a context manager object: this runs on every call.
         caller = getcontext()
         setcontext(engine_context())
         try:
-            for attempt in range(MAX_ATTEMPTS):
-                opened = first() if first is not None and attempt == 0 else None
-                try:
-                    with opened or self.store.transaction(write=write) as tx:
-                        return fn(tx)
-                except UniqueViolation:
-                    if attempt == MAX_ATTEMPTS - 1:
-                        raise StoreError("a uniqueness race did not settle") from None
-                except StoreError as exc:
-                    if not exc.retryable or attempt == MAX_ATTEMPTS - 1:
-                        raise
-                    if opened is not None:
-                        continue  # the optimistic attempt lost a race: again now, locking
-                    time.sleep(delay * (1 + random.random()))
-                    delay = min(delay * 2, 0.1)
+            # The first attempt is written out: it is the only one almost every call makes.
+            try:
+                with opener() if opener is not None else self.store.transaction(write=write) as tx:
+                    return fn(tx)
+            except StoreError as exc:
+                if not (exc.retryable or isinstance(exc, UniqueViolation)):
+                    raise
+                if opener is None and not isinstance(exc, UniqueViolation):
+                    time.sleep(_FIRST_DELAY * (1 + random.random()))
+            return self._again(fn, write)
         finally:
             setcontext(caller)
+
+    def _again(self, fn: Callable[[StoreTransaction], T], write: bool) -> T:
+        """The attempts after the first (``run``), each in a locking transaction."""
+        delay = _FIRST_DELAY * 2
+        for attempt in range(1, MAX_ATTEMPTS):
+            try:
+                with self.store.transaction(write=write) as tx:
+                    return fn(tx)
+            except UniqueViolation:
+                if attempt == MAX_ATTEMPTS - 1:
+                    raise StoreError("a uniqueness race did not settle") from None
+            except StoreError as exc:
+                if not exc.retryable or attempt == MAX_ATTEMPTS - 1:
+                    raise
+                time.sleep(delay * (1 + random.random()))
+                delay = min(delay * 2, 0.1)
         raise StoreError("unreachable")  # pragma: no cover

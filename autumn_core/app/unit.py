@@ -58,6 +58,12 @@ class CustomerMaker(Protocol):
     def __call__(self, unit: Unit, ref: Any, data: CustomerData, /) -> CustomerState: ...
 
 
+def require_entity(state: CustomerState, entity_id: str) -> None:
+    check_id(entity_id, "entity id")
+    if state.entity(entity_id) is None:
+        raise EntityNotFound(f"entity {entity_id!r} does not exist for customer {state.id!r}")
+
+
 class Unit:
     """The unit of work: the lowest application layer. It imports no use case; lazy work and
     customer creation come from the layer above, installed by the composition root
@@ -202,11 +208,8 @@ class Unit:
         self._saved.pop(pk, None)
 
     def entity_check(self, state: CustomerState, entity_id: str | None) -> None:
-        if entity_id is None:
-            return
-        check_id(entity_id, "entity id")
-        if state.entity(entity_id) is None:
-            raise EntityNotFound(f"entity {entity_id!r} does not exist for customer {state.id!r}")
+        if entity_id is not None:
+            require_entity(state, entity_id)
 
     # -- idempotency ------------------------------------------------------------------------
     def replay(

@@ -12,7 +12,7 @@ import attrs
 from autumn_core.app import signals
 from autumn_core.app.context import Context
 from autumn_core.app.limits import Controlled, scope_for
-from autumn_core.app.unit import Unit, args_fingerprint
+from autumn_core.app.unit import Unit, args_fingerprint, require_entity
 from autumn_core.app.views import boolean_granted, live_rows, memoized, with_held
 from autumn_core.catalog import Feature
 from autumn_core.errors import (
@@ -21,6 +21,7 @@ from autumn_core.errors import (
     InvalidRequest,
 )
 from autumn_core.model import ZERO, CustomerState, EventRecord, RowState, with_rows
+from autumn_core.ports import StoreTransaction
 from autumn_core.results import (
     Balance,
     ByEmail,
@@ -161,16 +162,40 @@ def validate_check(
         raise InvalidRequest(f"send_event must be a bool, got {send_event!r}")
     if send_event and feature.type == "boolean":
         raise InvalidRequest(f"send_event is not allowed on boolean feature {feature.id!r}")
+    if customer_data is not None and not isinstance(customer_data, CustomerData):
+        raise InvalidRequest(f"customer_data must be a CustomerData, got {customer_data!r}")
     return CheckArgs(customer_id, feature, required, entity_id, send_event, customer_data)
 
 
 def check(unit: Unit, a: CheckArgs) -> CheckResult:
-    ctx = unit.ctx
     state = unit.get_or_create(a.customer, a.customer_data)
     if a.entity_id is not None:
-        unit.entity_check(state, a.entity_id)
+        require_entity(state, a.entity_id)
+    return _decide(unit.ctx, state, a, unit.now, unit)
+
+
+def check_stored(ctx: Context, tx: StoreTransaction, a: CheckArgs) -> CheckResult:
+    """A read check (``send_event=False``). A stored customer with no lazy work due is decided
+    on its stored state as it is, without a unit of work (the work a unit would do for it is
+    nothing); any other (missing, addressed by email, due) goes through ``check``."""
+    if type(a.customer) is str:
+        pk = tx.customer_pk(a.customer)
+        state = None if pk is None else tx.load_customer(pk, for_update=False)
+        if state is not None:
+            now = ctx.clock.now()
+            due = state.due_at
+            if due is None or due > now:
+                if a.entity_id is not None:
+                    require_entity(state, a.entity_id)
+                return _decide(ctx, state, a, now, None)
+    return check(Unit(ctx, tx, write=False), a)
+
+
+def _decide(
+    ctx: Context, state: CustomerState, a: CheckArgs, now: datetime, unit: Unit | None
+) -> CheckResult:
+    """The check's decision on the subject's state; ``unit`` records it when ``send_event``."""
     f = a.feature
-    now = unit.now
     if f.type == "boolean":
         granted = boolean_granted(ctx, state, f.id, a.entity_id)
         return CheckResult(
@@ -211,6 +236,7 @@ def check(unit: Unit, a: CheckArgs) -> CheckResult:
         allowed = used.remainder == 0
     balance = plan.balance
     if a.send_event and allowed:
+        assert unit is not None  # a check that records runs in a write unit
         _track_on_state(
             unit, state, [f], a.required, a.entity_id, "reject", {}, now, event_name=None
         )

@@ -98,6 +98,34 @@ def test_allocated_usage_goes_negative_unless_rejected(billing: Autumn) -> None:
     assert billing.customers.get("c").features["users"].usage == 7
 
 
+def test_a_check_past_the_reset_sees_the_reset_balance_without_saving_it(
+    billing: Autumn, clock: ManualClock
+) -> None:
+    # given a customer who used 990 of 1,000 messages
+    billing.track("c", "messages", value=990)
+    billing.check("c", "messages")  # a check before the reset is memoized on the stored state
+    version_before = stored_version(billing, "c")
+    # when the clock passes the monthly reset and the customer is only checked
+    clock.advance(days=40)
+    result = billing.check("c", "messages", required_balance=500)
+    # then the check sees the reset balance, and the next reset a month later
+    assert result.allowed
+    b = result.balance
+    assert b is not None
+    assert (b.remaining, b.usage, b.next_reset_at) == (1000, 0, T0.replace(month=5))
+    # and the read saved nothing: the stored customer is the one the last track left
+    assert stored_version(billing, "c") == version_before
+
+
+def stored_version(billing: Autumn, customer_id: str) -> int:
+    with billing.store.transaction(write=False) as tx:
+        pk = tx.customer_pk(customer_id)
+        assert pk is not None
+        state = tx.load_customer(pk)
+        assert state is not None
+        return state.version
+
+
 def test_allocated_rows_never_reset(billing: Autumn, clock: ManualClock) -> None:
     billing.attach("c", "seats5")
     billing.track("c", "users", value=3)
