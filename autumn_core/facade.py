@@ -104,25 +104,18 @@ class Autumn(LifecycleMixin):
         self._ctx.run(lambda tx: self._ctx.registry.sync(tx, now), write=True)
 
     # -- running use cases ------------------------------------------------------------------
-    def _in_tx(
-        self, body: Callable[[Unit], T], write: bool, armed: list[str] | None = None
-    ) -> Callable[[StoreTransaction], T]:
-        def run(tx: StoreTransaction) -> T:
-            unit = Unit(self._ctx, tx, write=write)
-            out = body(unit)
-            if write:
-                unit.flush()
-                if armed is not None:
-                    armed[:] = unit.armed_topups  # this run's (a re-run replaces a lost one's)
-            return out
-
-        return run
-
     def _write(self, body: Callable[[Unit], T], *, optimistic: bool = False) -> T:
-        armed: list[str] = []
-        out = self._ctx.run(self._in_tx(body, True, armed), write=True, optimistic=optimistic)
+        ctx = self._ctx
+
+        def run(tx: StoreTransaction) -> tuple[T, list[str]]:
+            unit = Unit(ctx, tx, write=True)
+            out = body(unit)
+            unit.flush()
+            return out, unit.armed_topups  # the committed run's (a re-run replaces a lost one)
+
+        out, armed = ctx.run(run, write=True, optimistic=optimistic)
         if armed:
-            topups.run_armed(self._ctx, armed)  # TU2: after the commit, outside it
+            topups.run_armed(ctx, armed)  # TU2: after the commit, outside it
         return out
 
     def _read(self, body: Callable[[Unit], T]) -> T:
@@ -130,8 +123,9 @@ class Autumn(LifecycleMixin):
 
         Lazy work due by now is applied to what a read returns but never recorded: a read
         claims, invoices and charges nothing (``app/renewals.settles``)."""
+        ctx = self._ctx
         try:
-            return self._ctx.run(self._in_tx(body, False), write=False)
+            return ctx.run(lambda tx: body(Unit(ctx, tx, write=False)), write=False)
         except NeedsWrite:
             return self._write(body)
 

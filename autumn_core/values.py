@@ -101,13 +101,17 @@ class _Engaged:
 _ENGAGED = _Engaged()
 
 
+def in_engine() -> bool:
+    """Whether this thread computes in the engine's context now (a rule called by a use case,
+    inside its transaction): a rule on the hot path then enters nothing."""
+    return getcontext() is getattr(_per_thread, "context", None)
+
+
 def arithmetic() -> AbstractContextManager[Context]:
     """The engine's Decimal context (``PRECISION`` digits), for the duration of a ``with``.
 
     Inside it (a rule called by a use case, which runs in it) entering again sets nothing."""
-    if getcontext() is getattr(_per_thread, "context", None):
-        return _ENGAGED
-    return _Arithmetic()
+    return _ENGAGED if in_engine() else _Arithmetic()
 
 
 def to_decimal(value: Any, what: str = "value") -> Decimal:
@@ -293,4 +297,7 @@ class CheckedClock:
         self.clock = clock
 
     def now(self) -> datetime:
-        return check_now(self.clock.now())
+        value = self.clock.now()
+        if type(value) is datetime and value.tzinfo is UTC and value < MAX_INSTANT:
+            return value  # ``check_now``'s first test, without its call: read on every call
+        return check_now(value)

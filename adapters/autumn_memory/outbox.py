@@ -32,6 +32,8 @@ class OutboxOverlay:
 
         def _need_write(self) -> None: ...
 
+        def _staged(self, name: str) -> Any: ...
+
     def _outbox_get(self, event_id: str) -> OutboxEntry | None:
         staged = self._outbox.get(event_id)
         if staged is _GONE:
@@ -43,7 +45,7 @@ class OutboxOverlay:
         for entry in entries:
             if self._outbox_get(entry.id) is not None:
                 raise UniqueViolation(f"outbox entry {entry.id!r} exists")
-            self._outbox[entry.id] = entry
+            self._staged("_outbox")[entry.id] = entry
 
     def due_outbox(self, now: datetime, limit: int) -> list[OutboxEntry]:
         ids = sorted(set(self._outbox_committed.entries) | set(self._outbox))
@@ -60,7 +62,7 @@ class OutboxOverlay:
         self._need_write()
         if self._outbox_get(entry.id) is None:
             raise StoreError(f"outbox entry {entry.id!r} does not exist")
-        self._outbox[entry.id] = entry
+        self._staged("_outbox")[entry.id] = entry
 
     def list_outbox(
         self, *, status: str | None, limit: int, starting_after: str | None
@@ -87,7 +89,7 @@ class OutboxOverlay:
                 if len(gone) >= limit:
                     break
         for event_id in gone:
-            self._outbox[event_id] = _GONE
+            self._staged("_outbox")[event_id] = _GONE
         return len(gone)
 
     def _publish_outbox(self) -> None:

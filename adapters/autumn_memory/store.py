@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
 import attrs
@@ -55,53 +56,82 @@ class _Data:
         self.outbox = OutboxStorage()
 
 
-_EMPTY_OVERLAYS: dict[str, Any] = {
-    name: kind()
-    for name, kind in {
-        "_customers": dict,
-        "_by_id": dict,
-        "_idless": dict,
-        "_new_order": list,
-        "_events": list,
-        "_idem": dict,
-        "_trial_subject": frozenset,
-        "_trial_fp": frozenset,
-        "_renewals": frozenset,
-        "_gw_events": frozenset,
-        "_invoices": dict,
-        "_pending": dict,
-        "_versions": dict,
-        "_deleted_customers": frozenset,
-        "_outbox": dict,
-    }.items()
+#: Overlays most write transactions (a track) never write: made on first write
+#: (``MemoryTransaction._staged``); until then the class's immutable empty one is read.
+_LAZY: dict[str, type] = {
+    "_idless": dict,
+    "_new_order": list,
+    "_idem": dict,
+    "_trial_subject": set,
+    "_trial_fp": set,
+    "_renewals": set,
+    "_gw_events": set,
+    "_invoices": dict,
+    "_pending": dict,
+    "_versions": dict,
+    "_deleted_customers": set,
+    "_outbox": dict,
 }
+_NO_ENTRIES: Any = MappingProxyType({})
+_NO_MEMBERS: Any = frozenset()
+_NO_ITEMS: Any = ()
 
 
 class MemoryTransaction(OutboxOverlay):
-    def __init__(self, data: _Data, write: bool) -> None:
+    # Overlays: key -> new value (or _DELETED). A read transaction stages nothing: it reads
+    # the class's empty ones and allocates nothing.
+    _customers: dict[str, Any] = _NO_ENTRIES
+    _by_id: dict[str, Any] = _NO_ENTRIES
+    _events: list[EventRecord] = _NO_ITEMS
+    _idless: dict[str, Any] = _NO_ENTRIES
+    _new_order: list[str] = _NO_ITEMS
+    _idem: dict[tuple[str, str, str], IdempotencyRecord] = _NO_ENTRIES
+    _trial_subject: set[tuple[str, str, str]] = _NO_MEMBERS
+    _trial_fp: set[tuple[str, str]] = _NO_MEMBERS
+    _renewals: set[tuple[str, datetime]] = _NO_MEMBERS
+    _gw_events: set[str] = _NO_MEMBERS
+    _invoices: dict[str, InvoiceRecord] = _NO_ENTRIES
+    _pending: dict[str, Any] = _NO_ENTRIES
+    _versions: dict[tuple[str, int], ProductVersionRecord] = _NO_ENTRIES
+    _deleted_customers: set[str] = _NO_MEMBERS
+    _outbox: dict[str, Any] = _NO_ENTRIES
+
+    #: Whether a lazy overlay was made (``_staged``): commit publishes them only then.
+    _rare = False
+
+    def __init__(self, data: _Data, write: bool, lock: threading.RLock) -> None:
         self._d = data
         self._write = write
+        self._lock = lock
         self._outbox_committed = data.outbox
-        if not write:
-            # A read transaction never stages anything: share empty overlays, allocate nothing.
-            self.__dict__.update(_EMPTY_OVERLAYS)
+        if write:  # what every write (a track) stages
+            self._customers = {}
+            self._by_id = {}
+            self._events = []
+
+    # The transaction is its own context manager (one object per call): a write holds the
+    # store's lock from enter to exit and commits on a clean exit.
+    def __enter__(self) -> MemoryTransaction:
+        if self._write:
+            self._lock.acquire()
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if not self._write:
             return
-        # Overlays: key -> new value (or _DELETED).
-        self._customers: dict[str, Any] = {}
-        self._by_id: dict[str, Any] = {}
-        self._idless: dict[str, Any] = {}
-        self._new_order: list[str] = []
-        self._events: list[EventRecord] = []
-        self._idem: dict[tuple[str, str, str], IdempotencyRecord] = {}
-        self._trial_subject: set[tuple[str, str, str]] = set()
-        self._trial_fp: set[tuple[str, str]] = set()
-        self._renewals: set[tuple[str, datetime]] = set()
-        self._gw_events: set[str] = set()
-        self._invoices: dict[str, InvoiceRecord] = {}
-        self._pending: dict[str, Any] = {}
-        self._versions: dict[tuple[str, int], ProductVersionRecord] = {}
-        self._deleted_customers: set[str] = set()
-        self._outbox: dict[str, Any] = {}
+        try:
+            if exc_type is None:
+                self.commit()
+        finally:
+            self._lock.release()
+
+    def _staged(self, name: str) -> Any:
+        """This transaction's own overlay ``name`` (one of ``_LAZY``), made on first write."""
+        mine = self.__dict__.get(name)
+        if mine is None:
+            mine = self.__dict__[name] = _LAZY[name]()
+            self._rare = True
+        return mine
 
     def _need_write(self) -> None:
         if not self._write:
@@ -114,7 +144,7 @@ class MemoryTransaction(OutboxOverlay):
 
     def save_product_version(self, record: ProductVersionRecord) -> None:
         self._need_write()
-        self._versions[(record.product_id, record.version)] = record
+        self._staged("_versions")[(record.product_id, record.version)] = record
 
     def product_version_in_use(self, product_id: str, version: int) -> bool:
         for pk in self._all_pks():
@@ -128,7 +158,7 @@ class MemoryTransaction(OutboxOverlay):
     # -- customers --------------------------------------------------------------------------
     def _all_pks(self) -> list[str]:
         pks = [pk for pk in self._d.order if pk not in self._deleted_customers]
-        return pks + self._new_order
+        return [*pks, *self._new_order]
 
     def customer_pk(self, customer_id: str) -> str | None:
         pk = self._by_id.get(customer_id, None)
@@ -179,12 +209,12 @@ class MemoryTransaction(OutboxOverlay):
             if before.id is not None:
                 self._by_id[before.id] = _DELETED
             elif before.email is not None:
-                self._idless[email_key(before.email)] = _DELETED
+                self._staged("_idless")[email_key(before.email)] = _DELETED
         if after is not None:
             if after.id is not None:
                 self._by_id[after.id] = after.pk
             elif after.email is not None:
-                self._idless[email_key(after.email)] = after.pk
+                self._staged("_idless")[email_key(after.email)] = after.pk
 
     def insert_customer(self, state: CustomerState) -> None:
         self._need_write()
@@ -192,7 +222,7 @@ class MemoryTransaction(OutboxOverlay):
             raise UniqueViolation(f"customer pk {state.pk!r} exists")
         self._check_unique(state, None)
         self._customers[state.pk] = attrs.evolve(state, version=1)
-        self._new_order.append(state.pk)
+        self._staged("_new_order").append(state.pk)
         self._index(None, state)
 
     def save_customer(self, change: CustomerChange) -> None:
@@ -215,9 +245,9 @@ class MemoryTransaction(OutboxOverlay):
             return
         self._index(state, None)
         self._customers[pk] = _DELETED
-        self._deleted_customers.add(pk)
+        self._staged("_deleted_customers").add(pk)
         if pk in self._new_order:
-            self._new_order.remove(pk)
+            self._staged("_new_order").remove(pk)
         self._events = [e for e in self._events if e.customer_pk != pk]
         self._idem = {k: v for k, v in self._idem.items() if k[1] != pk}
         self._trial_subject = {c for c in self._trial_subject if c[1] != pk}
@@ -304,7 +334,7 @@ class MemoryTransaction(OutboxOverlay):
         existing = self.get_idempotency(record.operation, record.customer_pk, record.key)
         if existing is not None and existing.created_at > expired:
             raise UniqueViolation(f"idempotency key {record.key!r} is in use")
-        self._idem[(record.operation, record.customer_pk, record.key)] = record
+        self._staged("_idem")[(record.operation, record.customer_pk, record.key)] = record
 
     # -- unique claims ----------------------------------------------------------------------
     def trial_claimed(
@@ -326,9 +356,9 @@ class MemoryTransaction(OutboxOverlay):
         self._need_write()
         if self.trial_claimed(product_id, customer_pk, entity_id, fingerprint):
             return False
-        self._trial_subject.add((product_id, customer_pk, entity_id or ""))
+        self._staged("_trial_subject").add((product_id, customer_pk, entity_id or ""))
         if fingerprint is not None:
-            self._trial_fp.add((product_id, fingerprint))
+            self._staged("_trial_fp").add((product_id, fingerprint))
         return True
 
     def claim_renewal(self, cp_instance_id: str, period_start: datetime) -> bool:
@@ -336,20 +366,20 @@ class MemoryTransaction(OutboxOverlay):
         key = (cp_instance_id, period_start)
         if key in self._renewals or key in self._d.renewals:
             return False
-        self._renewals.add(key)
+        self._staged("_renewals").add(key)
         return True
 
     def claim_gateway_event(self, event_id: str) -> bool:
         self._need_write()
         if event_id in self._gw_events or event_id in self._d.gateway_events:
             return False
-        self._gw_events.add(event_id)
+        self._staged("_gw_events").add(event_id)
         return True
 
     # -- invoices ---------------------------------------------------------------------------
     def save_invoice(self, invoice: InvoiceRecord) -> None:
         self._need_write()
-        self._invoices[invoice.id] = invoice
+        self._staged("_invoices")[invoice.id] = invoice
 
     def get_invoice(self, invoice_id: str) -> InvoiceRecord | None:
         return self._invoices.get(invoice_id) or self._d.invoices.get(invoice_id)
@@ -376,13 +406,13 @@ class MemoryTransaction(OutboxOverlay):
     # -- pending ----------------------------------------------------------------------------
     def put_pending(self, record: PendingRecord) -> None:
         self._need_write()
-        self._pending[record.key] = record
+        self._staged("_pending")[record.key] = record
 
     def insert_pending(self, record: PendingRecord) -> None:
         self._need_write()
         if self.get_pending(record.key) is not None:
             raise UniqueViolation(f"pending key {record.key!r} is taken")
-        self._pending[record.key] = record
+        self._staged("_pending")[record.key] = record
 
     def get_pending(self, key: str) -> PendingRecord | None:
         v = self._pending.get(key)
@@ -392,7 +422,7 @@ class MemoryTransaction(OutboxOverlay):
 
     def delete_pending(self, key: str) -> None:
         self._need_write()
-        self._pending[key] = _DELETED
+        self._staged("_pending")[key] = _DELETED
 
     def list_pending(self, kind: str) -> list[PendingRecord]:
         keys = set(self._d.pending) | set(self._pending)
@@ -402,7 +432,8 @@ class MemoryTransaction(OutboxOverlay):
     # -- commit -----------------------------------------------------------------------------
     def commit(self) -> None:
         d = self._d
-        if self._deleted_customers:
+        rare = self._rare  # the lazy overlays change on few calls (a track writes none)
+        if rare and self._deleted_customers:
             self._commit_deletions(d)
         for pk, state in self._customers.items():
             if state is not _DELETED:
@@ -421,18 +452,7 @@ class MemoryTransaction(OutboxOverlay):
                 d.idless_email[k] = v
         for e in self._events:
             d.events.setdefault(e.customer_pk, []).append(e)
-        # The other records change on few calls (a track touches none of them): one test.
-        if (
-            self._idem
-            or self._trial_subject
-            or self._trial_fp
-            or self._renewals
-            or self._gw_events
-            or self._invoices
-            or self._pending
-            or self._versions
-            or self._outbox
-        ):
+        if rare:
             self._commit_records(d)
 
     def _commit_deletions(self, d: _Data) -> None:
@@ -467,48 +487,6 @@ class MemoryTransaction(OutboxOverlay):
         self._publish_outbox()
 
 
-class _Transaction:
-    """The context manager of one transaction (a class: cheaper than a generator per call)."""
-
-    __slots__ = ("_store", "_tx", "_write")
-
-    def __init__(self, store: MemoryStore, write: bool) -> None:
-        self._store = store
-        self._write = write
-        self._tx: MemoryTransaction | None = None
-
-    def __enter__(self) -> MemoryTransaction:
-        if self._write:
-            self._store._lock.acquire()
-        self._tx = MemoryTransaction(self._store._data, self._write)
-        return self._tx
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if not self._write:
-            return
-        try:
-            if exc_type is None and self._tx is not None:
-                self._tx.commit()
-        finally:
-            self._store._lock.release()
-
-
-class _Reading:
-    """The context manager of every read transaction: a read tx stages nothing and keeps no
-    state of its own, so one serves every reader (and every thread) of the store."""
-
-    __slots__ = ("_tx",)
-
-    def __init__(self, tx: MemoryTransaction) -> None:
-        self._tx = tx
-
-    def __enter__(self) -> MemoryTransaction:
-        return self._tx
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        return None
-
-
 class MemoryStore:
     """The in-memory store: a real product for development, tests and single-process apps.
 
@@ -524,9 +502,11 @@ class MemoryStore:
         self._data = _Data()
         self._lock = threading.RLock()
         self._closed = False
-        self._reading = _Reading(MemoryTransaction(self._data, False))
+        # A read transaction stages nothing and keeps no state of its own: one serves every
+        # reader (and every thread) of the store.
+        self._reading = MemoryTransaction(self._data, False, self._lock)
 
-    def transaction(self, *, write: bool = True) -> _Transaction | _Reading:
+    def transaction(self, *, write: bool = True) -> MemoryTransaction:
         """A context manager running one transaction; a write holds the store's lock.
 
         Example:
@@ -537,7 +517,7 @@ class MemoryStore:
         """
         if self._closed:
             raise StoreError("the store is closed")
-        return _Transaction(self, write) if write else self._reading
+        return MemoryTransaction(self._data, True, self._lock) if write else self._reading
 
     def close(self) -> None:
         """Close the store; later calls raise ``StoreError``.

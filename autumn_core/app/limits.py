@@ -17,7 +17,7 @@ import attrs
 
 from autumn_core.app.context import Context
 from autumn_core.control_state import UsageWindow
-from autumn_core.controls import BillingControls, SpendLimit, UsageAlert, UsageLimit
+from autumn_core.controls import NO_CONTROLS, BillingControls, SpendLimit, UsageAlert, UsageLimit
 from autumn_core.model import ZERO, CustomerState, RowState, replace
 from autumn_core.rules.deduction import Candidate, Deduction, deduct, fits
 from autumn_core.rules.limits import FeatureRule, governed, restore, window_bounds
@@ -44,6 +44,8 @@ class Scope:
 def scope_for(state: CustomerState, entity_id: str | None) -> Scope | None:
     """The subject's controls, or None when neither it nor its customer has any (the hot path)."""
     own = state.billing_controls
+    if own is NO_CONTROLS and entity_id is None:
+        return None  # the shared default: nothing to look at
     entity_controls: BillingControls | None = None
     if entity_id is not None:
         entity = state.entity(entity_id)

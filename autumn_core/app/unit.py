@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from random import getrandbits
@@ -91,7 +91,6 @@ class Unit:
         self._pks: dict[str, str] = {}
         self.events: list[EventRecord] = []
         self.invoices: list[InvoiceRecord] = []
-        self.after_commit: list[Callable[[], None]] = []
         #: Outgoing events of this unit, written to the outbox with its changes (EO2).
         self.outbound: list[OutboundEvent] = []
         #: Auto top-up triggers this unit wrote (TU1): run by the facade once it has committed.

@@ -90,8 +90,8 @@ def candidates(
     for r in rows:
         if customer_level_only and r.entity_id is not None:
             continue
-        if not sees(r, entity_id):
-            continue
+        if entity_id is not None and not sees(r, entity_id):
+            continue  # (the customer sees every row)
         if r.feature_id == feature_id:
             found.append(Candidate(r, ONE))
         elif r.feature_id in pools:
@@ -366,7 +366,8 @@ def validate_track(
         features = (known_feature(ctx, feature_id),)
     if features[0].type == "boolean":
         raise InvalidRequest(f"feature {features[0].id!r} is boolean and cannot be tracked")
-    check_entity_ref(entity_id)
+    if entity_id is not None:
+        check_id(entity_id, "entity id")
     if idempotency_key is not None and (
         not isinstance(idempotency_key, str) or not idempotency_key
     ):
@@ -458,7 +459,6 @@ def _track_on_state(
             state = replace_rows(state, result.changed)
             # A deduction changes balances only, never which rows are live.
             rows = [result.changed.get(r.id, r) for r in rows]
-            low = low or any(r.balance <= 0 for r in result.changed.values())
         for fid, amount in result.applied.items():
             applied[fid] = applied.get(fid, ZERO) + amount
         applied.setdefault(f.id, ZERO)
@@ -468,6 +468,8 @@ def _track_on_state(
             if c.row.feature_id not in touched:
                 touched.append(c.row.feature_id)
         for rid, r in result.changed.items():
+            if r.balance <= 0:
+                low = True
             if r.allocated and r.billing == "usage":
                 seat_rows.append(rid)
     live: list[RowState] | None = rows

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from autumn_core.model import ZERO, RowState
 from autumn_core.results import Balance, BalanceRow, RolloverBalance
-from autumn_core.values import arithmetic
+from autumn_core.values import arithmetic, in_engine
 
 
 def released_seats(row: RowState) -> Decimal:
@@ -39,6 +39,8 @@ def balance_view(
 ) -> Balance:
     """Sum the subject's live rows of one feature into its public Balance (sums of many large
     rows exceed Decimal's default 28 digits: they are made in the engine's context)."""
+    if in_engine():  # called by a use case: its transaction set the context
+        return _balance_view(feature_id, feature_type, rows, now)
     with arithmetic():
         return _balance_view(feature_id, feature_type, rows, now)
 

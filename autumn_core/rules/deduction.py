@@ -18,7 +18,7 @@ from decimal import Decimal
 import attrs
 
 from autumn_core.model import ZERO, RolloverState, RowState, replace
-from autumn_core.values import arithmetic
+from autumn_core.values import arithmetic, in_engine
 
 ONE = Decimal(1)
 _NEG_INF = Decimal("-Infinity")
@@ -75,10 +75,12 @@ def deduct(
     ``mode`` is "cap", "reject" or "overflow"; the caller decides what a remainder means (R9).
     ``dry_run`` computes ``applied`` and ``remainder`` only, building no new rows (check, K3).
     """
-    with arithmetic():
-        if value >= 0:
-            return _deduct(candidates, value, mode, now, dry_run)
-        return _refund(candidates, -value, dry_run)
+    if not in_engine():  # a use case's transaction set the context already
+        with arithmetic():
+            return deduct(candidates, value, mode, now, dry_run=dry_run)
+    if value >= 0:
+        return _deduct(candidates, value, mode, now, dry_run)
+    return _refund(candidates, -value, dry_run)
 
 
 def fits(candidates: Sequence[Candidate], value: Decimal, now: datetime) -> bool:

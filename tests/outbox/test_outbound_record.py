@@ -107,4 +107,4 @@ def test_a_read_unit_cannot_emit(billing: Autumn) -> None:
         unit.emit(CUSTOMER_PRODUCTS_UPDATED, customer_id="ann")
 
     with pytest.raises(NeedsWrite):
-        billing._ctx.run(billing._in_tx(body, False), write=False)
+        billing._ctx.run(lambda tx: body(Unit(billing._ctx, tx, write=False)), write=False)
