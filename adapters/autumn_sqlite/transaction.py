@@ -278,8 +278,9 @@ class SqliteTransaction(Records, OutboxTable):
         return self._read_customer(pk)
 
     def _read_customer(self, pk: str) -> CustomerState | None:
-        """Parse the customer from its rows and remember it (this is committed data: any
-        customer this transaction wrote is served from the overlay instead)."""
+        """Parse the customer from its rows and remember it (committed data, but in a later
+        writer of a group-commit batch: any customer this transaction wrote is served from
+        the overlay instead)."""
         row = self._one(
             f"SELECT seq, version, {_EVENTS_SEQ}, data, id, created_us FROM customers WHERE pk = ?",
             (pk,),
@@ -303,7 +304,12 @@ class SqliteTransaction(Records, OutboxTable):
             state = assemble(head, lists, version)
         except Exception as exc:
             raise translate(exc) from exc
-        self._store.cache.put(pk, (seq, state))
+        member = self._member
+        if (member is None or member.first) and pk not in self._moved:
+            # A later writer of a batch reads the earlier writers' work, and a customer this
+            # transaction appended events to has a version not committed yet (the batch may
+            # fail): only what is saved is published, after the COMMIT.
+            self._store.cache.put(pk, (seq, state))
         self._seen[pk] = (seq, row_version, events_seq)
         return state
 
