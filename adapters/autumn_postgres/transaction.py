@@ -231,7 +231,10 @@ class PostgresTransaction(Records, OutboxTable):
         else:
             sql.child_params(params, change, after)
             statement = sql.update_customer(
-                tuple(params[f"{c.prefix}_{w}"] != "[]" for c in CHILDREN for w in ("up", "del"))
+                (
+                    *(params[f"{c.prefix}_{w}"] != "[]" for c in CHILDREN for w in ("up", "del")),
+                    params["r_bal"] != "[]",
+                )
             )
             params["version"] = base.version + 1
             params["base_version"] = base.version

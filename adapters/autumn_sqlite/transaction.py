@@ -3,14 +3,11 @@ write what the core's ``CustomerChange`` lists) on top of the other records (``r
 
 from __future__ import annotations
 
-import operator
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Final, Protocol
-
-import attrs
 
 from autumn_core.changes import CustomerChange, email_key
 from autumn_core.errors import StoreError
@@ -20,6 +17,7 @@ from autumn_sqldoc.mapping import (
     CHILDREN,
     Child,
     assemble,
+    balance_alone_moved,
     changes_of,
     email_lower,
     extras,
@@ -85,10 +83,6 @@ _LOAD_CHILDREN: Final = (
 )
 #: A save that changes only a row's balance (a track) writes the balance column alone.
 _UPDATE_BALANCE: Final = "UPDATE balance_rows SET balance = ? WHERE customer_pk = ? AND id = ?"
-#: The fields of a balance row other than its balance, read from a row's ``__dict__`` at once.
-_ROW_REST: Final = operator.itemgetter(
-    *(f.name for f in attrs.fields(RowState) if f.name != "balance")
-)
 
 
 def _balances_only(change: CustomerChange) -> list[tuple[str, str, str]] | None:
@@ -105,19 +99,12 @@ def _balances_only(change: CustomerChange) -> list[tuple[str, str, str]] | None:
     for old, new in zip(old_rows, new_rows, strict=True):
         if old is new:
             continue
-        if old.id != new.id or not _only_balance_moved(old, new):
+        if old.id != new.id or not balance_alone_moved(old, new):
             return None
         out.append((str(new.balance), pk, new.id))
     if change.head_changed or change.due_changed:
         return None
     return out
-
-
-def _only_balance_moved(old: RowState, new: RowState) -> bool:
-    """Whether ``new`` differs from ``old`` in its balance alone (every other field the same
-    object, so its stored text is the same: ``Decimal("1.0")`` and ``Decimal("1.00")`` are
-    equal, not the same)."""
-    return all(map(operator.is_, _ROW_REST(old.__dict__), _ROW_REST(new.__dict__)))
 
 
 #: How each child table's documents are stored, without the key its column holds: balance
@@ -553,7 +540,7 @@ class SqliteTransaction(Records, OutboxTable):
         for pos, row in changed:
             key = row.id
             old = before[pos] if pos < len(before) else None
-            if old is not None and old.id == key and _only_balance_moved(old, row):
+            if old is not None and old.id == key and balance_alone_moved(old, row):
                 ops.append((_UPDATE_BALANCE, (str(row.balance), pk, key), False))
             else:
                 rest.append((pos, row))
