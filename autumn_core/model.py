@@ -365,6 +365,17 @@ def _same_dates(old: RowState, new: RowState) -> bool:
     )
 
 
+def with_balance(row: RowState, balance: Decimal) -> RowState:
+    """``replace(row, balance=balance)`` in one dict copy: what a deduction does to a row."""
+    values = row.__dict__.copy()
+    for name in _CACHED[RowState][1]:  # derived values (``public`` shows the balance)
+        values.pop(name, None)
+    values["balance"] = balance
+    new = object.__new__(RowState)
+    object.__setattr__(new, "__dict__", values)
+    return new
+
+
 def with_version(state: CustomerState, version: int) -> CustomerState:
     """``replace(state, version=version)`` that keeps the derived values (none of them reads
     the version): the state a store holds after saving ``state``."""

@@ -305,7 +305,7 @@ class Unit:
         on a random page of it. The wall clock only orders ids (it is not the domain's time,
         which comes from the injected clock); the random bits alone keep them unique (``random``
         is seeded from the OS at import and again in every forked child)."""
-        return f"evt_{time.time_ns() // 1000:014x}{getrandbits(64):016x}"
+        return f"evt_{time.time_ns() // 1000 << 64 | getrandbits(64):030x}"  # one format
 
 
 def _installed(hook: _H | None) -> _H:

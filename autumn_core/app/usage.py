@@ -456,7 +456,7 @@ def _track_on_state(
                 f"customer {state.id!r} lacks {result.remainder} of {f.id!r} for a track of {value}"
             )
         if result.changed:
-            state = replace_rows(state, result.changed)
+            state = with_rows(state, result.changed)
             # A deduction changes balances only, never which rows are live.
             rows = [result.changed.get(r.id, r) for r in rows]
         for fid, amount in result.applied.items():

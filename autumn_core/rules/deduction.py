@@ -17,7 +17,7 @@ from decimal import Decimal
 
 import attrs
 
-from autumn_core.model import ZERO, RolloverState, RowState, replace
+from autumn_core.model import ZERO, RolloverState, RowState, replace, with_balance
 from autumn_core.values import arithmetic, in_engine
 
 ONE = Decimal(1)
@@ -180,7 +180,7 @@ def _deduct(
         row = only.row
         bal = row.balance
         if bal >= value and only.cost == ONE and not row.unlimited and not row.rollovers:
-            moved = {} if dry_run else {row.id: replace(row, balance=bal - value)}
+            moved = {} if dry_run else {row.id: with_balance(row, bal - value)}
             return Deduction(moved, {row.feature_id: ZERO + value}, ZERO)
     # One pass over the candidates sets up everything below.
     applied: dict[str, Decimal] = {}
@@ -274,7 +274,7 @@ def _deduct(
             )
             changed[row.id] = replace(row, balance=new_bal, rollovers=rollovers)
         elif new_bal != row.balance:
-            changed[row.id] = replace(row, balance=new_bal)
+            changed[row.id] = with_balance(row, new_bal)
     return Deduction(changed, applied, remainder)
 
 
