@@ -157,7 +157,8 @@ def validate_check(
     check_customer_ref(customer_id)
     feature = known_feature(ctx, feature_id)
     required = to_decimal(required_balance, "required_balance")
-    check_entity_ref(entity_id)
+    if entity_id is not None:
+        check_id(entity_id, "entity id")
     if not isinstance(send_event, bool):
         raise InvalidRequest(f"send_event must be a bool, got {send_event!r}")
     if send_event and feature.type == "boolean":
@@ -228,7 +229,10 @@ def _decide(
             used = deduct(ctl.govern(cands), a.required, "reject", now, dry_run=True)
     elif plan.own:
         # The subject holds the feature itself: the decision is a sum over the rows.
-        allowed = fits_within(plan.room, cands, a.required, now)
+        room = plan.room  # (a capacity is never negative: a required amount <= 0 fits)
+        allowed = (
+            a.required <= room if room is not None else fits_within(room, cands, a.required, now)
+        )
     elif any(c.row.unlimited for c in cands) or a.required <= 0:
         allowed = True
     else:
@@ -255,13 +259,13 @@ def _decide(
             (ctx, "balance", decided, a.entity_id),
             lambda: subject_balance(ctx, after, decided, a.entity_id, now),
         )
-    return CheckResult(
-        allowed=allowed,
-        customer_id=state.id,
-        feature_id=decided,
-        required_balance=a.required if cost is ONE else a.required * cost,
-        entity_id=a.entity_id,
-        balance=None if balance is None else detached(balance),
+    return CheckResult(  # positional: built on every check, and keywords cost a third more
+        allowed,
+        state.id,
+        decided,
+        a.required if cost is ONE else a.required * cost,
+        a.entity_id,
+        None if balance is None else detached(balance),
     )
 
 
