@@ -6,7 +6,7 @@ first statement (``Session._read``). The customers and the other records build o
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any, Final, Protocol
 
@@ -65,6 +65,10 @@ class StoreSide(Protocol):
 
     def _remember_id(self, customer_id: str, pk: str) -> None: ...
 
+    def _lost_race(self, pks: Iterable[str]) -> None: ...
+
+    def _is_contended(self, pk: str) -> bool: ...
+
 
 class Session:
     """One unit of work on one pooled connection; also its own context manager.
@@ -113,6 +117,8 @@ class Session:
                 return
             if exc is not None:
                 self._abort()
+                if self._optimistic and getattr(exc, "retryable", False):
+                    self._store._lost_race(self._held)
                 return
             try:
                 self._wire.commit()  # the queued writes, COMMIT and one Sync
@@ -120,7 +126,10 @@ class Session:
                 self._store._settle(doubt)  # returns only if the transaction committed
             except BaseException as err:
                 self._abort()
-                raise translate(err) from err
+                error = translate(err)
+                if self._optimistic and error.retryable:
+                    self._store._lost_race(self._held)
+                raise error from err
             self._store.cache.publish(self._staged)
         finally:
             self._store._release(self._conn, self._wire)

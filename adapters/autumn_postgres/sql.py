@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 from autumn_core.changes import CustomerChange
@@ -14,7 +14,7 @@ from autumn_core.errors import StoreError
 from autumn_core.model import CustomerState
 from autumn_postgres import codec
 from autumn_postgres.wire import Statement
-from autumn_sqldoc.mapping import CHILDREN, Child
+from autumn_sqldoc.mapping import CHILDREN, Child, balance_alone_moved
 
 
 def table(spec: Child) -> str:
@@ -87,15 +87,29 @@ SELECT autumn_assert(EXISTS (SELECT 1 FROM head), %(lost)s)
 """
 
 
+#: The rows whose balance alone moved (a track): the server rewrites that one field of each
+#: document (``r_bal``: objects with id and balance), so the client encodes no document.
+BALANCES_CTE: Final = """
+    , r_bal AS (
+        UPDATE autumn_balance_rows AS t
+        SET data = jsonb_set(t.data, '{balance}', to_jsonb(x.balance))
+        FROM jsonb_to_recordset(%(r_bal)s::jsonb) AS x(id text, balance text)
+        WHERE t.customer_pk = %(pk)s AND t.id = x.id AND EXISTS (SELECT 1 FROM head)
+    )"""
+
+
 @functools.cache
 def update_customer(parts: tuple[bool, ...]) -> str:
     """``UPDATE_CUSTOMER`` with only the child CTEs that have work (``parts``: upserts and
-    deletes per child spec, in order): a track changes one balance row, and the server plans
-    and runs one CTE instead of six. At most 64 variants, each prepared once per connection."""
+    deletes per child spec, in order, then balance-only row updates): a track changes one
+    balance row's balance, and the server plans and runs one CTE instead of six. At most 128
+    variants, each prepared once per connection."""
     ctes = "".join(
         _child_ctes(spec, replace=False, up=parts[2 * i], delete=parts[2 * i + 1])
         for i, spec in enumerate(CHILDREN)
     )
+    if parts[2 * len(CHILDREN)]:
+        ctes += BALANCES_CTE
     return UPDATE_CUSTOMER.replace(CHILD_CTES, ctes)
 
 
@@ -257,6 +271,23 @@ SET customer_pk = excluded.customer_pk, gateway_invoice_id = excluded.gateway_in
 """
 
 
+def _balance_params(
+    params: dict[str, Any], before: Sequence[Any], changed: Sequence[tuple[int, Any]]
+) -> Sequence[tuple[int, Any]]:
+    """Set ``r_bal`` to the changed rows whose balance alone moved, in place (a track);
+    return the other changed rows (their documents are written whole)."""
+    balances: list[dict[str, str]] = []
+    rest: list[tuple[int, Any]] = []
+    for pos, row in changed:
+        old = before[pos] if pos < len(before) else None
+        if old is not None and old.id == row.id and balance_alone_moved(old, row):
+            balances.append({"id": row.id, "balance": str(row.balance)})
+        else:
+            rest.append((pos, row))
+    params["r_bal"] = codec.dump(balances) if balances else "[]"
+    return rest
+
+
 def child_params(
     params: dict[str, Any], change: CustomerChange | None, state: CustomerState
 ) -> None:
@@ -276,7 +307,10 @@ def child_params(
             params[f"{p}_keep"] = codec.dump([getattr(x, spec.key) for x in items])
         else:
             child = change.children[i]
-            listed = (*child.added, *child.changed, *child.moved)
+            changed: Sequence[tuple[int, Any]] = child.changed
+            if spec.attr == "rows":
+                changed = _balance_params(params, change.before.rows, changed)
+            listed = (*child.added, *changed, *child.moved)
             removed = child.removed
         up: list[dict[str, Any]] = []
         for pos, item in listed:

@@ -86,6 +86,7 @@ import os
 import threading
 import time
 import weakref
+from collections.abc import Iterable
 from typing import Any, Final
 
 import psycopg
@@ -110,6 +111,9 @@ DEFAULT_TIMEOUT: Final = 5.0
 DEFAULT_LOCK_TIMEOUT: Final = 5.0
 #: Seconds one statement may run on the server.
 DEFAULT_STATEMENT_TIMEOUT: Final = 30.0
+#: Seconds a customer counts as contended after an optimistic save of it lost a race: its
+#: optimistic writes lock it from the start meanwhile (see ``optimistic_transaction``).
+CONTENDED_S: Final = 2.0
 
 
 def _describe(conninfo: str) -> str:
@@ -204,6 +208,8 @@ class PostgresStore:
         )
         #: customer id -> pk, a hint for the cache (a wrong hint only costs a cache miss).
         self._ids: dict[str, str] = {}
+        #: pk -> when an optimistic save of it last lost a race (``time.monotonic``).
+        self._contended: dict[str, float] = {}
         self._closed = False
         self._pid = os.getpid()
         self._timeout = _seconds("timeout", timeout)
@@ -281,6 +287,10 @@ class PostgresStore:
         (``autumn_core.ports.OptimisticStore``): the save's version check, which a customer
         save always makes, refuses one that another transaction saved since (40001, retryable).
         The row lock is then held only while the save runs, not while the engine decides.
+
+        On a customer many writers save at once (a hot customer), most optimistic attempts
+        would lose and run again: after one loses, writes of that customer lock it from the
+        start for ``CONTENDED_S`` seconds (this process's writes; each process learns alone).
 
         Example:
             ```python
@@ -444,6 +454,19 @@ class PostgresStore:
             self._give_back(conn, reusable=ok)
 
     # -- the id hints ------------------------------------------------------------------------
+    def _lost_race(self, pks: Iterable[str]) -> None:
+        """An optimistic save of these customers lost a race: lock them for a while."""
+        now = time.monotonic()
+        contended = self._contended
+        if len(contended) >= max(1, self._cache_size):
+            contended.clear()
+        for pk in pks:
+            contended[pk] = now
+
+    def _is_contended(self, pk: str) -> bool:
+        lost = self._contended.get(pk)
+        return lost is not None and time.monotonic() - lost < CONTENDED_S
+
     def _remember_id(self, customer_id: str, pk: str) -> None:
         """Note which pk an id belongs to (bounded like the cache: a hint, safe to forget)."""
         ids = self._ids

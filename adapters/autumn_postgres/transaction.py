@@ -139,6 +139,8 @@ class PostgresTransaction(Records, OutboxTable):
         hint_pk = self._store._ids.get(customer_id)
         hint = self._lookup(hint_pk) if hint_pk is not None else None
         params = self._hint_params(customer_id, hint, hint_pk)
+        if self._optimistic and hint_pk is not None and self._store._is_contended(hint_pk):
+            self._optimistic = False  # a hot customer: lock it rather than race for it
         if self._write and not self._optimistic:
             row = self._locked_row(True, customer_id, params)
         else:
@@ -157,6 +159,8 @@ class PostgresTransaction(Records, OutboxTable):
             return state
         hint = self._lookup(pk)
         params = self._hint_params(pk, hint, pk)
+        if self._optimistic and for_update and self._store._is_contended(pk):
+            self._optimistic = False  # a hot customer: lock it rather than race for it
         if for_update and self._write and not self._optimistic:
             row = self._locked_row(False, pk, params)
         else:
@@ -227,7 +231,10 @@ class PostgresTransaction(Records, OutboxTable):
         else:
             sql.child_params(params, change, after)
             statement = sql.update_customer(
-                tuple(params[f"{c.prefix}_{w}"] != "[]" for c in CHILDREN for w in ("up", "del"))
+                (
+                    *(params[f"{c.prefix}_{w}"] != "[]" for c in CHILDREN for w in ("up", "del")),
+                    params["r_bal"] != "[]",
+                )
             )
             params["version"] = base.version + 1
             params["base_version"] = base.version

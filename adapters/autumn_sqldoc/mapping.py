@@ -8,6 +8,7 @@ write; ``rows_of`` lists them, ``assemble`` builds the state back from the docum
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
@@ -105,6 +106,19 @@ def changes_of(change: CustomerChange) -> Iterator[tuple[Child, ChildChange]]:
             yield spec, child
 
 
+#: The fields of a balance row other than its balance, read from a row's ``__dict__`` at once.
+_ROW_REST: Final = operator.itemgetter(
+    *(f.name for f in attrs.fields(RowState) if f.name != "balance")
+)
+
+
+def balance_alone_moved(old: RowState, new: RowState) -> bool:
+    """Whether ``new`` differs from ``old`` in its balance alone (every other field the same
+    object, so its stored text is the same: ``Decimal("1.0")`` and ``Decimal("1.00")`` are
+    equal, not the same): a track. A store may then write the new balance by itself."""
+    return all(map(operator.is_, _ROW_REST(old.__dict__), _ROW_REST(new.__dict__)))
+
+
 def assemble(
     head: dict[str, Any], children: Sequence[Sequence[Any]], version: int
 ) -> CustomerState:
@@ -121,6 +135,7 @@ __all__ = [
     "HEAD",
     "Child",
     "assemble",
+    "balance_alone_moved",
     "changes_of",
     "child_rows",
     "email_lower",

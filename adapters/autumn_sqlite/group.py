@@ -40,14 +40,38 @@ _SAVEPOINT: Final = "autumn_writer"
 
 
 class Batch:
-    """One open write transaction and the writers whose work is in it."""
+    """One open write transaction and the writers whose work is in it.
 
-    __slots__ = ("done", "error", "members")
+    Its end is signalled through a lock held from the batch's start and released once at its
+    end (a latch): waiters take and give it back in turn. Cheaper to make than an ``Event``
+    (a lock and a condition), and a batch is made for every transaction of a single writer.
+    """
+
+    __slots__ = ("_latch", "ended", "error", "members")
 
     def __init__(self) -> None:
         self.members = 0
-        self.done = threading.Event()
+        self.ended = False
         self.error: StoreError | None = None
+        self._latch = threading.Lock()
+        self._latch.acquire()
+
+    def end(self, error: StoreError | None) -> None:
+        """The batch committed (``error`` None) or failed; wakes every waiter."""
+        if self.ended:
+            return
+        self.error = error
+        self.ended = True
+        self._latch.release()
+
+    def wait(self, timeout: float) -> bool:
+        """Whether the batch ended within ``timeout`` seconds."""
+        if self.ended:
+            return True
+        if self._latch.acquire(timeout=timeout):
+            self._latch.release()
+            return True
+        return self.ended
 
 
 class Member:
@@ -115,18 +139,20 @@ class GroupCommit:
         """Wait for this thread's turn, then open a batch or join the open one."""
         if self.holds_turn():
             raise StoreError("a transaction is already open on this thread")
-        with self._count_lock:
-            self._waiting += 1
-        try:
-            got = self._turn.acquire(timeout=self._lock_timeout)
-        finally:
+        # Uncontended (a single writer): take the turn at once, without counting a waiter.
+        if not self._turn.acquire(blocking=False):
             with self._count_lock:
-                self._waiting -= 1
-        if not got:
-            raise StoreError(
-                f"timed out after {self._lock_timeout} s waiting for this process's writers;"
-                " nothing was changed"
-            )
+                self._waiting += 1
+            try:
+                got = self._turn.acquire(timeout=self._lock_timeout)
+            finally:
+                with self._count_lock:
+                    self._waiting -= 1
+            if not got:
+                raise StoreError(
+                    f"timed out after {self._lock_timeout} s waiting for this process's writers;"
+                    " nothing was changed"
+                )
         self._holder = threading.get_ident()
         try:
             conn = self.connection
@@ -178,11 +204,10 @@ class GroupCommit:
     def _pass_turn(self) -> None:
         """Give the turn to the next writer, or commit the open batch when nobody waits."""
         batch = self._batch
-        if batch is not None:
-            with self._count_lock:
-                waiting = self._waiting
-            if not waiting or batch.members >= self._max_batch:
-                self._commit(batch)
+        # Reading the count needs no lock: a writer counted just after this read finds the
+        # batch committed and opens the next one.
+        if batch is not None and (not self._waiting or batch.members >= self._max_batch):
+            self._commit(batch)
         self._holder = None
         self._turn.release()
 
@@ -207,11 +232,10 @@ class GroupCommit:
     def _end(self, batch: Batch, error: StoreError | None) -> None:
         if self._batch is batch:
             self._batch = None
-        batch.error = error
-        batch.done.set()
+        batch.end(error)
 
     def _await(self, batch: Batch) -> None:
-        while not batch.done.wait(_ORPHAN_CHECK_S):
+        while not batch.wait(_ORPHAN_CHECK_S):
             # Normally the last writer of the batch commits it. Should the batch be left open
             # with nobody to take the turn, the first waiter that gets the turn commits it.
             if self._turn.acquire(blocking=False):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Final, TypeVar
 
 from autumn_core.errors import StoreError, UniqueViolation
@@ -24,9 +25,42 @@ T = TypeVar("T")
 #: An event takes its customer's next sequence number (a seek to the end of that customer's
 #: range of the primary key, on the page the row is then written to).
 _INSERT_EVENT: Final = (
-    "INSERT INTO events (customer_pk, seq, id, feature_id, ts_us, data) VALUES"
-    " (?1, (SELECT coalesce(max(seq), 0) + 1 FROM events WHERE customer_pk = ?1), ?2, ?3, ?4, ?5)"
+    "INSERT INTO events (customer_pk, seq, id, feature_id, ts_us, value, data) VALUES"
+    " (?1, (SELECT coalesce(max(seq), 0) + 1 FROM events WHERE customer_pk = ?1),"
+    " ?2, ?3, ?4, ?5, ?6)"
 )
+
+
+def _event_params(e: EventRecord) -> tuple[Any, ...]:
+    """The parameters of ``_INSERT_EVENT``: an event with nothing but a value, a feature and
+    one time (a plain track) is all columns, without a document (schema version 5)."""
+    ts = e.timestamp
+    if (
+        e.entity_id is None
+        and e.event_name is None
+        and not e.properties
+        and (e.created_at is ts or e.created_at == ts)
+    ):
+        return (e.customer_pk, e.id, e.feature_id, codec.to_micros(ts), str(e.value), "")
+    return (
+        e.customer_pk,
+        e.id,
+        e.feature_id,
+        codec.to_micros(ts),
+        None,
+        codec.encode_event(e, keyed=True),
+    )
+
+
+def _load_event(
+    data: str, event_id: str, customer_pk: str, value: str | None, ts_us: int, feature_id: Any
+) -> EventRecord:
+    if data:
+        return codec.load_event(data, event_id, customer_pk)
+    ts = codec.from_micros(ts_us)
+    return EventRecord(
+        event_id, customer_pk, None, feature_id, None, Decimal(value or 0), {}, ts, ts
+    )
 
 
 class Records:
@@ -102,31 +136,9 @@ class Records:
     def append_events(self, events: Sequence[EventRecord]) -> None:
         self._need_write()
         if len(events) == 1:
-            e = events[0]
-            self._exec(
-                _INSERT_EVENT,
-                (
-                    e.customer_pk,
-                    e.id,
-                    e.feature_id,
-                    codec.to_micros(e.timestamp),
-                    codec.encode_event(e, keyed=True),
-                ),
-            )
+            self._exec(_INSERT_EVENT, _event_params(events[0]))
             return
-        self._many(
-            _INSERT_EVENT,
-            [
-                (
-                    e.customer_pk,
-                    e.id,
-                    e.feature_id,
-                    codec.to_micros(e.timestamp),
-                    codec.encode_event(e, keyed=True),
-                )
-                for e in events
-            ],
-        )
+        self._many(_INSERT_EVENT, [_event_params(e) for e in events])
 
     def list_events(
         self,
@@ -138,7 +150,7 @@ class Records:
         limit: int,
         starting_after: str | None,
     ) -> list[EventRecord]:
-        sql = "SELECT data, id FROM events WHERE customer_pk = ?"
+        sql = "SELECT data, id, value, ts_us, feature_id FROM events WHERE customer_pk = ?"
         params: list[Any] = [customer_pk]
         if starting_after is not None:
             # An id that is not one of this customer's events gives an empty page.
@@ -157,7 +169,7 @@ class Records:
         params.append(limit)
         rows = self._all(sql, params)
         try:
-            return [codec.load_event(data, event_id, customer_pk) for data, event_id in rows]
+            return [_load_event(r[0], r[1], customer_pk, r[2], r[3], r[4]) for r in rows]
         except Exception as exc:
             raise translate(exc) from exc
 

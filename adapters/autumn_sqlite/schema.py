@@ -191,8 +191,18 @@ V3: tuple[str, ...] = (
     "ALTER TABLE events_v3 RENAME TO events",
 )
 
+#: Version 5: what a track rewrites has a column of its own, so a track encodes no document.
+#: ``balance_rows.balance``, when not NULL, is the row's balance (its document's ``balance`` is
+#: then stale): a save that changes only a row's balance sets this column alone; a save that
+#: rewrites the document sets it back to NULL. ``events.value`` holds the value of an event
+#: that has nothing but a value, a feature and one time (``ts_us``): its ``data`` is ``''``.
+V5: tuple[str, ...] = (
+    "ALTER TABLE balance_rows ADD COLUMN balance TEXT",
+    "ALTER TABLE events ADD COLUMN value TEXT",
+)
+
 #: ``MIGRATIONS[i]`` takes a database from version ``i`` to ``i + 1``.
-MIGRATIONS: list[tuple[str, ...]] = [V1, V2, V3, OUTBOX_V4]
+MIGRATIONS: list[tuple[str, ...]] = [V1, V2, V3, OUTBOX_V4, V5]
 
 
 def current_version() -> int:
@@ -200,4 +210,4 @@ def current_version() -> int:
     return len(MIGRATIONS)
 
 
-__all__ = ["APPLICATION_ID", "MIGRATIONS", "OUTBOX_V4", "V1", "V2", "V3", "current_version"]
+__all__ = ["APPLICATION_ID", "MIGRATIONS", "OUTBOX_V4", "V1", "V2", "V3", "V5", "current_version"]

@@ -25,9 +25,10 @@ How it keeps the Store port's promises with nothing but the standard library's `
   (SQLite's lock bookkeeping is copied into the child, which then cannot take the write lock and
   gets ``StoreError`` after ``lock_timeout``); fork while idle, or use the ``spawn`` start method.
 - **Speed.** A ``CustomerState`` is parsed once per committed version: loads first read the
-  customer's (seq, version) and reuse the cached immutable object when it matches. Saves write
-  only the child rows the core's ``CustomerChange`` lists, so a ``track`` is one row update,
-  one version bump and one event insert.
+  customer's (seq, version) and reuse the cached immutable object when it matches (the
+  version is the row's plus the customer's last event sequence number, so the event a track
+  appends is its version bump). Saves write only the child rows the core's ``CustomerChange``
+  lists, so a ``track`` is one balance column update and one event insert: two pages.
 
 The document mapping (child tables, head document, codec, parse cache) is the SQL stores'
 shared ``autumn_sqldoc``; here live the dialect (``transaction``, ``records``), the connections

@@ -11,12 +11,13 @@ from typing import Any, Final, Protocol
 
 from autumn_core.changes import CustomerChange, email_key
 from autumn_core.errors import StoreError
-from autumn_core.model import CustomerState, replace, with_version
+from autumn_core.model import CustomerState, EventRecord, RowState, replace, with_version
 from autumn_sqldoc.cache import ParseCache
 from autumn_sqldoc.mapping import (
     CHILDREN,
     Child,
     assemble,
+    balance_alone_moved,
     changes_of,
     email_lower,
     extras,
@@ -35,6 +36,16 @@ _DELETED: Final[Any] = object()
 
 #: A parsed customer and the ``seq`` of its row: (seq, version) names one committed state.
 Entry = tuple[int, CustomerState]
+#: A customer's last event sequence number. A customer's version (``CustomerState.version``)
+#: is its row's ``version`` plus this: a save bumps the row's version only when its
+#: transaction appends no event for the customer (schema 5: a track writes two pages, its
+#: balance row and its event, not the customer row too). Both parts only grow (events go only
+#: with their customer), so the sum names one committed state.
+_EVENTS_SEQ: Final = (
+    "coalesce((SELECT max(e.seq) FROM events AS e WHERE e.customer_pk = customers.pk), 0)"
+)
+#: The deferred bump of a save whose transaction appended no event for the customer.
+_BUMP: Final = "UPDATE customers SET version = version + 1 WHERE seq = ? AND version = ?"
 #: Statements to run, in order: (sql, parameters, executemany?).
 _Ops = list[tuple[str, Any, bool]]
 
@@ -45,6 +56,8 @@ def _child_sql(spec: Child) -> tuple[str, str, str, str, str]:
     cols = ", ".join(("customer_pk", spec.key, "pos", *extra, "data"))
     marks = ", ".join("?" * (4 + len(extra)))
     sets = ", ".join(f"{c} = ?" for c in ("pos", *extra, "data"))
+    if spec.attr == "rows":
+        sets += ", balance = NULL"  # the document written holds the balance
     where = f"WHERE customer_pk = ? AND {spec.key} = ?"
     return (
         f"INSERT INTO {spec.table} ({cols}) VALUES ({marks})",
@@ -62,11 +75,36 @@ _CUSTOMER_ORDER: Final = order_by("created_us")
 
 _LOAD_CHILDREN: Final = (
     " UNION ALL ".join(
-        f"SELECT {i}, pos, {spec.key}, data FROM {spec.table} WHERE customer_pk = ?1"
+        f"SELECT {i}, pos, {spec.key}, data, {'balance' if spec.attr == 'rows' else 'NULL'}"
+        f" FROM {spec.table} WHERE customer_pk = ?1"
         for i, spec in enumerate(CHILDREN)
     )
     + " ORDER BY 1, 2"
 )
+#: A save that changes only a row's balance (a track) writes the balance column alone.
+_UPDATE_BALANCE: Final = "UPDATE balance_rows SET balance = ? WHERE customer_pk = ? AND id = ?"
+
+
+def _balances_only(change: CustomerChange) -> list[tuple[str, str, str]] | None:
+    """The balance-column updates of a change that moves row balances alone (a track), else
+    None. Same head, same products and entities, same rows in the same places."""
+    before, after = change.before, change.state
+    if before.products is not after.products or before.entities is not after.entities:
+        return None
+    old_rows, new_rows = before.rows, after.rows
+    if len(old_rows) != len(new_rows):
+        return None
+    pk = after.pk
+    out = []
+    for old, new in zip(old_rows, new_rows, strict=True):
+        if old is new:
+            continue
+        if old.id != new.id or not balance_alone_moved(old, new):
+            return None
+        out.append((str(new.balance), pk, new.id))
+    if change.head_changed or change.due_changed:
+        return None
+    return out
 
 
 #: How each child table's documents are stored, without the key its column holds: balance
@@ -108,9 +146,16 @@ class SqliteTransaction(Records, OutboxTable):
         #: pk -> the state this transaction wrote (or _DELETED), with its seq; published to the
         #: store's cache after COMMIT, dropped on rollback.
         self._overlay: dict[str, tuple[int, Any]] = {}
-        #: pk -> (seq, version) read by a query earlier in this transaction (same snapshot), so
-        #: that ``customer_pk`` followed by ``load_customer`` costs one query, not two.
-        self._seen: dict[str, tuple[int, int]] = {}
+        #: pk -> (seq, row version, last event seq) read by a query earlier in this transaction
+        #: (same snapshot), so that ``customer_pk`` then ``load_customer`` is one query, not two.
+        self._seen: dict[str, tuple[int, int, int]] = {}
+        #: pk -> [seq, row version, last event seq] of the customers this transaction wrote.
+        self._cols: dict[str, list[int]] = {}
+        #: Customers whose version this transaction moved already (a bump or an event).
+        self._moved: set[str] = set()
+        #: Customers saved without a bump so far: bumped before COMMIT unless an event of
+        #: theirs is appended meanwhile.
+        self._unbumped: set[str] = set()
         #: This write's place in its batch, when the store groups commits.
         self._member: Member | None = None
 
@@ -132,35 +177,65 @@ class SqliteTransaction(Records, OutboxTable):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if exc_type is None and (self._unbumped or self._cols):
+            try:
+                self._finish()
+            except BaseException:
+                self._end(failed=True)
+                raise
+        self._end(failed=exc_type is not None)
+
+    def _end(self, *, failed: bool) -> None:
+        """Commit (and publish what was written) or roll back."""
         self._active = False
         member, self._member = self._member, None
         if member is not None:
             assert self._store._group is not None
             # Returns once the batch committed (raising its error if it did not).
-            self._store._group.leave(member, exc_type is None)
-            if exc_type is None:
+            self._store._group.leave(member, not failed)
+            if not failed:
                 self._publish()
             return
-        if exc_type is None:
+        if failed:
+            self._store._rollback(self._conn, self._write)
+        else:
             self._store._commit(self._conn, self._write)
             self._publish()
-        else:
-            self._store._rollback(self._conn, self._write)
+
+    def _finish(self) -> None:
+        """Before COMMIT: the deferred bumps, and each written state's committed version."""
+        for pk in self._unbumped:
+            cols = self._cols[pk]
+            if self._exec(_BUMP, (cols[0], cols[1])).rowcount != 1:
+                raise StoreError(f"cannot save customer {pk!r}: it changed under this write")
+            cols[1] += 1
+        self._unbumped.clear()
+        overlay = self._overlay
+        for pk, cols in self._cols.items():
+            written = overlay.get(pk)
+            if written is not None and written[1] is not _DELETED:
+                version = cols[1] + cols[2]
+                if written[1].version != version:
+                    overlay[pk] = (written[0], with_version(written[1], version))
 
     def _publish(self) -> None:
         """After COMMIT: the states this transaction wrote are the committed ones."""
-        if self._overlay:
-            self._store.cache.publish(
-                {pk: None if s is _DELETED else (seq, s) for pk, (seq, s) in self._overlay.items()}
-            )
+        cache = self._store.cache
+        for pk, (seq, state) in self._overlay.items():
+            if state is _DELETED:
+                cache.drop(pk)
+            else:
+                cache.put(pk, (seq, state))
 
     # -- customers: reads -------------------------------------------------------------------
     def customer_pk(self, customer_id: str) -> str | None:
-        row = self._one("SELECT pk, seq, version FROM customers WHERE id = ?", (customer_id,))
+        row = self._one(
+            f"SELECT pk, seq, version, {_EVENTS_SEQ} FROM customers WHERE id = ?", (customer_id,)
+        )
         if row is None:
             return None
         pk: str = row[0]
-        self._seen[pk] = (row[1], row[2])
+        self._seen[pk] = (row[1], row[2], row[3])
         return pk
 
     def load_customer(self, pk: str, *, for_update: bool = False) -> CustomerState | None:
@@ -171,11 +246,17 @@ class SqliteTransaction(Records, OutboxTable):
             return state
         seen = self._seen.get(pk)
         if seen is None:
-            row = self._one("SELECT seq, version FROM customers WHERE pk = ?", (pk,))
-            if row is None:
+            seen = self._read_seen(pk)
+            if seen is None:
                 return None
-            seen = self._seen[pk] = (row[0], row[1])
-        return self._cached_or_read(pk, seen[0], seen[1])
+        return self._cached_or_read(pk, seen[0], seen[1] + seen[2])
+
+    def _read_seen(self, pk: str) -> tuple[int, int, int] | None:
+        row = self._one(f"SELECT seq, version, {_EVENTS_SEQ} FROM customers WHERE pk = ?", (pk,))
+        if row is None:
+            return None
+        seen = self._seen[pk] = (row[0], row[1], row[2])
+        return seen
 
     def _cached_or_read(self, pk: str, seq: int, version: int) -> CustomerState | None:
         entry = self._store.cache.get(pk)
@@ -184,20 +265,25 @@ class SqliteTransaction(Records, OutboxTable):
         return self._read_customer(pk)
 
     def _read_customer(self, pk: str) -> CustomerState | None:
-        """Parse the customer from its rows and remember it (this is committed data: any
-        customer this transaction wrote is served from the overlay instead)."""
+        """Parse the customer from its rows and remember it (committed data, but in a later
+        writer of a group-commit batch: any customer this transaction wrote is served from
+        the overlay instead)."""
         row = self._one(
-            "SELECT seq, version, data, id, created_us FROM customers WHERE pk = ?", (pk,)
+            f"SELECT seq, version, {_EVENTS_SEQ}, data, id, created_us FROM customers WHERE pk = ?",
+            (pk,),
         )
         if row is None:
             return None
-        seq, version, data, customer_id, created_us = row
+        seq, row_version, events_seq, data, customer_id, created_us = row
+        version = row_version + events_seq
         children = self._all(_LOAD_CHILDREN, (pk,))
         try:
             lists: tuple[list[Any], ...] = tuple([] for _ in CHILDREN)
-            for kind, _pos, key, child in children:
+            for kind, _pos, key, child, balance in children:
                 doc = codec.load(unpack(child))
                 doc.setdefault(_KEYS[kind], key)
+                if balance is not None:
+                    doc["balance"] = balance
                 lists[kind].append(doc)
             head = codec.load(unpack(data))
             if "pk" not in head:
@@ -205,27 +291,34 @@ class SqliteTransaction(Records, OutboxTable):
             state = assemble(head, lists, version)
         except Exception as exc:
             raise translate(exc) from exc
-        self._store.cache.put(pk, (seq, state))
-        self._seen[pk] = (seq, version)
+        member = self._member
+        if (member is None or member.first) and pk not in self._moved:
+            # A later writer of a batch reads the earlier writers' work, and a customer this
+            # transaction appended events to has a version not committed yet (the batch may
+            # fail): only what is saved is published, after the COMMIT.
+            self._store.cache.put(pk, (seq, state))
+        self._seen[pk] = (seq, row_version, events_seq)
         return state
 
     def _states(self, rows: list[Any]) -> list[CustomerState]:
-        """Customers from (pk, seq, version) rows, in order, through the overlay and cache."""
+        """Customers from (pk, seq, row version, last event seq) rows, in order, through the
+        overlay and cache."""
         out = []
-        for pk, seq, version in rows:
-            self._seen[pk] = (seq, version)
+        for pk, seq, version, events_seq in rows:
+            self._seen[pk] = (seq, version, events_seq)
             written = self._overlay.get(pk)
             if written is not None:
                 state = None if written[1] is _DELETED else written[1]
             else:
-                state = self._cached_or_read(pk, seq, version)
+                state = self._cached_or_read(pk, seq, version + events_seq)
             if state is not None:
                 out.append(state)
         return out
 
     def customers_by_email(self, email: str) -> list[CustomerState]:
         rows = self._all(
-            f"SELECT pk, seq, version FROM customers WHERE email_lower = ? {_CUSTOMER_ORDER}",
+            f"SELECT pk, seq, version, {_EVENTS_SEQ} FROM customers WHERE email_lower = ?"
+            f" {_CUSTOMER_ORDER}",
             (email_key(email),),
         )
         return self._states(rows)
@@ -233,7 +326,7 @@ class SqliteTransaction(Records, OutboxTable):
     def list_customers(
         self, *, limit: int, starting_after: str | None, email: str | None
     ) -> list[CustomerState]:
-        sql = "SELECT pk, seq, version FROM customers"
+        sql = f"SELECT pk, seq, version, {_EVENTS_SEQ} FROM customers"
         where: list[str] = []
         params: list[Any] = []
         if email is not None:
@@ -286,6 +379,9 @@ class SqliteTransaction(Records, OutboxTable):
         assert seq is not None
         self._run_ops(children)
         self._overlay[stored.pk] = (seq, stored)
+        # A new row: its pk has no events (they go with their customer).
+        self._cols[stored.pk] = [seq, 1, 0]
+        self._moved.add(stored.pk)
 
     def save_customer(self, change: CustomerChange) -> None:
         """Write what ``change`` lists when the row is at ``change.base_version`` (what this
@@ -295,17 +391,27 @@ class SqliteTransaction(Records, OutboxTable):
         after = change.state
         pk = after.pk
         written = self._overlay.get(pk)
-        if written is not None and written[1] is not _DELETED:
+        cols = self._cols.get(pk)
+        if written is not None and written[1] is not _DELETED and cols is not None:
             seq, stored = written[0], written[1].version
         else:
-            seen = self._seen.get(pk)
+            seen = self._seen.get(pk) or self._read_seen(pk)
             if seen is None:
-                row = self._one("SELECT seq, version FROM customers WHERE pk = ?", (pk,))
-                if row is None:
-                    raise StoreError(f"cannot save customer {pk!r}: it does not exist")
-                seen = (row[0], row[1])
-            seq, stored = seen
+                raise StoreError(f"cannot save customer {pk!r}: it does not exist")
+            seq, stored = seen[0], seen[1] + seen[2]
+            cols = self._cols[pk] = list(seen)
+        row_version = cols[1]
         diff = stored == change.base_version
+        balances = _balances_only(change) if diff else None
+        if balances is not None:
+            # A track: the new balances alone (the event it appends moves the version).
+            for balance in balances:
+                self._exec(_UPDATE_BALANCE, balance)
+            if pk not in self._moved:
+                self._unbumped.add(pk)
+            self._overlay[pk] = (seq, with_version(after, stored + 1))
+            self._seen.pop(pk, None)
+            return
         # The write lock is held since BEGIN IMMEDIATE and (seq, stored) were read in this
         # transaction (or written by it), so the new version is known without RETURNING; the
         # ``version = ?`` guard turns any slip in that bookkeeping into an error, never a
@@ -316,7 +422,7 @@ class SqliteTransaction(Records, OutboxTable):
                 " data = ?, version = version + 1 WHERE seq = ? AND version = ?"
             )
             head = self._head_params(after, _micros(change.due_at))
-            params: Sequence[Any] = (*head[:5], seq, stored)
+            params: Sequence[Any] | None = (*head[:5], seq, row_version)
         elif change.head_changed:
             # SQLite rewrites the entries of every index on a column the SET names, changed
             # or not: name only the indexed columns whose value moved.
@@ -336,32 +442,56 @@ class SqliteTransaction(Records, OutboxTable):
                 f"UPDATE customers SET {', '.join(sets)}, version = version + 1"
                 " WHERE seq = ? AND version = ?"
             )
-            params = (*values, seq, stored)
+            params = (*values, seq, row_version)
         elif not change.due_changed:
-            # The common case (a track): only the version moves, so no index is touched.
-            # By ``seq`` (the rowid): one b-tree search instead of the pk index and then the row.
-            sql = "UPDATE customers SET version = version + 1 WHERE seq = ? AND version = ?"
-            params = (seq, stored)
+            # The common case (a track): only the version would move, and the event a track
+            # appends moves it instead (``_EVENTS_SEQ``); without one, ``_finish`` bumps it.
+            sql, params = "", None
         else:
             sql = (
                 "UPDATE customers SET next_due_us = ?, version = version + 1"
                 " WHERE seq = ? AND version = ?"
             )
-            params = (_micros(change.due_at), seq, stored)
+            params = (_micros(change.due_at), seq, row_version)
         children: _Ops = []
         if diff:
             for spec, child in changes_of(change):
+                changed: Sequence[tuple[int, Any]] = child.changed
+                if spec.attr == "rows" and changed:
+                    changed = self._balance_ops(children, pk, change.before.rows, changed)
                 self._change_ops(
-                    children, spec, pk, child.added, child.changed, child.moved, child.removed
+                    children, spec, pk, child.added, changed, child.moved, child.removed
                 )
         else:
             for spec in CHILDREN:
                 self._replace_ops(children, spec, pk, getattr(after, spec.attr), clear=True)
-        if self._exec(sql, params).rowcount != 1:
-            raise StoreError(f"cannot save customer {pk!r}: it does not exist at version {stored}")
+        if params is not None:
+            if self._exec(sql, params).rowcount != 1:
+                raise StoreError(
+                    f"cannot save customer {pk!r}: it does not exist at version {stored}"
+                )
+            cols[1] += 1
+            self._moved.add(pk)
+            self._unbumped.discard(pk)
         self._run_ops(children)
+        if params is None and pk not in self._moved:
+            self._unbumped.add(pk)  # only once its writes are done: a refused save moves nothing
+        # Within this transaction the next save's base; ``_finish`` sets the committed one.
         self._overlay[pk] = (seq, with_version(after, stored + 1))
         self._seen.pop(pk, None)
+
+    def append_events(self, events: Sequence[EventRecord]) -> None:
+        super().append_events(events)
+        for e in events:
+            pk = e.customer_pk
+            cols = self._cols.get(pk)
+            if cols is not None:
+                cols[2] += 1
+            else:
+                # Its version moved: a later save in this transaction reads it again.
+                self._seen.pop(pk, None)
+            self._moved.add(pk)
+            self._unbumped.discard(pk)
 
     @staticmethod
     def _head_params(state: CustomerState, due_us: int | None) -> tuple[Any, ...]:
@@ -401,6 +531,22 @@ class SqliteTransaction(Records, OutboxTable):
             ops.append((insert, rows, True))
 
     @staticmethod
+    def _balance_ops(
+        ops: _Ops, pk: str, before: Sequence[RowState], changed: Sequence[tuple[int, RowState]]
+    ) -> Sequence[tuple[int, RowState]]:
+        """The balance-column updates of the changed rows whose balance alone moved (and not
+        their position); returns the other changed rows."""
+        rest: list[tuple[int, RowState]] = []
+        for pos, row in changed:
+            key = row.id
+            old = before[pos] if pos < len(before) else None
+            if old is not None and old.id == key and balance_alone_moved(old, row):
+                ops.append((_UPDATE_BALANCE, (str(row.balance), pk, key), False))
+            else:
+                rest.append((pos, row))
+        return rest
+
+    @staticmethod
     def _change_ops(
         ops: _Ops,
         spec: Child,
@@ -434,6 +580,8 @@ class SqliteTransaction(Records, OutboxTable):
             self._exec(f"DELETE FROM {table} WHERE customer_pk = ?", (pk,))
         self._overlay[pk] = (0, _DELETED)
         self._seen.pop(pk, None)
+        self._cols.pop(pk, None)
+        self._unbumped.discard(pk)
 
 
 __all__ = ["Entry", "SqliteTransaction", "StoreSide"]

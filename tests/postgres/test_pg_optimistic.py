@@ -86,3 +86,45 @@ def test_threads_tracking_one_customer_lose_nothing(pg_store_url: str) -> None:
     assert setup.customers.get("hot").features["messages"].usage == 100
     assert len(set(seen)) == 100
     setup.close()
+
+
+def test_after_a_lost_race_the_customer_is_locked_for_a_while(
+    pg_store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given an optimistic save that lost a race on a customer, when the next optimistic
+    transaction of that store reads the customer, then it holds the row lock (another writer
+    times out behind it) and its save succeeds; once ``CONTENDED_S`` has passed, an
+    optimistic read of it takes no lock again."""
+    import autumn_postgres.store as pg_store
+
+    store = PostgresStore(pg_store_url)
+    billing = Autumn(catalog(), store=store, clock=ManualClock(T0))
+    billing.customers.create("c")
+    other = Autumn(
+        catalog(), store=PostgresStore(pg_store_url, lock_timeout=0.2), clock=ManualClock(T0)
+    )
+    with pytest.raises(StoreError), store.optimistic_transaction() as tx:
+        pk = tx.customer_pk("c")
+        assert pk is not None
+        mine = tx.load_customer(pk, for_update=True)
+        assert mine is not None
+        other.customers.update("c", name="other")
+        tx.save_customer(CustomerChange.between(mine, replace(mine, name="mine")))
+    # when
+    with store.optimistic_transaction() as tx:
+        pk = tx.customer_pk("c")
+        assert pk is not None
+        mine = tx.load_customer(pk, for_update=True)
+        assert mine is not None and mine.name == "other"
+        with pytest.raises(StoreError, match="lock"):
+            other.track("c", "messages", value=5)  # waits for the row lock, gives up
+        tx.save_customer(CustomerChange.between(mine, replace(mine, name="mine")))
+    # then
+    assert billing.customers.get("c").name == "mine"
+    monkeypatch.setattr(pg_store, "CONTENDED_S", 0.0)
+    with store.optimistic_transaction() as tx:
+        assert tx.customer_pk("c") is not None
+        other.track("c", "messages", value=5)  # no lock held: does not wait
+    assert billing.customers.get("c").features["messages"].usage == 5
+    other.close()
+    billing.close()

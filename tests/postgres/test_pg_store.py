@@ -748,3 +748,66 @@ def test_a_priced_attach_works_and_psycopg_prepares_nothing(pg_store_url: str) -
         names = [r[0] for r in conn.execute("SELECT name FROM pg_prepared_statements")]
     assert names and all(n.startswith("autumn_") for n in names), names
     store.close()
+
+
+def test_a_save_moving_balances_alone_rewrites_only_their_field(
+    store: PostgresStore, pg_store_url: str
+) -> None:
+    """Given a customer of three rows, when a save moves the balance of the second to 22.470
+    alone (a track), then the server rewrote that field of its document (the exponent kept,
+    the other fields as they were) and no other row; a store without cache reads the customer
+    exactly; a later save that changes another field of that row too writes it whole."""
+    # given
+    s = customer("pk_bal", "bal")
+    with store.transaction() as tx:
+        tx.insert_customer(s)
+    with store.transaction() as tx:
+        before = tx.load_customer("pk_bal", for_update=True)
+    assert before is not None
+    after = attrs.evolve(
+        before,
+        rows=(
+            before.rows[0],
+            attrs.evolve(before.rows[1], balance=Decimal("22.470")),
+            before.rows[2],
+        ),
+    )
+    with psycopg.connect(pg_store_url) as conn:
+        docs_before = dict(
+            conn.execute("SELECT id, data FROM autumn_balance_rows WHERE customer_pk = 'pk_bal'")
+        )
+    # when
+    with store.transaction() as tx:
+        assert tx.load_customer("pk_bal", for_update=True) == before
+        tx.save_customer(CustomerChange.between(before, after))
+    # then
+    with psycopg.connect(pg_store_url) as conn:
+        docs = dict(
+            conn.execute("SELECT id, data FROM autumn_balance_rows WHERE customer_pk = 'pk_bal'")
+        )
+    assert docs["pk_bal-r1"] == {**docs_before["pk_bal-r1"], "balance": "22.470"}
+    assert {k: v for k, v in docs.items() if k != "pk_bal-r1"} == {
+        k: v for k, v in docs_before.items() if k != "pk_bal-r1"
+    }
+    fresh = PostgresStore(pg_store_url, cache_size=0)
+    with fresh.transaction(write=False) as tx:
+        loaded = tx.load_customer("pk_bal")
+    assert loaded is not None and loaded.rows == after.rows
+    assert str(loaded.rows[1].balance) == "22.470"
+    # a whole write after it
+    with store.transaction() as tx:
+        current = tx.load_customer("pk_bal", for_update=True)
+        assert current is not None
+        last = attrs.evolve(
+            current,
+            rows=(
+                current.rows[0],
+                attrs.evolve(current.rows[1], balance=Decimal("20"), granted=Decimal("99")),
+                current.rows[2],
+            ),
+        )
+        tx.save_customer(CustomerChange.between(current, last))
+    with fresh.transaction(write=False) as tx:
+        loaded = tx.load_customer("pk_bal")
+    assert loaded is not None and loaded.rows == last.rows
+    fresh.close()

@@ -15,11 +15,14 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import attrs
 import pytest
 
 from autumn_core import Autumn, Catalog, Feature, Item, ManualClock, Product
+from autumn_core.changes import CustomerChange
 from autumn_core.errors import StoreError
-from autumn_core.model import EventRecord
+from autumn_core.model import CustomerState, EventRecord
+from autumn_core.testing.contract.builders import customer, row
 from autumn_sqlite import SqliteStore
 
 THREADS = 8
@@ -199,6 +202,83 @@ def test_a_failed_commit_fails_exactly_the_writers_of_its_batch(tmp_path: Path) 
     store.close()
 
 
+def test_a_failed_batch_leaves_nothing_it_read_in_the_cache(tmp_path: Path) -> None:
+    """Given a customer at balance 5, a first writer that saves it at 7 with an event and
+    leaves COMMIT to fail, and a second writer of the same batch that reads the customer
+    (seeing the first's uncommitted 7), when the batch fails and another process then saves
+    the customer at 6 with an event (the same version the failed save would have given it),
+    then this store reads 6: nothing read inside the failed batch was cached."""
+    path = tmp_path / "c.db"
+    store = SqliteStore(path, synchronous="FULL")
+    group = store._group
+    assert group is not None
+    raw = sqlite3.connect(path)
+    raw.executescript(
+        """
+        CREATE TABLE test_parent (id TEXT PRIMARY KEY);
+        CREATE TABLE test_poison (
+            parent TEXT REFERENCES test_parent (id) DEFERRABLE INITIALLY DEFERRED
+        );
+        """
+    )
+    raw.close()
+    start = customer("cus_c", rows=(row("r1", balance=5),))
+    with store.transaction() as tx:
+        tx.insert_customer(start)
+    with store.transaction(write=False) as tx:
+        stored = tx.load_customer(start.pk)
+    assert stored is not None
+
+    def at(state: CustomerState, balance: int) -> CustomerState:
+        return attrs.evolve(state, rows=(attrs.evolve(state.rows[0], balance=Decimal(balance)),))
+
+    entered = threading.Event()
+    outcome: dict[str, object] = {}
+
+    def poison() -> None:
+        try:
+            with store.transaction(write=True) as tx:
+                tx.save_customer(CustomerChange.between(stored, at(stored, 7)))
+                tx.append_events([_event("p", start.pk)])
+                tx._exec("INSERT INTO test_poison VALUES ('missing')")  # checked at COMMIT
+                entered.set()
+                while group.waiting < 1:
+                    time.sleep(0.001)
+        except StoreError as exc:
+            outcome["p"] = exc
+
+    def reader() -> None:
+        entered.wait()
+        try:
+            with store.transaction(write=True) as tx:
+                seen = tx.load_customer(start.pk)
+                assert seen is not None
+                outcome["seen"] = seen.rows[0].balance
+        except StoreError as exc:
+            outcome["r"] = exc
+
+    threads = [threading.Thread(target=poison), threading.Thread(target=reader)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert isinstance(outcome["p"], StoreError) and isinstance(outcome["r"], StoreError)
+    assert outcome["seen"] == Decimal(7)
+    # when
+    other = SqliteStore(path)
+    with other.transaction() as tx:
+        before = tx.load_customer(start.pk)
+        assert before is not None and before.rows[0].balance == Decimal(5)
+        tx.save_customer(CustomerChange.between(before, at(before, 6)))
+        tx.append_events([_event("o", start.pk)])
+    other.close()
+    # then
+    with store.transaction(write=False) as tx:
+        now = tx.load_customer(start.pk)
+    assert now is not None and now.rows[0].balance == Decimal(6)
+    store.close()
+
+
 def test_a_writer_whose_work_fails_leaves_nothing_and_its_batch_commits(tmp_path: Path) -> None:
     """Given a writer holding the turn until two more are queued, the second of which writes
     and then fails, when they run, then the second's exception reaches it, its write is gone,
@@ -309,9 +389,9 @@ def track_until_killed(path: str, customers: list[str]) -> None:
         t.join()
 
 
-def _event(name: str) -> EventRecord:
+def _event(name: str, customer_pk: str = "no_customer") -> EventRecord:
     return EventRecord(
-        f"evt_{name}", "no_customer", None, "messages", None, Decimal(1), {}, START, START
+        f"evt_{name}", customer_pk, None, "messages", None, Decimal(1), {}, START, START
     )
 
 

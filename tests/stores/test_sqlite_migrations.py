@@ -9,8 +9,10 @@ from decimal import Decimal
 from decimal import Decimal as D
 from pathlib import Path
 
+import attrs
 import pytest
 
+from autumn_core.changes import CustomerChange
 from autumn_core.errors import StoreError
 from autumn_core.model import EventRecord
 from autumn_sqlite import SqliteStore, schema
@@ -34,10 +36,13 @@ def _user_version(path: Path) -> int:
 
 
 def _assert_v1_data_intact(
-    store: SqliteStore, later_events: tuple[tuple[str, Decimal], ...] = ()
+    store: SqliteStore,
+    later_events: tuple[tuple[str, Decimal], ...] = (),
+    messages_balance: Decimal = Decimal("23.47"),
 ) -> None:
     """The fixture's records, checked with literal values (not with today's builders);
-    ``later_events``: the first customer's events a later fixture added."""
+    ``later_events``: the first customer's events a later fixture added;
+    ``messages_balance``: the first row's balance after a later fixture's save."""
     with store.transaction(write=False) as tx:
         assert tx.customer_pk("cus_v1") == "pk_v1"
         rich = tx.load_customer("pk_v1")
@@ -45,7 +50,7 @@ def _assert_v1_data_intact(
         assert rich.email == "Rich@Example.com"
         assert rich.metadata["tags"] == ["a", "b"]
         assert [r.id for r in rich.rows] == ["row_msgs", "row_seats", "row_grant"]
-        assert rich.rows[0].balance == Decimal("23.47")
+        assert rich.rows[0].balance == messages_balance
         assert rich.rows[0].rollovers[0].balance == Decimal("0.1")
         assert rich.rows[2].balance == Decimal("-1000000000000000")
         assert rich.products[0].quantities == {"seats": Decimal(3), "credits": Decimal("2500.50")}
@@ -260,9 +265,15 @@ def _restore(path: Path, version: int) -> None:
 
 
 #: Every released schema version with a frozen fixture; a new step adds its own.
-RELEASED = (1, 2)
+RELEASED = (1, 2, 4)
 #: The first customer's events each fixture holds beyond version 1's.
-LATER_EVENTS: dict[int, tuple[tuple[str, Decimal], ...]] = {1: (), 2: (("evt_v2_3", D("1.25")),)}
+LATER_EVENTS: dict[int, tuple[tuple[str, Decimal], ...]] = {
+    1: (),
+    2: (("evt_v2_3", D("1.25")),),
+    4: (("evt_v2_3", D("1.25")), ("evt_v4_4", D("0.75"))),
+}
+#: The first customer's messages balance in each fixture.
+MESSAGES_BALANCE = {1: D("23.47"), 2: D("23.47"), 4: D("22.72")}
 
 
 class TestEveryReleasedSchema:
@@ -281,10 +292,64 @@ class TestEveryReleasedSchema:
         store = SqliteStore(path)
         # then
         assert store.schema_version == schema.current_version()
-        _assert_v1_data_intact(store, LATER_EVENTS[version])
+        _assert_v1_data_intact(store, LATER_EVENTS[version], MESSAGES_BALANCE[version])
         with store.transaction() as tx:
             assert not tx.claim_gateway_event("gevt_v1")
         store.close()
+
+    def test_version_4_rows_and_events_take_the_version_5_forms(self, tmp_path: Path) -> None:
+        """Given the version-4 fixture (documents only), when the current store saves a new
+        balance of one row alone and appends a plain event, then they go to the new columns
+        (the row's document untouched), and a fresh store reads the row, its neighbours and
+        every event exactly."""
+        # given
+        path = tmp_path / "v4.db"
+        _restore(path, 4)
+        store = SqliteStore(path)
+        when = datetime(2025, 1, 5, 1, 2, 3, 456789, tzinfo=UTC)
+        with store.transaction() as tx:
+            before = tx.load_customer("pk_v1")
+        assert before is not None
+        after = attrs.evolve(
+            before, rows=(attrs.evolve(before.rows[0], balance=D("21.720")), *before.rows[1:])
+        )
+        conn = sqlite3.connect(path)
+        doc_before = conn.execute("SELECT data FROM balance_rows WHERE id = 'row_msgs'").fetchone()
+        # when
+        with store.transaction() as tx:
+            tx.save_customer(CustomerChange.between(before, after))
+            tx.append_events(
+                [
+                    EventRecord(
+                        "evt_v5_5", "pk_v1", None, "messages", None, D("1.00"), {}, when, when
+                    )
+                ]
+            )
+        store.close()
+        # then
+        assert conn.execute(
+            "SELECT data, balance FROM balance_rows WHERE id = 'row_msgs'"
+        ).fetchone() == (doc_before[0], "21.720")
+        assert conn.execute("SELECT data, value FROM events WHERE id = 'evt_v5_5'").fetchone() == (
+            "",
+            "1.00",
+        )
+        conn.close()
+        fresh = SqliteStore(path)
+        _assert_v1_data_intact(
+            fresh, (*LATER_EVENTS[4], ("evt_v5_5", D("1.00"))), messages_balance=D("21.720")
+        )
+        with fresh.transaction(write=False) as tx:
+            loaded = tx.load_customer("pk_v1")
+            events = tx.list_events(
+                "pk_v1", feature_id=None, start=None, end=None, limit=10, starting_after=None
+            )
+        assert loaded is not None and loaded.rows == after.rows
+        assert str(loaded.rows[0].balance) == "21.720"
+        assert events[-1] == EventRecord(
+            "evt_v5_5", "pk_v1", None, "messages", None, D("1.00"), {}, when, when
+        )
+        fresh.close()
 
     def test_version_2_events_keep_their_order_and_pages(self, tmp_path: Path) -> None:
         """Given the version-2 fixture, where another customer's event sits between the first

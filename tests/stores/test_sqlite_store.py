@@ -21,7 +21,7 @@ import autumn_core
 from autumn_core.catalog import Rollover
 from autumn_core.changes import CustomerChange
 from autumn_core.errors import InvalidRequest, StoreError, UniqueViolation
-from autumn_core.model import ZERO, EventRecord, RolloverState, RowState
+from autumn_core.model import ZERO, CustomerState, EventRecord, RolloverState, RowState
 from autumn_core.testing.contract.builders import D, customer, event, rich_customer, row
 from autumn_sqlite import SqliteStore, codec, path_from_url, store_from_url
 from autumn_sqlite.packing import unpack
@@ -255,6 +255,21 @@ class TestErrors:
             tx.insert_customer(customer())
 
 
+T_EVENT = datetime(2025, 3, 4, 5, 6, 7, 891011, tzinfo=UTC)
+
+
+def _fresh_load(store: SqliteStore, pk: str) -> CustomerState:
+    """The customer as another process reads it: a new store on the file, nothing cached."""
+    other = SqliteStore(store.path)
+    try:
+        with other.transaction(write=False) as tx:
+            state = tx.load_customer(pk)
+    finally:
+        other.close()
+    assert state is not None
+    return state
+
+
 class TestWrites:
     def _statements(self, store: SqliteStore) -> list[str]:
         seen: list[str] = []
@@ -264,8 +279,9 @@ class TestWrites:
         return seen
 
     def test_a_track_like_save_writes_one_row_and_the_version(self, store: SqliteStore) -> None:
-        """Given a rich customer, when one balance row changes (as in a track), then the save
-        is exactly two writes: the customer's version bump and that row's update."""
+        """Given a rich customer, when one balance row's balance changes with no event (as in
+        a balance update), then the save is exactly two writes: that row's balance and the
+        customer's version bump (before COMMIT)."""
         # given
         s = rich_customer()
         with store.transaction() as tx:
@@ -282,8 +298,113 @@ class TestWrites:
         with store.transaction() as tx:
             tx.save_customer(CustomerChange.between(before, after))
         # then
+        writes = [s.split()[0:4] for s in seen if s.split()[0] in ("UPDATE", "INSERT", "DELETE")]
+        assert writes == [
+            ["UPDATE", "balance_rows", "SET", "balance"],
+            ["UPDATE", "customers", "SET", "version"],
+        ]
+        assert _fresh_load(store, s.pk).rows == after.rows
+
+    def test_a_track_writes_its_row_and_event_and_other_stores_see_it(
+        self, store: SqliteStore
+    ) -> None:
+        """Given a customer another store (another process) has parsed and cached, when a
+        transaction saves one row's new balance and appends the customer's event (a track),
+        then it writes exactly the row and the event (the event moves the version: no
+        customer row update), and the other store reads the new state, twice in a row (the
+        second time from its cache), and its version is larger."""
+        # given
+        s = rich_customer()
+        with store.transaction() as tx:
+            tx.insert_customer(s)
+        other = SqliteStore(store.path)
+        with other.transaction(write=False) as tx:
+            cached = tx.load_customer(s.pk)
+        assert cached is not None
+        with store.transaction(write=False) as tx:
+            before = tx.load_customer(s.pk)
+        assert before is not None
+        after = attrs.evolve(
+            before, rows=(attrs.evolve(before.rows[0], balance=D("22.47")), *before.rows[1:])
+        )
+        seen = self._statements(store)
+        # when
+        with store.transaction() as tx:
+            tx.save_customer(CustomerChange.between(before, after))
+            tx.append_events([event(s.pk, value="1")])
+        # then
         writes = [s.split()[0:2] for s in seen if s.split()[0] in ("UPDATE", "INSERT", "DELETE")]
-        assert writes == [["UPDATE", "customers"], ["UPDATE", "balance_rows"]]
+        assert writes == [["UPDATE", "balance_rows"], ["INSERT", "INTO"]]
+        for _ in range(2):
+            with other.transaction(write=False) as tx:
+                seen_by_other = tx.load_customer(s.pk)
+            assert seen_by_other is not None
+            assert seen_by_other.rows == after.rows
+            assert seen_by_other.version > cached.version
+        with store.transaction(write=False) as tx:
+            mine = tx.load_customer(s.pk)
+        assert mine is not None and mine.version == seen_by_other.version
+        other.close()
+
+    def test_balance_writes_then_a_whole_row_write_load_exactly(self, store: SqliteStore) -> None:
+        """Given a row whose balance alone was saved twice (the balance column: 22.470 keeps
+        its exponent), when a later save changes another field of it too, then a fresh
+        store (no parse cache) reads every version exactly, the last with the new balance."""
+        # given
+        s = rich_customer()
+        with store.transaction() as tx:
+            tx.insert_customer(s)
+        states = [s]
+        for balance in ("22.470", "21"):
+            prev = states[-1]
+            nxt = attrs.evolve(
+                prev, rows=(attrs.evolve(prev.rows[0], balance=D(balance)), *prev.rows[1:])
+            )
+            with store.transaction() as tx:
+                tx.save_customer(CustomerChange.since(prev, nxt, len(states)))
+            states.append(nxt)
+            loaded = _fresh_load(store, s.pk)
+            assert loaded.rows == nxt.rows
+            assert str(loaded.rows[0].balance) == balance
+        # when
+        prev = states[-1]
+        last = attrs.evolve(
+            prev,
+            rows=(attrs.evolve(prev.rows[0], balance=D("20"), granted=D("99")), *prev.rows[1:]),
+        )
+        with store.transaction() as tx:
+            tx.save_customer(CustomerChange.since(prev, last, len(states)))
+        # then
+        loaded = _fresh_load(store, s.pk)
+        assert (loaded.rows[0].balance, loaded.rows[0].granted) == (D("20"), D("99"))
+        assert loaded.rows == last.rows
+
+    def test_plain_and_rich_events_are_read_back_exactly(self, store: SqliteStore) -> None:
+        """Given a plain track's event (value, feature, one time: columns only, no document)
+        and events with an entity, a name, properties or a later creation time, when they are
+        listed, then each is the record that was appended."""
+        s = customer()
+        later = T_EVENT + timedelta(seconds=3)
+        appended = [
+            event(s.pk, value="0.50", timestamp=T_EVENT),
+            event(s.pk, value="-2", timestamp=T_EVENT, entity_id="seat-1"),
+            event(s.pk, feature_id=None, event_name="chat", properties={"n": 1}),
+            attrs.evolve(event(s.pk, value="3", timestamp=T_EVENT), created_at=later),
+        ]
+        with store.transaction() as tx:
+            tx.insert_customer(s)
+            tx.append_events(appended[:1])
+            tx.append_events(appended[1:])
+        with store.transaction(write=False) as tx:
+            listed = tx.list_events(
+                s.pk, feature_id=None, start=None, end=None, limit=10, starting_after=None
+            )
+        assert listed == appended
+        assert str(listed[0].value) == "0.50"
+        conn = _raw(store)
+        docs = [r[0] for r in conn.execute("SELECT data FROM events ORDER BY seq")]
+        conn.close()
+        assert docs[0] == "" and all(docs[1:])
 
     def test_unchanged_customer_is_served_from_the_cache(self, store: SqliteStore) -> None:
         """Given a loaded customer, when it is loaded again unchanged, then the same object is
@@ -298,7 +419,8 @@ class TestWrites:
             second = tx.load_customer(s.pk)
         assert second is first
         assert [q for q in seen if q.startswith("SELECT")] == [
-            "SELECT seq, version FROM customers WHERE pk = " + repr(s.pk)
+            "SELECT seq, version, coalesce((SELECT max(e.seq) FROM events AS e"
+            " WHERE e.customer_pk = customers.pk), 0) FROM customers WHERE pk = " + repr(s.pk)
         ]
         assert first is not None
         changed = attrs.evolve(first, name="changed")
