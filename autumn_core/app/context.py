@@ -26,6 +26,7 @@ T = TypeVar("T")
 
 #: How often a use case is re-run after a retryable store failure or a lost uniqueness race.
 MAX_ATTEMPTS = 8
+#: The first wait after a retryable failure, in seconds (doubled after each, up to 0.1 s).
 _FIRST_DELAY = 0.001
 
 
