@@ -150,6 +150,25 @@ def test_r6_rollovers_first_by_soonest_expiry_none_last_then_rows() -> None:
     assert (new_a.balance, new_b.balance) == (D(10), D(10))
 
 
+def test_r6_a_later_rows_rollover_goes_before_a_first_row_that_holds_the_value() -> None:
+    """R6: rollovers of every row drain first, even when the first row alone holds the value."""
+    a = row(granted=10, reset="day")
+    b = row(granted=10, reset="month", rollovers=[roll(3)])
+    result = deduct(ordered([a, b]), D(2), "cap", T0)
+    assert balances_after([a, b], result.changed) == [D(10), D(10)]
+    assert [r.balance for r in result.changed[b.id].rollovers] == [D(1)]
+    assert a.id not in result.changed
+
+
+def test_r5_an_unlimited_row_with_a_balance_still_absorbs_the_value() -> None:
+    """R5: an unlimited row counts usage and keeps its balance, whatever that balance is."""
+    unl = row(granted=10, unlimited=True)
+    result = deduct(ordered([unl]), D(4), "cap", T0)
+    after = result.changed[unl.id]
+    assert (after.balance, after.unlimited_usage) == (D(10), D(4))
+    assert result.absorbed_by_unlimited
+
+
 def test_r6_expired_rollovers_are_ignored() -> None:
     """RO3: a rollover with expires_at <= now is not spent."""
     dead = roll(50, expires_at=T0)
