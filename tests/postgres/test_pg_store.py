@@ -772,19 +772,13 @@ def test_a_save_moving_balances_alone_rewrites_only_their_field(
             before.rows[2],
         ),
     )
-    with psycopg.connect(pg_store_url) as conn:
-        docs_before = dict(
-            conn.execute("SELECT id, data FROM autumn_balance_rows WHERE customer_pk = 'pk_bal'")
-        )
+    docs_before = _row_documents(pg_store_url, "pk_bal")
     # when
     with store.transaction() as tx:
         assert tx.load_customer("pk_bal", for_update=True) == before
         tx.save_customer(CustomerChange.between(before, after))
     # then
-    with psycopg.connect(pg_store_url) as conn:
-        docs = dict(
-            conn.execute("SELECT id, data FROM autumn_balance_rows WHERE customer_pk = 'pk_bal'")
-        )
+    docs = _row_documents(pg_store_url, "pk_bal")
     assert docs["pk_bal-r1"] == {**docs_before["pk_bal-r1"], "balance": "22.470"}
     assert {k: v for k, v in docs.items() if k != "pk_bal-r1"} == {
         k: v for k, v in docs_before.items() if k != "pk_bal-r1"
@@ -811,3 +805,12 @@ def test_a_save_moving_balances_alone_rewrites_only_their_field(
         loaded = tx.load_customer("pk_bal")
     assert loaded is not None and loaded.rows == last.rows
     fresh.close()
+
+
+def _row_documents(url: str, customer_pk: str) -> dict[str, Any]:
+    """The stored document of each balance row of a customer, by row id."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT id, data FROM autumn_balance_rows WHERE customer_pk = %s", (customer_pk,)
+        )
+        return dict(rows.fetchall())

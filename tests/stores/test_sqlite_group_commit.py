@@ -143,15 +143,8 @@ def test_writers_that_queue_share_one_commit(tmp_path: Path) -> None:
     store.close()
 
 
-def test_a_failed_commit_fails_exactly_the_writers_of_its_batch(tmp_path: Path) -> None:
-    """Given a writer whose work makes COMMIT fail (a deferred foreign key it leaves broken),
-    holding the turn until two more writers are queued, and a fourth writer that starts after,
-    when they run, then the three of the batch fail with StoreError and none of their writes
-    exists, and the fourth commits."""
-    path = tmp_path / "f.db"
-    store = SqliteStore(path, synchronous="FULL")
-    group = store._group
-    assert group is not None
+def _add_poison_table(path: Path) -> None:
+    """A table whose rows break a deferred foreign key: inserting one makes COMMIT fail."""
     raw = sqlite3.connect(path)
     raw.executescript(
         """
@@ -162,6 +155,18 @@ def test_a_failed_commit_fails_exactly_the_writers_of_its_batch(tmp_path: Path) 
         """
     )
     raw.close()
+
+
+def test_a_failed_commit_fails_exactly_the_writers_of_its_batch(tmp_path: Path) -> None:
+    """Given a writer whose work makes COMMIT fail (a deferred foreign key it leaves broken),
+    holding the turn until two more writers are queued, and a fourth writer that starts after,
+    when they run, then the three of the batch fail with StoreError and none of their writes
+    exists, and the fourth commits."""
+    path = tmp_path / "f.db"
+    store = SqliteStore(path, synchronous="FULL")
+    group = store._group
+    assert group is not None
+    _add_poison_table(path)
     entered = threading.Event()
     outcome: dict[str, object] = {}
 
@@ -212,16 +217,7 @@ def test_a_failed_batch_leaves_nothing_it_read_in_the_cache(tmp_path: Path) -> N
     store = SqliteStore(path, synchronous="FULL")
     group = store._group
     assert group is not None
-    raw = sqlite3.connect(path)
-    raw.executescript(
-        """
-        CREATE TABLE test_parent (id TEXT PRIMARY KEY);
-        CREATE TABLE test_poison (
-            parent TEXT REFERENCES test_parent (id) DEFERRABLE INITIALLY DEFERRED
-        );
-        """
-    )
-    raw.close()
+    _add_poison_table(path)
     start = customer("cus_c", rows=(row("r1", balance=5),))
     with store.transaction() as tx:
         tx.insert_customer(start)
