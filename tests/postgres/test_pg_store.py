@@ -764,14 +764,7 @@ def test_a_save_moving_balances_alone_rewrites_only_their_field(
     with store.transaction() as tx:
         before = tx.load_customer("pk_bal", for_update=True)
     assert before is not None
-    after = attrs.evolve(
-        before,
-        rows=(
-            before.rows[0],
-            attrs.evolve(before.rows[1], balance=Decimal("22.470")),
-            before.rows[2],
-        ),
-    )
+    after = _second_row_changed(before, balance=Decimal("22.470"))
     docs_before = _row_documents(pg_store_url, "pk_bal")
     # when
     with store.transaction() as tx:
@@ -792,14 +785,7 @@ def test_a_save_moving_balances_alone_rewrites_only_their_field(
     with store.transaction() as tx:
         current = tx.load_customer("pk_bal", for_update=True)
         assert current is not None
-        last = attrs.evolve(
-            current,
-            rows=(
-                current.rows[0],
-                attrs.evolve(current.rows[1], balance=Decimal("20"), granted=Decimal("99")),
-                current.rows[2],
-            ),
-        )
+        last = _second_row_changed(current, balance=Decimal("20"), granted=Decimal("99"))
         tx.save_customer(CustomerChange.between(current, last))
     with fresh.transaction(write=False) as tx:
         loaded = tx.load_customer("pk_bal")
@@ -814,3 +800,9 @@ def _row_documents(url: str, customer_pk: str) -> dict[str, Any]:
             "SELECT id, data FROM autumn_balance_rows WHERE customer_pk = %s", (customer_pk,)
         )
         return dict(rows.fetchall())
+
+
+def _second_row_changed(state: CustomerState, **changes: Any) -> CustomerState:
+    """The customer with its second balance row changed (of three)."""
+    first, second, third = state.rows
+    return attrs.evolve(state, rows=(first, attrs.evolve(second, **changes), third))
