@@ -51,7 +51,7 @@ Unit.install(due_work=lazy_uc.apply_due, make_customer=customers_uc.get_or_creat
 def _properties(value: Any) -> Any:
     """Event properties: a checked JSON copy (a non-dict is left for the use case to refuse)."""
     if value is None:
-        return None  # the common case, before an ABC isinstance that costs more than a track's id check
+        return None  # the common case, before the slower isinstance against an ABC
     if isinstance(value, Mapping):
         return check_metadata(value, "properties")
     return value

@@ -157,8 +157,7 @@ def validate_check(
     check_customer_ref(customer_id)
     feature = known_feature(ctx, feature_id)
     required = to_decimal(required_balance, "required_balance")
-    if entity_id is not None:
-        check_id(entity_id, "entity id")
+    check_entity_ref(entity_id)
     if not isinstance(send_event, bool):
         raise InvalidRequest(f"send_event must be a bool, got {send_event!r}")
     if send_event and feature.type == "boolean":
@@ -370,8 +369,7 @@ def validate_track(
         features = (known_feature(ctx, feature_id),)
     if features[0].type == "boolean":
         raise InvalidRequest(f"feature {features[0].id!r} is boolean and cannot be tracked")
-    if entity_id is not None:
-        check_id(entity_id, "entity id")
+    check_entity_ref(entity_id)
     if idempotency_key is not None and (
         not isinstance(idempotency_key, str) or not idempotency_key
     ):
