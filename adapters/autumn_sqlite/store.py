@@ -101,6 +101,14 @@ class _Holder:
         self.generation = _fork_generation
 
 
+def _datasync(fd: int) -> None:
+    """``fdatasync`` where the platform has it (SQLite's own choice on Linux), else ``fsync``."""
+    getattr(os, "fdatasync", os.fsync)(fd)
+
+
+_CLOEXEC: Final = getattr(os, "O_CLOEXEC", 0)
+
+
 class SqliteStore:
     """The SQLite store: a file shared by threads and processes, or ``":memory:"``.
 
@@ -339,8 +347,8 @@ class SqliteStore:
         connection closes, and a checkpoint rewrites it in place)."""
         fd = self._wal_fd
         if fd is None:
-            fd = self._wal_fd = os.open(self.path + "-wal", os.O_RDONLY | os.O_CLOEXEC)
-        os.fdatasync(fd)
+            fd = self._wal_fd = os.open(self.path + "-wal", os.O_RDONLY | _CLOEXEC)
+        _datasync(fd)
 
     def _close_wal(self) -> None:
         fd, self._wal_fd = self._wal_fd, None
