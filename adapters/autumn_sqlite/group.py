@@ -26,11 +26,14 @@ commit). A handed-over write is queued instead, and whoever holds the turn runs 
 savepoint of the open batch, in the owner's ``contextvars`` context; the owner sleeps once,
 until its outcome is known. When nobody holds the turn the owner takes it and runs its own
 work, then the queue. A holder passing the turn on wakes the owner of the first queued write
-to lead the next batch.
+to lead the next batch. A write nobody took within ``lock_timeout`` is taken back and fails
+unapplied, as a writer waiting that long for the turn does; an interrupt (Ctrl-C) stays with
+the thread it hit, and whatever happens the turn is given back.
 
-**Syncing outside the turn** (``sync``): with ``synchronous="FULL"`` the writer connection
-commits as ``NORMAL`` does and the batch's committer syncs the WAL file itself after passing
-the turn on, so the next batch runs during the sync; the batch's writers return only after it.
+**Syncing outside the turn** (``sync``, ``autumn_sqlite.walsync``): with ``synchronous="FULL"``
+the writer connection commits as ``NORMAL`` does and the batch's committer syncs the WAL file
+after passing the turn on, so the next batch runs during the sync; the batch's writers return
+only after it.
 Another connection may read a committed batch during its sync (a power failure in that window
 loses a change no writer was told was made). A failed sync fails its batch and every later
 write of the store: what was committed since can no longer be promised durable.
@@ -38,6 +41,7 @@ write of the store: what was committed since can no longer be promised durable.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import sqlite3
 import threading
@@ -47,6 +51,8 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from autumn_core.errors import StoreError
+from autumn_sqlite.batches import Batch, Job, Member, Work
+from autumn_sqlite.walsync import WalSync
 
 #: Writers per batch, at most: bounds how long the first writer of a batch waits for its
 #: result, and the size of one transaction.
@@ -55,93 +61,6 @@ MAX_BATCH: Final = 64
 #: was left without a committer (a writer that gave up its turn unexpectedly).
 _ORPHAN_CHECK_S: Final = 0.05
 _SAVEPOINT: Final = "autumn_writer"
-
-
-class Batch:
-    """One open write transaction and the writers whose work is in it.
-
-    Its end is signalled through a lock held from the batch's start and released once at its
-    end (a latch): waiters take and give it back in turn. Cheaper to make than an ``Event``
-    (a lock and a condition), and a batch is made for every transaction of a single writer.
-    """
-
-    __slots__ = ("_latch", "ended", "error", "jobs", "members")
-
-    def __init__(self) -> None:
-        self.members = 0
-        #: The jobs (``GroupCommit.run``) whose work is in this batch, in the order they ran.
-        self.jobs: list[Job] = []
-        self.ended = False
-        self.error: StoreError | None = None
-        self._latch = threading.Lock()
-        self._latch.acquire()
-
-    def end(self, error: StoreError | None) -> bool:
-        """The batch committed (``error`` None) or failed; wakes every waiter. Whether it
-        ended now (not before)."""
-        if self.ended:
-            return False
-        self.error = error
-        self.ended = True
-        self._latch.release()
-        return True
-
-    def wait(self, timeout: float) -> bool:
-        """Whether the batch ended within ``timeout`` seconds."""
-        if self.ended:
-            return True
-        if self._latch.acquire(timeout=timeout):
-            self._latch.release()
-            return True
-        return self.ended
-
-
-class Member:
-    """One writer's place in a batch (``GroupCommit.enter`` to ``GroupCommit.leave``)."""
-
-    __slots__ = ("batch", "first")
-
-    def __init__(self, batch: Batch, first: bool) -> None:
-        self.batch = batch
-        self.first = first
-
-
-#: A job's work: given the writer connection and its place in the batch, run the write and
-#: return its result and what to do once the batch is committed (publish what it wrote).
-Work = Callable[[sqlite3.Connection, Member], tuple[Any, Callable[[], None]]]
-
-
-class Job:
-    """One write handed to whoever holds the turn (``GroupCommit.run``).
-
-    Its owner sleeps on ``latch`` (a lock released exactly once, see ``GroupCommit._signal``):
-    either its outcome is known (its work failed, or its batch ended), or ``lead`` is set and
-    the owner must take the turn and run the queued jobs itself."""
-
-    __slots__ = (
-        "batch",
-        "context",
-        "error",
-        "latch",
-        "lead",
-        "publish",
-        "result",
-        "signalled",
-        "work",
-    )
-
-    def __init__(self, work: Work, context: contextvars.Context | None) -> None:
-        self.work = work
-        #: The owner's context, for work run on another thread (None: run by its owner).
-        self.context = context
-        self.batch: Batch | None = None
-        self.result: Any = None
-        self.error: BaseException | None = None
-        self.publish: Callable[[], None] | None = None
-        self.lead = False
-        self.signalled = False
-        self.latch = threading.Lock()
-        self.latch.acquire()
 
 
 class GroupCommit:
@@ -157,15 +76,13 @@ class GroupCommit:
         sync: Callable[[], None] | None = None,
     ) -> None:
         self._connect = connect
-        #: Makes the last commit durable, when the connection commits without doing so: run
-        #: after the turn is passed on, so the next batch runs while this one syncs.
-        self._sync = sync
-        #: Set once a sync failed: nothing written after it can be promised durable.
-        self._broken: StoreError | None = None
         self._begin = begin
         self._translate = translate
         self._lock_timeout = lock_timeout
         self._max_batch = max_batch
+        #: With ``sync`` (the connection commits without making it durable), committed batches
+        #: are synced after the turn is passed on (``autumn_sqlite.walsync``).
+        self._wal: WalSync[Batch] | None = None if sync is None else WalSync(sync, self._end)
         self._conn: sqlite3.Connection | None = None
         #: One writer at a time runs on the writer connection.
         self._turn = threading.Lock()
@@ -209,14 +126,25 @@ class GroupCommit:
         self._signal_lock = threading.Lock()
         self._waiting = 0
         self._jobs = deque()
+        if self._wal is not None:
+            self._wal.forget()
+
+    def _refuse(self) -> None:
+        if self.holds_turn():
+            raise StoreError("a transaction is already open on this thread")
+        if self._wal is not None and self._wal.broken is not None:
+            raise self._wal.broken
+
+    def _timed_out(self) -> StoreError:
+        return StoreError(
+            f"timed out after {self._lock_timeout} s waiting for this process's writers;"
+            " nothing was changed"
+        )
 
     # -- one writer ---------------------------------------------------------------------------
     def enter(self) -> Member:
         """Wait for this thread's turn, then open a batch or join the open one."""
-        if self.holds_turn():
-            raise StoreError("a transaction is already open on this thread")
-        if self._broken is not None:
-            raise self._broken
+        self._refuse()
         # Uncontended (a single writer): take the turn at once, without counting a waiter.
         if not self._turn.acquire(blocking=False):
             with self._count_lock:
@@ -227,10 +155,7 @@ class GroupCommit:
                 with self._count_lock:
                     self._waiting -= 1
             if not got:
-                raise StoreError(
-                    f"timed out after {self._lock_timeout} s waiting for this process's writers;"
-                    " nothing was changed"
-                )
+                raise self._timed_out()
         self._holder = threading.get_ident()
         try:
             conn = self.connection
@@ -253,20 +178,20 @@ class GroupCommit:
         """End this writer's work. ``ok``: keep it and return once its batch is committed
         (raising the batch's ``StoreError`` if the commit failed); else undo it."""
         batch = member.batch
-        conn = self.connection
-        if ok:
-            try:
-                if not member.first:
-                    conn.execute(f"RELEASE {_SAVEPOINT}")
-                batch.members += 1
-            except sqlite3.Error as exc:
-                ok = False
-                self._abort(batch, self._translate(exc))
-            if self._batch is batch and not conn.in_transaction:
-                self._abort(batch, StoreError("the write transaction was rolled back by SQLite"))
-        else:
-            self._undo(batch, member.first)
-        self._pass_turn()
+        try:
+            if ok:
+                try:
+                    if not member.first:
+                        self.connection.execute(f"RELEASE {_SAVEPOINT}")
+                    batch.members += 1
+                except sqlite3.Error as exc:
+                    ok = False
+                    self._abort(batch, self._translate(exc))
+                self._check_alive(batch)
+            else:
+                self._undo(batch, member.first)
+        finally:
+            self._pass_turn()
         if ok:
             self._await(batch)
 
@@ -280,16 +205,14 @@ class GroupCommit:
         the turn runs it in its own savepoint of the open batch (in the owner's
         ``contextvars`` context), so the owner sleeps once, until its outcome is known. When
         nobody holds the turn, the owner takes it and runs the queue itself."""
-        if self.holds_turn():
-            raise StoreError("a transaction is already open on this thread")
-        if self._broken is not None:
-            raise self._broken
+        self._refuse()
+        deadline = time.monotonic() + self._lock_timeout
         if self._turn.acquire(blocking=False):
             # Uncontended: this thread runs its own work first, then whatever is queued.
-            job = Job(work, None)
+            job = Job(work, None, deadline)
             self._jobs.appendleft(job)
         else:
-            job = Job(work, contextvars.copy_context())
+            job = Job(work, contextvars.copy_context(), deadline)
             self._jobs.append(job)
             # Taken again after queueing: the holder may have passed the turn on meanwhile
             # (it hands it to a queued job only after releasing it).
@@ -300,29 +223,18 @@ class GroupCommit:
         return self._outcome(job)
 
     def _outcome(self, job: Job) -> Any:
-        while True:
-            while not job.latch.acquire(timeout=_ORPHAN_CHECK_S):
-                # Jobs or a batch left with nobody holding the turn: take it and finish them.
-                if self._turn.acquire(blocking=False):
-                    self._holder = threading.get_ident()
-                    self._pass_turn()
-            if not job.lead:
-                break
-            # Woken to lead: run the queue (this job is in it, or another leader took it).
-            if self._turn.acquire(timeout=self._lock_timeout):
-                self._holder = threading.get_ident()
-                self._pass_turn()
-            elif self._unqueue(job):
-                raise StoreError(
-                    f"timed out after {self._lock_timeout} s waiting for this process's writers;"
-                    " nothing was changed"
-                )
-            with self._signal_lock:
-                batch = job.batch
-                if job.error is not None or (batch is not None and batch.ended):
-                    break
-                # Still running, or in a batch not committed yet: wait to be signalled again.
-                job.signalled = job.lead = False
+        try:
+            gave_up = self._wait(job)
+        except BaseException:
+            # An interrupt while waiting: a job not taken yet is given up (nothing of it runs);
+            # one taken is waited for, so that it is not applied behind its caller's back.
+            if self._unqueue(job):
+                self._hand_lead()
+            else:
+                self._wait_settled(job)
+            raise
+        if gave_up:
+            raise self._timed_out()
         if job.error is not None:
             raise job.error
         batch = job.batch
@@ -330,6 +242,51 @@ class GroupCommit:
         if batch.error is not None:
             raise batch.error
         return job.result
+
+    def _wait(self, job: Job) -> bool:
+        """Until the job's outcome is known; True: it was given up, never run (its deadline
+        passed while it was queued)."""
+        while True:
+            while not job.latch.acquire(timeout=_ORPHAN_CHECK_S):
+                if self._look_after(job):
+                    return True
+            if not job.lead:
+                return False
+            # Woken to lead: run the queue (this job is in it, or another leader took it).
+            if self._turn.acquire(timeout=max(0.0, job.deadline - time.monotonic())):
+                self._holder = threading.get_ident()
+                self._pass_turn()
+            elif self._unqueue(job):
+                self._hand_lead()
+                return True
+            with self._signal_lock:
+                if self._settled(job):
+                    return False
+                # Still running, or in a batch not committed yet: wait to be signalled again.
+                job.signalled = job.lead = False
+
+    def _look_after(self, job: Job) -> bool:
+        """An owner not signalled for a while: give up a job past its deadline that nobody
+        took (True); finish jobs or a batch left with nobody holding the turn."""
+        if time.monotonic() > job.deadline and self._unqueue(job):
+            self._hand_lead()
+            return True
+        if self._turn.acquire(blocking=False):
+            self._holder = threading.get_ident()
+            self._pass_turn()
+        return False
+
+    @staticmethod
+    def _settled(job: Job) -> bool:
+        batch = job.batch
+        return job.error is not None or (batch is not None and batch.ended)
+
+    def _wait_settled(self, job: Job) -> None:
+        while not self._settled(job):
+            time.sleep(_ORPHAN_CHECK_S / 10)
+            if self._turn.acquire(blocking=False):
+                self._holder = threading.get_ident()
+                self._pass_turn()
 
     def _unqueue(self, job: Job) -> bool:
         try:
@@ -358,8 +315,8 @@ class GroupCommit:
     def _drain(self) -> BaseException | None:
         """With the turn: run queued jobs, each in its savepoint of the open batch (a full
         batch is committed and the next one opened), including the ones queued while it runs
-        (writers woken by the last commit come back one by one), up to ``max_batch``."""
-        conn = self.connection
+        (writers woken by the last commit come back one by one), up to ``max_batch``. An
+        interrupt of this thread is returned, to be raised once the turn is passed on."""
         jobs = self._jobs
         for _ in range(self._max_batch):
             # Tested first: a raised IndexError costs more than the rest of an empty turn.
@@ -371,20 +328,23 @@ class GroupCommit:
                 return None
             batch = self._batch
             if batch is not None and batch.members >= self._max_batch:
-                if self._commit(batch):
-                    self._synced(batch)
+                self._commit(batch)
                 batch = self._batch
             first = batch is None
             try:
+                conn = self.connection
                 if batch is None:
-                    self._begin(conn, time.monotonic() + self._lock_timeout)
+                    self._refuse_broken()
+                    self._begin(conn, job.deadline)
                     batch = self._batch = Batch()
                 else:
                     conn.execute(f"SAVEPOINT {_SAVEPOINT}")
-            except BaseException as exc:
+            except Exception as exc:
                 job.error = self._translate(exc) if isinstance(exc, sqlite3.Error) else exc
                 self._signal(job)
                 continue
+            except BaseException as exc:
+                return self._interrupted(job, batch, first=False, exc=exc)
             job.batch = batch
             try:
                 member = Member(batch, first)
@@ -400,12 +360,7 @@ class GroupCommit:
                 self._signal(job)
                 continue
             except BaseException as exc:
-                # A KeyboardInterrupt (or SystemExit) is this thread's, not the job's owner's:
-                # the job fails as undone, and the interrupt goes on once the turn is passed.
-                job.error = StoreError(f"the write was interrupted ({exc!r}); nothing was changed")
-                self._undo(batch, first)
-                self._signal(job)
-                return exc
+                return self._interrupted(job, batch, first=first, exc=exc)
             try:
                 if not first:
                     conn.execute(f"RELEASE {_SAVEPOINT}")
@@ -415,9 +370,28 @@ class GroupCommit:
                 job.error = self._translate(exc)
                 self._signal(job)
                 self._abort(batch, self._translate(exc))
-            if self._batch is batch and not conn.in_transaction:
-                self._abort(batch, StoreError("the write transaction was rolled back by SQLite"))
+            self._check_alive(batch)
         return None
+
+    def _refuse_broken(self) -> None:
+        if self._wal is not None and self._wal.broken is not None:
+            raise self._wal.broken
+
+    def _interrupted(
+        self, job: Job, batch: Batch | None, *, first: bool, exc: BaseException
+    ) -> BaseException:
+        """A KeyboardInterrupt (or SystemExit) is this thread's, not the job's owner's: the
+        job fails as undone, and the interrupt goes on once the turn is passed."""
+        job.error = StoreError(f"the write was interrupted ({exc!r}); nothing was changed")
+        if batch is not None and job.batch is batch:
+            self._undo(batch, first)
+        elif self._batch is None and self._conn is not None:
+            # Interrupted in its BEGIN: no batch holds the transaction, if one was opened.
+            with contextlib.suppress(sqlite3.Error):
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+        self._signal(job)
+        return exc
 
     def _undo(self, batch: Batch, first: bool) -> None:
         """A writer's work failed: undo its statements (the whole batch, if it opened it and
@@ -433,87 +407,89 @@ class GroupCommit:
                 conn.execute(f"RELEASE {_SAVEPOINT}")
         except sqlite3.Error as exc:
             self._abort(batch, self._translate(exc))
-        if self._batch is batch and not conn.in_transaction:
-            # SQLite rolled the whole transaction back (an I/O error, a full disk): every
-            # writer of the batch failed with it.
+        self._check_alive(batch)
+
+    def _check_alive(self, batch: Batch) -> None:
+        """SQLite may roll the whole transaction back (an I/O error, a full disk, a closed
+        connection): every writer of the batch then failed with it."""
+        if self._batch is not batch:
+            return
+        try:
+            alive = self.connection.in_transaction
+        except sqlite3.Error:
+            alive = False
+        if not alive:
             self._abort(batch, StoreError("the write transaction was rolled back by SQLite"))
 
     # -- batches ------------------------------------------------------------------------------
     def _pass_turn(self) -> None:
         """Run the queued jobs, then give the turn to the next writer, or commit the open
-        batch when nobody waits; a job queued meanwhile gets a leader."""
-        interrupt = self._drain() if self._jobs else None
-        batch = self._batch
-        unsynced = None
-        # Reading the count needs no lock: a writer counted just after this read finds the
-        # batch committed and opens the next one.
-        if (
-            batch is not None
-            and (not self._waiting or batch.members >= self._max_batch)
-            and self._commit(batch)
-        ):
-            unsynced = batch
-        self._holder = None
-        self._turn.release()
-        if self._jobs:
-            self._hand_lead()
-        if unsynced is not None:
-            self._synced(unsynced)
+        batch when nobody waits; a job queued meanwhile gets a leader. Whatever happens, the
+        turn is given back, and committed batches are synced and answered."""
+        interrupt = None
+        try:
+            if self._jobs:
+                interrupt = self._drain()
+            batch = self._batch
+            # Reading the count needs no lock: a writer counted just after this read finds the
+            # batch committed and opens the next one.
+            if batch is not None and (not self._waiting or batch.members >= self._max_batch):
+                self._commit(batch)
+        except BaseException as exc:
+            # Unforeseen (an interrupt between statements, a connection closed under the
+            # batch): the open batch fails whole, with every writer in it.
+            batch = self._batch
+            if batch is not None:
+                self._abort(batch, StoreError(f"the write transaction failed ({exc!r})"))
+            raise
+        finally:
+            self._holder = None
+            self._turn.release()
+            if self._jobs:
+                self._hand_lead()
+            if self._wal is not None and self._wal.pending:
+                self._wal.settle()
         if interrupt is not None:
             raise interrupt
 
-    def _commit(self, batch: Batch) -> bool:
-        """COMMIT the batch; whether it still has to be synced (``_synced``)."""
+    def _commit(self, batch: Batch) -> None:
+        """COMMIT the batch, and end it (with a WAL sync to make, once the turn is passed)."""
         conn = self.connection
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             self._abort(batch, self._translate(exc))
-            return False
-        if self._sync is None:
+            return
+        if self._wal is None:
             self._end(batch, None)
-            return False
+            return
         if self._batch is batch:
             self._batch = None
-        return True
-
-    def _synced(self, batch: Batch) -> None:
-        """Sync a committed batch, then end it: its writers return once it is durable."""
-        assert self._sync is not None
-        try:
-            self._sync()
-        except OSError as exc:
-            self._broken = StoreError(
-                f"the disk failed to sync a commit ({exc}); writes made since may not be"
-                " durable: reopen the store"
-            )
-            self._end(batch, self._broken)
-            return
-        self._end(batch, None)
+        self._wal.committed(batch)
 
     def _abort(self, batch: Batch, error: StoreError) -> None:
-        conn = self.connection
-        try:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-        except sqlite3.Error:  # pragma: no cover - a broken connection: SQLite rolls back
-            pass
+        conn = self._conn
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):  # a broken connection: SQLite rolls back
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
         self._end(batch, error)
 
     def _end(self, batch: Batch, error: StoreError | None) -> None:
         if self._batch is batch:
             self._batch = None
-        if batch.end(error) and batch.jobs:
-            # Emptied: a job refers to its batch, and a cycle would be left to the collector.
-            jobs, batch.jobs = batch.jobs, []
-            if error is None:
-                # Before the owners wake: the committed states are in the cache when they
-                # return.
-                for job in jobs:
-                    if job.publish is not None:
-                        job.publish()
+        if batch.ended:
+            return
+        # Emptied: a job refers to its batch, and a cycle would be left to the collector.
+        jobs, batch.jobs = batch.jobs, []
+        if error is None:
+            # Before anyone wakes: the committed states are in the cache when they return.
             for job in jobs:
-                self._signal(job)
+                if job.publish is not None:
+                    job.publish()
+        batch.end(error)
+        for job in jobs:
+            self._signal(job)
 
     def _await(self, batch: Batch) -> None:
         while not batch.wait(_ORPHAN_CHECK_S):

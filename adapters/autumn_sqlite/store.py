@@ -40,6 +40,7 @@ and the locking (this module), the error mapping (``errors``) and the schema (``
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import random
 import sqlite3
@@ -53,8 +54,9 @@ from autumn_core.errors import InvalidRequest, StoreError
 from autumn_core.ports import StoreCapabilities, StoreTransaction
 from autumn_sqldoc.cache import ParseCache
 from autumn_sqlite import schema
+from autumn_sqlite.batches import Member
 from autumn_sqlite.errors import is_busy, translate
-from autumn_sqlite.group import GroupCommit, Member
+from autumn_sqlite.group import GroupCommit
 from autumn_sqlite.transaction import Entry, SqliteTransaction
 
 T = TypeVar("T")
@@ -170,6 +172,7 @@ class SqliteStore:
         self._writer: _Holder | None = None
         #: The WAL file, opened to sync it (``_sync_wal``).
         self._wal_fd: int | None = None
+        self._wal_lock = threading.Lock()
         conn = self._connection()
         self._judge(conn)
         self._migrate(conn)
@@ -254,6 +257,7 @@ class SqliteStore:
         """First use in a forked child: fresh locks; connections are re-made per thread."""
         self._generation = _fork_generation
         self._write_lock = threading.RLock() if self._memory else threading.Lock()
+        self._wal_lock = threading.Lock()
         if self._writer is not None:
             _INHERITED.append(self._writer.conn)
             self._writer = None
@@ -345,16 +349,20 @@ class SqliteStore:
         """What ``synchronous=FULL`` does after each commit: sync the WAL file. Its inode is
         stable while the writer connection is open (SQLite removes it only when the last
         connection closes, and a checkpoint rewrites it in place)."""
-        fd = self._wal_fd
-        if fd is None:
-            fd = self._wal_fd = os.open(self.path + "-wal", os.O_RDONLY | _CLOEXEC)
-        _datasync(fd)
+        with self._wal_lock:  # not while ``close`` closes it (a reused fd number)
+            if self._closed:
+                raise OSError(errno.EBADF, "the store was closed before the commit was synced")
+            fd = self._wal_fd
+            if fd is None:
+                fd = self._wal_fd = os.open(self.path + "-wal", os.O_RDONLY | _CLOEXEC)
+            _datasync(fd)
 
     def _close_wal(self) -> None:
-        fd, self._wal_fd = self._wal_fd, None
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        with self._wal_lock:
+            fd, self._wal_fd = self._wal_fd, None
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
     def _begin_immediate(self, conn: sqlite3.Connection, deadline: float) -> None:
         """``BEGIN IMMEDIATE``, waiting for other processes' writers until ``deadline``."""

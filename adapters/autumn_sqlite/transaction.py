@@ -25,8 +25,9 @@ from autumn_sqldoc.mapping import (
     order_by,
 )
 from autumn_sqlite import codec
+from autumn_sqlite.batches import Member
 from autumn_sqlite.errors import translate
-from autumn_sqlite.group import GroupCommit, Member
+from autumn_sqlite.group import GroupCommit
 from autumn_sqlite.outbox import OutboxTable
 from autumn_sqlite.packing import pack, unpack
 from autumn_sqlite.records import Records

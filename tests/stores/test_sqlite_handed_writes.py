@@ -376,3 +376,123 @@ def test_handed_writes_of_many_threads_give_each_owner_its_own_events(tmp_path: 
     conn.close()
     assert count == 500
     store.close()
+
+
+def test_a_handed_write_queued_past_its_lock_timeout_is_given_up_unapplied(
+    tmp_path: Path,
+) -> None:
+    """Given a writer holding the turn (an open transaction) longer than ``lock_timeout``,
+    when another thread hands a write over, then that call raises the timeout StoreError
+    saying nothing was changed, and its write never lands, even once the holder commits."""
+    path = tmp_path / "t.db"
+    store = SqliteStore(path, synchronous="FULL", lock_timeout=0.2)
+    release = threading.Event()
+    holder, _, held = holding_the_turn(store, release.is_set)
+    # when
+    with pytest.raises(StoreError, match=r"timed out .* nothing was changed"):
+        store.run_write(lambda tx: tx.append_events([_event("late")]))
+    # then
+    assert group_of(store).queued == 0
+    release.set()
+    join(holder)
+    assert held["holder"] == "committed"
+    assert _stored_event_ids(path) == {"evt_h"}
+    store.close()
+
+
+def test_a_writer_connection_that_cannot_open_fails_that_write_and_frees_the_turn(
+    store: SqliteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given a store whose writer connection fails to open once (too many open files), when a
+    write is handed over, then it raises that error, and the next writes of both kinds
+    commit (the turn was given back)."""
+    group = group_of(store)
+    real = group._connect
+    fails = [StoreError("cannot open the database (too many open files)")]
+
+    def connect() -> sqlite3.Connection:
+        if fails:
+            raise fails.pop()
+        return real()
+
+    monkeypatch.setattr(group, "_connect", connect)
+    # when
+    with pytest.raises(StoreError, match="too many open files"):
+        store.run_write(lambda tx: tx.append_events([_event("a")]))
+    # then
+    assert store.run_write(lambda tx: (tx.append_events([_event("b")]), "b")[1]) == "b"
+    with store.transaction(write=True) as tx:
+        tx.append_events([_event("c")])
+    assert _stored_event_ids(tmp_path / "h.db") == {"evt_b", "evt_c"}
+
+
+def test_an_interrupt_in_the_begin_of_a_handed_write_stays_with_the_thread_it_hit(
+    store: SqliteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given a holder whose own write fails, so that the write queued behind it needs a new
+    BEGIN, when that BEGIN is interrupted (a KeyboardInterrupt just after it), then the
+    holder's thread gets the interrupt, the queued write's owner gets a StoreError saying
+    nothing was changed, and no transaction is left open: a later write commits."""
+    group = group_of(store)
+    real = group._begin
+    begins: list[str] = []
+
+    def begin(conn: sqlite3.Connection, deadline: float) -> None:
+        begins.append(threading.current_thread().name)
+        real(conn, deadline)
+        if threading.current_thread().name == "holder" and len(begins) == 2:
+            raise KeyboardInterrupt  # landing just after BEGIN took the write lock
+
+    monkeypatch.setattr(group, "_begin", begin)
+    outcome: dict[str, object] = {}
+
+    def failing(tx: StoreTransaction) -> object:
+        tx.append_events([_event("h")])
+        wait_until(lambda: group.queued == 1)
+        raise ValueError("the holder's own write fails")
+
+    def run(name: str, fn: Callable[[StoreTransaction], object]) -> None:
+        try:
+            outcome[name] = store.run_write(fn)
+        except BaseException as exc:  # the test inspects every outcome
+            outcome[name] = exc
+
+    holder = threading.Thread(name="holder", target=run, args=("holder", failing))
+    holder.start()
+    wait_until(lambda: group._holder is not None)
+    owner = threading.Thread(
+        target=run, args=("a", lambda tx: (tx.append_events([_event("a")]), "a")[1])
+    )
+    owner.start()
+    join(holder, owner)
+    # then
+    assert isinstance(outcome["holder"], KeyboardInterrupt)
+    assert isinstance(outcome["a"], StoreError) and "nothing was changed" in str(outcome["a"])
+    monkeypatch.undo()
+    assert store.run_write(lambda tx: (tx.append_events([_event("later")]), "ok")[1]) == "ok"
+    assert _stored_event_ids(tmp_path / "h.db") == {"evt_later"}
+
+
+def test_an_owner_interrupted_while_its_write_is_queued_leaves_it_unapplied(
+    store: SqliteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given a write queued behind a holder of the turn, when its owner is interrupted while
+    it waits, then the owner gets the interrupt, its write is taken back out of the queue,
+    and once the holder commits only the holder's write exists."""
+    group = group_of(store)
+    release = threading.Event()
+    holder, _, held = holding_the_turn(store, release.is_set)
+
+    def interrupted(job: object) -> bool:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(group, "_look_after", interrupted)
+    # when
+    with pytest.raises(KeyboardInterrupt):
+        store.run_write(lambda tx: tx.append_events([_event("main")]))
+    # then
+    assert group.queued == 0
+    release.set()
+    join(holder)
+    assert held["holder"] == "committed"
+    assert _stored_event_ids(tmp_path / "h.db") == {"evt_h"}
