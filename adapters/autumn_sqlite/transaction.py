@@ -19,6 +19,8 @@ from autumn_sqldoc.mapping import (
     assemble,
     balance_alone_moved,
     changes_of,
+    controls_alone_changed,
+    controls_data,
     email_lower,
     extras,
     head_data,
@@ -269,12 +271,13 @@ class SqliteTransaction(Records, OutboxTable):
         writer of a group-commit batch: any customer this transaction wrote is served from
         the overlay instead)."""
         row = self._one(
-            f"SELECT seq, version, {_EVENTS_SEQ}, data, id, created_us FROM customers WHERE pk = ?",
+            f"SELECT seq, version, {_EVENTS_SEQ}, data, id, created_us, controls FROM customers"
+            " WHERE pk = ?",
             (pk,),
         )
         if row is None:
             return None
-        seq, row_version, events_seq, data, customer_id, created_us = row
+        seq, row_version, events_seq, data, customer_id, created_us, controls = row
         version = row_version + events_seq
         children = self._all(_LOAD_CHILDREN, (pk,))
         try:
@@ -288,6 +291,8 @@ class SqliteTransaction(Records, OutboxTable):
             head = codec.load(unpack(data))
             if "pk" not in head:
                 head.update(pk=pk, id=customer_id, created_at=codec.from_micros(created_us))
+            if controls is not None:
+                head["control_state"] = codec.load(controls)
             state = assemble(head, lists, version)
         except Exception as exc:
             raise translate(exc) from exc
@@ -419,16 +424,20 @@ class SqliteTransaction(Records, OutboxTable):
         if not diff:
             sql = (
                 "UPDATE customers SET id = ?, email_lower = ?, created_us = ?, next_due_us = ?,"
-                " data = ?, version = version + 1 WHERE seq = ? AND version = ?"
+                " data = ?, controls = NULL, version = version + 1 WHERE seq = ? AND version = ?"
             )
             head = self._head_params(after, _micros(change.due_at))
             params: Sequence[Any] | None = (*head[:5], seq, row_version)
         elif change.head_changed:
             # SQLite rewrites the entries of every index on a column the SET names, changed
             # or not: name only the indexed columns whose value moved.
-            head = self._head_params(after, _micros(change.due_at))
-            sets = ["data = ?"]
-            values: list[Any] = [head[4]]
+            values: list[Any]
+            if controls_alone_changed(change):
+                # A lock opened or settled: its column alone, not the packed head document.
+                sets, values = ["controls = ?"], [codec.dump(controls_data(after))]
+            else:
+                head = self._head_params(after, _micros(change.due_at))
+                sets, values = ["data = ?", "controls = NULL"], [head[4]]
             if change.identity_changed:
                 sets += ["id = ?", "email_lower = ?"]
                 values += [head[0], head[1]]
@@ -437,7 +446,7 @@ class SqliteTransaction(Records, OutboxTable):
                 values.append(head[2])
             if change.due_changed:
                 sets.append("next_due_us = ?")
-                values.append(head[3])
+                values.append(_micros(change.due_at))
             sql = (
                 f"UPDATE customers SET {', '.join(sets)}, version = version + 1"
                 " WHERE seq = ? AND version = ?"

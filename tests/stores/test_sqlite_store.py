@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 import autumn_core
 from autumn_core.catalog import Rollover
 from autumn_core.changes import CustomerChange
+from autumn_core.control_state import LockState, LockTake
 from autumn_core.errors import InvalidRequest, StoreError, UniqueViolation
 from autumn_core.model import ZERO, CustomerState, EventRecord, RolloverState, RowState
 from autumn_core.testing.contract.builders import D, customer, event, rich_customer, row
@@ -378,6 +379,74 @@ class TestWrites:
         loaded = _fresh_load(store, s.pk)
         assert (loaded.rows[0].balance, loaded.rows[0].granted) == (D("20"), D("99"))
         assert loaded.rows == last.rows
+
+    def test_a_lock_writes_the_control_state_column_alone(self, store: SqliteStore) -> None:
+        """Given a rich customer, when a save opens a lock (its hold taken from one row) and
+        a later one settles it, then each writes the control state's column, the row's
+        balance and nothing of the packed head document, and a fresh store (no parse cache)
+        reads every state exactly; a later save of another head field rewrites the head
+        document with the control state in it and clears the column."""
+        # given
+        s = rich_customer()
+        with store.transaction() as tx:
+            tx.insert_customer(s)
+        conn = _raw(store)
+        head_doc = conn.execute("SELECT data FROM customers WHERE pk = ?", (s.pk,)).fetchone()
+        when = datetime(2025, 1, 6, tzinfo=UTC)
+        lock = LockState(
+            id="job-1",
+            feature_id=s.rows[0].feature_id,
+            entity_id=None,
+            requested=D("2.5"),
+            held=D("2.50"),
+            takes=(LockTake(s.rows[0].id, s.rows[0].feature_id, D("2.50")),),
+            created_at=when,
+            expires_at=when + timedelta(hours=1),
+            properties={"job": 1},
+            counted=((s.rows[0].feature_id, None, when, D("2.50")),),
+        )
+        held = attrs.evolve(
+            s,
+            rows=(attrs.evolve(s.rows[0], balance=s.rows[0].balance - D("2.50")), *s.rows[1:]),
+            control_state=s.control_state.opened(lock),
+        )
+        settled = attrs.evolve(
+            held,
+            rows=s.rows,
+            control_state=attrs.evolve(held.control_state, locks=()),
+        )
+        seen = self._statements(store)
+        for version, (prev, nxt) in enumerate(((s, held), (held, settled)), start=1):
+            seen.clear()
+            # when
+            with store.transaction() as tx:
+                tx.save_customer(CustomerChange.since(prev, nxt, version))
+            # then
+            writes = [w.split()[0:4] for w in seen if w.split()[0] in ("UPDATE", "INSERT")]
+            assert writes == [
+                ["UPDATE", "customers", "SET", "controls"],
+                ["UPDATE", "balance_rows", "SET", "balance"],
+            ]
+            assert (
+                conn.execute("SELECT data FROM customers WHERE pk = ?", (s.pk,)).fetchone()
+                == head_doc
+            )
+            loaded = _fresh_load(store, s.pk)
+            assert loaded.control_state == nxt.control_state
+            assert loaded.rows == nxt.rows
+        # when
+        renamed = attrs.evolve(settled, name="Renamed Ltd")
+        with store.transaction() as tx:
+            tx.save_customer(CustomerChange.since(settled, renamed, 3))
+        # then
+        controls, data = conn.execute(
+            "SELECT controls, data FROM customers WHERE pk = ?", (s.pk,)
+        ).fetchone()
+        conn.close()
+        assert controls is None
+        assert codec.load(unpack(data))["control_state"]["lock_due"] == "2025-01-06T01:00:00Z"
+        loaded = _fresh_load(store, s.pk)
+        assert (loaded.name, loaded.control_state) == ("Renamed Ltd", settled.control_state)
 
     def test_plain_and_rich_events_are_read_back_exactly(self, store: SqliteStore) -> None:
         """Given a plain track's event (value, feature, one time: columns only, no document)
