@@ -203,6 +203,18 @@ class OptimisticStore(Store, Protocol):
     def optimistic_transaction(self) -> AbstractContextManager[StoreTransaction]: ...
 
 
+class PendingWithCustomer(Protocol):
+    """A store transaction that can read a pending record and its customer at once:
+    ``balances.finalize`` reads a lock's index record, then locks and loads the customer it
+    names. The core looks for the method (``getattr``); without it, it calls ``get_pending``
+    and ``load_customer``."""
+
+    def get_pending_locking_customer(self, key: str) -> PendingRecord | None:
+        """``get_pending``; in a write transaction the record's customer is also locked and
+        read, so that the ``load_customer(record.customer_pk, for_update=True)`` that follows
+        costs no further trip to the store."""
+
+
 # -- the payment provider ---------------------------------------------------------------------
 
 

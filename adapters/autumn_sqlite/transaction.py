@@ -11,7 +11,14 @@ from typing import Any, Final, Protocol
 
 from autumn_core.changes import CustomerChange, email_key
 from autumn_core.errors import StoreError
-from autumn_core.model import CustomerState, EventRecord, RowState, replace, with_version
+from autumn_core.model import (
+    CustomerState,
+    EventRecord,
+    PendingRecord,
+    RowState,
+    replace,
+    with_version,
+)
 from autumn_sqldoc.cache import ParseCache
 from autumn_sqldoc.mapping import (
     CHILDREN,
@@ -319,6 +326,23 @@ class SqliteTransaction(Records, OutboxTable):
             if state is not None:
                 out.append(state)
         return out
+
+    def get_pending_locking_customer(self, key: str) -> PendingRecord | None:
+        """``get_pending``, with the (seq, version) of the record's customer read by the same
+        statement: the ``load_customer`` that follows then needs no statement of its own when
+        the parse cache holds that version (a write transaction holds the database's write
+        lock already)."""
+        row = self._one(
+            f"SELECT p.data, customers.pk, seq, version, {_EVENTS_SEQ} FROM pending AS p"
+            " LEFT JOIN customers ON customers.pk = p.customer_pk WHERE p.key = ?",
+            (key,),
+        )
+        if row is None:
+            return None
+        pk = row[1]
+        if pk is not None and pk not in self._overlay:
+            self._seen[pk] = (row[2], row[3], row[4])
+        return self._decode(row[0], PendingRecord)
 
     def customers_by_email(self, email: str) -> list[CustomerState]:
         rows = self._all(

@@ -247,7 +247,8 @@ def finalize(unit: Unit, a: FinalizeArgs) -> FinalizeResult:
     """BC7: confirm (charge the final value) or release a hold, once."""
     ctx = unit.ctx
     key = lock_key(a.lock_id)
-    first = unit.tx.get_pending(key)
+    both = getattr(unit.tx, "get_pending_locking_customer", None)  # ports.PendingWithCustomer
+    first = unit.tx.get_pending(key) if both is None else both(key)
     if first is None:
         raise LockNotFound(f"lock {a.lock_id!r} does not exist")
     state = unit.find_pk(first.customer_pk)  # loaded for update: finalizers of it queue here

@@ -22,7 +22,14 @@ from autumn_core.catalog import Rollover
 from autumn_core.changes import CustomerChange
 from autumn_core.control_state import LockState, LockTake
 from autumn_core.errors import InvalidRequest, StoreError, UniqueViolation
-from autumn_core.model import ZERO, CustomerState, EventRecord, RolloverState, RowState
+from autumn_core.model import (
+    ZERO,
+    CustomerState,
+    EventRecord,
+    PendingRecord,
+    RolloverState,
+    RowState,
+)
 from autumn_core.testing.contract.builders import D, customer, event, rich_customer, row
 from autumn_sqlite import SqliteStore, codec, path_from_url, store_from_url
 from autumn_sqlite.packing import unpack
@@ -447,6 +454,44 @@ class TestWrites:
         assert codec.load(unpack(data))["control_state"]["lock_due"] == "2025-01-06T01:00:00Z"
         loaded = _fresh_load(store, s.pk)
         assert (loaded.name, loaded.control_state) == ("Renamed Ltd", settled.control_state)
+
+    def test_a_pending_record_read_with_its_customer_saves_the_customer_query(
+        self, store: SqliteStore
+    ) -> None:
+        """Given a pending record of a customer this store has cached, when a write
+        transaction reads the record with its customer, then loading the customer next runs
+        no statement; and after another store (another process) saved the customer, the same
+        read loads the new state, not the cached one."""
+        # given
+        s = rich_customer()
+        record = PendingRecord("lock:job-1", s.pk, "lock", {"status": "held"}, s.created_at)
+        with store.transaction() as tx:
+            tx.insert_customer(s)
+            tx.put_pending(record)
+        with store.transaction(write=False) as tx:
+            cached = tx.load_customer(s.pk)
+        assert cached is not None
+        seen = self._statements(store)
+        # when
+        with store.transaction() as tx:
+            assert tx.get_pending_locking_customer("lock:job-1") == record
+            seen.clear()
+            assert tx.load_customer(s.pk, for_update=True) == cached
+            # then
+            assert seen == []
+        # given
+        other = SqliteStore(store.path)
+        renamed = attrs.evolve(cached, name="Renamed Ltd")
+        with other.transaction() as tx:
+            tx.save_customer(CustomerChange.between(cached, renamed))
+        other.close()
+        # when
+        with store.transaction() as tx:
+            assert tx.get_pending_locking_customer("lock:job-1") == record
+            loaded = tx.load_customer(s.pk, for_update=True)
+            assert tx.get_pending_locking_customer("lock:unknown") is None
+        # then
+        assert loaded is not None and loaded.name == "Renamed Ltd"
 
     def test_plain_and_rich_events_are_read_back_exactly(self, store: SqliteStore) -> None:
         """Given a plain track's event (value, feature, one time: columns only, no document)
