@@ -10,9 +10,9 @@ from typing import TypeVar, cast
 
 from autumn_core.app.context import Context
 from autumn_core.controls import BillingControls
-from autumn_core.model import ZERO, CustomerState, ProductState, RowState, replace
+from autumn_core.model import ZERO, CustomerState, ProductState, RowState
 from autumn_core.results import Balance, Customer, CustomerProduct, Entity
-from autumn_core.rules.balance_view import balance_view
+from autumn_core.rules.balance_view import balance_view, detached
 from autumn_core.rules.order import sees
 from autumn_core.values import json_copy
 
@@ -141,7 +141,10 @@ def with_held(
                 held[t.feature_id] = held.get(t.feature_id, ZERO) + t.total
     for fid, amount in held.items():
         if amount:
-            balances[fid] = replace(balances[fid], held=amount)
+            # ``replace`` of a copy (its lists the caller's own): a dict copy, not an __init__.
+            balance = detached(balances[fid])
+            balance.__dict__["held"] = amount
+            balances[fid] = balance
     return balances
 
 
