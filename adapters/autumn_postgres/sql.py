@@ -125,9 +125,14 @@ def wire_statement(sql: str) -> Statement:
 
 def doc(text: str | None) -> Any:
     """A jsonb column read as text."""
+    return json.loads(doc_text(text))
+
+
+def doc_text(text: str | None) -> str:
+    """A jsonb column's text, which must be there."""
     if text is None:
         raise StoreError("a stored document is missing")
-    return json.loads(text)
+    return text
 
 
 #: Save without knowing what the database holds (``before`` was not read by this

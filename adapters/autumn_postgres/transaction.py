@@ -192,7 +192,7 @@ class PostgresTransaction(Records, OutboxTable):
         found = self._decode("one", wire.kept.pop())
         if found is None:
             return None
-        record = codec.structure(sql.doc(found[0]), PendingRecord)
+        record = codec.decode_pending(sql.doc_text(found[0]))
         # The record may have moved to another customer between the statements (forgotten and
         # its id used again): then nothing is kept, and the customer is loaded the usual way.
         if row is None or lock is None or not lock[0] == row[0] == record.customer_pk:

@@ -28,7 +28,7 @@ import attrs
 import cattrs
 
 from autumn_core.errors import StoreError
-from autumn_core.model import EventRecord
+from autumn_core.model import EventRecord, PendingRecord
 
 T = TypeVar("T")
 
@@ -230,6 +230,35 @@ def encode_event(event: EventRecord, *, keyed: bool = False) -> str:
     )
 
 
+def encode_pending(record: PendingRecord) -> str:
+    """``encode(record)``, written out: a lock's index record is written by every reservation
+    and every finalize. ``tests/stores/test_sqlite_store.py`` pins it to ``encode``."""
+    return _dumps(
+        {
+            "key": record.key,
+            "customer_pk": record.customer_pk,
+            "kind": record.kind,
+            "payload": CONVERTER.unstructure(record.payload),
+            "created_at": _unstructure_datetime(record.created_at),
+        }
+    )
+
+
+def decode_pending(text: str) -> PendingRecord:
+    """``decode(text, PendingRecord)``, written out (see ``encode_pending``)."""
+    doc = _loads(text)
+    payload = doc["payload"]
+    if not isinstance(payload, dict):
+        raise StoreError(f"a pending record's payload is not an object: {payload!r:.80}")
+    return PendingRecord(
+        str(doc["key"]),
+        str(doc["customer_pk"]),
+        str(doc["kind"]),
+        payload,
+        _structure_datetime(doc["created_at"], datetime),
+    )
+
+
 def load_event(text: str, event_id: str, customer_pk: str) -> EventRecord:
     """The event ``encode_event`` wrote (keyed or not), its id and customer from columns."""
     doc = _loads(text)
@@ -283,8 +312,10 @@ __all__ = [
     "CONVERTER",
     "compact",
     "decode",
+    "decode_pending",
     "dump",
     "encode",
+    "encode_pending",
     "from_micros",
     "load",
     "load_event",

@@ -100,6 +100,8 @@ def _balances_only(change: CustomerChange) -> list[tuple[str, str, str]] | None:
     before, after = change.before, change.state
     if before.products is not after.products or before.entities is not after.entities:
         return None
+    if before.control_state is not after.control_state:  # a lock: its head moved
+        return None
     old_rows, new_rows = before.rows, after.rows
     if len(old_rows) != len(new_rows):
         return None
@@ -342,7 +344,7 @@ class SqliteTransaction(Records, OutboxTable):
         pk = row[1]
         if pk is not None and pk not in self._overlay:
             self._seen[pk] = (row[2], row[3], row[4])
-        return self._decode(row[0], PendingRecord)
+        return self._pending(row[0])
 
     def customers_by_email(self, email: str) -> list[CustomerState]:
         rows = self._all(
