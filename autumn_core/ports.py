@@ -9,11 +9,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from decimal import Decimal
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 import attrs
 
@@ -29,6 +29,8 @@ from autumn_core.model import (
 )
 from autumn_core.outbound import OutboxEntry
 from autumn_core.results import GatewayEvent
+
+T = TypeVar("T")
 
 
 @attrs.frozen
@@ -213,6 +215,16 @@ class PendingWithCustomer(Protocol):
         """``get_pending``; in a write transaction the record's customer is also locked and
         read, so that the ``load_customer(record.customer_pk, for_update=True)`` that follows
         costs no further trip to the store."""
+
+
+class CombiningStore(Store, Protocol):
+    """A store that runs a write itself, so that it may run the writes of many threads in one
+    of its transactions (group commit): ``fn`` runs once, on this thread or on another one
+    (in this thread's ``contextvars`` context), and its result or exception is this call's,
+    returned once its transaction is committed. The core looks for the method (``getattr``)
+    and uses it for the first attempt of a write that is not optimistic."""
+
+    def run_write(self, fn: Callable[[StoreTransaction], T]) -> T: ...
 
 
 # -- the payment provider ---------------------------------------------------------------------

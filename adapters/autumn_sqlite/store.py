@@ -45,14 +45,14 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from autumn_core.errors import InvalidRequest, StoreError
-from autumn_core.ports import StoreCapabilities
+from autumn_core.ports import StoreCapabilities, StoreTransaction
 from autumn_sqldoc.cache import ParseCache
 from autumn_sqlite import schema
 from autumn_sqlite.errors import is_busy, translate
-from autumn_sqlite.group import GroupCommit
+from autumn_sqlite.group import GroupCommit, Member
 from autumn_sqlite.transaction import Entry, SqliteTransaction
 
 T = TypeVar("T")
@@ -158,6 +158,8 @@ class SqliteStore:
         #: Writes of this process share commits (``autumn_sqlite.group``), on one connection.
         self._group: GroupCommit | None = None
         self._writer: _Holder | None = None
+        #: The WAL file, opened to sync it (``_sync_wal``).
+        self._wal_fd: int | None = None
         conn = self._connection()
         self._judge(conn)
         self._migrate(conn)
@@ -166,7 +168,11 @@ class SqliteStore:
             self._set_wal(conn)
             if group_commit:
                 self._group = GroupCommit(
-                    self._writer_connection, self._begin_immediate, translate, self.lock_timeout
+                    self._writer_connection,
+                    self._begin_immediate,
+                    translate,
+                    self.lock_timeout,
+                    sync=self._sync_wal if mode == "FULL" else None,
                 )
 
     def __repr__(self) -> str:
@@ -190,6 +196,27 @@ class SqliteStore:
             raise StoreError("a transaction is already open on this thread")
         return SqliteTransaction(self, self._connection(), write)
 
+    def run_write(self, fn: Callable[[StoreTransaction], T]) -> T:
+        """Run ``fn`` in a write transaction, maybe on another thread of this process, together
+        with other threads' writes (``ports.CombiningStore``, ``autumn_sqlite.group``); its
+        result once committed.
+
+        Example:
+            ```python
+            pk = store.run_write(lambda tx: tx.customer_pk("user-1"))
+            ```
+        """
+        group = self._group
+        if group is None or self._closed or self._generation != _fork_generation:
+            with self.transaction(write=True) as tx:
+                return fn(tx)
+
+        def work(conn: sqlite3.Connection, member: Member) -> tuple[Any, Callable[[], None]]:
+            return SqliteTransaction(self, conn, True).run_joined(fn, member)
+
+        result: T = group.run(work)
+        return result
+
     def close(self) -> None:
         """Close every connection this store opened; later calls raise ``StoreError``.
 
@@ -210,6 +237,7 @@ class SqliteStore:
         for conn in conns:
             with contextlib.suppress(sqlite3.Error):  # closing is best effort
                 conn.close()
+        self._close_wal()
         self.cache.clear()
 
     def _forked(self) -> None:
@@ -289,9 +317,34 @@ class SqliteStore:
         return holder
 
     def _writer_connection(self) -> sqlite3.Connection:
-        """The connection every write of this process runs on (group commit)."""
-        self._writer = self._connect()
-        return self._writer.conn
+        """The connection every write of this process runs on (group commit).
+
+        With ``synchronous="FULL"`` it commits as ``NORMAL`` does, and the group syncs the WAL
+        file itself (``_sync_wal``) once it has passed the turn on, before the batch's writers
+        return: FULL's sync, made while the next batch runs."""
+        self._close_wal()
+        self._writer = holder = self._connect()
+        if self.synchronous == "FULL":
+            try:
+                holder.conn.execute("PRAGMA synchronous = NORMAL")
+            except sqlite3.Error as exc:
+                raise translate(exc) from exc
+        return holder.conn
+
+    def _sync_wal(self) -> None:
+        """What ``synchronous=FULL`` does after each commit: sync the WAL file. Its inode is
+        stable while the writer connection is open (SQLite removes it only when the last
+        connection closes, and a checkpoint rewrites it in place)."""
+        fd = self._wal_fd
+        if fd is None:
+            fd = self._wal_fd = os.open(self.path + "-wal", os.O_RDONLY | os.O_CLOEXEC)
+        os.fdatasync(fd)
+
+    def _close_wal(self) -> None:
+        fd, self._wal_fd = self._wal_fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def _begin_immediate(self, conn: sqlite3.Connection, deadline: float) -> None:
         """``BEGIN IMMEDIATE``, waiting for other processes' writers until ``deadline``."""

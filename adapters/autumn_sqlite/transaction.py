@@ -196,6 +196,22 @@ class SqliteTransaction(Records, OutboxTable):
                 raise
         self._end(failed=exc_type is not None)
 
+    def run_joined(
+        self, fn: Callable[[Any], Any], member: Member
+    ) -> tuple[Any, Callable[[], None]]:
+        """Run ``fn`` as one writer of an open batch (``GroupCommit.run``, which undoes it if
+        it raises): its result, and what to publish once the batch is committed."""
+        self._member = member
+        self._active = True
+        try:
+            result = fn(self)
+            if self._unbumped or self._cols:
+                self._finish()
+        finally:
+            self._active = False
+            self._member = None
+        return result, self._publish
+
     def _end(self, *, failed: bool) -> None:
         """Commit (and publish what was written) or roll back."""
         self._active = False

@@ -110,6 +110,11 @@ class Registry:
             self.latest[product.id] = version
 
 
+def _in_engine(fn: Callable[[StoreTransaction], T], tx: StoreTransaction) -> T:
+    setcontext(engine_context())
+    return fn(tx)
+
+
 class Context:
     """The ports and settings shared by every use case of one ``Autumn``."""
 
@@ -135,6 +140,9 @@ class Context:
         self._optimistic: Callable[[], AbstractContextManager[StoreTransaction]] | None = getattr(
             store, "optimistic_transaction", None
         )
+        self._combined: Callable[[Callable[[StoreTransaction], Any]], Any] | None = getattr(
+            store, "run_write", None
+        )
 
     def run(
         self,
@@ -149,7 +157,8 @@ class Context:
         is resolved by running again: the second run reads the winner's row. ``optimistic``: a
         store that offers it (``ports.OptimisticStore``) runs the first attempt without
         locking the customer; if another save came first, the call runs again at once, the
-        usual way (locking), so it always ends.
+        usual way (locking), so it always ends. A store that groups writes
+        (``ports.CombiningStore``) runs the first attempt of any other write itself.
         """
         opener = self._optimistic if optimistic and write else None
         # The engine's Decimal context for the whole call (``values.arithmetic``), set here
@@ -159,6 +168,12 @@ class Context:
         try:
             # The first attempt is written out: it is the only one almost every call makes.
             try:
+                if opener is None and write and self._combined is not None:
+                    # A store that groups the writes of many threads runs this one itself,
+                    # maybe on another thread: in this thread's context, with the Decimal
+                    # context of the thread that runs it (``values.in_engine``).
+                    result: T = self._combined(lambda tx: _in_engine(fn, tx))
+                    return result
                 with opener() if opener is not None else self.store.transaction(write=write) as tx:
                     return fn(tx)
             except StoreError as exc:
