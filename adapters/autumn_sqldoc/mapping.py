@@ -84,7 +84,7 @@ def controls_alone_changed(change: CustomerChange) -> bool:
 
 def controls_data(state: CustomerState) -> dict[str, Any]:
     """The customer's control state as JSON-ready data, without the fields at their default."""
-    return codec.compact(state.control_state)
+    return codec.controls_doc(state.control_state)
 
 
 def head_text(state: CustomerState) -> str:
