@@ -90,17 +90,22 @@ _LOAD_CHILDREN: Final = (
     )
     + " ORDER BY 1, 2"
 )
+#: A save that changes only the control state (and balances) writes its column alone.
+_UPDATE_CONTROLS: Final = (
+    "UPDATE customers SET controls = ?, version = version + 1 WHERE seq = ? AND version = ?"
+)
 #: A save that changes only a row's balance (a track) writes the balance column alone.
 _UPDATE_BALANCE: Final = "UPDATE balance_rows SET balance = ? WHERE customer_pk = ? AND id = ?"
 
 
 def _balances_only(change: CustomerChange) -> list[tuple[str, str, str]] | None:
-    """The balance-column updates of a change that moves row balances alone (a track), else
-    None. Same head, same products and entities, same rows in the same places."""
+    """The balance-column updates of a change that moves row balances alone (a track), or
+    them and the control state (a lock taken or settled: ``controls_alone_changed``), else
+    None. Same products and entities, same rows in the same places, same due time."""
     before, after = change.before, change.state
     if before.products is not after.products or before.entities is not after.entities:
         return None
-    if before.control_state is not after.control_state:  # a lock: its head moved
+    if before.control_state is not after.control_state and not controls_alone_changed(change):
         return None
     old_rows, new_rows = before.rows, after.rows
     if len(old_rows) != len(new_rows):
@@ -113,7 +118,7 @@ def _balances_only(change: CustomerChange) -> list[tuple[str, str, str]] | None:
         if old.id != new.id or not balance_alone_moved(old, new):
             return None
         out.append((str(new.balance), pk, new.id))
-    if change.head_changed or change.due_changed:
+    if change.due_changed or (change.head_changed and not controls_alone_changed(change)):
         return None
     return out
 
@@ -451,7 +456,21 @@ class SqliteTransaction(Records, OutboxTable):
         diff = stored == change.base_version
         balances = _balances_only(change) if diff else None
         if balances is not None:
-            # A track: the new balances alone (the event it appends moves the version).
+            # A track: the new balances alone (the event it appends moves the version); a
+            # lock: the control state's column too, with the version.
+            if after.control_state is not change.before.control_state:
+                if (
+                    self._exec(
+                        _UPDATE_CONTROLS, (codec.dump(controls_data(after)), seq, row_version)
+                    ).rowcount
+                    != 1
+                ):
+                    raise StoreError(
+                        f"cannot save customer {pk!r}: it does not exist at version {stored}"
+                    )
+                cols[1] += 1
+                self._moved.add(pk)
+                self._unbumped.discard(pk)
             for balance in balances:
                 self._exec(_UPDATE_BALANCE, balance)
             if pk not in self._moved:
