@@ -176,28 +176,37 @@ class PostgresTransaction(Records, OutboxTable):
 
     @translated
     def get_pending_locking_customer(self, key: str) -> PendingRecord | None:
-        """``get_pending``; in a locking write transaction the record's customer is locked in
-        the same round trip, and its committed version read: three statements pipelined, the
-        record, the lock, then the version, read once the lock is granted (as
-        ``_locked_row``). When the cache holds that version (the process that reserved
+        """``get_pending``; in a write transaction the record's customer is locked in the same
+        round trip, and its committed version read: statements pipelined, the record, the
+        lock, then the version, read once the lock is granted (as ``_locked_row``). An
+        optimistic transaction locks nothing (the save's version check refuses a lost race, as
+        for a track). When the cache holds that version (the process that reserved
         finalizes), the customer is served from it; otherwise ``load_customer`` reads it."""
-        if not self._write or self._optimistic:
+        if not self._write:
             return self.get_pending(key)
         wire = self._wire
         wire.kept.clear()
         wire.keep(sql.W_PENDING, {"key": key})
-        wire.keep(sql.W_LOCK_BY_PENDING, {"key": key})
+        if not self._optimistic:
+            wire.keep(sql.W_LOCK_BY_PENDING, {"key": key})
         row = self._decode("one", wire.one(sql.W_READ_BY_PENDING, {"key": key}))
-        lock = self._decode("one", wire.kept.pop())
+        if self._optimistic:
+            locked = None if row is None else row[0]
+        else:
+            lock = self._decode("one", wire.kept.pop())
+            locked = None if lock is None else lock[0]
         found = self._decode("one", wire.kept.pop())
         if found is None:
             return None
         record = codec.decode_pending(sql.doc_text(found[0]))
         # The record may have moved to another customer between the statements (forgotten and
-        # its id used again): then nothing is kept, and the customer is loaded the usual way.
-        if row is None or lock is None or not lock[0] == row[0] == record.customer_pk:
+        # its id used again): then nothing is kept, and the customer is loaded the usual way;
+        # so is a hot customer in an optimistic transaction (``load_customer`` locks it).
+        if row is None or not locked == row[0] == record.customer_pk:
             return record
         pk, seq, version = row[0], int(row[1]), int(row[2])
+        if self._optimistic and self._store._is_contended(pk):
+            return record
         hint = self._lookup(pk)
         if pk not in self._held and hint is not None and hint[0] == seq and hint[1] == version:
             self._held[pk] = (seq, hint[2])
