@@ -132,12 +132,16 @@ def with_held(
     cs = state.control_state
     if not cs.locks:
         return balances
-    rows = {r.id: r for r in state.rows}
+    rows: dict[str, RowState] | None = None
     held: dict[str, Decimal] = {}
     for lk in cs.locks:
         for t in lk.takes:
+            if t.feature_id not in balances:
+                continue
+            if rows is None:
+                rows = {r.id: r for r in state.rows}
             row = rows.get(t.row_id)
-            if row is not None and t.feature_id in balances and sees(row, entity_id):
+            if row is not None and sees(row, entity_id):
                 held[t.feature_id] = held.get(t.feature_id, ZERO) + t.total
     for fid, amount in held.items():
         if amount:
