@@ -114,10 +114,10 @@ class Job:
         "work",
     )
 
-    def __init__(self, work: Work) -> None:
+    def __init__(self, work: Work, context: contextvars.Context | None) -> None:
         self.work = work
-        #: The owner's context: the work sees the owner's context variables, on any thread.
-        self.context = contextvars.copy_context()
+        #: The owner's context, for work run on another thread (None: run by its owner).
+        self.context = context
         self.batch: Batch | None = None
         self.result: Any = None
         self.error: BaseException | None = None
@@ -268,11 +268,19 @@ class GroupCommit:
             raise StoreError("a transaction is already open on this thread")
         if self._broken is not None:
             raise self._broken
-        job = Job(work)
-        self._jobs.append(job)
         if self._turn.acquire(blocking=False):
-            self._holder = threading.get_ident()
-            self._pass_turn()
+            # Uncontended: this thread runs its own work first, then whatever is queued.
+            job = Job(work, None)
+            self._jobs.appendleft(job)
+        else:
+            job = Job(work, contextvars.copy_context())
+            self._jobs.append(job)
+            # Taken again after queueing: the holder may have passed the turn on meanwhile
+            # (it hands it to a queued job only after releasing it).
+            if not self._turn.acquire(blocking=False):
+                return self._outcome(job)
+        self._holder = threading.get_ident()
+        self._pass_turn()
         return self._outcome(job)
 
     def _outcome(self, job: Job) -> Any:
@@ -336,10 +344,14 @@ class GroupCommit:
         batch is committed and the next one opened), including the ones queued while it runs
         (writers woken by the last commit come back one by one), up to ``max_batch``."""
         conn = self.connection
+        jobs = self._jobs
         for _ in range(self._max_batch):
+            # Tested first: a raised IndexError costs more than the rest of an empty turn.
+            if not jobs:
+                return None
             try:
-                job = self._jobs.popleft()
-            except IndexError:
+                job = jobs.popleft()
+            except IndexError:  # an owner that timed out took its job back meanwhile
                 return None
             batch = self._batch
             if batch is not None and batch.members >= self._max_batch:
@@ -359,7 +371,13 @@ class GroupCommit:
                 continue
             job.batch = batch
             try:
-                job.result, job.publish = job.context.run(job.work, conn, Member(batch, first))
+                member = Member(batch, first)
+                context = job.context
+                job.result, job.publish = (
+                    job.work(conn, member)
+                    if context is None
+                    else context.run(job.work, conn, member)
+                )
             except Exception as exc:
                 job.error = exc
                 self._undo(batch, first)
@@ -470,13 +488,15 @@ class GroupCommit:
         if self._batch is batch:
             self._batch = None
         if batch.end(error) and batch.jobs:
+            # Emptied: a job refers to its batch, and a cycle would be left to the collector.
+            jobs, batch.jobs = batch.jobs, []
             if error is None:
                 # Before the owners wake: the committed states are in the cache when they
                 # return.
-                for job in batch.jobs:
+                for job in jobs:
                     if job.publish is not None:
                         job.publish()
-            for job in batch.jobs:
+            for job in jobs:
                 self._signal(job)
 
     def _await(self, batch: Batch) -> None:
