@@ -18,6 +18,22 @@ one transaction each, the writers that arrive while a transaction is open join i
 A batch is therefore serialisable in the order its writers ran, exactly as if each had
 committed alone, and a writer sees what the earlier writers of its batch wrote. Readers use
 their own connections and see only committed batches.
+
+**Handed-over writes** (``run``, what the engine's use cases use): on a machine with few cores
+the rate of many writing threads is bound by thread switches, not disk syncs, and a writer
+that waits for the turn to run its own work switches twice per write (the turn, then the
+commit). A handed-over write is queued instead, and whoever holds the turn runs it in its
+savepoint of the open batch, in the owner's ``contextvars`` context; the owner sleeps once,
+until its outcome is known. When nobody holds the turn the owner takes it and runs its own
+work, then the queue. A holder passing the turn on wakes the owner of the first queued write
+to lead the next batch.
+
+**Syncing outside the turn** (``sync``): with ``synchronous="FULL"`` the writer connection
+commits as ``NORMAL`` does and the batch's committer syncs the WAL file itself after passing
+the turn on, so the next batch runs during the sync; the batch's writers return only after it.
+Another connection may read a committed batch during its sync (a power failure in that window
+loses a change no writer was told was made). A failed sync fails its batch and every later
+write of the store: what was committed since can no longer be promised durable.
 """
 
 from __future__ import annotations

@@ -9,10 +9,12 @@ How it keeps the Store port's promises with nothing but the standard library's `
   an exception rolls back and propagates unchanged.
 - **Group commit.** The writes of one process run on one writer connection, one at a time;
   writers that arrive while a transaction is open join it (each in a savepoint of its own) and
-  the last of them commits for all (``autumn_sqlite.group``). Each call returns only after the
-  commit that holds its work; a failed commit fails exactly the calls it held. Other processes
-  still take turns on SQLite's file lock. ``group_commit=False`` gives every write its own
-  transaction on the calling thread's connection.
+  the last of them commits for all (``autumn_sqlite.group``). The engine hands its writes over
+  (``run_write``): the thread holding the turn runs the queued ones, so a waiting caller sleeps
+  once. Each call returns only after the commit that holds its work (with ``FULL``, after the
+  WAL sync, made outside the turn); a failed commit fails exactly the calls it held. Other
+  processes still take turns on SQLite's file lock. ``group_commit=False`` gives every write
+  its own transaction on the calling thread's connection.
 - **Bounded lock waits.** SQLite's own ``busy_timeout`` is kept small; around it the store
   retries ``BEGIN IMMEDIATE`` with jittered back-off until ``lock_timeout`` has passed, then
   raises ``StoreError`` having changed nothing. Threads of one process queue on an in-process
@@ -97,6 +99,14 @@ class _Holder:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self.generation = _fork_generation
+
+
+def _datasync(fd: int) -> None:
+    """``fdatasync`` where the platform has it (SQLite's own choice on Linux), else ``fsync``."""
+    getattr(os, "fdatasync", os.fsync)(fd)
+
+
+_CLOEXEC: Final = getattr(os, "O_CLOEXEC", 0)
 
 
 class SqliteStore:
@@ -337,8 +347,8 @@ class SqliteStore:
         connection closes, and a checkpoint rewrites it in place)."""
         fd = self._wal_fd
         if fd is None:
-            fd = self._wal_fd = os.open(self.path + "-wal", os.O_RDONLY | os.O_CLOEXEC)
-        os.fdatasync(fd)
+            fd = self._wal_fd = os.open(self.path + "-wal", os.O_RDONLY | _CLOEXEC)
+        _datasync(fd)
 
     def _close_wal(self) -> None:
         fd, self._wal_fd = self._wal_fd, None
