@@ -93,7 +93,7 @@ class ControlState:
         due = self.due
         if due is None or lock.expires_at < due:
             due = lock.expires_at
-        return attrs.evolve(self, locks=(*self.locks, lock), lock_due=due)
+        return ControlState((*self.locks, lock), self.windows, due)
 
     def lock(self, lock_id: str) -> LockState | None:
         return next((lk for lk in self.locks if lk.id == lock_id), None)

@@ -171,7 +171,11 @@ class Autumn(LifecycleMixin):
         if lock_args is not None:
             if send_event:
                 raise InvalidRequest("give send_event or lock, not both: a lock records on confirm")
-            return self._write(lambda unit: locks_uc.check_with_lock(unit, args, lock_args))
+            # Decided from one customer, like a track: optimistic where the store can (a lost
+            # race, or a lock id taken meanwhile, runs the call again, locking).
+            return self._write(
+                lambda unit: locks_uc.check_with_lock(unit, args, lock_args), optimistic=True
+            )
         if send_event:
             return self._write(lambda unit: usage_uc.check(unit, args), optimistic=True)
         try:

@@ -313,10 +313,19 @@ def saved_as(state: CustomerState, version: int) -> CustomerState:
     return _copy(state, "version", version, keep_dated=True)
 
 
-def with_rows(state: CustomerState, changed: Mapping[str, RowState]) -> CustomerState:
-    """The customer with some rows replaced (by id). When every replacement keeps its row's
-    dates (a deduction moves balances only), the date-derived values carry over."""
-    if not changed:
+def with_rows(
+    state: CustomerState,
+    changed: Mapping[str, RowState],
+    control_state: ControlState | None = None,
+) -> CustomerState:
+    """The customer with some rows replaced (by id), and with new control state when given (a
+    lock's hold taken or given back: one copy for both). When every replacement keeps its
+    row's dates (a deduction moves balances only) and the holds' due time did not move, the
+    date-derived values carry over."""
+    if control_state is not None:
+        if not changed:
+            return with_control_state(state, control_state)
+    elif not changed:
         return state
     rows = []
     dated = True
@@ -327,7 +336,16 @@ def with_rows(state: CustomerState, changed: Mapping[str, RowState]) -> Customer
         else:
             rows.append(swap)
             dated = dated and _same_dates(r, swap)
-    return _copy(state, "rows", tuple(rows), keep_dated=dated)
+    if control_state is None:
+        return _copy(state, "rows", tuple(rows), keep_dated=dated)
+    new = _copy(
+        state,
+        "control_state",
+        control_state,
+        keep_dated=dated and control_state.due == state.control_state.due,
+    )
+    new.__dict__["rows"] = tuple(rows)
+    return new
 
 
 def with_control_state(state: CustomerState, control_state: ControlState) -> CustomerState:

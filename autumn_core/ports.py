@@ -205,6 +205,18 @@ class OptimisticStore(Store, Protocol):
     def optimistic_transaction(self) -> AbstractContextManager[StoreTransaction]: ...
 
 
+class PendingWithCustomer(Protocol):
+    """A store transaction that can read a pending record and its customer at once:
+    ``balances.finalize`` reads a lock's index record, then locks and loads the customer it
+    names. The core looks for the method (``getattr``); without it, it calls ``get_pending``
+    and ``load_customer``."""
+
+    def get_pending_locking_customer(self, key: str) -> PendingRecord | None:
+        """``get_pending``; in a write transaction the record's customer is also locked and
+        read, so that the ``load_customer(record.customer_pk, for_update=True)`` that follows
+        costs no further trip to the store."""
+
+
 class CombiningStore(Store, Protocol):
     """A store that runs a write itself, so that it may run the writes of many threads in one
     of its transactions (group commit): ``fn`` runs once, on this thread or on another one

@@ -469,11 +469,16 @@ class MemoryTransaction(OutboxOverlay):
                 d.order.remove(pk)
 
     def _commit_records(self, d: _Data) -> None:
-        d.idempotency.update(self._idem)
-        d.trial_subject |= self._trial_subject
-        d.trial_fingerprint |= self._trial_fp
-        d.renewals |= self._renewals
-        d.gateway_events |= self._gw_events
+        if self._idem:
+            d.idempotency.update(self._idem)
+        if self._trial_subject:
+            d.trial_subject |= self._trial_subject
+        if self._trial_fp:
+            d.trial_fingerprint |= self._trial_fp
+        if self._renewals:
+            d.renewals |= self._renewals
+        if self._gw_events:
+            d.gateway_events |= self._gw_events
         for inv_id, inv in self._invoices.items():
             if inv_id not in d.invoices:
                 d.invoice_order.setdefault(inv.customer_pk, []).append(inv_id)
@@ -483,7 +488,8 @@ class MemoryTransaction(OutboxOverlay):
                 d.pending.pop(k, None)
             else:
                 d.pending[k] = v
-        d.versions.update(self._versions)
+        if self._versions:
+            d.versions.update(self._versions)
         self._publish_outbox()
 
 

@@ -9,6 +9,24 @@ next to the document; reads build records from the document, so the two never di
 
 from __future__ import annotations
 
-from autumn_sqldoc.codec import CONVERTER, dump, encode, make_converter, structure, unstructure
+from autumn_sqldoc.codec import (
+    CONVERTER,
+    decode_pending,
+    dump,
+    encode,
+    encode_pending,
+    make_converter,
+    structure,
+    unstructure,
+)
 
-__all__ = ["CONVERTER", "dump", "encode", "make_converter", "structure", "unstructure"]
+__all__ = [
+    "CONVERTER",
+    "decode_pending",
+    "dump",
+    "encode",
+    "encode_pending",
+    "make_converter",
+    "structure",
+    "unstructure",
+]

@@ -236,7 +236,13 @@ class Records(Session):
             " VALUES (%s, %s, %s, %s, %s::jsonb) ON CONFLICT (key) DO UPDATE"
             " SET customer_pk = excluded.customer_pk, kind = excluded.kind,"
             " created_at = excluded.created_at, data = excluded.data",
-            (record.key, record.customer_pk, record.kind, record.created_at, codec.encode(record)),
+            (
+                record.key,
+                record.customer_pk,
+                record.kind,
+                record.created_at,
+                codec.encode_pending(record),
+            ),
         )
 
     @translated
@@ -246,13 +252,19 @@ class Records(Session):
         self._fire(
             "INSERT INTO autumn_pending (key, customer_pk, kind, created_at, data)"
             " VALUES (%s, %s, %s, %s, %s::jsonb)",
-            (record.key, record.customer_pk, record.kind, record.created_at, codec.encode(record)),
+            (
+                record.key,
+                record.customer_pk,
+                record.kind,
+                record.created_at,
+                codec.encode_pending(record),
+            ),
         )
 
     @translated
     def get_pending(self, key: str) -> PendingRecord | None:
         row = self._one("SELECT data FROM autumn_pending WHERE key = %s", (key,))
-        return None if row is None else codec.structure(sql.doc(row[0]), PendingRecord)
+        return None if row is None else codec.decode_pending(sql.doc_text(row[0]))
 
     @translated
     def delete_pending(self, key: str) -> None:
@@ -262,7 +274,7 @@ class Records(Session):
     @translated
     def list_pending(self, kind: str) -> list[PendingRecord]:
         rows = self._all("SELECT data FROM autumn_pending WHERE kind = %s ORDER BY key", (kind,))
-        return [codec.structure(sql.doc(r[0]), PendingRecord) for r in rows]
+        return [codec.decode_pending(sql.doc_text(r[0])) for r in rows]
 
 
 __all__ = ["Records"]

@@ -74,12 +74,17 @@ SELECT seq FROM head
 """
 
 #: Save against the state this transaction knows the database holds: write only the difference,
-#: and fail (40001, retryable) if the row is not at that version after all.
+#: and fail (40001, retryable) if the row is not at that version after all. ``head``: the new
+#: head document, or ``controls``: the new control state alone (a lock opened or settled), set
+#: into the stored head by the server; neither: the head stays.
 UPDATE_CUSTOMER: Final = f"""
 WITH head AS (
     UPDATE autumn_customers
     SET id = %(id)s, email_lower = %(email_lower)s, next_due_at = %(due)s,
-        version = %(version)s, head = coalesce(%(head)s::jsonb, head)
+        version = %(version)s,
+        head = coalesce(
+            %(head)s::jsonb, jsonb_set(head, '{{control_state}}', %(controls)s::jsonb), head
+        )
     WHERE pk = %(pk)s AND version = %(base_version)s
     RETURNING seq
 ){CHILD_CTES}
@@ -120,9 +125,14 @@ def wire_statement(sql: str) -> Statement:
 
 def doc(text: str | None) -> Any:
     """A jsonb column read as text."""
+    return json.loads(doc_text(text))
+
+
+def doc_text(text: str | None) -> str:
+    """A jsonb column's text, which must be there."""
     if text is None:
         raise StoreError("a stored document is missing")
-    return json.loads(text)
+    return text
 
 
 #: Save without knowing what the database holds (``before`` was not read by this
@@ -206,6 +216,20 @@ SELECT d->>'id', d->>'customer_pk', d->>'entity_id', d->>'feature_id', d->>'even
 FROM jsonb_array_elements(%(events)s::jsonb) AS d
 """
 
+#: A lock's index record, then its customer locked, then read (``balances.finalize``): the
+#: customer is named by the record (``COLLATE "C"``: the customers' pk index serves it).
+_PENDING_OWNER: Final = (
+    '(SELECT p.customer_pk COLLATE "C" FROM autumn_pending p WHERE p.key = %(key)s)'
+)
+PENDING: Final = "SELECT data FROM autumn_pending WHERE key = %(key)s"
+LOCK_BY_PENDING: Final = (
+    f"SELECT c.pk FROM autumn_customers c WHERE c.pk = {_PENDING_OWNER} FOR UPDATE"
+)
+#: Its committed version only: the client's cache holds it after the reservation.
+READ_BY_PENDING: Final = (
+    f"SELECT c.pk, c.seq, c.version FROM autumn_customers c WHERE c.pk = {_PENDING_OWNER}"
+)
+
 #: The statements of the hot paths, sent through ``wire.Wire`` (see the module docstring).
 W_LOCK_BY_ID: Final = Statement(LOCK_BY_ID)
 W_LOCK_BY_PK: Final = Statement(LOCK_BY_PK)
@@ -213,6 +237,9 @@ W_READ_BY_ID: Final = Statement(READ_BY_ID)
 W_READ_BY_PK: Final = Statement(READ_BY_PK)
 W_EVENTS: Final = Statement(INSERT_EVENTS)
 W_EVENT: Final = Statement(INSERT_EVENT)
+W_PENDING: Final = Statement(PENDING)
+W_LOCK_BY_PENDING: Final = Statement(LOCK_BY_PENDING)
+W_READ_BY_PENDING: Final = Statement(READ_BY_PENDING)
 
 
 LIST_EVENTS: Final = """

@@ -12,14 +12,21 @@ import attrs
 
 from autumn_core.changes import CustomerChange, email_key
 from autumn_core.errors import StoreError, UniqueViolation
-from autumn_core.model import CustomerState, replace, with_version
+from autumn_core.model import CustomerState, PendingRecord, replace, with_version
 from autumn_postgres import codec, sql
 from autumn_postgres.errors import translate, translated
 from autumn_postgres.outbox import OutboxTable
 from autumn_postgres.records import Records
 from autumn_postgres.session import NO_DOCS, Entry
 from autumn_postgres.wire import ServerError
-from autumn_sqldoc.mapping import CHILDREN, email_lower, head_text, order_by
+from autumn_sqldoc.mapping import (
+    CHILDREN,
+    controls_alone_changed,
+    controls_data,
+    email_lower,
+    head_text,
+    order_by,
+)
 
 #: The core's customer order; ``COLLATE "C"`` compares ids by code point (UTF-8 bytes).
 CUSTOMER_ORDER: Final = order_by("created_at", alias="c", collate=' COLLATE "C"')
@@ -167,6 +174,45 @@ class PostgresTransaction(Records, OutboxTable):
             row = self._customer_row(sql.W_READ_BY_PK, sql.READ_BY_PK, params)
         return None if row is None else self._state(hint, *row)
 
+    @translated
+    def get_pending_locking_customer(self, key: str) -> PendingRecord | None:
+        """``get_pending``; in a write transaction the record's customer is locked in the same
+        round trip, and its committed version read: statements pipelined, the record, the
+        lock, then the version, read once the lock is granted (as ``_locked_row``). An
+        optimistic transaction locks nothing (the save's version check refuses a lost race, as
+        for a track). When the cache holds that version (the process that reserved
+        finalizes), the customer is served from it; otherwise ``load_customer`` reads it."""
+        if not self._write:
+            return self.get_pending(key)
+        wire = self._wire
+        wire.kept.clear()
+        wire.keep(sql.W_PENDING, {"key": key})
+        if not self._optimistic:
+            wire.keep(sql.W_LOCK_BY_PENDING, {"key": key})
+        row = self._decode("one", wire.one(sql.W_READ_BY_PENDING, {"key": key}))
+        if self._optimistic:
+            locked = None if row is None else row[0]
+        else:
+            lock = self._decode("one", wire.kept.pop())
+            locked = None if lock is None else lock[0]
+        found = self._decode("one", wire.kept.pop())
+        if found is None:
+            return None
+        record = codec.decode_pending(sql.doc_text(found[0]))
+        # The record may have moved to another customer between the statements (forgotten and
+        # its id used again): then nothing is kept, and the customer is loaded the usual way;
+        # so is a hot customer in an optimistic transaction (``load_customer`` locks it).
+        if row is None or not locked == row[0] == record.customer_pk:
+            return record
+        pk, seq, version = row[0], int(row[1]), int(row[2])
+        if self._optimistic and self._store._is_contended(pk):
+            return record
+        hint = self._lookup(pk)
+        if pk not in self._held and hint is not None and hint[0] == seq and hint[1] == version:
+            self._held[pk] = (seq, hint[2])
+            self._prefetched[pk] = hint[2]
+        return record
+
     def _states(self, rows: list[Any]) -> list[CustomerState]:
         return [
             self._state(self._lookup(str(r[0])), str(r[0]), int(r[1]), int(r[2]), *r[3:])
@@ -238,7 +284,11 @@ class PostgresTransaction(Records, OutboxTable):
             )
             params["version"] = base.version + 1
             params["base_version"] = base.version
-            params["head"] = head_text(after) if change.head_changed else None
+            params["head"] = params["controls"] = None
+            if controls_alone_changed(change):
+                params["controls"] = codec.dump(controls_data(after))
+            elif change.head_changed:
+                params["head"] = head_text(after)
             params["lost"] = f"customer {after.pk!r} was changed by another transaction"
             identity_changed = change.identity_changed
         if identity_changed:
@@ -263,7 +313,8 @@ class PostgresTransaction(Records, OutboxTable):
             # only while the head was not rewritten (then the row keeps exactly that text).
             known = self._lookup(after.pk)
             parts = known[3] if known is not None and known[2] is base else None
-            if parts is not None and params["head"] is not None:
+            rewritten = params["head"] is not None or params.get("controls") is not None
+            if parts is not None and rewritten:
                 parts = (None, None, parts[2])
             self._stage(after.pk, (held[0], saved.version, saved, parts))
         else:

@@ -67,6 +67,26 @@ def head_data(state: CustomerState) -> dict[str, Any]:
     return data
 
 
+#: The head fields other than the control state, read at once.
+_HEAD_BUT_CONTROLS: Final = operator.attrgetter(*(n for n in HEAD if n != "control_state"))
+
+
+def controls_alone_changed(change: CustomerChange) -> bool:
+    """Whether the head of ``change`` moved in its control state alone (a lock opened or
+    settled, a usage window counted): a store may then write the control state by itself."""
+    before, after = change.before, change.state
+    return (
+        change.head_changed
+        and before.control_state is not after.control_state
+        and _HEAD_BUT_CONTROLS(before) == _HEAD_BUT_CONTROLS(after)
+    )
+
+
+def controls_data(state: CustomerState) -> dict[str, Any]:
+    """The customer's control state as JSON-ready data, without the fields at their default."""
+    return codec.controls_doc(state.control_state)
+
+
 def head_text(state: CustomerState) -> str:
     """The head document as JSON text."""
     return codec.dump(head_data(state))
@@ -138,6 +158,8 @@ __all__ = [
     "balance_alone_moved",
     "changes_of",
     "child_rows",
+    "controls_alone_changed",
+    "controls_data",
     "email_lower",
     "extras",
     "head_data",

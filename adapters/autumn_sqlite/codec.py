@@ -5,9 +5,11 @@ from __future__ import annotations
 from autumn_sqldoc.codec import (
     CONVERTER,
     decode,
+    decode_pending,
     dump,
     encode,
     encode_event,
+    encode_pending,
     encode_record,
     from_micros,
     load,
@@ -21,9 +23,11 @@ from autumn_sqldoc.codec import (
 __all__ = [
     "CONVERTER",
     "decode",
+    "decode_pending",
     "dump",
     "encode",
     "encode_event",
+    "encode_pending",
     "encode_record",
     "from_micros",
     "load",

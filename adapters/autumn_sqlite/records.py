@@ -293,7 +293,7 @@ class Records:
     # -- pending ----------------------------------------------------------------------------
     def put_pending(self, record: PendingRecord) -> None:
         self._need_write()
-        data = codec.encode(record)
+        data = codec.encode_pending(record)
         # A rewrite of a record's data alone names no indexed column (SQLite rewrites the index
         # entries of every column a SET names, changed or not).
         if self._exec(
@@ -312,12 +312,18 @@ class Records:
         self._need_write()
         self._exec(
             "INSERT INTO pending (key, customer_pk, kind, data) VALUES (?, ?, ?, ?)",
-            (record.key, record.customer_pk, record.kind, codec.encode(record)),
+            (record.key, record.customer_pk, record.kind, codec.encode_pending(record)),
         )
 
     def get_pending(self, key: str) -> PendingRecord | None:
         row = self._one("SELECT data FROM pending WHERE key = ?", (key,))
-        return None if row is None else self._decode(row[0], PendingRecord)
+        return None if row is None else self._pending(row[0])
+
+    def _pending(self, text: str) -> PendingRecord:
+        try:
+            return codec.decode_pending(text)
+        except Exception as exc:
+            raise translate(exc) from exc
 
     def delete_pending(self, key: str) -> None:
         self._need_write()
@@ -325,7 +331,7 @@ class Records:
 
     def list_pending(self, kind: str) -> list[PendingRecord]:
         rows = self._all("SELECT data FROM pending WHERE kind = ? ORDER BY key", (kind,))
-        return [self._decode(r[0], PendingRecord) for r in rows]
+        return [self._pending(r[0]) for r in rows]
 
 
 __all__ = ["Records"]

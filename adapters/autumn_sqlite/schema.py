@@ -201,8 +201,14 @@ V5: tuple[str, ...] = (
     "ALTER TABLE events ADD COLUMN value TEXT",
 )
 
+#: Version 6: a customer's control state (open locks, usage windows) has a column of its own,
+#: as plain JSON, so reserving and settling a lock rewrite it alone, not the packed head.
+#: ``customers.controls``, when not NULL, is the control state (the head document's is then
+#: stale); a save that rewrites the head document sets it back to NULL.
+V6: tuple[str, ...] = ("ALTER TABLE customers ADD COLUMN controls TEXT",)
+
 #: ``MIGRATIONS[i]`` takes a database from version ``i`` to ``i + 1``.
-MIGRATIONS: list[tuple[str, ...]] = [V1, V2, V3, OUTBOX_V4, V5]
+MIGRATIONS: list[tuple[str, ...]] = [V1, V2, V3, OUTBOX_V4, V5, V6]
 
 
 def current_version() -> int:
@@ -210,4 +216,14 @@ def current_version() -> int:
     return len(MIGRATIONS)
 
 
-__all__ = ["APPLICATION_ID", "MIGRATIONS", "OUTBOX_V4", "V1", "V2", "V3", "V5", "current_version"]
+__all__ = [
+    "APPLICATION_ID",
+    "MIGRATIONS",
+    "OUTBOX_V4",
+    "V1",
+    "V2",
+    "V3",
+    "V5",
+    "V6",
+    "current_version",
+]

@@ -11,7 +11,14 @@ from typing import Any, Final, Protocol
 
 from autumn_core.changes import CustomerChange, email_key
 from autumn_core.errors import StoreError
-from autumn_core.model import CustomerState, EventRecord, RowState, replace, with_version
+from autumn_core.model import (
+    CustomerState,
+    EventRecord,
+    PendingRecord,
+    RowState,
+    replace,
+    with_version,
+)
 from autumn_sqldoc.cache import ParseCache
 from autumn_sqldoc.mapping import (
     CHILDREN,
@@ -19,6 +26,8 @@ from autumn_sqldoc.mapping import (
     assemble,
     balance_alone_moved,
     changes_of,
+    controls_alone_changed,
+    controls_data,
     email_lower,
     extras,
     head_data,
@@ -82,15 +91,22 @@ _LOAD_CHILDREN: Final = (
     )
     + " ORDER BY 1, 2"
 )
+#: A save that changes only the control state (and balances) writes its column alone.
+_UPDATE_CONTROLS: Final = (
+    "UPDATE customers SET controls = ?, version = version + 1 WHERE seq = ? AND version = ?"
+)
 #: A save that changes only a row's balance (a track) writes the balance column alone.
 _UPDATE_BALANCE: Final = "UPDATE balance_rows SET balance = ? WHERE customer_pk = ? AND id = ?"
 
 
 def _balances_only(change: CustomerChange) -> list[tuple[str, str, str]] | None:
-    """The balance-column updates of a change that moves row balances alone (a track), else
-    None. Same head, same products and entities, same rows in the same places."""
+    """The balance-column updates of a change that moves row balances alone (a track), or
+    them and the control state (a lock taken or settled: ``controls_alone_changed``), else
+    None. Same products and entities, same rows in the same places, same due time."""
     before, after = change.before, change.state
     if before.products is not after.products or before.entities is not after.entities:
+        return None
+    if before.control_state is not after.control_state and not controls_alone_changed(change):
         return None
     old_rows, new_rows = before.rows, after.rows
     if len(old_rows) != len(new_rows):
@@ -103,7 +119,7 @@ def _balances_only(change: CustomerChange) -> list[tuple[str, str, str]] | None:
         if old.id != new.id or not balance_alone_moved(old, new):
             return None
         out.append((str(new.balance), pk, new.id))
-    if change.head_changed or change.due_changed:
+    if change.due_changed or (change.head_changed and not controls_alone_changed(change)):
         return None
     return out
 
@@ -286,12 +302,13 @@ class SqliteTransaction(Records, OutboxTable):
         writer of a group-commit batch: any customer this transaction wrote is served from
         the overlay instead)."""
         row = self._one(
-            f"SELECT seq, version, {_EVENTS_SEQ}, data, id, created_us FROM customers WHERE pk = ?",
+            f"SELECT seq, version, {_EVENTS_SEQ}, data, id, created_us, controls FROM customers"
+            " WHERE pk = ?",
             (pk,),
         )
         if row is None:
             return None
-        seq, row_version, events_seq, data, customer_id, created_us = row
+        seq, row_version, events_seq, data, customer_id, created_us, controls = row
         version = row_version + events_seq
         children = self._all(_LOAD_CHILDREN, (pk,))
         try:
@@ -305,6 +322,8 @@ class SqliteTransaction(Records, OutboxTable):
             head = codec.load(unpack(data))
             if "pk" not in head:
                 head.update(pk=pk, id=customer_id, created_at=codec.from_micros(created_us))
+            if controls is not None:
+                head["control_state"] = codec.load(controls)
             state = assemble(head, lists, version)
         except Exception as exc:
             raise translate(exc) from exc
@@ -331,6 +350,23 @@ class SqliteTransaction(Records, OutboxTable):
             if state is not None:
                 out.append(state)
         return out
+
+    def get_pending_locking_customer(self, key: str) -> PendingRecord | None:
+        """``get_pending``, with the (seq, version) of the record's customer read by the same
+        statement: the ``load_customer`` that follows then needs no statement of its own when
+        the parse cache holds that version (a write transaction holds the database's write
+        lock already)."""
+        row = self._one(
+            f"SELECT p.data, customers.pk, seq, version, {_EVENTS_SEQ} FROM pending AS p"
+            " LEFT JOIN customers ON customers.pk = p.customer_pk WHERE p.key = ?",
+            (key,),
+        )
+        if row is None:
+            return None
+        pk = row[1]
+        if pk is not None and pk not in self._overlay:
+            self._seen[pk] = (row[2], row[3], row[4])
+        return self._pending(row[0])
 
     def customers_by_email(self, email: str) -> list[CustomerState]:
         rows = self._all(
@@ -421,7 +457,21 @@ class SqliteTransaction(Records, OutboxTable):
         diff = stored == change.base_version
         balances = _balances_only(change) if diff else None
         if balances is not None:
-            # A track: the new balances alone (the event it appends moves the version).
+            # A track: the new balances alone (the event it appends moves the version); a
+            # lock: the control state's column too, with the version.
+            if after.control_state is not change.before.control_state:
+                if (
+                    self._exec(
+                        _UPDATE_CONTROLS, (codec.dump(controls_data(after)), seq, row_version)
+                    ).rowcount
+                    != 1
+                ):
+                    raise StoreError(
+                        f"cannot save customer {pk!r}: it does not exist at version {stored}"
+                    )
+                cols[1] += 1
+                self._moved.add(pk)
+                self._unbumped.discard(pk)
             for balance in balances:
                 self._exec(_UPDATE_BALANCE, balance)
             if pk not in self._moved:
@@ -436,16 +486,20 @@ class SqliteTransaction(Records, OutboxTable):
         if not diff:
             sql = (
                 "UPDATE customers SET id = ?, email_lower = ?, created_us = ?, next_due_us = ?,"
-                " data = ?, version = version + 1 WHERE seq = ? AND version = ?"
+                " data = ?, controls = NULL, version = version + 1 WHERE seq = ? AND version = ?"
             )
             head = self._head_params(after, _micros(change.due_at))
             params: Sequence[Any] | None = (*head[:5], seq, row_version)
         elif change.head_changed:
             # SQLite rewrites the entries of every index on a column the SET names, changed
             # or not: name only the indexed columns whose value moved.
-            head = self._head_params(after, _micros(change.due_at))
-            sets = ["data = ?"]
-            values: list[Any] = [head[4]]
+            values: list[Any]
+            if controls_alone_changed(change):
+                # A lock opened or settled: its column alone, not the packed head document.
+                sets, values = ["controls = ?"], [codec.dump(controls_data(after))]
+            else:
+                head = self._head_params(after, _micros(change.due_at))
+                sets, values = ["data = ?", "controls = NULL"], [head[4]]
             if change.identity_changed:
                 sets += ["id = ?", "email_lower = ?"]
                 values += [head[0], head[1]]
@@ -454,7 +508,7 @@ class SqliteTransaction(Records, OutboxTable):
                 values.append(head[2])
             if change.due_changed:
                 sets.append("next_due_us = ?")
-                values.append(head[3])
+                values.append(_micros(change.due_at))
             sql = (
                 f"UPDATE customers SET {', '.join(sets)}, version = version + 1"
                 " WHERE seq = ? AND version = ?"

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from autumn_core.app.unit import Unit
-from autumn_core.control_state import LockState, LockTake
+from autumn_core.control_state import ControlState, LockState, LockTake
 from autumn_core.model import (
     ZERO,
     CustomerState,
@@ -22,7 +22,7 @@ from autumn_core.model import (
     RolloverState,
     RowState,
     replace,
-    with_control_state,
+    with_balance,
     with_rows,
 )
 
@@ -58,28 +58,37 @@ def takes_of(
 def give_back(state: CustomerState, lock: LockState) -> CustomerState:
     """``state`` with the lock's takes returned to their rows and its window counts undone,
     and the lock removed."""
-    if lock.takes:
-        takes = {t.row_id: t for t in lock.takes}
-        state = with_rows(
-            state,
-            {
-                r.id: _returned(r, take)
-                for r in state.rows
-                if (take := takes.get(r.id)) is not None and r.next_reset_at == take.period
-            },
-        )
+    return _give(state, lock.id, lock.takes, lock.counted)
+
+
+def _give(
+    state: CustomerState,
+    lock_id: str,
+    given: tuple[LockTake, ...],
+    counted: tuple[tuple[str, str | None, datetime, Decimal], ...],
+) -> CustomerState:
+    """``state`` with ``given`` returned to their rows, ``counted`` un-counted from the usage
+    windows, and the lock ``lock_id`` removed."""
+    returned: dict[str, RowState] = {}
+    if given:
+        takes = {t.row_id: t for t in given}
+        returned = {
+            r.id: _returned(r, take)
+            for r in state.rows
+            if (take := takes.get(r.id)) is not None and r.next_reset_at == take.period
+        }
     cs = state.control_state
     windows = cs.windows
-    if lock.counted:
-        counted = {(fid, we, start): units for fid, we, start, units in lock.counted}
+    if counted:
+        units_of = {(fid, we, start): units for fid, we, start, units in counted}
         windows = tuple(
-            replace(w, used=max(ZERO, w.used - counted[key]))
-            if (key := (w.feature_id, w.entity_id, w.start)) in counted
+            replace(w, used=max(ZERO, w.used - units_of[key]))
+            if (key := (w.feature_id, w.entity_id, w.start)) in units_of
             else w
             for w in windows
         )
-    locks = tuple(lk for lk in cs.locks if lk.id != lock.id)
-    return with_control_state(state, replace(cs, locks=locks, windows=windows))
+    locks = tuple(lk for lk in cs.locks if lk.id != lock_id)
+    return with_rows(state, returned, ControlState(locks, windows, cs.lock_due))
 
 
 def keep_part(state: CustomerState, lock: LockState, value: Decimal) -> CustomerState | None:
@@ -89,7 +98,8 @@ def keep_part(state: CustomerState, lock: LockState, value: Decimal) -> Customer
     units): the caller then gives the hold back whole and deducts ``value`` afresh."""
     if any(t.feature_id != lock.feature_id for t in lock.takes):
         return None
-    back = lock.held - value
+    given = lock.held - value
+    back = given
     partial: list[LockTake] = []
     for take in reversed(lock.takes):
         if back <= 0:
@@ -102,15 +112,16 @@ def keep_part(state: CustomerState, lock: LockState, value: Decimal) -> Customer
             back -= part
             if part:
                 rollovers.append((rid, part))
-        partial.append(replace(take, amount=amount, rollovers=tuple(reversed(rollovers))))
-    given = lock.held - value
+        partial.append(
+            LockTake(take.row_id, take.feature_id, amount, tuple(reversed(rollovers)), take.period)
+        )
     counted = tuple((fid, we, start, min(units, given)) for fid, we, start, units in lock.counted)
-    return give_back(state, replace(lock, takes=tuple(partial), counted=counted))
+    return _give(state, lock.id, tuple(partial), counted)
 
 
 def _returned(row: RowState, take: LockTake) -> RowState:
     if not take.rollovers:
-        return replace(row, balance=row.balance + take.amount)
+        return with_balance(row, row.balance + take.amount)
     back = dict(take.rollovers)
     rollovers = tuple(
         RolloverState(r.id, r.amount, r.balance + back[r.id], r.expires_at, r.created_at)

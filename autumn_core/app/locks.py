@@ -48,6 +48,7 @@ from autumn_core.model import (
     PendingRecord,
     RowState,
     with_control_state,
+    with_rows,
 )
 from autumn_core.ports import StoreTransaction
 from autumn_core.results import CheckResult, FinalizeResult
@@ -78,8 +79,8 @@ def validate_lock(value: Any) -> LockArgs | None:
         return None
     if not isinstance(value, Mapping):
         raise InvalidRequest(f"lock must be a dict like {{'lock_id': ...}}, got {value!r:.80}")
-    unknown = sorted(str(k) for k in value if k not in LOCK_KEYS)
-    if unknown:
+    if not _LOCK_KEY_SET.issuperset(value):
+        unknown = sorted(str(k) for k in value if k not in LOCK_KEYS)
         raise InvalidRequest(f"lock takes {sorted(LOCK_KEYS)}, not {unknown}")
     enabled = value.get("enabled", True)
     if not isinstance(enabled, bool):
@@ -103,6 +104,7 @@ def validate_lock(value: Any) -> LockArgs | None:
 
 
 LOCK_KEYS = ("lock_id", "enabled", "expires_at", "overage_behavior")
+_LOCK_KEY_SET = frozenset(LOCK_KEYS)
 
 
 def check_with_lock(unit: Unit, a: CheckArgs, lock: LockArgs) -> CheckResult:
@@ -148,11 +150,10 @@ def check_with_lock(unit: Unit, a: CheckArgs, lock: LockArgs) -> CheckResult:
         )
     before = state
     originals = {c.row.id: c.row for c in cands}
-    state = replace_rows(state, result.changed)
     counted: tuple[tuple[str, str | None, datetime, Decimal], ...] = ()
     if ctl is not None:
         counted = ctl.counted()
-        state = ctl.finish(state)
+        state = ctl.finish(replace_rows(state, result.changed))
     record = LockState(
         id=lock.lock_id,
         feature_id=f.id,
@@ -165,7 +166,10 @@ def check_with_lock(unit: Unit, a: CheckArgs, lock: LockArgs) -> CheckResult:
         overage=lock.overage,
         counted=counted,
     )
-    state = with_control_state(state, state.control_state.opened(record))
+    if ctl is None:
+        state = with_rows(state, result.changed, state.control_state.opened(record))
+    else:
+        state = with_control_state(state, state.control_state.opened(record))
     unit.put(state)
     index = index_record(state, record, "held", now)
     if lock.runs > 1:
@@ -247,7 +251,8 @@ def finalize(unit: Unit, a: FinalizeArgs) -> FinalizeResult:
     """BC7: confirm (charge the final value) or release a hold, once."""
     ctx = unit.ctx
     key = lock_key(a.lock_id)
-    first = unit.tx.get_pending(key)
+    both = getattr(unit.tx, "get_pending_locking_customer", None)  # ports.PendingWithCustomer
+    first = unit.tx.get_pending(key) if both is None else both(key)
     if first is None:
         raise LockNotFound(f"lock {a.lock_id!r} does not exist")
     state = unit.find_pk(first.customer_pk)  # loaded for update: finalizers of it queue here
@@ -311,7 +316,7 @@ def finalize(unit: Unit, a: FinalizeArgs) -> FinalizeResult:
         )
         state = unit.current(state.pk)
     payload = {**first.payload, "status": _STATUS[a.action], "value": str(value)}
-    unit.tx.put_pending(attrs.evolve(first, payload=payload, created_at=now))
+    unit.tx.put_pending(PendingRecord(first.key, first.customer_pk, first.kind, payload, now))
     return FinalizeResult(
         lock_id=a.lock_id,
         action=a.action,

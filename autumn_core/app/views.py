@@ -10,9 +10,9 @@ from typing import TypeVar, cast
 
 from autumn_core.app.context import Context
 from autumn_core.controls import BillingControls
-from autumn_core.model import ZERO, CustomerState, ProductState, RowState, replace
+from autumn_core.model import ZERO, CustomerState, ProductState, RowState
 from autumn_core.results import Balance, Customer, CustomerProduct, Entity
-from autumn_core.rules.balance_view import balance_view
+from autumn_core.rules.balance_view import balance_view, detached
 from autumn_core.rules.order import sees
 from autumn_core.values import json_copy
 
@@ -132,16 +132,23 @@ def with_held(
     cs = state.control_state
     if not cs.locks:
         return balances
-    rows = {r.id: r for r in state.rows}
+    rows: dict[str, RowState] | None = None
     held: dict[str, Decimal] = {}
     for lk in cs.locks:
         for t in lk.takes:
+            if t.feature_id not in balances:
+                continue
+            if rows is None:
+                rows = {r.id: r for r in state.rows}
             row = rows.get(t.row_id)
-            if row is not None and t.feature_id in balances and sees(row, entity_id):
+            if row is not None and sees(row, entity_id):
                 held[t.feature_id] = held.get(t.feature_id, ZERO) + t.total
     for fid, amount in held.items():
         if amount:
-            balances[fid] = replace(balances[fid], held=amount)
+            # ``replace`` of a copy (its lists the caller's own): a dict copy, not an __init__.
+            balance = detached(balances[fid])
+            balance.__dict__["held"] = amount
+            balances[fid] = balance
     return balances
 
 

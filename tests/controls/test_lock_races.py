@@ -72,3 +72,30 @@ def test_bc5_processes_racing_for_holds_never_exceed_the_balance(
     tokens = billing.customers.get("u1").features["tokens"]
     assert len(granted) == 25  # 25 x 40 = 1000
     assert (tokens.held, tokens.remaining) == (Decimal(1000), Decimal(0))
+
+
+def test_bc5_threads_reserving_one_lock_id_hold_it_once(billing: Autumn) -> None:
+    # given 1000 tokens, and 8 threads reserving 30 under the same lock id at once
+    billing.customers.create("u1")
+    answers: list[Any] = []
+    start = threading.Barrier(8)
+
+    def work() -> None:
+        start.wait()
+        answers.append(
+            billing.check("u1", "tokens", required_balance=30, lock={"lock_id": "shared"})
+        )
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    # then every call answers the one hold, and it is held once
+    assert [(a.allowed, a.lock_id) for a in answers] == [(True, "shared")] * 8
+    tokens = billing.customers.get("u1").features["tokens"]
+    assert (tokens.held, tokens.remaining) == (Decimal(30), Decimal(970))
+    # and one confirm charges it once
+    billing.balances.finalize("shared", "confirm")
+    tokens = billing.customers.get("u1").features["tokens"]
+    assert (tokens.held, tokens.usage) == (Decimal(0), Decimal(30))

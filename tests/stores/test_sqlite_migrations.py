@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from datetime import UTC, datetime
@@ -265,15 +266,16 @@ def _restore(path: Path, version: int) -> None:
 
 
 #: Every released schema version with a frozen fixture; a new step adds its own.
-RELEASED = (1, 2, 4)
+RELEASED = (1, 2, 4, 5)
 #: The first customer's events each fixture holds beyond version 1's.
 LATER_EVENTS: dict[int, tuple[tuple[str, Decimal], ...]] = {
     1: (),
     2: (("evt_v2_3", D("1.25")),),
     4: (("evt_v2_3", D("1.25")), ("evt_v4_4", D("0.75"))),
+    5: (("evt_v2_3", D("1.25")), ("evt_v4_4", D("0.75"))),
 }
 #: The first customer's messages balance in each fixture.
-MESSAGES_BALANCE = {1: D("23.47"), 2: D("23.47"), 4: D("22.72")}
+MESSAGES_BALANCE = {1: D("23.47"), 2: D("23.47"), 4: D("22.72"), 5: D("20.22")}
 
 
 class TestEveryReleasedSchema:
@@ -350,6 +352,51 @@ class TestEveryReleasedSchema:
             "evt_v5_5", "pk_v1", None, "messages", None, D("1.00"), {}, when, when
         )
         fresh.close()
+
+    def test_version_5_control_state_moves_to_its_column_on_its_next_change(
+        self, tmp_path: Path
+    ) -> None:
+        """Given the version-5 fixture (an open lock and a usage window inside the packed head
+        document), when the current store opens it, then it reads them exactly; when a save
+        settles the lock (control state alone), then the new column holds the new control
+        state, the head document is untouched, and a fresh store reads it exactly."""
+        # given
+        path = tmp_path / "v5.db"
+        _restore(path, 5)
+        store = SqliteStore(path)
+        with store.transaction() as tx:
+            before = tx.load_customer("pk_v1")
+        assert before is not None
+        cs = before.control_state
+        assert [(lk.id, lk.held, lk.properties) for lk in cs.locks] == [
+            ("job-v5", D("2.50"), {"job": "v5"})
+        ]
+        assert cs.locks[0].takes[0].row_id == "row_msgs"
+        assert cs.locks[0].counted == (
+            ("messages", None, datetime(2025, 1, 6, tzinfo=UTC), D("2.50")),
+        )
+        assert [(w.feature_id, w.used) for w in cs.windows] == [("messages", D("2.50"))]
+        assert cs.lock_due == datetime(2025, 1, 7, tzinfo=UTC)
+        conn = sqlite3.connect(path)
+        head_doc = conn.execute("SELECT data FROM customers WHERE pk = 'pk_v1'").fetchone()
+        settled = attrs.evolve(before, control_state=attrs.evolve(cs, locks=()))
+        # when
+        with store.transaction() as tx:
+            tx.save_customer(CustomerChange.between(before, settled))
+        store.close()
+        # then
+        controls, data = conn.execute(
+            "SELECT controls, data FROM customers WHERE pk = 'pk_v1'"
+        ).fetchone()
+        conn.close()
+        assert (data,) == head_doc
+        assert json.loads(controls)["windows"][0]["used"] == "2.50"
+        fresh = SqliteStore(path)
+        _assert_v1_data_intact(fresh, LATER_EVENTS[5], MESSAGES_BALANCE[5])
+        with fresh.transaction(write=False) as tx:
+            loaded = tx.load_customer("pk_v1")
+        fresh.close()
+        assert loaded is not None and loaded.control_state == settled.control_state
 
     def test_version_2_events_keep_their_order_and_pages(self, tmp_path: Path) -> None:
         """Given the version-2 fixture, where another customer's event sits between the first
