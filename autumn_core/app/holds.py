@@ -23,6 +23,7 @@ from autumn_core.model import (
     RowState,
     replace,
     with_balance,
+    with_control_state,
     with_rows,
 )
 
@@ -96,7 +97,15 @@ def keep_part(state: CustomerState, lock: LockState, value: Decimal) -> Customer
     ``value`` is given back, the last take first (the reverse of the deduction), the windows
     un-count it, and the lock is removed. None when the hold drew on a credit system (other
     units): the caller then gives the hold back whole and deducts ``value`` afresh."""
-    if any(t.feature_id != lock.feature_id for t in lock.takes):
+    takes = lock.takes
+    if len(takes) == 1 and not lock.counted:
+        # One row held from, uncounted (what most holds are): written out.
+        take = takes[0]
+        if take.feature_id != lock.feature_id:
+            return None
+        if not take.rollovers:
+            return _keep_one(state, lock.id, take, lock.held - value)
+    elif any(t.feature_id != lock.feature_id for t in takes):
         return None
     given = lock.held - value
     back = given
@@ -117,6 +126,27 @@ def keep_part(state: CustomerState, lock: LockState, value: Decimal) -> Customer
         )
     counted = tuple((fid, we, start, min(units, given)) for fid, we, start, units in lock.counted)
     return _give(state, lock.id, tuple(partial), counted)
+
+
+def _keep_one(state: CustomerState, lock_id: str, take: LockTake, back: Decimal) -> CustomerState:
+    """``keep_part`` of a hold of one take without rollovers: ``back`` of it returned to its
+    row (unless reset since, or gone), and the lock removed."""
+    cs = state.control_state
+    locks = cs.locks
+    if len(locks) == 1 and locks[0].id == lock_id:
+        rest: tuple[LockState, ...] = ()
+    else:
+        rest = tuple(lk for lk in locks if lk.id != lock_id)
+    control = ControlState(rest, cs.windows, cs.lock_due)
+    if back > 0:
+        rid = take.row_id
+        for r in state.rows:
+            if r.id == rid:
+                if r.next_reset_at == take.period:
+                    amount = take.amount if take.amount < back else back  # min()
+                    return with_rows(state, {rid: with_balance(r, r.balance + amount)}, control)
+                break
+    return with_control_state(state, control)
 
 
 def _returned(row: RowState, take: LockTake) -> RowState:

@@ -10,7 +10,7 @@ is loaded for update, so two finalizers of one lock are serialized by the custom
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -250,9 +250,10 @@ def validate_finalize(
 def finalize(unit: Unit, a: FinalizeArgs) -> FinalizeResult:
     """BC7: confirm (charge the final value) or release a hold, once."""
     ctx = unit.ctx
-    key = lock_key(a.lock_id)
-    both = getattr(unit.tx, "get_pending_locking_customer", None)  # ports.PendingWithCustomer
-    first = unit.tx.get_pending(key) if both is None else both(key)
+    key = f"lock:{a.lock_id}"  # lock_key
+    tx = unit.tx
+    both = _both_of(type(tx))
+    first = tx.get_pending(key) if both is None else both(tx, key)
     if first is None:
         raise LockNotFound(f"lock {a.lock_id!r} does not exist")
     state = unit.find_pk(first.customer_pk)  # loaded for update: finalizers of it queue here
@@ -285,15 +286,15 @@ def finalize(unit: Unit, a: FinalizeArgs) -> FinalizeResult:
         state = unit.put(settled)
         unit.events.append(
             EventRecord(
-                id=unit.event_id(),
-                customer_pk=state.pk,
-                entity_id=lk.entity_id,
-                feature_id=lk.feature_id,
-                event_name=None,
-                value=value,
-                properties=props,
-                timestamp=now,
-                created_at=now,
+                unit.event_id(),
+                state.pk,
+                lk.entity_id,
+                lk.feature_id,
+                None,  # event_name
+                value,
+                props,
+                now,  # timestamp
+                now,  # created_at
             )
         )
     elif a.action == "release":
@@ -316,16 +317,25 @@ def finalize(unit: Unit, a: FinalizeArgs) -> FinalizeResult:
         )
         state = unit.current(state.pk)
     payload = {**first.payload, "status": _STATUS[a.action], "value": str(value)}
-    unit.tx.put_pending(PendingRecord(first.key, first.customer_pk, first.kind, payload, now))
+    tx.put_pending(PendingRecord(first.key, first.customer_pk, first.kind, payload, now))
+    # Positional: built on every finalize (lock_id, action, customer_id, feature_id,
+    # entity_id, held, value).
     return FinalizeResult(
-        lock_id=a.lock_id,
-        action=a.action,
-        customer_id=state.id,
-        feature_id=lk.feature_id,
-        entity_id=lk.entity_id,
-        held=lk.held,
-        value=value,
+        a.lock_id, a.action, state.id, lk.feature_id, lk.entity_id, lk.held, value
     )
+
+
+_BOTH: dict[type, Callable[[Any, str], PendingRecord | None] | None] = {}
+
+
+def _both_of(kind: type) -> Callable[[Any, str], PendingRecord | None] | None:
+    """The store's ``get_pending_locking_customer`` (``ports.PendingWithCustomer``), if any,
+    looked up once per transaction class."""
+    try:
+        return _BOTH[kind]
+    except KeyError:
+        found = _BOTH[kind] = getattr(kind, "get_pending_locking_customer", None)
+        return found
 
 
 def _replayed(
