@@ -34,6 +34,8 @@ class LockTake:
 
     @property
     def total(self) -> Decimal:
+        if not self.rollovers:
+            return self.amount + ZERO  # the sum below of no rollovers, without a generator
         return self.amount + sum((a for _, a in self.rollovers), ZERO)
 
 

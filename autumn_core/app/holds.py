@@ -8,7 +8,7 @@ write (or ``process_due``) records the release.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -26,6 +26,7 @@ from autumn_core.model import (
     with_control_state,
     with_rows,
 )
+from autumn_core.rules.deduction import Candidate
 
 #: ``PendingRecord.kind`` of the lock index: lock id -> customer, and the lock's status.
 LOCK_KIND = "lock"
@@ -38,10 +39,22 @@ def lock_key(lock_id: str) -> str:
     return f"lock:{lock_id}"
 
 
-def takes_of(
-    before: Mapping[str, RowState], changed: Mapping[str, RowState]
-) -> tuple[LockTake, ...]:
-    """What a deduction took from each row (balance and rollovers), from its changed rows."""
+def takes_of(cands: Sequence[Candidate], changed: Mapping[str, RowState]) -> tuple[LockTake, ...]:
+    """What a deduction took from each row (balance and rollovers), from its candidates and
+    its changed rows."""
+    if len(changed) == 1:
+        # One row changed (most holds): written out when it has no rollovers.
+        ((rid, new),) = changed.items()
+        for c in cands:
+            old = c.row
+            if old.id == rid:
+                if old.rollovers:
+                    break
+                amount = old.balance - new.balance
+                if not amount:
+                    return ()
+                return (LockTake(rid, old.feature_id, amount, (), old.next_reset_at),)
+    before = {c.row.id: c.row for c in cands}
     takes = []
     for rid, new in changed.items():
         old = before[rid]

@@ -38,7 +38,7 @@ from autumn_core.app.usage import (
     replace_rows,
     subject_balance,
 )
-from autumn_core.app.views import live_rows
+from autumn_core.app.views import held_balance, live_rows
 from autumn_core.control_state import LockState
 from autumn_core.errors import Conflict, InvalidRequest, LockExpired, LockNotFound
 from autumn_core.model import (
@@ -116,8 +116,9 @@ def check_with_lock(unit: Unit, a: CheckArgs, lock: LockArgs) -> CheckResult:
     if a.required <= 0:
         raise InvalidRequest(f"a lock holds a positive amount, got required_balance {a.required}")
     now = unit.now
-    expires_at = lock.expires_at or now + MAX_LOCK
-    if expires_at <= now or expires_at > now + MAX_LOCK:
+    latest = now + MAX_LOCK
+    expires_at = lock.expires_at or latest
+    if expires_at <= now or expires_at > latest:
         raise InvalidRequest(
             f"lock.expires_at must be after now and at most 24 hours ahead, got {expires_at}"
         )
@@ -149,25 +150,27 @@ def check_with_lock(unit: Unit, a: CheckArgs, lock: LockArgs) -> CheckResult:
             subject_balance(ctx, state, f.id, a.entity_id, now),
         )
     before = state
-    originals = {c.row.id: c.row for c in cands}
+    changed = result.changed
     counted: tuple[tuple[str, str | None, datetime, Decimal], ...] = ()
     if ctl is not None:
         counted = ctl.counted()
-        state = ctl.finish(replace_rows(state, result.changed))
+        state = ctl.finish(replace_rows(state, changed))
+    # Positional: built on every reserve.
     record = LockState(
-        id=lock.lock_id,
-        feature_id=f.id,
-        entity_id=a.entity_id,
-        requested=a.required,
-        held=held,
-        takes=takes_of(originals, result.changed),
-        created_at=now,
-        expires_at=expires_at,
-        overage=lock.overage,
-        counted=counted,
+        lock.lock_id,
+        f.id,
+        a.entity_id,
+        a.required,  # requested
+        held,
+        takes_of(cands, changed),
+        now,  # created_at
+        expires_at,
+        lock.overage,
+        {},  # properties
+        counted,
     )
     if ctl is None:
-        state = with_rows(state, result.changed, state.control_state.opened(record))
+        state = with_rows(state, changed, state.control_state.opened(record))
     else:
         state = with_control_state(state, state.control_state.opened(record))
     unit.put(state)
@@ -177,11 +180,15 @@ def check_with_lock(unit: Unit, a: CheckArgs, lock: LockArgs) -> CheckResult:
     else:
         unit.tx.insert_pending(index)  # a taken id: UniqueViolation, and the call runs again
     # A feature can only become blocked when a row reached zero, or under controls (BC6).
-    if ctl is not None or any(r.balance <= 0 for r in result.changed.values()):
+    low = ctl is not None
+    for r in changed.values():
+        if r.balance <= 0:
+            low = True
+    if low:
         touched = list(dict.fromkeys([f.id, *(c.row.feature_id for c in cands)]))
         signals.after_change(unit, before, state, a.entity_id, touched, candidates)
     # A deduction changes balances only, never which rows are live.
-    live = [result.changed.get(r.id, r) for r in rows]
+    live = [changed.get(r.id, r) for r in rows]
     return _held_result(unit, state, a, lock.lock_id, live)
 
 
@@ -207,7 +214,8 @@ def _held_result(
     lock_id: str,
     live: list[RowState] | None = None,
 ) -> CheckResult:
-    balance = subject_balance(unit.ctx, state, a.feature.id, a.entity_id, unit.now, live)
+    f = a.feature
+    balance = held_balance(unit.ctx, state, f.id, f.type, a.entity_id, unit.now, live)
     if balance is None:
         # The hold drew on a credit system only: show the pool it drew from.
         lk = state.control_state.lock(lock_id)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TypeVar, cast
@@ -150,6 +150,50 @@ def with_held(
             balance.__dict__["held"] = amount
             balances[fid] = balance
     return balances
+
+
+def held_balance(
+    ctx: Context,
+    state: CustomerState,
+    feature_id: str,
+    feature_type: str,
+    entity_id: str | None,
+    now: datetime,
+    live: Sequence[RowState] | None = None,
+) -> Balance | None:
+    """The subject's Balance of a metered feature with what open locks hold of it (BC5),
+    computed afresh (never memoized, so held is set on it in place); None when it holds no
+    row of it. ``usage.subject_balance`` with ``with_held``, written out for reserving."""
+    if live is None:
+        live = live_rows(ctx, state, now)
+    if entity_id is None:
+        rows = [r for r in live if r.feature_id == feature_id]
+    else:
+        rows = [r for r in live if r.feature_id == feature_id and sees(r, entity_id)]
+    if not rows:
+        return None
+    balance = balance_view(feature_id, feature_type, rows, now)
+    held = held_of(state, feature_id, entity_id)
+    if held:
+        balance.__dict__["held"] = held  # a fresh Balance, shared with nobody
+    return balance
+
+
+def held_of(state: CustomerState, feature_id: str, entity_id: str | None) -> Decimal:
+    """What open locks hold of ``feature_id`` in the rows the subject sees (``with_held`` of
+    one feature)."""
+    held = ZERO
+    rows: dict[str, RowState] | None = None
+    for lk in state.control_state.locks:
+        for t in lk.takes:
+            if t.feature_id != feature_id:
+                continue
+            if rows is None:
+                rows = {r.id: r for r in state.rows}
+            row = rows.get(t.row_id)
+            if row is not None and sees(row, entity_id):
+                held = held + t.total
+    return held
 
 
 def customer_view(ctx: Context, state: CustomerState, now: datetime) -> Customer:
