@@ -18,7 +18,7 @@ import attrs
 ZERO = Decimal(0)
 
 
-@attrs.frozen
+@attrs.frozen(slots=False)  # built on every reserve or settle: a dict __init__ is cheaper
 class LockTake:
     """What a hold took from one balance row, so that a release gives exactly that back."""
 
@@ -39,7 +39,7 @@ class LockTake:
         return self.amount + sum((a for _, a in self.rollovers), ZERO)
 
 
-@attrs.frozen
+@attrs.frozen(slots=False)  # built on every reserve or settle: a dict __init__ is cheaper
 class LockState:
     """An open lock: balance held by ``check(..., lock=...)`` until finalized or expired."""
 
@@ -70,7 +70,7 @@ class UsageWindow:
     used: Decimal
 
 
-@attrs.frozen
+@attrs.frozen(slots=False)  # built on every reserve or settle: a dict __init__ is cheaper
 class ControlState:
     locks: tuple[LockState, ...] = ()
     windows: tuple[UsageWindow, ...] = ()

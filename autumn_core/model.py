@@ -459,7 +459,7 @@ class ProductVersionRecord:
     created_at: datetime
 
 
-@attrs.frozen
+@attrs.frozen(slots=False)  # built on every reserve and settle: a dict __init__ is cheaper
 class PendingRecord:
     """A stored plan waiting on the gateway (checkout) or on recovery (operations)."""
 

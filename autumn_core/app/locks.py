@@ -229,7 +229,7 @@ def _held_result(
 
 
 # -- finalize ----------------------------------------------------------------------------------
-@attrs.frozen
+@attrs.define  # built on every call and never shared: a mutable slotted init is cheapest
 class FinalizeArgs:
     lock_id: str
     action: str
