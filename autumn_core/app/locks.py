@@ -29,7 +29,7 @@ from autumn_core.app.holds import (
     takes_of,
 )
 from autumn_core.app.limits import Controlled
-from autumn_core.app.unit import Unit
+from autumn_core.app.unit import Unit, require_entity
 from autumn_core.app.usage import (
     CheckArgs,
     _track_on_state,
@@ -53,6 +53,7 @@ from autumn_core.model import (
 from autumn_core.ports import StoreTransaction
 from autumn_core.results import CheckResult, FinalizeResult
 from autumn_core.rules.deduction import deduct
+from autumn_core.rules.order import sees
 from autumn_core.values import check_aware, check_metadata, check_text, to_decimal
 
 #: Autumn's limit on how long a lock may hold; also the default (BC5).
@@ -77,6 +78,11 @@ def validate_lock(value: Any) -> LockArgs | None:
     """Autumn's ``lock{lock_id, enabled, expires_at, overage_behavior}`` (None: no lock)."""
     if value is None:
         return None
+    if type(value) is dict and len(value) == 1:
+        # ``{"lock_id": ...}`` alone (most locks): the defaults for the rest.
+        lock_id = value.get("lock_id")
+        if type(lock_id) is str and 0 < len(lock_id) <= 256:
+            return LockArgs(check_text(lock_id, "lock.lock_id"), None, "reject")
     if not isinstance(value, Mapping):
         raise InvalidRequest(f"lock must be a dict like {{'lock_id': ...}}, got {value!r:.80}")
     if not _LOCK_KEY_SET.issuperset(value):
@@ -113,7 +119,7 @@ def check_with_lock(unit: Unit, a: CheckArgs, lock: LockArgs) -> CheckResult:
     f = a.feature
     if f.type == "boolean":
         raise InvalidRequest(f"a lock needs a metered feature; {f.id!r} is boolean")
-    if a.required <= 0:
+    if a.required <= ZERO:
         raise InvalidRequest(f"a lock holds a positive amount, got required_balance {a.required}")
     now = unit.now
     latest = now + MAX_LOCK
@@ -123,7 +129,9 @@ def check_with_lock(unit: Unit, a: CheckArgs, lock: LockArgs) -> CheckResult:
             f"lock.expires_at must be after now and at most 24 hours ahead, got {expires_at}"
         )
     state = unit.get_or_create(a.customer, a.customer_data)
-    unit.entity_check(state, a.entity_id)
+    entity_id = a.entity_id
+    if entity_id is not None:
+        require_entity(state, entity_id)
     lock.runs += 1
     if state.control_state.locks and state.control_state.lock(lock.lock_id) is not None:
         # Open on this customer: the index maps it here (it was written with the hold).
@@ -133,21 +141,22 @@ def check_with_lock(unit: Unit, a: CheckArgs, lock: LockArgs) -> CheckResult:
         if known is not None:
             return _again(unit, state, a, lock, known.customer_pk)
     rows = live_rows(ctx, state, now)
-    cands = candidates(ctx, rows, f.id, a.entity_id)
-    ctl = Controlled.start(ctx, state, a.entity_id, now)
+    cands = candidates(ctx, rows, f.id, entity_id)
+    ctl = Controlled.start(ctx, state, entity_id, now)
     if ctl is None:
         result = deduct(cands, a.required, lock.overage, now)
     else:
         result = ctl.deduct(f.id, cands, a.required, lock.overage, rows)
-    held = a.required - result.remainder
-    if not cands or (lock.overage == "reject" and result.remainder > 0) or held <= 0:
+    short = result.remainder
+    held = a.required - short
+    if not cands or (short > ZERO and lock.overage == "reject") or held <= ZERO:
         return CheckResult(
             False,
             state.id,
             f.id,
             a.required,
-            a.entity_id,
-            subject_balance(ctx, state, f.id, a.entity_id, now),
+            entity_id,
+            subject_balance(ctx, state, f.id, entity_id, now),
         )
     before = state
     changed = result.changed
@@ -159,7 +168,7 @@ def check_with_lock(unit: Unit, a: CheckArgs, lock: LockArgs) -> CheckResult:
     record = LockState(
         lock.lock_id,
         f.id,
-        a.entity_id,
+        entity_id,
         a.required,  # requested
         held,
         takes_of(cands, changed),
@@ -186,10 +195,15 @@ def check_with_lock(unit: Unit, a: CheckArgs, lock: LockArgs) -> CheckResult:
             low = True
     if low:
         touched = list(dict.fromkeys([f.id, *(c.row.feature_id for c in cands)]))
-        signals.after_change(unit, before, state, a.entity_id, touched, candidates)
-    # A deduction changes balances only, never which rows are live.
-    live = [changed.get(r.id, r) for r in rows]
-    return _held_result(unit, state, a, lock.lock_id, live)
+        signals.after_change(unit, before, state, entity_id, touched, candidates)
+    # A deduction changes balances only, never which rows are live: the subject's rows of
+    # the feature are the live ones, as changed.
+    fid = f.id
+    if entity_id is None:
+        mine = [changed.get(r.id, r) for r in rows if r.feature_id == fid]
+    else:
+        mine = [changed.get(r.id, r) for r in rows if r.feature_id == fid and sees(r, entity_id)]
+    return _held_result(unit, state, a, lock.lock_id, mine)
 
 
 def _again(
@@ -212,10 +226,11 @@ def _held_result(
     state: CustomerState,
     a: CheckArgs,
     lock_id: str,
-    live: list[RowState] | None = None,
+    mine: list[RowState] | None = None,
 ) -> CheckResult:
+    """``mine``: the subject's live rows of the feature, when known."""
     f = a.feature
-    balance = held_balance(unit.ctx, state, f.id, f.type, a.entity_id, unit.now, live)
+    balance = held_balance(unit.ctx, state, f.id, f.type, a.entity_id, unit.now, mine)
     if balance is None:
         # The hold drew on a credit system only: show the pool it drew from.
         lk = state.control_state.lock(lock_id)
@@ -223,9 +238,7 @@ def _held_result(
             balance = subject_balance(
                 unit.ctx, state, lk.takes[0].feature_id, a.entity_id, unit.now
             )
-    return CheckResult(
-        True, state.id, a.feature.id, a.required, a.entity_id, balance, lock_id=lock_id
-    )
+    return CheckResult(True, state.id, f.id, a.required, a.entity_id, balance, lock_id)
 
 
 # -- finalize ----------------------------------------------------------------------------------

@@ -159,17 +159,18 @@ def held_balance(
     feature_type: str,
     entity_id: str | None,
     now: datetime,
-    live: Sequence[RowState] | None = None,
+    rows: Sequence[RowState] | None = None,
 ) -> Balance | None:
     """The subject's Balance of a metered feature with what open locks hold of it (BC5),
     computed afresh (never memoized, so held is set on it in place); None when it holds no
-    row of it. ``usage.subject_balance`` with ``with_held``, written out for reserving."""
-    if live is None:
-        live = live_rows(ctx, state, now)
-    if entity_id is None:
-        rows = [r for r in live if r.feature_id == feature_id]
-    else:
-        rows = [r for r in live if r.feature_id == feature_id and sees(r, entity_id)]
+    row of it. ``usage.subject_balance`` with ``with_held``, written out for reserving.
+    ``rows``: the subject's live rows of the feature, when known."""
+    if rows is None:
+        rows = [
+            r
+            for r in live_rows(ctx, state, now)
+            if r.feature_id == feature_id and sees(r, entity_id)
+        ]
     if not rows:
         return None
     balance = balance_view(feature_id, feature_type, rows, now)
@@ -183,14 +184,14 @@ def held_of(state: CustomerState, feature_id: str, entity_id: str | None) -> Dec
     """What open locks hold of ``feature_id`` in the rows the subject sees (``with_held`` of
     one feature)."""
     held = ZERO
-    rows: dict[str, RowState] | None = None
+    by_id: dict[str, RowState] | None = None
     for lk in state.control_state.locks:
         for t in lk.takes:
             if t.feature_id != feature_id:
                 continue
-            if rows is None:
-                rows = {r.id: r for r in state.rows}
-            row = rows.get(t.row_id)
+            if by_id is None:
+                by_id = {r.id: r for r in state.rows}
+            row = by_id.get(t.row_id)
             if row is not None and sees(row, entity_id):
                 held = held + t.total
     return held
