@@ -98,7 +98,10 @@ class ControlState:
         return ControlState((*self.locks, lock), self.windows, due)
 
     def lock(self, lock_id: str) -> LockState | None:
-        return next((lk for lk in self.locks if lk.id == lock_id), None)
+        for lk in self.locks:
+            if lk.id == lock_id:
+                return lk
+        return None
 
     def window(self, feature_id: str, entity_id: str | None) -> UsageWindow | None:
         for w in self.windows:

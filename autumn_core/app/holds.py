@@ -102,7 +102,8 @@ def _give(
             for w in windows
         )
     locks = tuple(lk for lk in cs.locks if lk.id != lock_id)
-    return with_rows(state, returned, ControlState(locks, windows, cs.lock_due))
+    control = ControlState(locks, windows, cs.lock_due)
+    return with_rows(state, returned, control, balances_only=True)
 
 
 def keep_part(state: CustomerState, lock: LockState, value: Decimal) -> CustomerState | None:
@@ -157,7 +158,8 @@ def _keep_one(state: CustomerState, lock_id: str, take: LockTake, back: Decimal)
             if r.id == rid:
                 if r.next_reset_at == take.period:
                     amount = take.amount if take.amount < back else back  # min()
-                    return with_rows(state, {rid: with_balance(r, r.balance + amount)}, control)
+                    back_row = {rid: with_balance(r, r.balance + amount)}
+                    return with_rows(state, back_row, control, balances_only=True)
                 break
     return with_control_state(state, control)
 

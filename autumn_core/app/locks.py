@@ -179,7 +179,7 @@ def check_with_lock(unit: Unit, a: CheckArgs, lock: LockArgs) -> CheckResult:
         counted,
     )
     if ctl is None:
-        state = with_rows(state, changed, state.control_state.opened(record))
+        state = with_rows(state, changed, state.control_state.opened(record), balances_only=True)
     else:
         state = with_control_state(state, state.control_state.opened(record))
     unit.put(state)
@@ -263,9 +263,10 @@ def validate_finalize(
         if action == "release":
             raise InvalidRequest("override_value cannot be given when action is release")
         value = to_decimal(override_value, "override_value")
-        if value < 0:
+        if value < ZERO:
             raise InvalidRequest(f"override_value must be >= 0, got {override_value!r}")
-    return FinalizeArgs(lock_id, action, value, check_metadata(properties, "properties"))
+    props = {} if properties is None else check_metadata(properties, "properties")
+    return FinalizeArgs(lock_id, action, value, props)
 
 
 def finalize(unit: Unit, a: FinalizeArgs) -> FinalizeResult:
