@@ -178,7 +178,7 @@ def _returned(row: RowState, take: LockTake) -> RowState:
 
 
 def index_record(
-    state: CustomerState, lock: LockState, status: str, now: datetime, **extra: Any
+    state: CustomerState, lock: LockState, status: str, now: datetime
 ) -> PendingRecord:
     payload: dict[str, Any] = {
         "status": status,
@@ -188,8 +188,7 @@ def index_record(
         "held": str(lock.held),
         "expires_at": lock.expires_at.isoformat(),
     }
-    payload.update(extra)
-    return PendingRecord(lock_key(lock.id), state.pk, LOCK_KIND, payload, now)
+    return PendingRecord(f"lock:{lock.id}", state.pk, LOCK_KIND, payload, now)  # lock_key
 
 
 def release_expired(unit: Unit, state: CustomerState, *, record: bool) -> CustomerState:

@@ -256,7 +256,7 @@ def validate_finalize(
     if not isinstance(lock_id, str) or not 1 <= len(lock_id) <= 256:
         raise InvalidRequest(f"lock_id must be a string of 1-256 characters, got {lock_id!r}")
     check_text(lock_id, "lock_id")
-    if action not in ACTIONS:
+    if action != "confirm" and action not in ACTIONS:
         raise InvalidRequest(f"action must be one of {list(ACTIONS)}, got {action!r}")
     value = None
     if override_value is not None:

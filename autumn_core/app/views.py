@@ -184,17 +184,30 @@ def held_of(state: CustomerState, feature_id: str, entity_id: str | None) -> Dec
     """What open locks hold of ``feature_id`` in the rows the subject sees (``with_held`` of
     one feature)."""
     held = ZERO
+    rows = state.rows
     by_id: dict[str, RowState] | None = None
     for lk in state.control_state.locks:
         for t in lk.takes:
             if t.feature_id != feature_id:
                 continue
-            if by_id is None:
-                by_id = {r.id: r for r in state.rows}
-            row = by_id.get(t.row_id)
+            rid = t.row_id
+            row = None
+            if len(rows) <= _FEW_ROWS:
+                for r in rows:
+                    if r.id == rid:
+                        row = r
+                        break
+            else:
+                if by_id is None:
+                    by_id = {r.id: r for r in rows}
+                row = by_id.get(rid)
             if row is not None and sees(row, entity_id):
                 held = held + t.total
     return held
+
+
+#: Up to this many rows, a row is found by its id by a scan rather than through a dict.
+_FEW_ROWS = 8
 
 
 def customer_view(ctx: Context, state: CustomerState, now: datetime) -> Customer:
