@@ -18,7 +18,7 @@ import attrs
 ZERO = Decimal(0)
 
 
-@attrs.frozen
+@attrs.frozen(slots=False)  # built on every reserve or settle: a dict __init__ is cheaper
 class LockTake:
     """What a hold took from one balance row, so that a release gives exactly that back."""
 
@@ -34,10 +34,12 @@ class LockTake:
 
     @property
     def total(self) -> Decimal:
+        if not self.rollovers:
+            return self.amount + ZERO  # the sum below of no rollovers, without a generator
         return self.amount + sum((a for _, a in self.rollovers), ZERO)
 
 
-@attrs.frozen
+@attrs.frozen(slots=False)  # built on every reserve or settle: a dict __init__ is cheaper
 class LockState:
     """An open lock: balance held by ``check(..., lock=...)`` until finalized or expired."""
 
@@ -68,7 +70,7 @@ class UsageWindow:
     used: Decimal
 
 
-@attrs.frozen
+@attrs.frozen(slots=False)  # built on every reserve or settle: a dict __init__ is cheaper
 class ControlState:
     locks: tuple[LockState, ...] = ()
     windows: tuple[UsageWindow, ...] = ()
@@ -96,7 +98,10 @@ class ControlState:
         return ControlState((*self.locks, lock), self.windows, due)
 
     def lock(self, lock_id: str) -> LockState | None:
-        return next((lk for lk in self.locks if lk.id == lock_id), None)
+        for lk in self.locks:
+            if lk.id == lock_id:
+                return lk
+        return None
 
     def window(self, feature_id: str, entity_id: str | None) -> UsageWindow | None:
         for w in self.windows:

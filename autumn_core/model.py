@@ -317,11 +317,14 @@ def with_rows(
     state: CustomerState,
     changed: Mapping[str, RowState],
     control_state: ControlState | None = None,
+    *,
+    balances_only: bool = False,
 ) -> CustomerState:
     """The customer with some rows replaced (by id), and with new control state when given (a
     lock's hold taken or given back: one copy for both). When every replacement keeps its
-    row's dates (a deduction moves balances only) and the holds' due time did not move, the
-    date-derived values carry over."""
+    row's dates (a deduction moves balances only: the caller says so with ``balances_only``,
+    else the dates are compared) and the holds' due time did not move, the date-derived
+    values carry over."""
     if control_state is not None:
         if not changed:
             return with_control_state(state, control_state)
@@ -335,7 +338,7 @@ def with_rows(
             rows.append(r)
         else:
             rows.append(swap)
-            dated = dated and _same_dates(r, swap)
+            dated = dated and (balances_only or _same_dates(r, swap))
     if control_state is None:
         return _copy(state, "rows", tuple(rows), keep_dated=dated)
     new = _copy(
@@ -459,7 +462,7 @@ class ProductVersionRecord:
     created_at: datetime
 
 
-@attrs.frozen
+@attrs.frozen(slots=False)  # built on every reserve and settle: a dict __init__ is cheaper
 class PendingRecord:
     """A stored plan waiting on the gateway (checkout) or on recovery (operations)."""
 

@@ -67,7 +67,6 @@ _LAZY: dict[str, type] = {
     "_renewals": set,
     "_gw_events": set,
     "_invoices": dict,
-    "_pending": dict,
     "_versions": dict,
     "_deleted_customers": set,
     "_outbox": dict,
@@ -406,13 +405,23 @@ class MemoryTransaction(OutboxOverlay):
     # -- pending ----------------------------------------------------------------------------
     def put_pending(self, record: PendingRecord) -> None:
         self._need_write()
-        self._staged("_pending")[record.key] = record
+        self._pending_overlay()[record.key] = record
 
     def insert_pending(self, record: PendingRecord) -> None:
         self._need_write()
-        if self.get_pending(record.key) is not None:
-            raise UniqueViolation(f"pending key {record.key!r} is taken")
-        self._staged("_pending")[record.key] = record
+        key = record.key
+        if self.get_pending(key) is not None:
+            raise UniqueViolation(f"pending key {key!r} is taken")
+        self._pending_overlay()[key] = record
+
+    def _pending_overlay(self) -> dict[str, Any]:
+        """The pending overlay, made on first write. Unlike the other lazy overlays it does
+        not mark the transaction rare: a reserve and a settle write one record each, and the
+        commit publishes pending records on their own."""
+        mine = self.__dict__.get("_pending")
+        if mine is None:
+            mine = self.__dict__["_pending"] = {}
+        return mine
 
     def get_pending(self, key: str) -> PendingRecord | None:
         v = self._pending.get(key)
@@ -422,7 +431,7 @@ class MemoryTransaction(OutboxOverlay):
 
     def delete_pending(self, key: str) -> None:
         self._need_write()
-        self._staged("_pending")[key] = _DELETED
+        self._pending_overlay()[key] = _DELETED
 
     def list_pending(self, kind: str) -> list[PendingRecord]:
         keys = set(self._d.pending) | set(self._pending)
@@ -452,6 +461,12 @@ class MemoryTransaction(OutboxOverlay):
                 d.idless_email[k] = v
         for e in self._events:
             d.events.setdefault(e.customer_pk, []).append(e)
+        if self._pending:
+            for k, v in self._pending.items():
+                if v is _DELETED:
+                    d.pending.pop(k, None)
+                else:
+                    d.pending[k] = v
         if rare:
             self._commit_records(d)
 
@@ -483,11 +498,6 @@ class MemoryTransaction(OutboxOverlay):
             if inv_id not in d.invoices:
                 d.invoice_order.setdefault(inv.customer_pk, []).append(inv_id)
             d.invoices[inv_id] = inv
-        for k, v in self._pending.items():
-            if v is _DELETED:
-                d.pending.pop(k, None)
-            else:
-                d.pending[k] = v
         if self._versions:
             d.versions.update(self._versions)
         self._publish_outbox()

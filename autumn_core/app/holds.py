@@ -8,7 +8,7 @@ write (or ``process_due``) records the release.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -23,8 +23,10 @@ from autumn_core.model import (
     RowState,
     replace,
     with_balance,
+    with_control_state,
     with_rows,
 )
+from autumn_core.rules.deduction import Candidate
 
 #: ``PendingRecord.kind`` of the lock index: lock id -> customer, and the lock's status.
 LOCK_KIND = "lock"
@@ -37,10 +39,22 @@ def lock_key(lock_id: str) -> str:
     return f"lock:{lock_id}"
 
 
-def takes_of(
-    before: Mapping[str, RowState], changed: Mapping[str, RowState]
-) -> tuple[LockTake, ...]:
-    """What a deduction took from each row (balance and rollovers), from its changed rows."""
+def takes_of(cands: Sequence[Candidate], changed: Mapping[str, RowState]) -> tuple[LockTake, ...]:
+    """What a deduction took from each row (balance and rollovers), from its candidates and
+    its changed rows."""
+    if len(changed) == 1:
+        # One row changed (most holds): written out when it has no rollovers.
+        ((rid, new),) = changed.items()
+        for c in cands:
+            old = c.row
+            if old.id == rid:
+                if old.rollovers:
+                    break
+                amount = old.balance - new.balance
+                if not amount:
+                    return ()
+                return (LockTake(rid, old.feature_id, amount, (), old.next_reset_at),)
+    before = {c.row.id: c.row for c in cands}
     takes = []
     for rid, new in changed.items():
         old = before[rid]
@@ -88,7 +102,8 @@ def _give(
             for w in windows
         )
     locks = tuple(lk for lk in cs.locks if lk.id != lock_id)
-    return with_rows(state, returned, ControlState(locks, windows, cs.lock_due))
+    control = ControlState(locks, windows, cs.lock_due)
+    return with_rows(state, returned, control, balances_only=True)
 
 
 def keep_part(state: CustomerState, lock: LockState, value: Decimal) -> CustomerState | None:
@@ -96,7 +111,15 @@ def keep_part(state: CustomerState, lock: LockState, value: Decimal) -> Customer
     ``value`` is given back, the last take first (the reverse of the deduction), the windows
     un-count it, and the lock is removed. None when the hold drew on a credit system (other
     units): the caller then gives the hold back whole and deducts ``value`` afresh."""
-    if any(t.feature_id != lock.feature_id for t in lock.takes):
+    takes = lock.takes
+    if len(takes) == 1 and not lock.counted:
+        # One row held from, uncounted (what most holds are): written out.
+        take = takes[0]
+        if take.feature_id != lock.feature_id:
+            return None
+        if not take.rollovers:
+            return _keep_one(state, lock.id, take, lock.held - value)
+    elif any(t.feature_id != lock.feature_id for t in takes):
         return None
     given = lock.held - value
     back = given
@@ -119,6 +142,28 @@ def keep_part(state: CustomerState, lock: LockState, value: Decimal) -> Customer
     return _give(state, lock.id, tuple(partial), counted)
 
 
+def _keep_one(state: CustomerState, lock_id: str, take: LockTake, back: Decimal) -> CustomerState:
+    """``keep_part`` of a hold of one take without rollovers: ``back`` of it returned to its
+    row (unless reset since, or gone), and the lock removed."""
+    cs = state.control_state
+    locks = cs.locks
+    if len(locks) == 1 and locks[0].id == lock_id:
+        rest: tuple[LockState, ...] = ()
+    else:
+        rest = tuple(lk for lk in locks if lk.id != lock_id)
+    control = ControlState(rest, cs.windows, cs.lock_due)
+    if back > 0:
+        rid = take.row_id
+        for r in state.rows:
+            if r.id == rid:
+                if r.next_reset_at == take.period:
+                    amount = take.amount if take.amount < back else back  # min()
+                    back_row = {rid: with_balance(r, r.balance + amount)}
+                    return with_rows(state, back_row, control, balances_only=True)
+                break
+    return with_control_state(state, control)
+
+
 def _returned(row: RowState, take: LockTake) -> RowState:
     if not take.rollovers:
         return with_balance(row, row.balance + take.amount)
@@ -133,7 +178,7 @@ def _returned(row: RowState, take: LockTake) -> RowState:
 
 
 def index_record(
-    state: CustomerState, lock: LockState, status: str, now: datetime, **extra: Any
+    state: CustomerState, lock: LockState, status: str, now: datetime
 ) -> PendingRecord:
     payload: dict[str, Any] = {
         "status": status,
@@ -143,8 +188,7 @@ def index_record(
         "held": str(lock.held),
         "expires_at": lock.expires_at.isoformat(),
     }
-    payload.update(extra)
-    return PendingRecord(lock_key(lock.id), state.pk, LOCK_KIND, payload, now)
+    return PendingRecord(f"lock:{lock.id}", state.pk, LOCK_KIND, payload, now)  # lock_key
 
 
 def release_expired(unit: Unit, state: CustomerState, *, record: bool) -> CustomerState:

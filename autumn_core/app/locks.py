@@ -10,7 +10,7 @@ is loaded for update, so two finalizers of one lock are serialized by the custom
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -29,7 +29,7 @@ from autumn_core.app.holds import (
     takes_of,
 )
 from autumn_core.app.limits import Controlled
-from autumn_core.app.unit import Unit
+from autumn_core.app.unit import Unit, require_entity
 from autumn_core.app.usage import (
     CheckArgs,
     _track_on_state,
@@ -38,7 +38,7 @@ from autumn_core.app.usage import (
     replace_rows,
     subject_balance,
 )
-from autumn_core.app.views import live_rows
+from autumn_core.app.views import held_balance, live_rows
 from autumn_core.control_state import LockState
 from autumn_core.errors import Conflict, InvalidRequest, LockExpired, LockNotFound
 from autumn_core.model import (
@@ -53,6 +53,7 @@ from autumn_core.model import (
 from autumn_core.ports import StoreTransaction
 from autumn_core.results import CheckResult, FinalizeResult
 from autumn_core.rules.deduction import deduct
+from autumn_core.rules.order import sees
 from autumn_core.values import check_aware, check_metadata, check_text, to_decimal
 
 #: Autumn's limit on how long a lock may hold; also the default (BC5).
@@ -77,6 +78,11 @@ def validate_lock(value: Any) -> LockArgs | None:
     """Autumn's ``lock{lock_id, enabled, expires_at, overage_behavior}`` (None: no lock)."""
     if value is None:
         return None
+    if type(value) is dict and len(value) == 1:
+        # ``{"lock_id": ...}`` alone (most locks): the defaults for the rest.
+        lock_id = value.get("lock_id")
+        if type(lock_id) is str and 0 < len(lock_id) <= 256:
+            return LockArgs(check_text(lock_id, "lock.lock_id"), None, "reject")
     if not isinstance(value, Mapping):
         raise InvalidRequest(f"lock must be a dict like {{'lock_id': ...}}, got {value!r:.80}")
     if not _LOCK_KEY_SET.issuperset(value):
@@ -113,16 +119,19 @@ def check_with_lock(unit: Unit, a: CheckArgs, lock: LockArgs) -> CheckResult:
     f = a.feature
     if f.type == "boolean":
         raise InvalidRequest(f"a lock needs a metered feature; {f.id!r} is boolean")
-    if a.required <= 0:
+    if a.required <= ZERO:
         raise InvalidRequest(f"a lock holds a positive amount, got required_balance {a.required}")
     now = unit.now
-    expires_at = lock.expires_at or now + MAX_LOCK
-    if expires_at <= now or expires_at > now + MAX_LOCK:
+    latest = now + MAX_LOCK
+    expires_at = lock.expires_at or latest
+    if expires_at <= now or expires_at > latest:
         raise InvalidRequest(
             f"lock.expires_at must be after now and at most 24 hours ahead, got {expires_at}"
         )
     state = unit.get_or_create(a.customer, a.customer_data)
-    unit.entity_check(state, a.entity_id)
+    entity_id = a.entity_id
+    if entity_id is not None:
+        require_entity(state, entity_id)
     lock.runs += 1
     if state.control_state.locks and state.control_state.lock(lock.lock_id) is not None:
         # Open on this customer: the index maps it here (it was written with the hold).
@@ -132,42 +141,45 @@ def check_with_lock(unit: Unit, a: CheckArgs, lock: LockArgs) -> CheckResult:
         if known is not None:
             return _again(unit, state, a, lock, known.customer_pk)
     rows = live_rows(ctx, state, now)
-    cands = candidates(ctx, rows, f.id, a.entity_id)
-    ctl = Controlled.start(ctx, state, a.entity_id, now)
+    cands = candidates(ctx, rows, f.id, entity_id)
+    ctl = Controlled.start(ctx, state, entity_id, now)
     if ctl is None:
         result = deduct(cands, a.required, lock.overage, now)
     else:
         result = ctl.deduct(f.id, cands, a.required, lock.overage, rows)
-    held = a.required - result.remainder
-    if not cands or (lock.overage == "reject" and result.remainder > 0) or held <= 0:
+    short = result.remainder
+    held = a.required - short
+    if not cands or (short > ZERO and lock.overage == "reject") or held <= ZERO:
         return CheckResult(
             False,
             state.id,
             f.id,
             a.required,
-            a.entity_id,
-            subject_balance(ctx, state, f.id, a.entity_id, now),
+            entity_id,
+            subject_balance(ctx, state, f.id, entity_id, now),
         )
     before = state
-    originals = {c.row.id: c.row for c in cands}
+    changed = result.changed
     counted: tuple[tuple[str, str | None, datetime, Decimal], ...] = ()
     if ctl is not None:
         counted = ctl.counted()
-        state = ctl.finish(replace_rows(state, result.changed))
+        state = ctl.finish(replace_rows(state, changed))
+    # Positional: built on every reserve.
     record = LockState(
-        id=lock.lock_id,
-        feature_id=f.id,
-        entity_id=a.entity_id,
-        requested=a.required,
-        held=held,
-        takes=takes_of(originals, result.changed),
-        created_at=now,
-        expires_at=expires_at,
-        overage=lock.overage,
-        counted=counted,
+        lock.lock_id,
+        f.id,
+        entity_id,
+        a.required,  # requested
+        held,
+        takes_of(cands, changed),
+        now,  # created_at
+        expires_at,
+        lock.overage,
+        {},  # properties
+        counted,
     )
     if ctl is None:
-        state = with_rows(state, result.changed, state.control_state.opened(record))
+        state = with_rows(state, changed, state.control_state.opened(record), balances_only=True)
     else:
         state = with_control_state(state, state.control_state.opened(record))
     unit.put(state)
@@ -177,12 +189,21 @@ def check_with_lock(unit: Unit, a: CheckArgs, lock: LockArgs) -> CheckResult:
     else:
         unit.tx.insert_pending(index)  # a taken id: UniqueViolation, and the call runs again
     # A feature can only become blocked when a row reached zero, or under controls (BC6).
-    if ctl is not None or any(r.balance <= 0 for r in result.changed.values()):
+    low = ctl is not None
+    for r in changed.values():
+        if r.balance <= 0:
+            low = True
+    if low:
         touched = list(dict.fromkeys([f.id, *(c.row.feature_id for c in cands)]))
-        signals.after_change(unit, before, state, a.entity_id, touched, candidates)
-    # A deduction changes balances only, never which rows are live.
-    live = [result.changed.get(r.id, r) for r in rows]
-    return _held_result(unit, state, a, lock.lock_id, live)
+        signals.after_change(unit, before, state, entity_id, touched, candidates)
+    # A deduction changes balances only, never which rows are live: the subject's rows of
+    # the feature are the live ones, as changed.
+    fid = f.id
+    if entity_id is None:
+        mine = [changed.get(r.id, r) for r in rows if r.feature_id == fid]
+    else:
+        mine = [changed.get(r.id, r) for r in rows if r.feature_id == fid and sees(r, entity_id)]
+    return _held_result(unit, state, a, lock.lock_id, mine)
 
 
 def _again(
@@ -205,9 +226,11 @@ def _held_result(
     state: CustomerState,
     a: CheckArgs,
     lock_id: str,
-    live: list[RowState] | None = None,
+    mine: list[RowState] | None = None,
 ) -> CheckResult:
-    balance = subject_balance(unit.ctx, state, a.feature.id, a.entity_id, unit.now, live)
+    """``mine``: the subject's live rows of the feature, when known."""
+    f = a.feature
+    balance = held_balance(unit.ctx, state, f.id, f.type, a.entity_id, unit.now, mine)
     if balance is None:
         # The hold drew on a credit system only: show the pool it drew from.
         lk = state.control_state.lock(lock_id)
@@ -215,13 +238,11 @@ def _held_result(
             balance = subject_balance(
                 unit.ctx, state, lk.takes[0].feature_id, a.entity_id, unit.now
             )
-    return CheckResult(
-        True, state.id, a.feature.id, a.required, a.entity_id, balance, lock_id=lock_id
-    )
+    return CheckResult(True, state.id, f.id, a.required, a.entity_id, balance, lock_id)
 
 
 # -- finalize ----------------------------------------------------------------------------------
-@attrs.frozen
+@attrs.define  # built on every call and never shared: a mutable slotted init is cheapest
 class FinalizeArgs:
     lock_id: str
     action: str
@@ -235,24 +256,26 @@ def validate_finalize(
     if not isinstance(lock_id, str) or not 1 <= len(lock_id) <= 256:
         raise InvalidRequest(f"lock_id must be a string of 1-256 characters, got {lock_id!r}")
     check_text(lock_id, "lock_id")
-    if action not in ACTIONS:
+    if action != "confirm" and action not in ACTIONS:
         raise InvalidRequest(f"action must be one of {list(ACTIONS)}, got {action!r}")
     value = None
     if override_value is not None:
         if action == "release":
             raise InvalidRequest("override_value cannot be given when action is release")
         value = to_decimal(override_value, "override_value")
-        if value < 0:
+        if value < ZERO:
             raise InvalidRequest(f"override_value must be >= 0, got {override_value!r}")
-    return FinalizeArgs(lock_id, action, value, check_metadata(properties, "properties"))
+    props = {} if properties is None else check_metadata(properties, "properties")
+    return FinalizeArgs(lock_id, action, value, props)
 
 
 def finalize(unit: Unit, a: FinalizeArgs) -> FinalizeResult:
     """BC7: confirm (charge the final value) or release a hold, once."""
     ctx = unit.ctx
-    key = lock_key(a.lock_id)
-    both = getattr(unit.tx, "get_pending_locking_customer", None)  # ports.PendingWithCustomer
-    first = unit.tx.get_pending(key) if both is None else both(key)
+    key = f"lock:{a.lock_id}"  # lock_key
+    tx = unit.tx
+    both = _both_of(type(tx))
+    first = tx.get_pending(key) if both is None else both(tx, key)
     if first is None:
         raise LockNotFound(f"lock {a.lock_id!r} does not exist")
     state = unit.find_pk(first.customer_pk)  # loaded for update: finalizers of it queue here
@@ -285,15 +308,15 @@ def finalize(unit: Unit, a: FinalizeArgs) -> FinalizeResult:
         state = unit.put(settled)
         unit.events.append(
             EventRecord(
-                id=unit.event_id(),
-                customer_pk=state.pk,
-                entity_id=lk.entity_id,
-                feature_id=lk.feature_id,
-                event_name=None,
-                value=value,
-                properties=props,
-                timestamp=now,
-                created_at=now,
+                unit.event_id(),
+                state.pk,
+                lk.entity_id,
+                lk.feature_id,
+                None,  # event_name
+                value,
+                props,
+                now,  # timestamp
+                now,  # created_at
             )
         )
     elif a.action == "release":
@@ -316,16 +339,25 @@ def finalize(unit: Unit, a: FinalizeArgs) -> FinalizeResult:
         )
         state = unit.current(state.pk)
     payload = {**first.payload, "status": _STATUS[a.action], "value": str(value)}
-    unit.tx.put_pending(PendingRecord(first.key, first.customer_pk, first.kind, payload, now))
+    tx.put_pending(PendingRecord(first.key, first.customer_pk, first.kind, payload, now))
+    # Positional: built on every finalize (lock_id, action, customer_id, feature_id,
+    # entity_id, held, value).
     return FinalizeResult(
-        lock_id=a.lock_id,
-        action=a.action,
-        customer_id=state.id,
-        feature_id=lk.feature_id,
-        entity_id=lk.entity_id,
-        held=lk.held,
-        value=value,
+        a.lock_id, a.action, state.id, lk.feature_id, lk.entity_id, lk.held, value
     )
+
+
+_BOTH: dict[type, Callable[[Any, str], PendingRecord | None] | None] = {}
+
+
+def _both_of(kind: type) -> Callable[[Any, str], PendingRecord | None] | None:
+    """The store's ``get_pending_locking_customer`` (``ports.PendingWithCustomer``), if any,
+    looked up once per transaction class."""
+    try:
+        return _BOTH[kind]
+    except KeyError:
+        found = _BOTH[kind] = getattr(kind, "get_pending_locking_customer", None)
+        return found
 
 
 def _replayed(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TypeVar, cast
@@ -150,6 +150,64 @@ def with_held(
             balance.__dict__["held"] = amount
             balances[fid] = balance
     return balances
+
+
+def held_balance(
+    ctx: Context,
+    state: CustomerState,
+    feature_id: str,
+    feature_type: str,
+    entity_id: str | None,
+    now: datetime,
+    rows: Sequence[RowState] | None = None,
+) -> Balance | None:
+    """The subject's Balance of a metered feature with what open locks hold of it (BC5),
+    computed afresh (never memoized, so held is set on it in place); None when it holds no
+    row of it. ``usage.subject_balance`` with ``with_held``, written out for reserving.
+    ``rows``: the subject's live rows of the feature, when known."""
+    if rows is None:
+        rows = [
+            r
+            for r in live_rows(ctx, state, now)
+            if r.feature_id == feature_id and sees(r, entity_id)
+        ]
+    if not rows:
+        return None
+    balance = balance_view(feature_id, feature_type, rows, now)
+    held = held_of(state, feature_id, entity_id)
+    if held:
+        balance.__dict__["held"] = held  # a fresh Balance, shared with nobody
+    return balance
+
+
+def held_of(state: CustomerState, feature_id: str, entity_id: str | None) -> Decimal:
+    """What open locks hold of ``feature_id`` in the rows the subject sees (``with_held`` of
+    one feature)."""
+    held = ZERO
+    rows = state.rows
+    by_id: dict[str, RowState] | None = None
+    for lk in state.control_state.locks:
+        for t in lk.takes:
+            if t.feature_id != feature_id:
+                continue
+            rid = t.row_id
+            row = None
+            if len(rows) <= _FEW_ROWS:
+                for r in rows:
+                    if r.id == rid:
+                        row = r
+                        break
+            else:
+                if by_id is None:
+                    by_id = {r.id: r for r in rows}
+                row = by_id.get(rid)
+            if row is not None and sees(row, entity_id):
+                held = held + t.total
+    return held
+
+
+#: Up to this many rows, a row is found by its id by a scan rather than through a dict.
+_FEW_ROWS = 8
 
 
 def customer_view(ctx: Context, state: CustomerState, now: datetime) -> Customer:

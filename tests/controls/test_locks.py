@@ -251,6 +251,20 @@ def test_bc5_a_row_reset_during_the_hold_keeps_its_reset_balance(
     assert remaining(u1) == Decimal(1000)
 
 
+def test_bc7_a_confirm_below_the_hold_after_a_reset_gives_nothing_back(
+    u1: Autumn, clock: ManualClock
+) -> None:
+    # Given 5 held an hour before the monthly reset
+    clock.set(T0 + timedelta(days=31, hours=-1))
+    u1.check("u1", "tokens", required_balance=5, lock={"lock_id": "job-1"})
+    # When it is confirmed at 3 after the reset refilled the row to 1000
+    clock.set(T0 + timedelta(days=31, minutes=1))
+    done = u1.balances.finalize("job-1", "confirm", override_value=3)
+    # Then the 2 not used are not given back on top of the reset (they were of the old period)
+    assert (done.held, done.value) == (Decimal(5), Decimal(3))
+    assert (remaining(u1), held(u1)) == (Decimal(1000), Decimal(0))
+
+
 def test_bc5_reject_cap_and_overflow(u1: Autumn) -> None:
     u1.track("u1", "tokens", value=900)
     no = u1.check("u1", "tokens", required_balance=200, lock={"lock_id": "a"})
