@@ -313,22 +313,10 @@ def saved_as(state: CustomerState, version: int) -> CustomerState:
     return _copy(state, "version", version, keep_dated=True)
 
 
-def with_rows(
-    state: CustomerState,
-    changed: Mapping[str, RowState],
-    control_state: ControlState | None = None,
-    *,
-    balances_only: bool = False,
-) -> CustomerState:
-    """The customer with some rows replaced (by id), and with new control state when given (a
-    lock's hold taken or given back: one copy for both). When every replacement keeps its
-    row's dates (a deduction moves balances only: the caller says so with ``balances_only``,
-    else the dates are compared) and the holds' due time did not move, the date-derived
-    values carry over."""
-    if control_state is not None:
-        if not changed:
-            return with_control_state(state, control_state)
-    elif not changed:
+def with_rows(state: CustomerState, changed: Mapping[str, RowState]) -> CustomerState:
+    """The customer with some rows replaced (by id). When every replacement keeps its row's
+    dates (a deduction moves balances only), the date-derived values carry over."""
+    if not changed:
         return state
     rows = []
     dated = True
@@ -338,16 +326,26 @@ def with_rows(
             rows.append(r)
         else:
             rows.append(swap)
-            dated = dated and (balances_only or _same_dates(r, swap))
-    if control_state is None:
-        return _copy(state, "rows", tuple(rows), keep_dated=dated)
+            dated = dated and _same_dates(r, swap)
+    return _copy(state, "rows", tuple(rows), keep_dated=dated)
+
+
+def with_rows_held(
+    state: CustomerState, changed: Mapping[str, RowState], control_state: ControlState
+) -> CustomerState:
+    """The customer with some rows' balances replaced (by id; their dates kept) and new control
+    state: a lock's hold taken or given back, in one copy. The date-derived values carry over
+    when the holds' due time did not move."""
+    if not changed:
+        return with_control_state(state, control_state)
+    rows = tuple(changed.get(r.id, r) for r in state.rows)
     new = _copy(
         state,
         "control_state",
         control_state,
-        keep_dated=dated and control_state.due == state.control_state.due,
+        keep_dated=control_state.due == state.control_state.due,
     )
-    new.__dict__["rows"] = tuple(rows)
+    new.__dict__["rows"] = rows
     return new
 
 

@@ -24,7 +24,7 @@ from autumn_core.model import (
     replace,
     with_balance,
     with_control_state,
-    with_rows,
+    with_rows_held,
 )
 from autumn_core.rules.deduction import Candidate
 
@@ -103,7 +103,7 @@ def _give(
         )
     locks = tuple(lk for lk in cs.locks if lk.id != lock_id)
     control = ControlState(locks, windows, cs.lock_due)
-    return with_rows(state, returned, control, balances_only=True)
+    return with_rows_held(state, returned, control)
 
 
 def keep_part(state: CustomerState, lock: LockState, value: Decimal) -> CustomerState | None:
@@ -159,7 +159,7 @@ def _keep_one(state: CustomerState, lock_id: str, take: LockTake, back: Decimal)
                 if r.next_reset_at == take.period:
                     amount = take.amount if take.amount < back else back  # min()
                     back_row = {rid: with_balance(r, r.balance + amount)}
-                    return with_rows(state, back_row, control, balances_only=True)
+                    return with_rows_held(state, back_row, control)
                 break
     return with_control_state(state, control)
 

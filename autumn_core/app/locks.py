@@ -48,7 +48,7 @@ from autumn_core.model import (
     PendingRecord,
     RowState,
     with_control_state,
-    with_rows,
+    with_rows_held,
 )
 from autumn_core.ports import StoreTransaction
 from autumn_core.results import CheckResult, FinalizeResult
@@ -179,7 +179,7 @@ def check_with_lock(unit: Unit, a: CheckArgs, lock: LockArgs) -> CheckResult:
         counted,
     )
     if ctl is None:
-        state = with_rows(state, changed, state.control_state.opened(record), balances_only=True)
+        state = with_rows_held(state, changed, state.control_state.opened(record))
     else:
         state = with_control_state(state, state.control_state.opened(record))
     unit.put(state)
