@@ -33,7 +33,7 @@ How it keeps the Store port's promises with nothing but the standard library's `
   lists, so a ``track`` is one balance column update and one event insert: two pages.
 
 The document mapping (child tables, head document, codec, parse cache) is the SQL stores'
-shared ``autumn_sqldoc``; here live the dialect (``transaction``, ``records``), the connections
+shared ``autumn_sqldoc``; here live the dialect (``transaction``, ``saves``, ``records``), the connections
 and the locking (this module), the error mapping (``errors``) and the schema (``schema``).
 """
 

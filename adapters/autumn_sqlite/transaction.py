@@ -15,22 +15,16 @@ from autumn_core.model import (
     CustomerState,
     EventRecord,
     PendingRecord,
-    RowState,
     replace,
     with_version,
 )
 from autumn_sqldoc.cache import ParseCache
 from autumn_sqldoc.mapping import (
     CHILDREN,
-    Child,
     assemble,
-    balance_alone_moved,
     changes_of,
     controls_alone_changed,
     controls_data,
-    email_lower,
-    extras,
-    head_data,
     order_by,
 )
 from autumn_sqlite import codec
@@ -38,8 +32,19 @@ from autumn_sqlite.batches import Member
 from autumn_sqlite.errors import translate
 from autumn_sqlite.group import GroupCommit
 from autumn_sqlite.outbox import OutboxTable
-from autumn_sqlite.packing import pack, unpack
+from autumn_sqlite.packing import unpack
 from autumn_sqlite.records import Records
+from autumn_sqlite.saves import (
+    UPDATE_BALANCE,
+    UPDATE_CONTROLS,
+    Ops,
+    balance_ops,
+    balances_only,
+    change_ops,
+    head_params,
+    micros,
+    replace_ops,
+)
 
 #: Marks a customer deleted in a transaction's overlay.
 _DELETED: Final[Any] = object()
@@ -56,29 +61,7 @@ _EVENTS_SEQ: Final = (
 )
 #: The deferred bump of a save whose transaction appended no event for the customer.
 _BUMP: Final = "UPDATE customers SET version = version + 1 WHERE seq = ? AND version = ?"
-#: Statements to run, in order: (sql, parameters, executemany?).
-_Ops = list[tuple[str, Any, bool]]
 
-
-def _child_sql(spec: Child) -> tuple[str, str, str, str, str]:
-    """INSERT, UPDATE data, UPDATE pos, DELETE one, DELETE all — for one child table."""
-    extra = spec.extra_names
-    cols = ", ".join(("customer_pk", spec.key, "pos", *extra, "data"))
-    marks = ", ".join("?" * (4 + len(extra)))
-    sets = ", ".join(f"{c} = ?" for c in ("pos", *extra, "data"))
-    if spec.attr == "rows":
-        sets += ", balance = NULL"  # the document written holds the balance
-    where = f"WHERE customer_pk = ? AND {spec.key} = ?"
-    return (
-        f"INSERT INTO {spec.table} ({cols}) VALUES ({marks})",
-        f"UPDATE {spec.table} SET {sets} {where}",
-        f"UPDATE {spec.table} SET pos = ? {where}",
-        f"DELETE FROM {spec.table} {where}",
-        f"DELETE FROM {spec.table} WHERE customer_pk = ?",
-    )
-
-
-_CHILD_SQL: Final = {spec.attr: _child_sql(spec) for spec in CHILDREN}
 
 #: The core's customer order; SQLite's BINARY collation on UTF-8 compares by code point.
 _CUSTOMER_ORDER: Final = order_by("created_us")
@@ -91,54 +74,7 @@ _LOAD_CHILDREN: Final = (
     )
     + " ORDER BY 1, 2"
 )
-#: A save that changes only the control state (and balances) writes its column alone.
-_UPDATE_CONTROLS: Final = (
-    "UPDATE customers SET controls = ?, version = version + 1 WHERE seq = ? AND version = ?"
-)
-#: A save that changes only a row's balance (a track) writes the balance column alone.
-_UPDATE_BALANCE: Final = "UPDATE balance_rows SET balance = ? WHERE customer_pk = ? AND id = ?"
-
-
-def _balances_only(change: CustomerChange) -> list[tuple[str, str, str]] | None:
-    """The balance-column updates of a change that moves row balances alone (a track), or
-    them and the control state (a lock taken or settled: ``controls_alone_changed``), else
-    None. Same products and entities, same rows in the same places, same due time."""
-    before, after = change.before, change.state
-    if before.products is not after.products or before.entities is not after.entities:
-        return None
-    if before.control_state is not after.control_state and not controls_alone_changed(change):
-        return None
-    old_rows, new_rows = before.rows, after.rows
-    if len(old_rows) != len(new_rows):
-        return None
-    pk = after.pk
-    out = []
-    for old, new in zip(old_rows, new_rows, strict=True):
-        if old is new:
-            continue
-        if old.id != new.id or not balance_alone_moved(old, new):
-            return None
-        out.append((str(new.balance), pk, new.id))
-    if change.due_changed or (change.head_changed and not controls_alone_changed(change)):
-        return None
-    return out
-
-
-#: How each child table's documents are stored, without the key its column holds: balance
-#: rows, rewritten by every track, as plain JSON (packing one costs a track more than its bytes
-#: are worth); products and entities, written by attach and entity calls, packed (``packing``).
-_ENCODE: Final[dict[str, Callable[[Any], str | bytes]]] = {
-    "products": lambda record: pack(codec.encode_record(record, "instance_id")),
-    "rows": lambda record: codec.encode_record(record, "id"),
-    "entities": lambda record: pack(codec.encode_record(record, "id")),
-}
 _KEYS: Final = tuple(spec.key for spec in CHILDREN)
-#: Head fields the customers row holds in columns (put back on read).
-_HEAD_COLUMNS: Final = ("pk", "id", "created_at")
-
-
-def _micros(value: datetime | None) -> int | None:
-    return None if value is None else codec.to_micros(value)
 
 
 class StoreSide(Protocol):
@@ -417,10 +353,10 @@ class SqliteTransaction(Records, OutboxTable):
         self._need_write()
         stored = replace(state, version=1)
         # Everything is encoded before the first statement, so a refused call writes nothing.
-        head = self._head_params(stored, _micros(state.due_at))
-        children: _Ops = []
+        head = head_params(stored, micros(state.due_at))
+        children: Ops = []
         for spec in CHILDREN:
-            self._replace_ops(children, spec, state.pk, getattr(state, spec.attr), clear=False)
+            replace_ops(children, spec, state.pk, getattr(state, spec.attr), clear=False)
         # The customer row first: it carries every uniqueness rule, so a refused insert has
         # written nothing and the transaction stays usable.
         cur = self._exec(
@@ -455,14 +391,14 @@ class SqliteTransaction(Records, OutboxTable):
             cols = self._cols[pk] = list(seen)
         row_version = cols[1]
         diff = stored == change.base_version
-        balances = _balances_only(change) if diff else None
+        balances = balances_only(change) if diff else None
         if balances is not None:
             # A track: the new balances alone (the event it appends moves the version); a
             # lock: the control state's column too, with the version.
             if after.control_state is not change.before.control_state:
                 if (
                     self._exec(
-                        _UPDATE_CONTROLS, (codec.dump(controls_data(after)), seq, row_version)
+                        UPDATE_CONTROLS, (codec.dump(controls_data(after)), seq, row_version)
                     ).rowcount
                     != 1
                 ):
@@ -473,7 +409,7 @@ class SqliteTransaction(Records, OutboxTable):
                 self._moved.add(pk)
                 self._unbumped.discard(pk)
             for balance in balances:
-                self._exec(_UPDATE_BALANCE, balance)
+                self._exec(UPDATE_BALANCE, balance)
             if pk not in self._moved:
                 self._unbumped.add(pk)
             self._overlay[pk] = (seq, with_version(after, stored + 1))
@@ -488,7 +424,7 @@ class SqliteTransaction(Records, OutboxTable):
                 "UPDATE customers SET id = ?, email_lower = ?, created_us = ?, next_due_us = ?,"
                 " data = ?, controls = NULL, version = version + 1 WHERE seq = ? AND version = ?"
             )
-            head = self._head_params(after, _micros(change.due_at))
+            head = head_params(after, micros(change.due_at))
             params: Sequence[Any] | None = (*head[:5], seq, row_version)
         elif change.head_changed:
             # SQLite rewrites the entries of every index on a column the SET names, changed
@@ -498,7 +434,7 @@ class SqliteTransaction(Records, OutboxTable):
                 # A lock opened or settled: its column alone, not the packed head document.
                 sets, values = ["controls = ?"], [codec.dump(controls_data(after))]
             else:
-                head = self._head_params(after, _micros(change.due_at))
+                head = head_params(after, micros(change.due_at))
                 sets, values = ["data = ?", "controls = NULL"], [head[4]]
             if change.identity_changed:
                 sets += ["id = ?", "email_lower = ?"]
@@ -508,7 +444,7 @@ class SqliteTransaction(Records, OutboxTable):
                 values.append(head[2])
             if change.due_changed:
                 sets.append("next_due_us = ?")
-                values.append(_micros(change.due_at))
+                values.append(micros(change.due_at))
             sql = (
                 f"UPDATE customers SET {', '.join(sets)}, version = version + 1"
                 " WHERE seq = ? AND version = ?"
@@ -523,19 +459,17 @@ class SqliteTransaction(Records, OutboxTable):
                 "UPDATE customers SET next_due_us = ?, version = version + 1"
                 " WHERE seq = ? AND version = ?"
             )
-            params = (_micros(change.due_at), seq, row_version)
-        children: _Ops = []
+            params = (micros(change.due_at), seq, row_version)
+        children: Ops = []
         if diff:
             for spec, child in changes_of(change):
                 changed: Sequence[tuple[int, Any]] = child.changed
                 if spec.attr == "rows" and changed:
-                    changed = self._balance_ops(children, pk, change.before.rows, changed)
-                self._change_ops(
-                    children, spec, pk, child.added, changed, child.moved, child.removed
-                )
+                    changed = balance_ops(children, pk, change.before.rows, changed)
+                change_ops(children, spec, pk, child.added, changed, child.moved, child.removed)
         else:
             for spec in CHILDREN:
-                self._replace_ops(children, spec, pk, getattr(after, spec.attr), clear=True)
+                replace_ops(children, spec, pk, getattr(after, spec.attr), clear=True)
         if params is not None:
             if self._exec(sql, params).rowcount != 1:
                 raise StoreError(
@@ -564,84 +498,12 @@ class SqliteTransaction(Records, OutboxTable):
             self._moved.add(pk)
             self._unbumped.discard(pk)
 
-    @staticmethod
-    def _head_params(state: CustomerState, due_us: int | None) -> tuple[Any, ...]:
-        """(id, email_lower, created_us, next_due_us, data, pk) of the customers row; the
-        head document leaves out what the columns hold (pk, id, created_at)."""
-        head = head_data(state)
-        for name in _HEAD_COLUMNS:
-            del head[name]
-        return (
-            state.id,
-            email_lower(state),
-            codec.to_micros(state.created_at),
-            due_us,
-            pack(codec.dump(head)),
-            state.pk,
-        )
-
-    def _run_ops(self, ops: _Ops) -> None:
+    def _run_ops(self, ops: Ops) -> None:
         for sql, params, many in ops:
             if many:
                 self._many(sql, params)
             else:
                 self._exec(sql, params)
-
-    @staticmethod
-    def _replace_ops(ops: _Ops, spec: Child, pk: str, items: Sequence[Any], *, clear: bool) -> None:
-        """Statements writing one child table whole (``clear``: delete what it held first)."""
-        insert, _update, _pos, _delete_one, delete_all = _CHILD_SQL[spec.attr]
-        encode = _ENCODE[spec.attr]
-        if clear:
-            ops.append((delete_all, (pk,), False))
-        rows = [
-            (pk, getattr(item, spec.key), pos, *extras(spec, item), encode(item))
-            for pos, item in enumerate(items)
-        ]
-        if rows:
-            ops.append((insert, rows, True))
-
-    @staticmethod
-    def _balance_ops(
-        ops: _Ops, pk: str, before: Sequence[RowState], changed: Sequence[tuple[int, RowState]]
-    ) -> Sequence[tuple[int, RowState]]:
-        """The balance-column updates of the changed rows whose balance alone moved (and not
-        their position); returns the other changed rows."""
-        rest: list[tuple[int, RowState]] = []
-        for pos, row in changed:
-            key = row.id
-            old = before[pos] if pos < len(before) else None
-            if old is not None and old.id == key and balance_alone_moved(old, row):
-                ops.append((_UPDATE_BALANCE, (str(row.balance), pk, key), False))
-            else:
-                rest.append((pos, row))
-        return rest
-
-    @staticmethod
-    def _change_ops(
-        ops: _Ops,
-        spec: Child,
-        pk: str,
-        added: Sequence[tuple[int, Any]],
-        changed: Sequence[tuple[int, Any]],
-        moved: Sequence[tuple[int, Any]],
-        removed: Sequence[str],
-    ) -> None:
-        """Statements applying one child table's change; a moved record only gets its position."""
-        insert, update, update_pos, delete_one, _delete_all = _CHILD_SQL[spec.attr]
-        key, encode = spec.key, _ENCODE[spec.attr]
-        for k in removed:
-            ops.append((delete_one, (pk, k), False))
-        for pos, item in added:
-            ops.append(
-                (insert, (pk, getattr(item, key), pos, *extras(spec, item), encode(item)), False)
-            )
-        for pos, item in changed:
-            ops.append(
-                (update, (pos, *extras(spec, item), encode(item), pk, getattr(item, key)), False)
-            )
-        for pos, item in moved:
-            ops.append((update_pos, (pos, pk, getattr(item, key)), False))
 
     def delete_customer(self, pk: str) -> None:
         self._need_write()
