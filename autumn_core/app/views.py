@@ -132,17 +132,11 @@ def with_held(
     cs = state.control_state
     if not cs.locks:
         return balances
-    rows: dict[str, RowState] | None = None
-    held: dict[str, Decimal] = {}
-    for lk in cs.locks:
-        for t in lk.takes:
-            if t.feature_id not in balances:
-                continue
-            if rows is None:
-                rows = {r.id: r for r in state.rows}
-            row = rows.get(t.row_id)
-            if row is not None and sees(row, entity_id):
-                held[t.feature_id] = held.get(t.feature_id, ZERO) + t.total
+    held = {
+        fid: held_of(state, fid, entity_id)
+        for fid in {t.feature_id for lk in cs.locks for t in lk.takes}
+        if fid in balances
+    }
     for fid, amount in held.items():
         if amount:
             # ``replace`` of a copy (its lists the caller's own): a dict copy, not an __init__.
