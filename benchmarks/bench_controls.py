@@ -4,13 +4,21 @@ Run: .venv/bin/python benchmarks/bench_controls.py [memory sqlite postgres]
 Figure: p50 of ``check(lock=...)`` + ``balances.finalize(confirm)`` over p50 of one ``track``
 (the work a reservation replaces). Target: at most 2x. Also: a track under billing controls
 (a usage limit, a spend limit and an alert) over a plain track.
+
+On SQLite it also measures the raw floor of the same comparison (no library): a reservation is
+two write transactions (the hold, then the settlement with its event) where a track is one, so
+``raw_pair_ratio`` is what a library with no overhead of its own would show. ``bare`` keeps no
+lock record at all (only the balance moves twice); ``receipt`` adds the least a lock needs: a
+small row claimed by the hold and marked by the settlement.
 """
 
 from __future__ import annotations
 
 import itertools
+import statistics
 import sys
 import tempfile
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +31,7 @@ from autumn_core import Autumn, Catalog, Feature, Item, ManualClock, Product
 from autumn_core.ports import Store
 
 N = {"memory": 5_000, "sqlite": 2_000, "postgres": 1_000}
+RAW_N = 3_000
 BIG = 10**12
 
 
@@ -78,6 +87,150 @@ def measure(kind: str, store: Store) -> dict[str, Any]:
     return figures
 
 
+# -- the raw floor on SQLite -------------------------------------------------------------------
+def raw_floor(path: Path) -> dict[str, Any]:
+    """Raw ``sqlite3`` (WAL, NORMAL, as the store): a track beside the two transactions of a
+    reservation, interleaved in rounds so that drift hits both alike."""
+    from bench_sqlite import raw_db, raw_track
+
+    conn = raw_db(path, "NORMAL")
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS receipts"
+        " (id TEXT PRIMARY KEY, customer TEXT, held TEXT, status TEXT) WITHOUT ROWID"
+    )
+    ids = itertools.count()
+
+    def hold(receipt: bool) -> str:
+        lock_id = f"l{next(ids):09d}"
+        conn.execute("BEGIN IMMEDIATE")
+        (bal,) = conn.execute("SELECT balance FROM rows WHERE id = 'r1'").fetchone()
+        conn.execute("UPDATE rows SET balance = ? WHERE id = 'r1'", (str(Decimal(bal) - 5),))
+        if receipt:
+            conn.execute("INSERT INTO receipts VALUES (?, 'bench', '5', 'held')", (lock_id,))
+        conn.execute("COMMIT")
+        return lock_id
+
+    def settle(lock_id: str, receipt: bool) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        if receipt:
+            conn.execute("SELECT held FROM receipts WHERE id = ?", (lock_id,)).fetchone()
+        (bal,) = conn.execute("SELECT balance FROM rows WHERE id = 'r1'").fetchone()
+        conn.execute("UPDATE rows SET balance = ? WHERE id = 'r1'", (str(Decimal(bal) + 2),))
+        conn.execute(
+            "INSERT INTO events (customer, value, ts) VALUES ('bench', '3', '2025-01-01T00:00:00+00:00')"
+        )
+        if receipt:
+            conn.execute("UPDATE receipts SET status = 'confirmed' WHERE id = ?", (lock_id,))
+        conn.execute("COMMIT")
+
+    samples: dict[str, list[float]] = {"track": [], "bare": [], "receipt": []}
+    for _ in range(ROUNDS):
+        samples["track"].append(time_calls(lambda: raw_track(conn), n=RAW_N // ROUNDS)["p50_us"])
+        samples["bare"].append(
+            time_calls(lambda: settle(hold(False), False), n=RAW_N // ROUNDS)["p50_us"]
+        )
+        samples["receipt"].append(
+            time_calls(lambda: settle(hold(True), True), n=RAW_N // ROUNDS)["p50_us"]
+        )
+    conn.close()
+    return _floor_figures(samples)
+
+
+ROUNDS = 10
+
+
+def raw_floor_pg(url: str) -> dict[str, Any]:
+    """The same raw floor on PostgreSQL, in pipeline mode as the store talks (bench_postgres's
+    pipelined track): the hold, then the settlement reading the receipt under the customer's
+    row lock."""
+    import psycopg
+    from bench_postgres import raw_setup, raw_track_pipelined
+
+    raw_setup(url, ["bench"])
+    conn = psycopg.connect(url, autocommit=True)
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS raw_receipts"
+        " (id text PRIMARY KEY, customer text, held numeric, status text)"
+    )
+    ids = itertools.count()
+
+    def hold(receipt: bool) -> str:
+        lock_id = f"l{next(ids):09d}"
+        with conn.pipeline():
+            conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
+            conn.execute(
+                "SELECT id FROM raw_customers WHERE id = 'bench' FOR UPDATE", prepare=True
+            ).fetchone()
+            conn.execute(
+                "UPDATE raw_rows SET balance = balance - 5 WHERE id = 'r-bench'", prepare=True
+            )
+            if receipt:
+                conn.execute(
+                    "INSERT INTO raw_receipts VALUES (%s, 'bench', 5, 'held')",
+                    (lock_id,),
+                    prepare=True,
+                )
+            conn.execute("COMMIT")
+        return lock_id
+
+    def settle(lock_id: str, receipt: bool) -> None:
+        with conn.pipeline():
+            conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
+            if receipt:
+                conn.execute(
+                    "SELECT r.held FROM raw_receipts AS r JOIN raw_customers AS c"
+                    " ON c.id = r.customer WHERE r.id = %s FOR UPDATE OF c",
+                    (lock_id,),
+                    prepare=True,
+                ).fetchone()
+            else:
+                conn.execute(
+                    "SELECT id FROM raw_customers WHERE id = 'bench' FOR UPDATE", prepare=True
+                ).fetchone()
+            conn.execute(
+                "UPDATE raw_rows SET balance = balance + 2 WHERE id = 'r-bench'", prepare=True
+            )
+            conn.execute(
+                "INSERT INTO raw_events (customer, value, ts) VALUES ('bench', 3, now())",
+                prepare=True,
+            )
+            if receipt:
+                conn.execute(
+                    "UPDATE raw_receipts SET status = 'confirmed' WHERE id = %s",
+                    (lock_id,),
+                    prepare=True,
+                )
+            conn.execute("COMMIT")
+
+    samples: dict[str, list[float]] = {"track": [], "bare": [], "receipt": []}
+    n = N["postgres"] // ROUNDS
+    for _ in range(ROUNDS):
+        samples["track"].append(
+            time_calls(lambda: raw_track_pipelined(conn, "bench"), n=n, warmup=20)["p50_us"]
+        )
+        samples["bare"].append(
+            time_calls(lambda: settle(hold(False), False), n=n, warmup=20)["p50_us"]
+        )
+        samples["receipt"].append(
+            time_calls(lambda: settle(hold(True), True), n=n, warmup=20)["p50_us"]
+        )
+    conn.close()
+    return _floor_figures(samples)
+
+
+def _floor_figures(samples: dict[str, list[float]]) -> dict[str, Any]:
+    track = statistics.median(samples["track"])
+    bare = statistics.median(samples["bare"])
+    receipt = statistics.median(samples["receipt"])
+    return {
+        "track_p50_us": track,
+        "bare_pair_p50_us": bare,
+        "receipt_pair_p50_us": receipt,
+        "bare_pair_ratio": bare / track,
+        "receipt_pair_ratio": receipt / track,
+    }
+
+
 def main(kinds: list[str]) -> None:
     out: dict[str, Any] = {"target_lock_finalize_ratio": 2.0}
     with tempfile.TemporaryDirectory() as tmp:
@@ -90,6 +243,7 @@ def main(kinds: list[str]) -> None:
                 from autumn_sqlite import SqliteStore
 
                 out[kind] = measure(kind, SqliteStore(Path(tmp) / "bench.db"))
+                out[kind]["raw_floor"] = raw_floor(Path(tmp) / "raw.db")
             else:
                 from autumn_postgres import PostgresStore
                 from tests.pg_cluster import pg_cluster
@@ -97,6 +251,7 @@ def main(kinds: list[str]) -> None:
                 with pg_cluster() as cluster:
                     url = cluster.create_database("bench")
                     out[kind] = measure(kind, PostgresStore(url))
+                    out[kind]["raw_floor"] = raw_floor_pg(url)
     path = write("controls", out)
     print(
         f"{'store':<9} {'track p50':>10} {'lock+fin p50':>13} {'ratio':>6} {'ctl track':>10} ratio"
@@ -107,6 +262,16 @@ def main(kinds: list[str]) -> None:
             f"{kind:<9} {f['track']['p50_us']:>8.1f}us {f['lock_finalize']['p50_us']:>11.1f}us"
             f" {f['lock_finalize_ratio']:>6.2f} {f['controlled_track']['p50_us']:>8.1f}us"
             f" {f['controlled_track_ratio']:>5.2f}"
+        )
+    for kind in kinds:
+        if "raw_floor" not in out[kind]:
+            continue
+        raw = out[kind]["raw_floor"]
+        print(
+            f"raw {kind}: track {raw['track_p50_us']:.1f}us, two transactions"
+            f" {raw['bare_pair_p50_us']:.1f}us ({raw['bare_pair_ratio']:.2f}x),"
+            f" with a lock receipt {raw['receipt_pair_p50_us']:.1f}us"
+            f" ({raw['receipt_pair_ratio']:.2f}x)"
         )
     print(f"written to {path}")
 
