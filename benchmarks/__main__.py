@@ -225,6 +225,16 @@ FIGURES: dict[str, list[Figure]] = {
                 f"a plain track on {store}",
             ),
         )
+    ]
+    + [
+        _t(
+            f"raw_receipt_pair_{store}",
+            f"raw floor: hold + settle with a lock receipt on {store} p50",
+            f"{store}.raw_floor.receipt_pair_p50_us",
+            f"{store}.raw_floor.track_p50_us",
+            f"a raw track on {store}",
+        )
+        for store in ("sqlite", "postgres")
     ],
     "dashboard": [
         _t(

@@ -113,14 +113,15 @@ def raw_floor(path: Path) -> dict[str, Any]:
     def settle(lock_id: str, receipt: bool) -> None:
         conn.execute("BEGIN IMMEDIATE")
         if receipt:
-            conn.execute("SELECT held FROM receipts WHERE id = ?", (lock_id,)).fetchone()
+            # The least a settlement does with its receipt: mark it and read it in one go.
+            conn.execute(
+                "UPDATE receipts SET status = 'confirmed' WHERE id = ? RETURNING held", (lock_id,)
+            ).fetchone()
         (bal,) = conn.execute("SELECT balance FROM rows WHERE id = 'r1'").fetchone()
         conn.execute("UPDATE rows SET balance = ? WHERE id = 'r1'", (str(Decimal(bal) + 2),))
         conn.execute(
             "INSERT INTO events (customer, value, ts) VALUES ('bench', '3', '2025-01-01T00:00:00+00:00')"
         )
-        if receipt:
-            conn.execute("UPDATE receipts SET status = 'confirmed' WHERE id = ?", (lock_id,))
         conn.execute("COMMIT")
 
     samples: dict[str, list[float]] = {"track": [], "bare": [], "receipt": []}
