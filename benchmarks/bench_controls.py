@@ -18,6 +18,7 @@ import itertools
 import statistics
 import sys
 import tempfile
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -124,17 +125,9 @@ def raw_floor(path: Path) -> dict[str, Any]:
         )
         conn.execute("COMMIT")
 
-    samples: dict[str, list[float]] = {"track": [], "bare": [], "receipt": []}
-    for _ in range(ROUNDS):
-        samples["track"].append(time_calls(lambda: raw_track(conn), n=RAW_N // ROUNDS)["p50_us"])
-        samples["bare"].append(
-            time_calls(lambda: settle(hold(False), False), n=RAW_N // ROUNDS)["p50_us"]
-        )
-        samples["receipt"].append(
-            time_calls(lambda: settle(hold(True), True), n=RAW_N // ROUNDS)["p50_us"]
-        )
+    figures = _interleaved(lambda: raw_track(conn), hold, settle, RAW_N // ROUNDS)
     conn.close()
-    return _floor_figures(samples)
+    return figures
 
 
 ROUNDS = 10
@@ -143,7 +136,7 @@ ROUNDS = 10
 def raw_floor_pg(url: str) -> dict[str, Any]:
     """The same raw floor on PostgreSQL, in pipeline mode as the store talks (bench_postgres's
     pipelined track): the hold, then the settlement reading the receipt under the customer's
-    row lock."""
+    row lock and marking it, each transaction one pipelined round trip."""
     import psycopg
     from bench_postgres import raw_setup, raw_track_pipelined
 
@@ -203,23 +196,30 @@ def raw_floor_pg(url: str) -> dict[str, Any]:
                 )
             conn.execute("COMMIT")
 
+    figures = _interleaved(
+        lambda: raw_track_pipelined(conn, "bench"), hold, settle, N["postgres"] // ROUNDS
+    )
+    conn.close()
+    return figures
+
+
+def _interleaved(
+    track: Callable[[], object],
+    hold: Callable[[bool], str],
+    settle: Callable[[str, bool], None],
+    n: int,
+) -> dict[str, Any]:
+    """A raw track, the bare pair and the receipt pair, ``n`` calls each per round, over ROUNDS
+    rounds; the medians of the rounds' p50s."""
     samples: dict[str, list[float]] = {"track": [], "bare": [], "receipt": []}
-    n = N["postgres"] // ROUNDS
     for _ in range(ROUNDS):
-        samples["track"].append(
-            time_calls(lambda: raw_track_pipelined(conn, "bench"), n=n, warmup=20)["p50_us"]
-        )
+        samples["track"].append(time_calls(track, n=n, warmup=20)["p50_us"])
         samples["bare"].append(
             time_calls(lambda: settle(hold(False), False), n=n, warmup=20)["p50_us"]
         )
         samples["receipt"].append(
             time_calls(lambda: settle(hold(True), True), n=n, warmup=20)["p50_us"]
         )
-    conn.close()
-    return _floor_figures(samples)
-
-
-def _floor_figures(samples: dict[str, list[float]]) -> dict[str, Any]:
     track = statistics.median(samples["track"])
     bare = statistics.median(samples["bare"])
     receipt = statistics.median(samples["receipt"])
