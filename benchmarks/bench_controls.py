@@ -5,11 +5,11 @@ Figure: p50 of ``check(lock=...)`` + ``balances.finalize(confirm)`` over p50 of 
 (the work a reservation replaces). Target: at most 2x. Also: a track under billing controls
 (a usage limit, a spend limit and an alert) over a plain track.
 
-On SQLite it also measures the raw floor of the same comparison (no library): a reservation is
-two write transactions (the hold, then the settlement with its event) where a track is one, so
-``raw_pair_ratio`` is what a library with no overhead of its own would show. ``bare`` keeps no
-lock record at all (only the balance moves twice); ``receipt`` adds the least a lock needs: a
-small row claimed by the hold and marked by the settlement.
+On SQLite and PostgreSQL it also measures the raw floor of the same comparison (no library):
+a reservation is two write transactions (the hold, then the settlement with its event) where a
+track is one, so ``raw_floor.receipt_pair_ratio`` is what a library with no overhead of its own
+would show. ``bare`` keeps no lock record at all (only the balance moves twice); ``receipt``
+adds the least a lock needs: a small row claimed by the hold and marked by the settlement.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ from autumn_core.ports import Store
 
 N = {"memory": 5_000, "sqlite": 2_000, "postgres": 1_000}
 RAW_N = 3_000
+#: The raw floors alternate a raw track and the two pairs in this many rounds.
+ROUNDS = 10
 BIG = 10**12
 
 
@@ -88,7 +90,7 @@ def measure(kind: str, store: Store) -> dict[str, Any]:
     return figures
 
 
-# -- the raw floor on SQLite -------------------------------------------------------------------
+# -- the raw floors ---------------------------------------------------------------------------
 def raw_floor(path: Path) -> dict[str, Any]:
     """Raw ``sqlite3`` (WAL, NORMAL, as the store): a track beside the two transactions of a
     reservation, interleaved in rounds so that drift hits both alike."""
@@ -128,9 +130,6 @@ def raw_floor(path: Path) -> dict[str, Any]:
     figures = _interleaved(lambda: raw_track(conn), hold, settle, RAW_N // ROUNDS)
     conn.close()
     return figures
-
-
-ROUNDS = 10
 
 
 def raw_floor_pg(url: str) -> dict[str, Any]:
