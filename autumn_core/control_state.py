@@ -8,7 +8,7 @@ balances they guard.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -95,19 +95,90 @@ class ControlState:
         due = self.due
         if due is None or lock.expires_at < due:
             due = lock.expires_at
-        return ControlState((*self.locks, lock), self.windows, due)
+        new = ControlState((*self.locks, lock), self.windows, due)
+        memo = self.__dict__
+        index = memo.get(_BY_ID)
+        if index is not None:
+            new.__dict__[_BY_ID] = {**index, lock.id: lock}
+        held = memo.get(_HELD)
+        if held is not None:
+            new.__dict__[_HELD] = _plus(held, lock.takes, 1)
+        return new
+
+    def without(self, lock_id: str, windows: tuple[UsageWindow, ...] | None = None) -> ControlState:
+        """This state with the lock ``lock_id`` gone (settled), and ``windows`` when given."""
+        gone = self.lock(lock_id)
+        locks = self.locks
+        if gone is None:
+            rest = locks
+        elif len(locks) == 1:
+            rest = ()
+        else:
+            rest = tuple(lk for lk in locks if lk is not gone)
+        new = ControlState(rest, self.windows if windows is None else windows, self.lock_due)
+        if gone is not None:
+            memo = self.__dict__
+            index = memo.get(_BY_ID)
+            if index is not None:
+                index = dict(index)
+                del index[lock_id]
+                new.__dict__[_BY_ID] = index
+            held = memo.get(_HELD)
+            if held is not None:
+                new.__dict__[_HELD] = _plus(held, gone.takes, -1)
+        return new
 
     def lock(self, lock_id: str) -> LockState | None:
-        for lk in self.locks:
-            if lk.id == lock_id:
-                return lk
-        return None
+        locks = self.locks
+        if len(locks) <= _FEW_LOCKS:
+            for lk in locks:
+                if lk.id == lock_id:
+                    return lk
+            return None
+        index: dict[str, LockState] | None = self.__dict__.get(_BY_ID)
+        if index is None:
+            index = self.__dict__[_BY_ID] = {lk.id: lk for lk in locks}
+        return index.get(lock_id)
+
+    def held(self) -> Mapping[tuple[str, str], Decimal]:
+        """What the open locks hold, by (row id, the row's feature id): their takes summed.
+        Kept on this (immutable) state once computed, and carried to the state ``opened`` or
+        ``without`` make from it, so that a customer with many locks open pays for them once,
+        not on every balance it shows."""
+        held: dict[tuple[str, str], Decimal] | None = self.__dict__.get(_HELD)
+        if held is None:
+            held = self.__dict__[_HELD] = _plus({}, (t for lk in self.locks for t in lk.takes), 1)
+        return held
 
     def window(self, feature_id: str, entity_id: str | None) -> UsageWindow | None:
         for w in self.windows:
             if w.feature_id == feature_id and w.entity_id == entity_id:
                 return w
         return None
+
+
+#: Up to this many open locks, a lock is found by its id by a scan rather than through a dict.
+_FEW_LOCKS = 8
+#: Where a ``ControlState`` keeps its lock index and its held totals (in its ``__dict__``: the
+#: record is frozen, and every copy of it is built by ``__init__``, so none carries them stale).
+_BY_ID = "_by_id"
+_HELD = "_held"
+
+
+def _plus(
+    held: Mapping[tuple[str, str], Decimal], takes: Iterable[LockTake], sign: int
+) -> dict[tuple[str, str], Decimal]:
+    """``held`` with ``takes`` added (``sign`` 1) or taken away (-1); a total that comes to
+    zero is dropped."""
+    out = dict(held)
+    for t in takes:
+        key = (t.row_id, t.feature_id)
+        total = out.get(key, ZERO) + t.total if sign > 0 else out.get(key, ZERO) - t.total
+        if total:
+            out[key] = total
+        else:
+            out.pop(key, None)
+    return out
 
 
 NO_STATE = ControlState()

@@ -224,6 +224,20 @@ FIGURES: dict[str, list[Figure]] = {
                 f"{store}.track.p50_us",
                 f"a plain track on {store}",
             ),
+            _t(
+                f"busy_track_{store}",
+                f"track beside 100 open locks on {store} p50",
+                f"{store}.busy_track.p50_us",
+                f"{store}.track.p50_us",
+                f"a plain track on {store}",
+            ),
+            _t(
+                f"busy_lock_finalize_{store}",
+                f"check with lock + finalize beside 100 open locks on {store} p50",
+                f"{store}.busy_lock_finalize.p50_us",
+                f"{store}.lock_finalize.p50_us",
+                f"the same with no lock open, on {store}",
+            ),
         )
     ]
     + [

@@ -22,7 +22,7 @@ from autumn_postgres.wire import ServerError
 from autumn_sqldoc.mapping import (
     CHILDREN,
     controls_alone_changed,
-    controls_data,
+    controls_text,
     email_lower,
     head_text,
     order_by,
@@ -286,7 +286,7 @@ class PostgresTransaction(Records, OutboxTable):
             params["base_version"] = base.version
             params["head"] = params["controls"] = None
             if controls_alone_changed(change):
-                params["controls"] = codec.dump(controls_data(after))
+                params["controls"] = controls_text(after)
             elif change.head_changed:
                 params["head"] = head_text(after)
             params["lost"] = f"customer {after.pk!r} was changed by another transaction"

@@ -290,6 +290,32 @@ def controls_doc(cs: ControlState) -> dict[str, Any]:
     return doc
 
 
+def controls_text(cs: ControlState) -> str:
+    """``dump(controls_doc(cs))``, with each open lock's JSON made once per lock: opening or
+    settling one lock of a customer that has many open re-encodes none of the others."""
+    locks = cs.locks
+    if not locks:
+        return _dumps(controls_doc(cs))
+    rest = _dumps(controls_doc(ControlState((), cs.windows, cs.lock_due)))
+    texts = ",".join([_lock_text(lk) for lk in locks])
+    if rest == "{}":
+        return f'{{"locks":[{texts}]}}'
+    return f'{{"locks":[{texts}],{rest[1:]}'
+
+
+#: Where a ``LockState`` keeps its JSON text once made (in its ``__dict__``: the record is
+#: frozen, and every copy of it is built by ``__init__``, so none carries it stale).
+_LOCK_TEXT: Final = "_sqldoc_text"
+
+
+def _lock_text(lk: LockState) -> str:
+    memo = lk.__dict__
+    text: str | None = memo.get(_LOCK_TEXT)
+    if text is None:
+        text = memo[_LOCK_TEXT] = _dumps(_lock_doc(lk))
+    return text
+
+
 def _lock_doc(lk: LockState) -> dict[str, Any]:
     return {
         "id": lk.id,
@@ -371,6 +397,7 @@ __all__ = [
     "CONVERTER",
     "compact",
     "controls_doc",
+    "controls_text",
     "decode",
     "decode_pending",
     "dump",

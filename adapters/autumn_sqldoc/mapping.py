@@ -87,6 +87,11 @@ def controls_data(state: CustomerState) -> dict[str, Any]:
     return codec.controls_doc(state.control_state)
 
 
+def controls_text(state: CustomerState) -> str:
+    """``controls_data`` as JSON text (``codec.controls_text``)."""
+    return codec.controls_text(state.control_state)
+
+
 def head_text(state: CustomerState) -> str:
     """The head document as JSON text."""
     return codec.dump(head_data(state))
@@ -160,6 +165,7 @@ __all__ = [
     "child_rows",
     "controls_alone_changed",
     "controls_data",
+    "controls_text",
     "email_lower",
     "extras",
     "head_data",

@@ -24,7 +24,7 @@ from autumn_sqldoc.mapping import (
     assemble,
     changes_of,
     controls_alone_changed,
-    controls_data,
+    controls_text,
     order_by,
 )
 from autumn_sqlite import codec
@@ -397,9 +397,7 @@ class SqliteTransaction(Records, OutboxTable):
             # lock: the control state's column too, with the version.
             if after.control_state is not change.before.control_state:
                 if (
-                    self._exec(
-                        UPDATE_CONTROLS, (codec.dump(controls_data(after)), seq, row_version)
-                    ).rowcount
+                    self._exec(UPDATE_CONTROLS, (controls_text(after), seq, row_version)).rowcount
                     != 1
                 ):
                     raise StoreError(
@@ -432,7 +430,7 @@ class SqliteTransaction(Records, OutboxTable):
             values: list[Any]
             if controls_alone_changed(change):
                 # A lock opened or settled: its column alone, not the packed head document.
-                sets, values = ["controls = ?"], [codec.dump(controls_data(after))]
+                sets, values = ["controls = ?"], [controls_text(after)]
             else:
                 head = head_params(after, micros(change.due_at))
                 sets, values = ["data = ?", "controls = NULL"], [head[4]]

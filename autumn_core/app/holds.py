@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from autumn_core.app.unit import Unit
-from autumn_core.control_state import ControlState, LockState, LockTake
+from autumn_core.control_state import LockState, LockTake
 from autumn_core.model import (
     ZERO,
     CustomerState,
@@ -92,18 +92,16 @@ def _give(
             if (take := takes.get(r.id)) is not None and r.next_reset_at == take.period
         }
     cs = state.control_state
-    windows = cs.windows
+    windows = None
     if counted:
         units_of = {(fid, we, start): units for fid, we, start, units in counted}
         windows = tuple(
             replace(w, used=max(ZERO, w.used - units_of[key]))
             if (key := (w.feature_id, w.entity_id, w.start)) in units_of
             else w
-            for w in windows
+            for w in cs.windows
         )
-    locks = tuple(lk for lk in cs.locks if lk.id != lock_id)
-    control = ControlState(locks, windows, cs.lock_due)
-    return with_rows_held(state, returned, control)
+    return with_rows_held(state, returned, cs.without(lock_id, windows))
 
 
 def keep_part(state: CustomerState, lock: LockState, value: Decimal) -> CustomerState | None:
@@ -145,13 +143,7 @@ def keep_part(state: CustomerState, lock: LockState, value: Decimal) -> Customer
 def _keep_one(state: CustomerState, lock_id: str, take: LockTake, back: Decimal) -> CustomerState:
     """``keep_part`` of a hold of one take without rollovers: ``back`` of it returned to its
     row (unless reset since, or gone), and the lock removed."""
-    cs = state.control_state
-    locks = cs.locks
-    if len(locks) == 1 and locks[0].id == lock_id:
-        rest: tuple[LockState, ...] = ()
-    else:
-        rest = tuple(lk for lk in locks if lk.id != lock_id)
-    control = ControlState(rest, cs.windows, cs.lock_due)
+    control = state.control_state.without(lock_id)
     if back > 0:
         rid = take.row_id
         for r in state.rows:

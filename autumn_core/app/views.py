@@ -134,7 +134,7 @@ def with_held(
         return balances
     held = {
         fid: held_of(state, fid, entity_id)
-        for fid in {t.feature_id for lk in cs.locks for t in lk.takes}
+        for fid in {fid for _, fid in cs.held()}
         if fid in balances
     }
     for fid, amount in held.items():
@@ -180,23 +180,21 @@ def held_of(state: CustomerState, feature_id: str, entity_id: str | None) -> Dec
     held = ZERO
     rows = state.rows
     by_id: dict[str, RowState] | None = None
-    for lk in state.control_state.locks:
-        for t in lk.takes:
-            if t.feature_id != feature_id:
-                continue
-            rid = t.row_id
-            row = None
-            if len(rows) <= _FEW_ROWS:
-                for r in rows:
-                    if r.id == rid:
-                        row = r
-                        break
-            else:
-                if by_id is None:
-                    by_id = {r.id: r for r in rows}
-                row = by_id.get(rid)
-            if row is not None and sees(row, entity_id):
-                held = held + t.total
+    for (rid, fid), amount in state.control_state.held().items():
+        if fid != feature_id:
+            continue
+        row = None
+        if len(rows) <= _FEW_ROWS:
+            for r in rows:
+                if r.id == rid:
+                    row = r
+                    break
+        else:
+            if by_id is None:
+                by_id = {r.id: r for r in rows}
+            row = by_id.get(rid)
+        if row is not None and sees(row, entity_id):
+            held = held + amount
     return held
 
 

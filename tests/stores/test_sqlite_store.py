@@ -805,6 +805,10 @@ def test_the_written_out_control_state_encoder_matches_the_generic_one(cs: Contr
     doc = sqldoc.controls_doc(cs)
     assert sqldoc.dump(doc) == sqldoc.dump(sqldoc.compact(cs))
     assert sqldoc.structure(sqldoc.load(sqldoc.dump(doc)), ControlState) == cs
+    # The text the stores write, with each lock's part made once and kept: the same text, the
+    # first time and again.
+    assert sqldoc.controls_text(cs) == sqldoc.dump(doc)
+    assert sqldoc.controls_text(cs) == sqldoc.dump(doc)
 
 
 _decimal = st.decimals(
