@@ -130,7 +130,7 @@ class ControlState:
 
     def lock(self, lock_id: str) -> LockState | None:
         locks = self.locks
-        if len(locks) <= _FEW_LOCKS:
+        if len(locks) <= FEW_LOCKS:
             for lk in locks:
                 if lk.id == lock_id:
                     return lk
@@ -157,8 +157,9 @@ class ControlState:
         return None
 
 
-#: Up to this many open locks, a lock is found by its id by a scan rather than through a dict.
-_FEW_LOCKS = 8
+#: Up to this many open locks, a lock is found by a scan of them, and what they hold is summed
+#: afresh, rather than through what a state keeps.
+FEW_LOCKS = 8
 #: Where a ``ControlState`` keeps its lock index and its held totals (in its ``__dict__``: the
 #: record is frozen, and every copy of it is built by ``__init__``, so none carries them stale).
 _BY_ID = "_by_id"
@@ -183,4 +184,4 @@ def _plus(
 
 NO_STATE = ControlState()
 
-__all__ = ["NO_STATE", "ControlState", "LockState", "LockTake", "UsageWindow"]
+__all__ = ["FEW_LOCKS", "NO_STATE", "ControlState", "LockState", "LockTake", "UsageWindow"]

@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import TypeVar, cast
 
 from autumn_core.app.context import Context
+from autumn_core.control_state import FEW_LOCKS
 from autumn_core.controls import BillingControls
 from autumn_core.model import ZERO, CustomerState, ProductState, RowState
 from autumn_core.results import Balance, Customer, CustomerProduct, Entity
@@ -132,11 +133,12 @@ def with_held(
     cs = state.control_state
     if not cs.locks:
         return balances
-    held = {
-        fid: held_of(state, fid, entity_id)
-        for fid in {fid for _, fid in cs.held()}
-        if fid in balances
-    }
+    locks = cs.locks
+    if len(locks) > FEW_LOCKS:
+        fids = {fid for _, fid in cs.held()}
+    else:
+        fids = {t.feature_id for lk in locks for t in lk.takes}
+    held = {fid: held_of(state, fid, entity_id) for fid in fids if fid in balances}
     for fid, amount in held.items():
         if amount:
             # ``replace`` of a copy (its lists the caller's own): a dict copy, not an __init__.
@@ -177,12 +179,18 @@ def held_balance(
 def held_of(state: CustomerState, feature_id: str, entity_id: str | None) -> Decimal:
     """What open locks hold of ``feature_id`` in the rows the subject sees (``with_held`` of
     one feature)."""
+    cs = state.control_state
+    if len(cs.locks) > FEW_LOCKS:
+        # Many locks open: their totals by row, kept on the control state.
+        parts = [(rid, amount) for (rid, fid), amount in cs.held().items() if fid == feature_id]
+    else:
+        parts = [
+            (t.row_id, t.total) for lk in cs.locks for t in lk.takes if t.feature_id == feature_id
+        ]
     held = ZERO
     rows = state.rows
     by_id: dict[str, RowState] | None = None
-    for (rid, fid), amount in state.control_state.held().items():
-        if fid != feature_id:
-            continue
+    for rid, amount in parts:
         row = None
         if len(rows) <= _FEW_ROWS:
             for r in rows:

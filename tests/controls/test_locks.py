@@ -351,3 +351,47 @@ def test_bc5_deleting_an_entity_gives_its_holds_back(u1: Autumn) -> None:
     assert (remaining(u1), held(u1)) == (Decimal(1000), Decimal(0))
     with pytest.raises(LockExpired):
         u1.balances.finalize("e", "confirm")
+
+
+def test_bc5_many_locks_open_at_once_hold_and_settle_exactly(u1: Autumn) -> None:
+    """Given 20 locks of 10 tokens open at once (more than a customer's few, which are summed
+    afresh on every read), then what they hold is exact after each open and settle, in reads and
+    in what each check returns, and the stored customer holds the same."""
+    for n in range(20):
+        result = u1.check("u1", "tokens", required_balance=10, lock={"lock_id": f"job-{n}"})
+        assert result.balance is not None
+        assert (result.balance.held, result.balance.remaining) == (
+            Decimal(10 * (n + 1)),
+            Decimal(1000 - 10 * (n + 1)),
+        )
+    assert (remaining(u1), held(u1)) == (Decimal(800), Decimal(200))
+    # and two on another feature, held apart
+    for n in range(2):
+        u1.check("u1", "messages", required_balance=3, lock={"lock_id": f"chat-{n}"})
+    assert (remaining(u1), held(u1), held(u1, "messages")) == (
+        Decimal(800),
+        Decimal(200),
+        Decimal(6),
+    )
+    # when 7 are confirmed at 5.5 each (4.5 of each given back) and 3 released
+    for n in range(7):
+        u1.balances.finalize(f"job-{n}", "confirm", override_value="5.5")
+    for n in range(7, 10):
+        u1.balances.finalize(f"job-{n}", "release")
+    # then 10 locks hold 100, and 38.5 was used
+    assert (remaining(u1), held(u1)) == (Decimal("861.5"), Decimal(100))
+    assert u1.check("u1", "tokens", required_balance="861.5").allowed
+    assert not u1.check("u1", "tokens", required_balance="861.6").allowed
+    state = stored(u1)
+    assert sorted(lk.id for lk in state.control_state.locks) == sorted(
+        [*(f"job-{n}" for n in range(10, 20)), "chat-0", "chat-1"]
+    )
+    [tokens] = [r.id for r in state.rows if r.feature_id == "tokens"]
+    [messages] = [r.id for r in state.rows if r.feature_id == "messages"]
+    assert state.control_state.held() == {
+        (tokens, "tokens"): Decimal(100),
+        (messages, "messages"): Decimal(6),
+    }
+    # and a track beside them leaves the held amount as it is
+    u1.track("u1", "tokens", value="1.5")
+    assert (remaining(u1), held(u1)) == (Decimal(860), Decimal(100))
