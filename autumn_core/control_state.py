@@ -15,6 +15,8 @@ from typing import Any
 
 import attrs
 
+from autumn_core.values import arithmetic
+
 ZERO = Decimal(0)
 
 
@@ -100,13 +102,15 @@ class ControlState:
         index = memo.get(_BY_ID)
         if index is not None:
             new.__dict__[_BY_ID] = {**index, lock.id: lock}
-        held = memo.get(_HELD)
+        held: _Held | None = memo.get(_HELD)
         if held is not None:
-            new.__dict__[_HELD] = _plus(held, lock.takes, 1)
+            new.__dict__[_HELD] = held.changed(lock.takes, 1)
         return new
 
     def without(self, lock_id: str, windows: tuple[UsageWindow, ...] | None = None) -> ControlState:
-        """This state with the lock ``lock_id`` gone (settled), and ``windows`` when given."""
+        """This state with the lock ``lock_id`` gone (settled), and ``windows`` when given.
+
+        What is kept is carried: the lock index without it, the held totals less its takes."""
         gone = self.lock(lock_id)
         locks = self.locks
         if gone is None:
@@ -116,16 +120,31 @@ class ControlState:
         else:
             rest = tuple(lk for lk in locks if lk is not gone)
         new = ControlState(rest, self.windows if windows is None else windows, self.lock_due)
-        if gone is not None:
-            memo = self.__dict__
-            index = memo.get(_BY_ID)
-            if index is not None:
+        index = self.__dict__.get(_BY_ID)
+        if index is not None:
+            if gone is not None:
                 index = dict(index)
                 del index[lock_id]
-                new.__dict__[_BY_ID] = index
-            held = memo.get(_HELD)
-            if held is not None:
-                new.__dict__[_HELD] = _plus(held, gone.takes, -1)
+            new.__dict__[_BY_ID] = index
+        held: _Held | None = self.__dict__.get(_HELD)
+        if held is not None:
+            new.__dict__[_HELD] = held if gone is None else held.changed(gone.takes, -1)
+        return new
+
+    def with_windows(self, windows: tuple[UsageWindow, ...]) -> ControlState:
+        """This state with other usage windows (the same locks: what is kept is carried)."""
+        return self._carried(ControlState(self.locks, windows, self.lock_due))
+
+    def with_lock_due(self, lock_due: datetime | None) -> ControlState:
+        """This state with another due hint (the same locks: what is kept is carried)."""
+        return self._carried(ControlState(self.locks, self.windows, lock_due))
+
+    def _carried(self, new: ControlState) -> ControlState:
+        memo = self.__dict__
+        for name in (_BY_ID, _HELD):
+            kept = memo.get(name)
+            if kept is not None:
+                new.__dict__[name] = kept
         return new
 
     def lock(self, lock_id: str) -> LockState | None:
@@ -145,10 +164,12 @@ class ControlState:
         Kept on this (immutable) state once computed, and carried to the state ``opened`` or
         ``without`` make from it, so that a customer with many locks open pays for them once,
         not on every balance it shows."""
-        held: dict[tuple[str, str], Decimal] | None = self.__dict__.get(_HELD)
+        held: _Held | None = self.__dict__.get(_HELD)
         if held is None:
-            held = self.__dict__[_HELD] = _plus({}, (t for lk in self.locks for t in lk.takes), 1)
-        return held
+            held = self.__dict__[_HELD] = _NO_HELD.changed(
+                [t for lk in self.locks for t in lk.takes], 1
+            )
+        return held.totals
 
     def window(self, feature_id: str, entity_id: str | None) -> UsageWindow | None:
         for w in self.windows:
@@ -166,20 +187,55 @@ _BY_ID = "_by_id"
 _HELD = "_held"
 
 
-def _plus(
-    held: Mapping[tuple[str, str], Decimal], takes: Iterable[LockTake], sign: int
-) -> dict[tuple[str, str], Decimal]:
-    """``held`` with ``takes`` added (``sign`` 1) or taken away (-1); a total that comes to
-    zero is dropped."""
-    out = dict(held)
-    for t in takes:
-        key = (t.row_id, t.feature_id)
-        total = out.get(key, ZERO) + t.total if sign > 0 else out.get(key, ZERO) - t.total
-        if total:
-            out[key] = total
-        else:
-            out.pop(key, None)
-    return out
+class _Held:
+    """What open locks hold, by (row id, the row's feature id): each total spelled as a fresh
+    sum of the takes open spells it (``Decimal`` addition keeps the smallest exponent of its
+    terms, and so would a subtraction, of the term taken away), with how many takes of each
+    exponent it sums."""
+
+    __slots__ = ("exponents", "totals")
+
+    def __init__(
+        self,
+        totals: dict[tuple[str, str], Decimal],
+        exponents: dict[tuple[str, str], dict[int, int]],
+    ) -> None:
+        self.totals = totals
+        self.exponents = exponents
+
+    def changed(self, takes: Iterable[LockTake], sign: int) -> _Held:
+        """These totals with ``takes`` added (``sign`` 1) or taken away (-1), in the engine's
+        Decimal context whoever asks (totals are kept); a total that comes to zero is left out."""
+        totals = dict(self.totals)
+        exponents = dict(self.exponents)
+        with arithmetic():
+            for t in takes:
+                key = (t.row_id, t.feature_id)
+                amount = t.total
+                exponent = amount.as_tuple().exponent
+                assert isinstance(exponent, int)  # a total is finite
+                counts = dict(exponents.get(key, {}))
+                counts[exponent] = counts.get(exponent, 0) + sign
+                if not counts[exponent]:
+                    del counts[exponent]
+                if not counts:
+                    totals.pop(key, None)
+                    exponents.pop(key, None)
+                    continue
+                total = totals.get(key, ZERO)
+                total = total + amount if sign > 0 else total - amount
+                exponents[key] = counts
+                if not total:
+                    totals.pop(key, None)  # as a fresh sum shows it: nothing held
+                    continue
+                least = min(0, *counts)  # a fresh sum starts from ZERO
+                if total.as_tuple().exponent != least:
+                    total = total.quantize(Decimal((0, (1,), least)))
+                totals[key] = total
+        return _Held(totals, exponents)
+
+
+_NO_HELD = _Held({}, {})
 
 
 NO_STATE = ControlState()

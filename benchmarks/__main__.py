@@ -238,6 +238,13 @@ FIGURES: dict[str, list[Figure]] = {
                 f"{store}.lock_finalize.p50_us",
                 f"the same with no lock open, on {store}",
             ),
+            _t(
+                f"busy_controlled_track_{store}",
+                f"track under billing controls beside 100 open locks on {store} p50",
+                f"{store}.busy_controlled_track.p50_us",
+                f"{store}.controlled_track.p50_us",
+                f"the same with no lock open, on {store}",
+            ),
         )
     ]
     + [

@@ -60,19 +60,19 @@ def catalog() -> Catalog:
 def measure(kind: str, store: Store) -> dict[str, Any]:
     billing = Autumn(catalog(), store=store, clock=ManualClock())
     billing.customers.create("plain")
-    billing.customers.create(
-        "ctl",
-        billing_controls={
-            "usage_limits": [{"feature_id": "controlled", "limit": BIG, "interval": "day"}],
-            "spend_limits": [{"feature_id": "controlled", "enabled": True, "overage_limit": 10}],
-            "usage_alerts": [
-                {"feature_id": "controlled", "threshold": 99, "threshold_type": "usage_percentage"}
-            ],
-        },
-    )
+    limited: dict[str, Any] = {
+        "usage_limits": [{"feature_id": "controlled", "limit": BIG, "interval": "day"}],
+        "spend_limits": [{"feature_id": "controlled", "enabled": True, "overage_limit": 10}],
+        "usage_alerts": [
+            {"feature_id": "controlled", "threshold": 99, "threshold_type": "usage_percentage"}
+        ],
+    }
+    billing.customers.create("ctl", billing_controls=limited)
     billing.customers.create("busy")
+    billing.customers.create("busy-ctl", billing_controls=limited)
     for i in range(OPEN_LOCKS):
         billing.check("busy", "tokens", required_balance=1, lock={"lock_id": f"open-{i}"})
+        billing.check("busy-ctl", "controlled", required_balance=1, lock={"lock_id": f"ctl-{i}"})
     ids = itertools.count()
 
     def reserve_and_finalize(customer: str = "plain") -> None:
@@ -86,6 +86,7 @@ def measure(kind: str, store: Store) -> dict[str, Any]:
         "controlled_track": lambda: billing.track("ctl", "controlled", value=3),
         "busy_track": lambda: billing.track("busy", "tokens", value=3),
         "busy_lock_finalize": lambda: reserve_and_finalize("busy"),
+        "busy_controlled_track": lambda: billing.track("busy-ctl", "controlled", value=3),
     }
     for call in calls.values():
         for _ in range(100):
@@ -99,6 +100,9 @@ def measure(kind: str, store: Store) -> dict[str, Any]:
     figures["busy_track_ratio"] = figures["busy_track"]["p50_us"] / figures["track"]["p50_us"]
     figures["busy_lock_finalize_ratio"] = (
         figures["busy_lock_finalize"]["p50_us"] / figures["lock_finalize"]["p50_us"]
+    )
+    figures["busy_controlled_track_ratio"] = (
+        figures["busy_controlled_track"]["p50_us"] / figures["controlled_track"]["p50_us"]
     )
     billing.close()
     return figures
@@ -300,7 +304,9 @@ def main(kinds: list[str]) -> None:
         print(
             f"  {kind:<9} track {f['busy_track']['p50_us']:.1f}us"
             f" ({f['busy_track_ratio']:.2f}x), lock+finalize"
-            f" {f['busy_lock_finalize']['p50_us']:.1f}us ({f['busy_lock_finalize_ratio']:.2f}x)"
+            f" {f['busy_lock_finalize']['p50_us']:.1f}us ({f['busy_lock_finalize_ratio']:.2f}x),"
+            f" track under controls {f['busy_controlled_track']['p50_us']:.1f}us"
+            f" ({f['busy_controlled_track_ratio']:.2f}x)"
         )
     for kind in kinds:
         if "raw_floor" not in out[kind]:

@@ -197,7 +197,7 @@ def release_expired(unit: Unit, state: CustomerState, *, record: bool) -> Custom
             unit.tx.put_pending(index_record(state, lk, "expired", now))
     cs = state.control_state
     if cs.lock_due is not None and cs.lock_due <= now:
-        state = replace(state, control_state=replace(cs, lock_due=cs.next_expiry))
+        state = replace(state, control_state=cs.with_lock_due(cs.next_expiry))
     return state
 
 
@@ -222,4 +222,4 @@ def forget_entity(state: CustomerState, entity_id: str) -> CustomerState:
     windows = tuple(w for w in cs.windows if w.entity_id != entity_id)
     if len(windows) == len(cs.windows):
         return state
-    return replace(state, control_state=replace(cs, windows=windows))
+    return replace(state, control_state=cs.with_windows(windows))

@@ -278,4 +278,4 @@ class Controlled:
             changed = True
         if not changed:
             return state
-        return replace(state, control_state=attrs.evolve(cs, windows=tuple(windows.values())))
+        return replace(state, control_state=cs.with_windows(tuple(windows.values())))

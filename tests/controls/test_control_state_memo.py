@@ -3,12 +3,15 @@ to the states made from it: always what the same state computes afresh."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from unittest import mock
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from autumn_core import control_state
 from autumn_core.control_state import ControlState, LockState, LockTake
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -36,7 +39,12 @@ def lock(n: int, takes: list[tuple[str, str, Decimal, Decimal]]) -> LockState:
     )
 
 
-_amount = st.decimals(min_value=0, max_value=10**6, places=2, allow_nan=False)
+#: Amounts of several spellings (a total's exponent is the smallest of what it sums).
+_amount = st.one_of(
+    st.decimals(min_value=0, max_value=10**6, places=2, allow_nan=False),
+    st.integers(0, 10**6).map(Decimal),
+    st.sampled_from([Decimal("5.55"), Decimal("1E+1"), Decimal("0.125"), Decimal("3.0")]),
+)
 _take = st.tuples(st.sampled_from(ROWS), st.sampled_from(["tokens", "credits"]), _amount, _amount)
 #: An open (a lock with these takes) or, a quarter of the time, a settle of the i-th lock
 #: still open: enough opens to pass the few locks that are looked up by a scan.
@@ -47,33 +55,64 @@ _step = st.tuples(
 )
 
 
+def spelled(held: Mapping[tuple[str, str], Decimal]) -> dict[tuple[str, str], str]:
+    """Totals as they print: ``100`` and ``100.00`` are equal, not the same output."""
+    return {key: str(total) for key, total in held.items()}
+
+
 @settings(max_examples=300, deadline=None)
-@given(st.lists(_step, max_size=60), st.booleans())
+@given(
+    st.lists(_step, max_size=60),
+    st.sampled_from(["every step", "first, then every step", "at the end only"]),
+    st.sampled_from([0, control_state.FEW_LOCKS]),
+)
 def test_kept_values_match_a_fresh_state_after_any_opens_and_settles(
-    steps: list[tuple[str, list[tuple[str, str, Decimal, Decimal]], int]], look_first: bool
+    steps: list[tuple[str, list[tuple[str, str, Decimal, Decimal]], int]],
+    looks: str,
+    few: int,
 ) -> None:
-    """Given any run of locks opened and settled, each step made from the one before, then
-    every state answers ``held()`` and ``lock(id)`` exactly as the same state built anew (with
-    nothing kept), whether or not the state before it had computed them."""
-    cs = ControlState()
-    opened: list[str] = []
-    settled: list[str] = []
-    for n, (kind, takes, pick) in enumerate(steps):
-        if look_first:
-            cs.held()
-            cs.lock("lk0")
-        if kind == "open":
-            cs = cs.opened(lock(n, takes))
-            opened.append(f"lk{n}")
-        elif opened:
-            settled.append(opened.pop(pick % len(opened)))
-            cs = cs.without(settled[-1])
-        expected = fresh(cs)
-        assert cs.held() == expected.held()
-        assert all(v != 0 for v in cs.held().values())
-        for lock_id in [*opened, *settled, "lk-unknown"]:
-            assert cs.lock(lock_id) is expected.lock(lock_id)
-        assert [lk.id for lk in cs.locks] == opened
+    """Given any run of locks opened and settled, each step made from the one before (or with
+    windows or a due hint replaced), then every state answers ``held()`` (to the spelling) and
+    ``lock(id)`` exactly as the same state built anew with nothing kept, whether the states
+    before it had computed them or not; also with every lock looked up through what is kept
+    (``few`` 0)."""
+    with mock.patch.object(control_state, "FEW_LOCKS", few):
+        cs = ControlState()
+        opened: list[str] = []
+        settled: list[str] = []
+        for n, (kind, takes, pick) in enumerate(steps):
+            if looks == "first, then every step":
+                cs.held()
+                cs.lock("lk0")
+            if kind == "open":
+                cs = cs.opened(lock(n, takes))
+                opened.append(f"lk{n}")
+            elif opened:
+                settled.append(opened.pop(pick % len(opened)))
+                cs = cs.without(settled[-1])
+            if pick % 7 == 0:
+                cs = cs.with_windows(cs.windows).with_lock_due(cs.lock_due)
+            if looks != "at the end only":
+                check(cs, opened, settled)
+        check(cs, opened, settled)
+
+
+def summed(cs: ControlState) -> dict[tuple[str, str], Decimal]:
+    """What the locks hold, summed the plain way: every take, in order, from zero."""
+    out: dict[tuple[str, str], Decimal] = {}
+    for lk in cs.locks:
+        for t in lk.takes:
+            out[(t.row_id, t.feature_id)] = out.get((t.row_id, t.feature_id), Decimal(0)) + t.total
+    return {key: total for key, total in out.items() if total}
+
+
+def check(cs: ControlState, opened: list[str], settled: list[str]) -> None:
+    expected = fresh(cs)
+    assert spelled(cs.held()) == spelled(expected.held()) == spelled(summed(cs))
+    assert all(v != 0 for v in cs.held().values())
+    for lock_id in [*opened, *settled, "lk-unknown"]:
+        assert cs.lock(lock_id) is expected.lock(lock_id)
+    assert [lk.id for lk in cs.locks] == opened
 
 
 def test_held_sums_every_take_of_a_row_by_its_feature() -> None:

@@ -10,11 +10,15 @@ import pytest
 
 from autumn_core import (
     Autumn,
+    Catalog,
     Conflict,
+    Feature,
     InvalidRequest,
+    Item,
     LockExpired,
     LockNotFound,
     ManualClock,
+    Product,
 )
 from autumn_core.app.holds import lock_key
 from tests.conftest import T0
@@ -395,3 +399,65 @@ def test_bc5_many_locks_open_at_once_hold_and_settle_exactly(u1: Autumn) -> None
     # and a track beside them leaves the held amount as it is
     u1.track("u1", "tokens", value="1.5")
     assert (remaining(u1), held(u1)) == (Decimal(860), Decimal(100))
+
+
+def test_bc5_many_locks_are_held_where_they_draw_entities_and_credits(
+    clock: ManualClock, new_store: Any
+) -> None:
+    """Given per-seat tokens and a credit pool, and 15 locks open at once (6 on seat-1's
+    tokens, 4 on seat-2's, 5 on images drawn from credits), then each subject shows held only
+    what was taken from rows it sees, and credits show the images' holds, exactly; after some
+    settle, the same."""
+    catalog = Catalog(
+        features=[
+            Feature.allocated("seats"),
+            Feature.metered("tokens"),
+            Feature.metered("images"),
+            Feature.credit_system("credits", costs={"images": 2}),
+        ],
+        products=[
+            Product(
+                "team",
+                default=True,
+                items=[
+                    Item.feature("seats", included=10),
+                    Item.feature("tokens", included=100, reset="month", per_entity="seats"),
+                    Item.feature("credits", included=1000, reset="month"),
+                ],
+            )
+        ],
+    )
+    billing = Autumn(catalog, store=new_store(), clock=clock)
+    billing.customers.create("u1")
+    for seat in ("seat-1", "seat-2"):
+        billing.entities.create("u1", seat, "seats")
+    for n in range(6):
+        billing.check(
+            "u1", "tokens", required_balance=5, entity_id="seat-1", lock={"lock_id": f"a{n}"}
+        )
+    for n in range(4):
+        billing.check(
+            "u1", "tokens", required_balance=5, entity_id="seat-2", lock={"lock_id": f"b{n}"}
+        )
+    for n in range(5):
+        billing.check("u1", "images", required_balance=3, lock={"lock_id": f"img{n}"})
+
+    def shown(entity: str | None, feature: str) -> tuple[Decimal, Decimal]:
+        subject: Any = (
+            billing.customers.get("u1") if entity is None else billing.entities.get("u1", entity)
+        )
+        balance = subject.features[feature]
+        return Decimal(balance.held), Decimal(balance.remaining)
+
+    assert shown("seat-1", "tokens") == (Decimal(30), Decimal(70))
+    assert shown("seat-2", "tokens") == (Decimal(20), Decimal(80))
+    assert shown(None, "tokens") == (Decimal(50), Decimal(150))
+    assert shown(None, "credits") == (Decimal(30), Decimal(970))
+    # when half settle: seat-1's first three confirmed at 1, one image released
+    for n in range(3):
+        billing.balances.finalize(f"a{n}", "confirm", override_value=1)
+    billing.balances.finalize("img0", "release")
+    assert shown("seat-1", "tokens") == (Decimal(15), Decimal(82))
+    assert shown("seat-2", "tokens") == (Decimal(20), Decimal(80))
+    assert shown(None, "tokens") == (Decimal(35), Decimal(162))
+    assert shown(None, "credits") == (Decimal(24), Decimal(976))
