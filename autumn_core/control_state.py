@@ -111,14 +111,12 @@ class ControlState:
         """This state with the lock ``lock_id`` gone (settled), and ``windows`` when given.
 
         What is kept is carried: the lock index without it, the held totals less its takes."""
-        gone = self.lock(lock_id)
         locks = self.locks
-        if gone is None:
-            rest = locks
-        elif len(locks) == 1:
-            rest = ()
-        else:
-            rest = tuple(lk for lk in locks if lk is not gone)
+        if len(locks) == 1 and locks[0].id == lock_id:
+            # The last lock (most settles): nothing is left to keep.
+            return ControlState((), self.windows if windows is None else windows, self.lock_due)
+        gone = self.lock(lock_id)
+        rest = locks if gone is None else tuple(lk for lk in locks if lk is not gone)
         new = ControlState(rest, self.windows if windows is None else windows, self.lock_due)
         index = self.__dict__.get(_BY_ID)
         if index is not None:

@@ -180,27 +180,27 @@ def held_of(state: CustomerState, feature_id: str, entity_id: str | None) -> Dec
     """What open locks hold of ``feature_id`` in the rows the subject sees (``with_held`` of
     one feature)."""
     cs = state.control_state
+    rows = state.rows
     if len(cs.locks) > FEW_LOCKS:
         # Many locks open: their totals by row, kept on the control state.
-        parts = [(rid, amount) for (rid, fid), amount in cs.held().items() if fid == feature_id]
+        parts: Iterable[tuple[str, Decimal]] = [
+            (rid, amount) for (rid, fid), amount in cs.held().items() if fid == feature_id
+        ]
     else:
         parts = [
             (t.row_id, t.total) for lk in cs.locks for t in lk.takes if t.feature_id == feature_id
         ]
     held = ZERO
-    rows = state.rows
-    by_id: dict[str, RowState] | None = None
+    by_id = {r.id: r for r in rows} if len(rows) > _FEW_ROWS else None
     for rid, amount in parts:
-        row = None
-        if len(rows) <= _FEW_ROWS:
+        if by_id is not None:
+            row = by_id.get(rid)
+        else:
+            row = None
             for r in rows:
                 if r.id == rid:
                     row = r
                     break
-        else:
-            if by_id is None:
-                by_id = {r.id: r for r in rows}
-            row = by_id.get(rid)
         if row is not None and sees(row, entity_id):
             held = held + amount
     return held
