@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 
-from autumn_core.values import arithmetic
+from autumn_core.values import PRECISION, arithmetic
 
 ZERO = Decimal(0)
 
@@ -227,8 +227,16 @@ class _Held:
                     totals.pop(key, None)  # as a fresh sum shows it: nothing held
                     continue
                 least = min(0, *counts)  # a fresh sum starts from ZERO
-                if total.as_tuple().exponent != least:
-                    total = total.quantize(Decimal((0, (1,), least)))
+                spelled = total.as_tuple()
+                exponent = spelled.exponent
+                assert isinstance(exponent, int)
+                # Spelled back to ``least`` only when that is exact and fits the precision: a
+                # total already rounded (takes of ~PRECISION digits) stays as the sum rounded
+                # it, as a fresh sum would.
+                if exponent != least and len(spelled.digits) + exponent - least <= PRECISION:
+                    respelled = total.quantize(Decimal((0, (1,), least)))
+                    if respelled == total:
+                        total = respelled
                 totals[key] = total
         return _Held(totals, exponents)
 

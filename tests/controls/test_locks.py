@@ -21,6 +21,7 @@ from autumn_core import (
     Product,
 )
 from autumn_core.app.holds import lock_key
+from autumn_core.values import arithmetic
 from tests.conftest import T0
 
 
@@ -461,3 +462,48 @@ def test_bc5_many_locks_are_held_where_they_draw_entities_and_credits(
     assert shown("seat-2", "tokens") == (Decimal(20), Decimal(80))
     assert shown(None, "tokens") == (Decimal(35), Decimal(162))
     assert shown(None, "credits") == (Decimal(24), Decimal(976))
+
+
+def test_bc5_many_locks_beside_holds_of_sixty_digits(clock: ManualClock, new_store: Any) -> None:
+    """Given holds whose takes have the engine's full precision (images drawn from credits at
+    a third of a credit each, overflowing), and then more locks than a customer's few, then
+    every lock opens, and what is held is the plain sum of the takes, spelled as it sums."""
+    catalog = Catalog(
+        features=[
+            Feature.metered("images"),
+            Feature.metered("tokens"),
+            Feature.credit_system("credits", costs={"images": 3}),
+        ],
+        products=[
+            Product(
+                "free",
+                default=True,
+                items=[
+                    Item.feature("images", included=1, reset="month"),
+                    Item.feature("tokens", included=1000, reset="month"),
+                    Item.feature("credits", included=1, reset="month"),
+                ],
+            )
+        ],
+    )
+    billing = Autumn(catalog, store=new_store(), clock=clock)
+    billing.customers.create("u1")
+    for lock_id, amount in (("i1", 2), ("i2", 100)):
+        overflow = {"lock_id": lock_id, "overage_behavior": "overflow"}
+        assert billing.check("u1", "images", required_balance=amount, lock=overflow).allowed
+    for n in range(8):
+        assert billing.check("u1", "tokens", required_balance=1, lock={"lock_id": f"t{n}"}).allowed
+    assert Decimal(billing.customers.get("u1").features["tokens"].held) == Decimal(8)
+    with billing.store.transaction(write=False) as tx:
+        pk = tx.customer_pk("u1")
+        assert pk is not None
+        state = tx.load_customer(pk)
+    assert state is not None
+    plain: dict[tuple[str, str], Decimal] = {}
+    with arithmetic():  # the engine's precision
+        for lk in state.control_state.locks:
+            for t in lk.takes:
+                key = (t.row_id, t.feature_id)
+                plain[key] = plain.get(key, Decimal(0)) + t.total
+    kept = state.control_state.held()
+    assert {k: str(v) for k, v in kept.items()} == {k: str(v) for k, v in plain.items() if v}
