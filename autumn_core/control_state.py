@@ -112,12 +112,14 @@ class ControlState:
 
         What is kept is carried: the lock index without it, the held totals less its takes."""
         locks = self.locks
+        if windows is None:
+            windows = self.windows
         if len(locks) == 1 and locks[0].id == lock_id:
             # The last lock (most settles): nothing is left to keep.
-            return ControlState((), self.windows if windows is None else windows, self.lock_due)
+            return ControlState((), windows, self.lock_due)
         gone = self.lock(lock_id)
         rest = locks if gone is None else tuple(lk for lk in locks if lk is not gone)
-        new = ControlState(rest, self.windows if windows is None else windows, self.lock_due)
+        new = ControlState(rest, windows, self.lock_due)
         index = self.__dict__.get(_BY_ID)
         if index is not None:
             if gone is not None:
@@ -159,8 +161,8 @@ class ControlState:
 
     def held(self) -> Mapping[tuple[str, str], Decimal]:
         """What the open locks hold, by (row id, the row's feature id): their takes summed.
-        Kept on this (immutable) state once computed, and carried to the state ``opened`` or
-        ``without`` make from it, so that a customer with many locks open pays for them once,
+        Kept on this (immutable) state once computed, and carried to the states ``opened``,
+        ``without``, ``with_windows`` and ``with_lock_due`` make from it, so that a customer with many locks open pays for them once,
         not on every balance it shows."""
         held: _Held | None = self.__dict__.get(_HELD)
         if held is None:
@@ -228,12 +230,12 @@ class _Held:
                     continue
                 least = min(0, *counts)  # a fresh sum starts from ZERO
                 spelled = total.as_tuple()
-                exponent = spelled.exponent
-                assert isinstance(exponent, int)
+                now = spelled.exponent
+                assert isinstance(now, int)
                 # Spelled back to ``least`` only when that is exact and fits the precision: a
                 # total already rounded (takes of ~PRECISION digits) stays as the sum rounded
                 # it, as a fresh sum would.
-                if exponent != least and len(spelled.digits) + exponent - least <= PRECISION:
+                if now != least and len(spelled.digits) + now - least <= PRECISION:
                     respelled = total.quantize(Decimal((0, (1,), least)))
                     if respelled == total:
                         total = respelled

@@ -82,13 +82,9 @@ def controls_alone_changed(change: CustomerChange) -> bool:
     )
 
 
-def controls_data(state: CustomerState) -> dict[str, Any]:
-    """The customer's control state as JSON-ready data, without the fields at their default."""
-    return codec.controls_doc(state.control_state)
-
-
 def controls_text(state: CustomerState) -> str:
-    """``controls_data`` as JSON text (``codec.controls_text``)."""
+    """The customer's control state as JSON text, without the fields at their default
+    (``codec.controls_text``)."""
     return codec.controls_text(state.control_state)
 
 
@@ -164,7 +160,6 @@ __all__ = [
     "changes_of",
     "child_rows",
     "controls_alone_changed",
-    "controls_data",
     "controls_text",
     "email_lower",
     "extras",
