@@ -162,8 +162,8 @@ class ControlState:
     def held(self) -> Mapping[tuple[str, str], Decimal]:
         """What the open locks hold, by (row id, the row's feature id): their takes summed.
         Kept on this (immutable) state once computed, and carried to the states ``opened``,
-        ``without``, ``with_windows`` and ``with_lock_due`` make from it, so that a customer with many locks open pays for them once,
-        not on every balance it shows."""
+        ``without``, ``with_windows`` and ``with_lock_due`` make from it, so that a customer
+        with many locks open pays for them once, not on every balance it shows."""
         held: _Held | None = self.__dict__.get(_HELD)
         if held is None:
             held = self.__dict__[_HELD] = _NO_HELD.changed(
