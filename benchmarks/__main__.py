@@ -249,6 +249,19 @@ FIGURES: dict[str, list[Figure]] = {
     ]
     + [
         _t(
+            f"{name}_lz4_postgres",
+            f"{label} beside 100 open locks on postgres, heads in lz4, p50",
+            f"postgres.{name}.p50_us",
+            f"postgres.pglz_{name}.p50_us",
+            "the same with heads in pglz (schema 2)",
+        )
+        for name, label in (
+            ("busy_lock_finalize", "check with lock + finalize"),
+            ("busy_controlled_track", "track under billing controls"),
+        )
+    ]
+    + [
+        _t(
             f"raw_receipt_pair_{store}",
             f"raw floor: hold + settle with a lock receipt on {store} p50",
             f"{store}.raw_floor.receipt_pair_p50_us",

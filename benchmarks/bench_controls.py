@@ -57,28 +57,37 @@ def catalog() -> Catalog:
     )
 
 
-def measure(kind: str, store: Store) -> dict[str, Any]:
-    billing = Autumn(catalog(), store=store, clock=ManualClock())
-    billing.customers.create("plain")
-    limited: dict[str, Any] = {
-        "usage_limits": [{"feature_id": "controlled", "limit": BIG, "interval": "day"}],
-        "spend_limits": [{"feature_id": "controlled", "enabled": True, "overage_limit": 10}],
-        "usage_alerts": [
-            {"feature_id": "controlled", "threshold": 99, "threshold_type": "usage_percentage"}
-        ],
-    }
-    billing.customers.create("ctl", billing_controls=limited)
+LIMITED: dict[str, Any] = {
+    "usage_limits": [{"feature_id": "controlled", "limit": BIG, "interval": "day"}],
+    "spend_limits": [{"feature_id": "controlled", "enabled": True, "overage_limit": 10}],
+    "usage_alerts": [
+        {"feature_id": "controlled", "threshold": 99, "threshold_type": "usage_percentage"}
+    ],
+}
+
+
+def _busy(billing: Autumn) -> None:
+    """The customers with OPEN_LOCKS locks open: "busy" (plain), "busy-ctl" (controlled)."""
     billing.customers.create("busy")
-    billing.customers.create("busy-ctl", billing_controls=limited)
+    billing.customers.create("busy-ctl", billing_controls=LIMITED)
     for i in range(OPEN_LOCKS):
         billing.check("busy", "tokens", required_balance=1, lock={"lock_id": f"open-{i}"})
         billing.check("busy-ctl", "controlled", required_balance=1, lock={"lock_id": f"ctl-{i}"})
+
+
+def measure(kind: str, store: Store, pglz: Store | None = None) -> dict[str, Any]:
+    """``pglz``: a PostgreSQL store whose customer heads are compressed as before schema 3
+    (pglz): its busy calls are timed beside the store's own (lz4)."""
+    billing = Autumn(catalog(), store=store, clock=ManualClock())
+    billing.customers.create("plain")
+    billing.customers.create("ctl", billing_controls=LIMITED)
+    _busy(billing)
     ids = itertools.count()
 
-    def reserve_and_finalize(customer: str = "plain") -> None:
+    def reserve_and_finalize(customer: str = "plain", on: Autumn = billing) -> None:
         lock_id = f"l{next(ids)}"
-        billing.check(customer, "tokens", required_balance=5, lock={"lock_id": lock_id})
-        billing.balances.finalize(lock_id, "confirm", override_value=3)
+        on.check(customer, "tokens", required_balance=5, lock={"lock_id": lock_id})
+        on.balances.finalize(lock_id, "confirm", override_value=3)
 
     calls: dict[str, Callable[[], object]] = {
         "track": lambda: billing.track("plain", "tokens", value=3),
@@ -88,6 +97,15 @@ def measure(kind: str, store: Store) -> dict[str, Any]:
         "busy_lock_finalize": lambda: reserve_and_finalize("busy"),
         "busy_controlled_track": lambda: billing.track("busy-ctl", "controlled", value=3),
     }
+    old: Autumn | None = None
+    if pglz is not None:
+        old = Autumn(catalog(), store=pglz, clock=ManualClock())
+        _busy(old)
+        before = old
+        calls["pglz_busy_lock_finalize"] = lambda: reserve_and_finalize("busy", before)
+        calls["pglz_busy_controlled_track"] = lambda: before.track(
+            "busy-ctl", "controlled", value=3
+        )
     for call in calls.values():
         for _ in range(100):
             call()
@@ -104,6 +122,12 @@ def measure(kind: str, store: Store) -> dict[str, Any]:
     figures["busy_controlled_track_ratio"] = (
         figures["busy_controlled_track"]["p50_us"] / figures["controlled_track"]["p50_us"]
     )
+    if old is not None:
+        for name in ("busy_lock_finalize", "busy_controlled_track"):
+            figures[f"{name}_lz4_vs_pglz"] = (
+                figures[name]["p50_us"] / figures[f"pglz_{name}"]["p50_us"]
+            )
+        old.close()
     billing.close()
     return figures
 
@@ -266,6 +290,19 @@ def _interleaved(
     }
 
 
+def pglz_store(cluster: Any) -> Store:
+    """A PostgreSQL store whose customer heads TOAST with pglz, as before schema 3."""
+    import psycopg
+
+    from autumn_postgres import PostgresStore
+
+    url = cluster.create_database("bench_pglz")
+    store = PostgresStore(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE autumn_customers ALTER COLUMN head SET COMPRESSION pglz")
+    return store
+
+
 def main(kinds: list[str]) -> None:
     out: dict[str, Any] = {"target_lock_finalize_ratio": 2.0}
     with tempfile.TemporaryDirectory() as tmp:
@@ -285,7 +322,7 @@ def main(kinds: list[str]) -> None:
 
                 with pg_cluster() as cluster:
                     url = cluster.create_database("bench")
-                    out[kind] = measure(kind, PostgresStore(url))
+                    out[kind] = measure(kind, PostgresStore(url), pglz_store(cluster))
                     out[kind]["raw_floor"] = raw_floor_pg(url)
     path = write("controls", out)
     print(
@@ -317,6 +354,13 @@ def main(kinds: list[str]) -> None:
             f" {raw['bare_pair_p50_us']:.1f}us ({raw['bare_pair_ratio']:.2f}x),"
             f" with a lock receipt {raw['receipt_pair_p50_us']:.1f}us"
             f" ({raw['receipt_pair_ratio']:.2f}x)"
+        )
+    if "postgres" in out and "busy_lock_finalize_lz4_vs_pglz" in out["postgres"]:
+        f = out["postgres"]
+        print(
+            "postgres heads in lz4 over pglz, beside 100 open locks: lock+finalize"
+            f" {f['busy_lock_finalize_lz4_vs_pglz']:.2f}x, track under controls"
+            f" {f['busy_controlled_track_lz4_vs_pglz']:.2f}x"
         )
     print(f"written to {path}")
 

@@ -250,8 +250,29 @@ V1: tuple[str, ...] = (
     """,
 )
 
+#: Version 3: a customer's head is TOASTed with lz4, not pglz. A head grows with what the
+#: customer has open (a few hundred bytes per open lock), and every reservation, settlement and
+#: usage-window count rewrites it: beside 100 open locks (a ~35 KB head) lz4 made a
+#: reservation + finalize and a usage-limited track 16% cheaper (benchmarks/README.md).
+#: Only values written from now on are compressed so (no rewrite, a brief lock on the table);
+#: readers, including processes of the previous release, read both. A server built without lz4
+#: (or older than 14) keeps pglz.
+V3: tuple[str, ...] = (
+    """
+    DO $$
+    BEGIN
+        IF current_setting('server_version_num')::int >= 140000 THEN
+            EXECUTE 'ALTER TABLE autumn_customers ALTER COLUMN head SET COMPRESSION lz4';
+        END IF;
+    EXCEPTION WHEN feature_not_supported THEN
+        NULL;
+    END
+    $$
+    """,
+)
+
 #: ``MIGRATIONS[i]`` takes a database from version ``i`` to ``i + 1``.
-MIGRATIONS: list[tuple[str, ...]] = [V1, OUTBOX_V2]
+MIGRATIONS: list[tuple[str, ...]] = [V1, OUTBOX_V2, V3]
 
 
 def current_version() -> int:
@@ -266,5 +287,6 @@ __all__ = [
     "MIGRATION_LOCK_KEY",
     "OUTBOX_V2",
     "V1",
+    "V3",
     "current_version",
 ]

@@ -114,6 +114,48 @@ def test_a_new_step_is_applied_on_the_next_open(
     assert [v for v, _ in migrations(pg_url)] == list(range(1, len(steps) + 1))
 
 
+def test_a_head_is_written_with_lz4_and_read_back_exactly(pg_url: str) -> None:
+    """Given a fresh database (schema 3), when a customer opens 60 locks (a head of ~20 KB, so
+    TOASTed), then the head column compresses with lz4, the stored head is lz4-compressed, and
+    a store that did not write it reads back the same open locks, held amounts and balance."""
+    store = PostgresStore(pg_url)
+    billing = autumn_core.Autumn(_metered_catalog(), store=store)
+    try:
+        billing.customers.create("busy")
+        for i in range(60):
+            assert billing.check(
+                "busy", "messages", required_balance="0.5", lock={"lock_id": f"job-{i}"}
+            ).allowed
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            method = conn.execute(
+                "SELECT attcompression FROM pg_attribute"
+                " WHERE attrelid = 'autumn_customers'::regclass AND attname = 'head'"
+            ).fetchone()
+            stored = conn.execute(
+                "SELECT pg_column_compression(head), octet_length(head::text)"
+                " FROM autumn_customers WHERE id = 'busy'"
+            ).fetchone()
+        assert method == ("l",)
+        assert stored is not None and stored[0] == "lz4" and stored[1] > 10_000, stored
+        other = autumn_core.Autumn(_metered_catalog(), store=PostgresStore(pg_url, cache_size=0))
+        try:
+            seen = other.customers.get("busy").features["messages"]
+            assert (Decimal(seen.held), Decimal(seen.remaining)) == (
+                Decimal(30),
+                Decimal(10**9 - 30),
+            )
+            with other.store.transaction(write=False) as tx:
+                pk = tx.customer_pk("busy")
+                assert pk is not None
+                loaded = tx.load_customer(pk)
+            assert loaded is not None
+            assert [lk.id for lk in loaded.control_state.locks] == [f"job-{i}" for i in range(60)]
+        finally:
+            other.close()
+    finally:
+        billing.close()
+
+
 def test_a_newer_schema_is_refused(pg_url: str) -> None:
     """Given a database migrated by a newer autumn_postgres, when this one opens it, then it
     refuses with a StoreError that says so, and changes nothing."""
