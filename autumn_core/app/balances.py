@@ -7,6 +7,7 @@ from typing import Any
 
 import attrs
 
+from autumn_core.app import signals
 from autumn_core.app.context import new_id
 from autumn_core.app.seats import count_entities
 from autumn_core.app.unit import Unit
@@ -68,8 +69,11 @@ def set_balance(
         (c.row.granted + sum((r.amount for r in c.row.rollovers), ZERO) for c in cands), ZERO
     )
     wanted = target if remaining is not None else granted - target
+    before = state
     state = replace_rows(state, shift_total(cands, total - wanted, now))
     unit.put(state)
+    # A balance edit is a write like a track: the alerts and limits it crosses fire (BC4, BC6).
+    signals.after_change(unit, before, state, entity_id, [feature.id], candidates)
     balance = subject_balance(ctx, state, feature.id, entity_id, now)
     assert balance is not None
     return balance
@@ -118,8 +122,10 @@ def grant_balance(
         expires_at=expires,
         included=value,
     )
+    before = state
     state = attrs.evolve(state, rows=(*state.rows, row))
     state = unit.put(count_entities(unit, state, into=[row], refuse=True))  # EN2
+    signals.after_change(unit, before, state, entity_id, [feature.id], candidates)
     balance = subject_balance(ctx, state, feature.id, entity_id, now)
     assert balance is not None
     return balance
@@ -167,6 +173,7 @@ def delete_balance(
             f"the balance of {held[0].feature_id!r} is granted by product {held[0].product_id!r}:"
             " cancel the product instead"
         )
+    before = state
     gone = {r.id for r in doomed}
     usage: dict[str, Decimal] = {}
     for r in doomed:
@@ -181,3 +188,4 @@ def delete_balance(
             if used > 0 and cands and not any(r.unlimited for r in rows):
                 state = replace_rows(state, shift_total(cands, used, now))
     unit.put(state)
+    signals.after_change(unit, before, state, entity_id, list(usage), candidates)

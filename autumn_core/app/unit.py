@@ -82,7 +82,11 @@ class Unit:
         self.tx = tx
         self.write = write
         self.now: datetime = ctx.clock.now()
+        #: pk -> the customer as stored (a save's base).
         self._loaded: dict[str, CustomerState] = {}
+        #: pk -> the customer as stored with its due lazy work applied (what a write starts
+        #: from: a crossing is judged from here, TU1).
+        self._worked: dict[str, CustomerState] = {}
         self._current: dict[str, CustomerState] = {}
         #: Customers inserted since the last flush: their first products are news (EO6).
         self._born: set[str] = set()
@@ -166,6 +170,7 @@ class Unit:
             # A read applies the same lazy work as a projection that is never saved: it
             # claims, invoices and charges nothing (a read never moves money, S4).
             self._current[pk] = _installed(Unit._due_work)(self, state)
+        self._worked[pk] = self._current[pk]
         return self._current[pk]
 
     def find_pk(self, pk: str) -> CustomerState:
@@ -196,12 +201,13 @@ class Unit:
         self.tx.insert_customer(state)
         self._born.add(state.pk)
         self._loaded[state.pk] = attrs.evolve(state, version=1)
-        self._current[state.pk] = state
+        self._worked[state.pk] = self._current[state.pk] = state
         return state
 
     def forget(self, pk: str) -> None:
         self._pks.clear()
         self._loaded.pop(pk, None)
+        self._worked.pop(pk, None)
         self._current.pop(pk, None)
         self._born.discard(pk)
         self._saved.pop(pk, None)
@@ -273,13 +279,16 @@ class Unit:
                 self._products_changed(state, before.products)
             if state.billing_controls.auto_topups and (state is not before or pk in self._born):
                 born = pk in self._born
+                # Judged from the state the write started from: a reset its lazy work applied
+                # took the balance back above the threshold before the write took it below.
+                start = self._worked.get(pk, before)
                 self.armed_topups += arm(
-                    self.ctx, self.tx, None if born else before, state, self.now
+                    self.ctx, self.tx, None if born else start, state, self.now
                 )
             if state is not before:
                 change = CustomerChange.since(before, state, self._saved.get(pk, before.version))
                 self.tx.save_customer(change)
-                self._loaded[pk] = state
+                self._loaded[pk] = self._worked[pk] = state
                 self._saved[pk] = change.base_version + 1
         self._born.clear()
         if self.events:

@@ -137,6 +137,29 @@ def test_bc4_an_entity_alert_and_a_usage_limit_basis(u1: Autumn, emitted: list[A
     ]
 
 
+def test_bc4_bc6_balance_edits_signal_the_crossings_they_make(
+    u1: Autumn, emitted: list[Any], clock: ManualClock
+) -> None:
+    # given an 80 % usage alert on 1,000 tokens
+    u1.customers.update("u1", billing_controls={"usage_alerts": [ALERTS[0]]})
+    # when balances.set takes usage to 90 %, then to 100 %
+    u1.balances.set("u1", "tokens", remaining=100)
+    u1.balances.set("u1", "tokens", remaining=0)
+    # then each crossing signalled once, from the edit that made it
+    assert [a[2] for a in of(emitted, BALANCES_USAGE_ALERT_TRIGGERED)] == ["80%"]
+    assert of(emitted, BALANCES_LIMIT_REACHED) == [("u1", None, "tokens", "included")]
+    # and a track while still exhausted signals nothing more
+    u1.track("u1", "tokens", value=1)
+    assert len(of(emitted, BALANCES_LIMIT_REACHED)) == 1
+    # given a grant of 500: no longer exhausted
+    u1.balances.grant("u1", "tokens", amount=500)
+    assert u1.customers.get("u1").features["tokens"].remaining == Decimal(500)
+    # when the grant is deleted
+    u1.balances.delete("u1", "tokens", interval=None)  # the grant (the product's row resets)
+    # then the balance is exhausted again: a second crossing
+    assert of(emitted, BALANCES_LIMIT_REACHED) == [("u1", None, "tokens", "included")] * 2
+
+
 def test_bc4_bc6_signals_fire_once_under_concurrency(u1: Autumn) -> None:
     # given an alert at 50 % and 8 threads each tracking 1 message 20 times (160 > 100)
     u1.customers.update(

@@ -125,6 +125,23 @@ def test_a_declined_top_up_grants_nothing_and_is_not_retried_while_below(
     assert topup_invoices(engine)[-1] == (D("10.00"), "paid")
 
 
+def test_a_crossing_by_the_write_that_applies_a_reset_tops_up(
+    engine: Autumn, gateway: MemoryGateway, clock: ManualClock
+) -> None:
+    # given a declined top-up left the balance below the threshold (400) at the period's end
+    gateway.decline_next()
+    engine.track("ann", "credits", value=4600)
+    assert (remaining(engine), topup_invoices(engine)) == (D(400), [(D("10.00"), "void")])
+    # and the monthly reset is due (reads show 5,000; nothing has written it yet)
+    clock.advance(days=31)
+    assert remaining(engine) == D(5000)
+    # when the first write of the new period applies the reset and crosses the threshold
+    engine.track("ann", "credits", value=4600)
+    # then that crossing buys (the reset took the balance back above it first)
+    assert topup_invoices(engine)[-1] == (D("10.00"), "paid")
+    assert remaining(engine) == D(1400)
+
+
 def test_balances_set_below_the_threshold_tops_up(engine: Autumn) -> None:
     engine.balances.set("ann", "credits", remaining=100)
     assert remaining(engine) == D(1100)
