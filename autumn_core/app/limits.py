@@ -86,26 +86,29 @@ def scope_for(state: CustomerState, entity_id: str | None) -> Scope | None:
     return Scope(rules, {k: tuple(v) for k, v in limits.items()}, alerts)
 
 
-def billing_anchor(
-    rows: Sequence[RowState], feature_id: str, entity_id: str | None
-) -> datetime | None:
-    """The reset anchor of the subject's own resetting row of the feature (its billing cycle)."""
+def billing_anchor(rows: Sequence[RowState], feature_id: str, owner: str | None) -> datetime | None:
+    """The billing cycle of a window's owner (an entity, or None: the customer): the reset
+    anchor of its own resetting row of the feature, else of the first one it sees. Decided by
+    the owner, not by who counts in the window: the customer's window is shared by its
+    entities, and each of them sees other rows first; were the anchor theirs, each would find
+    the window starting elsewhere and count it from zero."""
+    seen: datetime | None = None
     for r in rows:
-        if r.feature_id == feature_id and r.reset is not None and sees(r, entity_id):
-            return r.anchor
-    return None
+        if r.feature_id == feature_id and r.reset is not None:
+            if r.entity_id == owner:
+                return r.anchor
+            if seen is None and sees(r, owner):
+                seen = r.anchor
+    return seen
 
 
 def window_used(
-    state: CustomerState,
-    limit: Limit,
-    rows: Sequence[RowState],
-    entity_id: str | None,
-    now: datetime,
+    state: CustomerState, limit: Limit, rows: Sequence[RowState], now: datetime
 ) -> tuple[datetime, datetime, Decimal]:
-    """The current window of a limit and what it has counted so far."""
+    """The current window of a limit and what it has counted so far (``rows``: the customer's
+    live rows)."""
     start, end = window_bounds(
-        limit.limit, billing_anchor(rows, limit.limit.feature_id, entity_id), now
+        limit.limit, billing_anchor(rows, limit.limit.feature_id, limit.window_entity), now
     )
     w = state.control_state.window(limit.limit.feature_id, limit.window_entity)
     return start, end, w.used if w is not None and w.start == start else ZERO
@@ -157,7 +160,7 @@ class Controlled:
         key = (lim.limit.feature_id, lim.window_entity)
         known = self.windows.get(key)
         if known is None:
-            known = window_used(self.state, lim, rows, self.entity_id, self.now)
+            known = window_used(self.state, lim, rows, self.now)
             self.windows[key] = known
         return known
 

@@ -108,7 +108,7 @@ def _blocked(
     """The limit that blocks any further use of the feature for the subject, if one does."""
     if scope is not None:
         for lim in _own_limits(scope, feature_id):
-            _, _, used = window_used(state, lim, rows, entity_id, now)
+            _, _, used = window_used(state, lim, rows, now)
             if used >= lim.limit.limit:
                 return "usage_limit"
     rules: dict[str, FeatureRule] = {} if scope is None else scope.rules
@@ -134,7 +134,7 @@ def _figures(
         if not limits:
             return None
         lim = limits[-1]  # the entity's own limit when it has one
-        _, _, used = window_used(state, lim, rows, entity_id, now)
+        _, _, used = window_used(state, lim, rows, now)
         return AlertFigures(used, lim.limit.limit - used, lim.limit.limit)
     mine = [r for r in rows if r.feature_id == fid and sees(r, entity_id) and not r.unlimited]
     if not mine:

@@ -257,7 +257,7 @@ def limit_usage(
     from autumn_core.app.limits import Limit, window_used
 
     return {
-        u.feature_id: window_used(state, Limit(u, entity_id), rows, entity_id, now)[2]
+        u.feature_id: window_used(state, Limit(u, entity_id), rows, now)[2]
         for u in controls.usage_limits
     }
 

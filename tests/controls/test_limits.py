@@ -128,6 +128,36 @@ def test_bc3_billing_cycle_windows_follow_the_reset_anchor(u1: Autumn, clock: Ma
     assert u1.check("u1", "tokens", required_balance=5).allowed
 
 
+def test_bc3_the_customers_window_is_one_whoever_counts_in_it(
+    billing: Autumn, clock: ManualClock
+) -> None:
+    # given an entity e1 with its own monthly api_calls grant anchored at 09:00, the customer's
+    # own grant anchored at 12:00, and a customer limit of 10 a day (billing-cycle windows)
+    billing.customers.create("u1")
+    billing.entities.create("u1", "e1", "seats")
+    billing.entities.create("u1", "e2", "seats")
+    billing.balances.grant("u1", "api_calls", amount=1000, reset="month", entity_id="e1")
+    clock.advance(hours=3)
+    billing.balances.grant("u1", "api_calls", amount=1000, reset="month")
+    controls(billing, usage_limits=[{"feature_id": "api_calls", "limit": 10, "interval": "day"}])
+    clock.advance(hours=1)
+    # when e2 (which sees the customer's row only) and the customer (which sees e1's row
+    # first) take turns tracking 10
+    applied = [
+        billing.track("u1", "api_calls", value=10, entity_id=eid).applied["api_calls"]
+        for eid in ("e2", None, "e2", None)
+    ]
+    # then the one window of the customer allowed 10 in all, and counts them
+    assert applied == [Decimal(10), Decimal(0), Decimal(0), Decimal(0)]
+    assert billing.customers.get("u1").limit_usage == {"api_calls": Decimal(10)}
+    assert billing.customers.get("u1").features["api_calls"].usage == Decimal(10)
+    # and the window is the customer's cycle: it ends at 12:00 the next day, not at 09:00
+    clock.set(T0 + timedelta(days=1, hours=2, minutes=59))  # 11:59
+    assert not billing.check("u1", "api_calls", entity_id="e2").allowed
+    clock.set(T0 + timedelta(days=1, hours=3))  # 12:00
+    assert billing.check("u1", "api_calls", required_balance=10, entity_id="e2").allowed
+
+
 def test_bc3_hourly_windows(u1: Autumn, clock: ManualClock) -> None:
     controls(u1, usage_limits=[{"feature_id": "tokens", "limit": 2, "interval": "hour"}])
     assert u1.track("u1", "tokens", value=3).applied["tokens"] == Decimal(2)
