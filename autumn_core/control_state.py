@@ -159,8 +159,10 @@ class ControlState:
             index = self.__dict__[_BY_ID] = {lk.id: lk for lk in locks}
         return index.get(lock_id)
 
-    def held(self) -> Mapping[tuple[str, str], Decimal]:
-        """What the open locks hold, by (row id, the row's feature id): their takes summed.
+    def held(self) -> Mapping[HeldKey, Decimal]:
+        """What the open locks hold, by (row id, the row's feature id, the row's period when
+        taken): their takes summed. A take of a period the row has left is no longer held (the
+        reset refilled the row); the period in the key lets a reader leave those out.
         Kept on this (immutable) state once computed, and carried to the states ``opened``,
         ``without``, ``with_windows`` and ``with_lock_due`` make from it, so that a customer
         with many locks open pays for them once, not on every balance it shows."""
@@ -187,8 +189,12 @@ _BY_ID = "_by_id"
 _HELD = "_held"
 
 
+#: A row's id, its feature's id, and its period (``next_reset_at``) when a hold took from it.
+HeldKey = tuple[str, str, datetime | None]
+
+
 class _Held:
-    """What open locks hold, by (row id, the row's feature id): each total spelled as a fresh
+    """What open locks hold, by (row id, the row's feature id, the row's period): each total spelled as a fresh
     sum of the takes open spells it (``Decimal`` addition keeps the smallest exponent of its
     terms, and so would a subtraction, of the term taken away), with how many takes of each
     exponent it sums."""
@@ -197,8 +203,8 @@ class _Held:
 
     def __init__(
         self,
-        totals: dict[tuple[str, str], Decimal],
-        exponents: dict[tuple[str, str], dict[int, int]],
+        totals: dict[HeldKey, Decimal],
+        exponents: dict[HeldKey, dict[int, int]],
     ) -> None:
         self.totals = totals
         self.exponents = exponents
@@ -210,7 +216,7 @@ class _Held:
         exponents = dict(self.exponents)
         with arithmetic():
             for t in takes:
-                key = (t.row_id, t.feature_id)
+                key = (t.row_id, t.feature_id, t.period)
                 amount = t.total
                 exponent = amount.as_tuple().exponent
                 assert isinstance(exponent, int)  # a total is finite
@@ -248,4 +254,12 @@ _NO_HELD = _Held({}, {})
 
 NO_STATE = ControlState()
 
-__all__ = ["FEW_LOCKS", "NO_STATE", "ControlState", "LockState", "LockTake", "UsageWindow"]
+__all__ = [
+    "FEW_LOCKS",
+    "NO_STATE",
+    "ControlState",
+    "HeldKey",
+    "LockState",
+    "LockTake",
+    "UsageWindow",
+]

@@ -7,6 +7,7 @@ from typing import Any
 import attrs
 
 from autumn_core.app.context import new_id
+from autumn_core.app.holds import lock_key
 from autumn_core.app.provisioning import attach_defaults
 from autumn_core.app.unit import Unit
 from autumn_core.errors import Conflict, CustomerNotFound, InvalidRequest, UniqueViolation
@@ -134,4 +135,8 @@ def delete_customer(unit: Unit, ref: Any) -> None:
     if state is None:
         raise CustomerNotFound(f"customer {ref!r} does not exist")
     unit.tx.delete_customer(state.pk)
+    # Its open locks go with it (their ids may be used again); a settled one is remembered as
+    # long as any lock (finalizing it is ``LockNotFound``).
+    for lk in state.control_state.locks:
+        unit.tx.delete_pending(lock_key(lk.id))
     unit.forget(state.pk)

@@ -94,7 +94,7 @@ def delete_entity(unit: Unit, customer_id: Any, entity_id: Any) -> None:
     if entity is None:
         raise EntityNotFound(f"entity {entity_id!r} does not exist for customer {state.id!r}")
     now = unit.now
-    state = forget_entity(state, entity_id)
+    state = forget_entity(unit, state, entity_id)
     cands = candidates(
         ctx, live_rows(ctx, state, now), entity.feature_id, None, customer_level_only=True
     )

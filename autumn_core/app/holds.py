@@ -26,7 +26,8 @@ from autumn_core.model import (
     with_control_state,
     with_rows_held,
 )
-from autumn_core.rules.deduction import Candidate
+from autumn_core.rules.deduction import ONE, Candidate
+from autumn_core.values import arithmetic
 
 #: ``PendingRecord.kind`` of the lock index: lock id -> customer, and the lock's status.
 LOCK_KIND = "lock"
@@ -104,39 +105,59 @@ def _give(
     return with_rows_held(state, returned, cs.without(lock_id, windows))
 
 
-def keep_part(state: CustomerState, lock: LockState, value: Decimal) -> CustomerState | None:
+def keep_part(
+    state: CustomerState, lock: LockState, value: Decimal, costs: Mapping[str, Decimal]
+) -> CustomerState | None:
     """``state`` with the lock settled at ``value`` <= what it holds: what the hold took beyond
     ``value`` is given back, the last take first (the reverse of the deduction), the windows
-    un-count it, and the lock is removed. None when the hold drew on a credit system (other
-    units): the caller then gives the hold back whole and deducts ``value`` afresh."""
+    un-count it, and the lock is removed. A take of a credit system gives back what the units
+    not used cost in it (``costs``: credits per unit of the lock's feature, by credit system).
+    A take from a row reset since is not given back (the reset refilled the row). None when a
+    take's credit system no longer prices the feature: the caller then gives the hold back
+    whole and deducts ``value`` afresh."""
     takes = lock.takes
-    if len(takes) == 1 and not lock.counted:
-        # One row held from, uncounted (what most holds are): written out.
+    own = lock.feature_id
+    back = lock.held - value
+    if len(takes) == 1 and not lock.counted and not takes[0].rollovers:
+        # One row held from, uncounted, no rollovers (what most holds are): written out.
         take = takes[0]
-        if take.feature_id != lock.feature_id:
+        if take.feature_id == own:
+            return _keep_one(state, lock.id, take, back)
+        cost = costs.get(take.feature_id)
+        if cost is None:
             return None
-        if not take.rollovers:
-            return _keep_one(state, lock.id, take, lock.held - value)
-    elif any(t.feature_id != lock.feature_id for t in takes):
-        return None
-    given = lock.held - value
-    back = given
+        with arithmetic():
+            return _keep_one(state, lock.id, take, back * cost)
     partial: list[LockTake] = []
-    for take in reversed(lock.takes):
-        if back <= 0:
-            break
-        amount = min(back, take.amount)
-        back -= amount
-        rollovers = []
-        for rid, taken in reversed(take.rollovers):
-            part = min(back, taken)
-            back -= part
-            if part:
-                rollovers.append((rid, part))
-        partial.append(
-            LockTake(take.row_id, take.feature_id, amount, tuple(reversed(rollovers)), take.period)
+    given: dict[str, Decimal] = {}
+    with arithmetic():
+        for take in reversed(takes):
+            if back <= 0:
+                break
+            fid = take.feature_id
+            cost = ONE if fid == own else costs.get(fid)
+            if cost is None:
+                return None
+            want = back if fid == own else back * cost  # in the take's units
+            amount = min(want, take.amount)
+            left = want - amount
+            rollovers = []
+            for rid, taken in reversed(take.rollovers):
+                part = min(left, taken)
+                left -= part
+                if part:
+                    rollovers.append((rid, part))
+            out = want - left
+            back -= out if fid == own else out / cost
+            given[fid] = given.get(fid, ZERO) + out
+            partial.append(
+                LockTake(take.row_id, fid, amount, tuple(reversed(rollovers)), take.period)
+            )
+        unused = lock.held - value
+        counted = tuple(
+            (fid, we, start, min(units, unused if fid == own else given.get(fid, ZERO)))
+            for fid, we, start, units in lock.counted
         )
-    counted = tuple((fid, we, start, min(units, given)) for fid, we, start, units in lock.counted)
     return _give(state, lock.id, tuple(partial), counted)
 
 
@@ -211,13 +232,15 @@ def held_total(lock: LockState) -> Decimal:
     return sum((t.total for t in lock.takes), ZERO)
 
 
-def forget_entity(state: CustomerState, entity_id: str) -> CustomerState:
+def forget_entity(unit: Unit, state: CustomerState, entity_id: str) -> CustomerState:
     """Before an entity is deleted: its holds given back (to the customer's rows it drew on)
-    and its usage windows dropped."""
+    and recorded released in the lock index (a finalize of one then answers as after a
+    release), and its usage windows dropped."""
     cs = state.control_state
     for lk in cs.locks:
         if lk.entity_id == entity_id:
             state = give_back(state, lk)
+            unit.tx.put_pending(index_record(state, lk, "released", unit.now))
     cs = state.control_state
     windows = tuple(w for w in cs.windows if w.entity_id != entity_id)
     if len(windows) == len(cs.windows):

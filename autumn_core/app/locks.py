@@ -34,6 +34,7 @@ from autumn_core.app.usage import (
     CheckArgs,
     _track_on_state,
     candidates,
+    costs_of,
     known_feature,
     replace_rows,
     subject_balance,
@@ -278,7 +279,11 @@ def finalize(unit: Unit, a: FinalizeArgs) -> FinalizeResult:
     first = tx.get_pending(key) if both is None else both(tx, key)
     if first is None:
         raise LockNotFound(f"lock {a.lock_id!r} does not exist")
-    state = unit.find_pk(first.customer_pk)  # loaded for update: finalizers of it queue here
+    # Loaded for update: finalizers of it queue here.
+    found = unit.find_pk_or_none(first.customer_pk)
+    if found is None:
+        raise LockNotFound(f"lock {a.lock_id!r} does not exist (its customer was deleted)")
+    state = found
     lk = state.control_state.lock(a.lock_id)
     if lk is None:
         # Read the index again, now that the customer's lock is ours: a finalizer that ran
@@ -300,7 +305,7 @@ def finalize(unit: Unit, a: FinalizeArgs) -> FinalizeResult:
     if a.action == "confirm":
         value = lk.held if a.override_value is None else a.override_value
         if value <= lk.held:
-            settled = keep_part(state, lk, value)
+            settled = keep_part(state, lk, value, costs_of(ctx, lk.feature_id))
     props = {**lk.properties, **a.properties, "lock_id": a.lock_id}
     if settled is not None:
         # At or below the hold: keep that much of it, give the rest back; nothing new is
@@ -322,20 +327,29 @@ def finalize(unit: Unit, a: FinalizeArgs) -> FinalizeResult:
     elif a.action == "release":
         state = unit.put(give_back(state, lk))
     else:
-        # Above the hold (or a hold of credits): give it back and deduct the value afresh.
         before = state
         mode = "overflow" if lk.overage == "overflow" else "cap"
+        if value > lk.held:
+            # Above the hold: what it took stays spent (in the period it was taken in, were a
+            # row reset since) and counted; only the rest is deducted.
+            base = with_control_state(state, state.control_state.without(lk.id))
+            deducted = value - lk.held
+        else:
+            # A credit system that no longer prices the feature: give the hold back whole.
+            base = give_back(state, lk)
+            deducted = value
         _track_on_state(
             unit,
-            give_back(state, lk),
+            base,
             [known_feature(ctx, lk.feature_id)],
-            value,
+            deducted,
             lk.entity_id,
             mode,
             props,
             now,
             event_name=None,
             signal_from=before,
+            recorded=value,
         )
         state = unit.current(state.pk)
     payload = {**first.payload, "status": _STATUS[a.action], "value": str(value)}

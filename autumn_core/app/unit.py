@@ -173,6 +173,9 @@ class Unit:
         self._worked[pk] = self._current[pk]
         return self._current[pk]
 
+    def find_pk_or_none(self, pk: str) -> CustomerState | None:
+        return self._load(pk)
+
     def find_pk(self, pk: str) -> CustomerState:
         state = self._load(pk)
         if state is None:

@@ -74,6 +74,14 @@ def pool_costs(ctx: Context, feature_id: str) -> dict[str, Decimal]:
     return out
 
 
+def costs_of(ctx: Context, feature_id: str) -> dict[str, Decimal]:
+    """``pool_costs`` of a feature, computed once per context."""
+    pools = ctx.pool_costs.get(feature_id)
+    if pools is None:
+        pools = ctx.pool_costs[feature_id] = pool_costs(ctx, feature_id)
+    return pools
+
+
 def candidates(
     ctx: Context,
     rows: Sequence[RowState],
@@ -83,9 +91,7 @@ def candidates(
     customer_level_only: bool = False,
 ) -> list[Candidate]:
     """The rows a deduction of ``feature_id`` considers, in deduction order (K2, R4, O1-O10)."""
-    pools = ctx.pool_costs.get(feature_id)
-    if pools is None:
-        pools = ctx.pool_costs[feature_id] = pool_costs(ctx, feature_id)
+    pools = costs_of(ctx, feature_id)
     found: list[Candidate] = []
     for r in rows:
         if customer_level_only and r.entity_id is not None:
@@ -434,8 +440,11 @@ def _track_on_state(
     *,
     event_name: str | None,
     signal_from: CustomerState | None = None,
+    recorded: Decimal | None = None,
 ) -> TrackResult:
-    """``signal_from``: the state signals compare with (BC6), when not ``state`` itself."""
+    """``signal_from``: the state signals compare with (BC6), when not ``state`` itself;
+    ``recorded``: the value the event records, when not ``value`` (a confirm above its hold
+    deducts only the part beyond it)."""
     ctx = unit.ctx
     now = unit.now
     applied: dict[str, Decimal] = {}
@@ -495,7 +504,7 @@ def _track_on_state(
             entity_id,
             None if event_name is not None else features[0].id,
             event_name,
-            value,
+            value if recorded is None else recorded,
             dict(properties),
             timestamp,
             now,

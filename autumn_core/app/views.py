@@ -135,7 +135,7 @@ def with_held(
         return balances
     locks = cs.locks
     if len(locks) > FEW_LOCKS:
-        fids = {fid for _, fid in cs.held()}
+        fids = {fid for _, fid, _ in cs.held()}
     else:
         fids = {t.feature_id for lk in locks for t in lk.takes}
     held = {fid: held_of(state, fid, entity_id) for fid in fids if fid in balances}
@@ -178,21 +178,27 @@ def held_balance(
 
 def held_of(state: CustomerState, feature_id: str, entity_id: str | None) -> Decimal:
     """What open locks hold of ``feature_id`` in the rows the subject sees (``with_held`` of
-    one feature)."""
+    one feature). A take from a row since reset is not held: the reset refilled the row, and
+    the take counts as spent in the period it was taken in."""
     cs = state.control_state
     rows = state.rows
     if len(cs.locks) > FEW_LOCKS:
-        # Many locks open: their totals by row, kept on the control state.
-        parts: Iterable[tuple[str, Decimal]] = [
-            (rid, amount) for (rid, fid), amount in cs.held().items() if fid == feature_id
+        # Many locks open: their totals by row and period, kept on the control state.
+        parts: Iterable[tuple[str, datetime | None, Decimal]] = [
+            (rid, period, amount)
+            for (rid, fid, period), amount in cs.held().items()
+            if fid == feature_id
         ]
     else:
         parts = [
-            (t.row_id, t.total) for lk in cs.locks for t in lk.takes if t.feature_id == feature_id
+            (t.row_id, t.period, t.total)
+            for lk in cs.locks
+            for t in lk.takes
+            if t.feature_id == feature_id
         ]
     held = ZERO
     by_id = {r.id: r for r in rows} if len(rows) > _FEW_ROWS else None
-    for rid, amount in parts:
+    for rid, period, amount in parts:
         if by_id is not None:
             row = by_id.get(rid)
         else:
@@ -201,7 +207,7 @@ def held_of(state: CustomerState, feature_id: str, entity_id: str | None) -> Dec
                 if r.id == rid:
                     row = r
                     break
-        if row is not None and sees(row, entity_id):
+        if row is not None and row.next_reset_at == period and sees(row, entity_id):
             held = held + amount
     return held
 

@@ -12,15 +12,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autumn_core import control_state
-from autumn_core.control_state import ControlState, LockState, LockTake
+from autumn_core.control_state import ControlState, HeldKey, LockState, LockTake
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 ROWS = ("r1", "r2", "r3")
+#: The periods of odd and even locks.
+P0, P1 = T0, T0 + timedelta(days=30)
 
 
 def fresh(cs: ControlState) -> ControlState:
     """The same state built anew: nothing kept on it."""
     return ControlState(cs.locks, cs.windows, cs.lock_due)
+
+
+def period_of(n: int) -> datetime:
+    """Locks of a row taken in two periods (a reset between them): held apart."""
+    return T0 + timedelta(days=30 * (n % 2))
 
 
 def lock(n: int, takes: list[tuple[str, str, Decimal, Decimal]]) -> LockState:
@@ -31,7 +38,7 @@ def lock(n: int, takes: list[tuple[str, str, Decimal, Decimal]]) -> LockState:
         Decimal(5),
         Decimal(5),
         tuple(
-            LockTake(rid, fid, amount, (("ro1", roll),) if roll else ())
+            LockTake(rid, fid, amount, (("ro1", roll),) if roll else (), period_of(n))
             for rid, fid, amount, roll in takes
         ),
         T0,
@@ -55,7 +62,7 @@ _step = st.tuples(
 )
 
 
-def spelled(held: Mapping[tuple[str, str], Decimal]) -> dict[tuple[str, str], str]:
+def spelled(held: Mapping[HeldKey, Decimal]) -> dict[HeldKey, str]:
     """Totals as they print: ``100`` and ``100.00`` are equal, not the same output."""
     return {key: str(total) for key, total in held.items()}
 
@@ -97,12 +104,13 @@ def test_kept_values_match_a_fresh_state_after_any_opens_and_settles(
         check(cs, opened, settled)
 
 
-def summed(cs: ControlState) -> dict[tuple[str, str], Decimal]:
+def summed(cs: ControlState) -> dict[HeldKey, Decimal]:
     """What the locks hold, summed the plain way: every take, in order, from zero."""
-    out: dict[tuple[str, str], Decimal] = {}
+    out: dict[HeldKey, Decimal] = {}
     for lk in cs.locks:
         for t in lk.takes:
-            out[(t.row_id, t.feature_id)] = out.get((t.row_id, t.feature_id), Decimal(0)) + t.total
+            key = (t.row_id, t.feature_id, t.period)
+            out[key] = out.get(key, Decimal(0)) + t.total
     return {key: total for key, total in out.items() if total}
 
 
@@ -117,16 +125,20 @@ def check(cs: ControlState, opened: list[str], settled: list[str]) -> None:
 
 def test_held_sums_every_take_of_a_row_by_its_feature() -> None:
     """Given two locks taking from r1 (one with a rollover) and one from r2 in credits, then
-    held() is their totals by (row, feature), exact."""
+    held() is their totals by (row, feature, period), exact."""
     cs = (
         ControlState()
         .opened(lock(1, [("r1", "tokens", Decimal("2.5"), Decimal(0))]))
         .opened(lock(2, [("r1", "tokens", Decimal("1"), Decimal("0.25"))]))
         .opened(lock(3, [("r2", "credits", Decimal("4"), Decimal(0))]))
     )
-    assert cs.held() == {("r1", "tokens"): Decimal("3.75"), ("r2", "credits"): Decimal("4")}
+    assert cs.held() == {
+        ("r1", "tokens", P1): Decimal("2.5"),
+        ("r1", "tokens", P0): Decimal("1.25"),
+        ("r2", "credits", P1): Decimal("4"),
+    }
     assert cs.without("lk2").held() == {
-        ("r1", "tokens"): Decimal("2.5"),
-        ("r2", "credits"): Decimal("4"),
+        ("r1", "tokens", P1): Decimal("2.5"),
+        ("r2", "credits", P1): Decimal("4"),
     }
     assert cs.without("lk3").without("lk1").without("lk2").held() == {}

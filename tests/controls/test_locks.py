@@ -21,6 +21,7 @@ from autumn_core import (
     Product,
 )
 from autumn_core.app.holds import lock_key
+from autumn_core.control_state import FEW_LOCKS, HeldKey
 from autumn_core.values import arithmetic
 from tests.conftest import T0
 
@@ -270,6 +271,45 @@ def test_bc7_a_confirm_below_the_hold_after_a_reset_gives_nothing_back(
     assert (remaining(u1), held(u1)) == (Decimal(1000), Decimal(0))
 
 
+@pytest.mark.parametrize(("actual", "left"), [(3, 1000), (5, 1000), (8, 997)])
+def test_bc7_a_hold_taken_before_a_reset_is_spent_in_the_old_period(
+    u1: Autumn, clock: ManualClock, actual: int, left: int
+) -> None:
+    # Given 5 held an hour before the monthly reset
+    clock.set(T0 + timedelta(days=31, hours=-1))
+    u1.check("u1", "tokens", required_balance=5, lock={"lock_id": "job-1"})
+    # When the reset has refilled the row to 1000
+    clock.set(T0 + timedelta(days=31, minutes=1))
+    # Then nothing of the new period is held: all of it can be spent
+    assert (remaining(u1), held(u1)) == (Decimal(1000), Decimal(0))
+    assert u1.check("u1", "tokens", required_balance=1000).allowed
+    # and a confirm charges the new period only what goes beyond the hold
+    done = u1.balances.finalize("job-1", "confirm", override_value=actual)
+    assert (done.held, done.value) == (Decimal(5), Decimal(actual))
+    assert (remaining(u1), held(u1)) == (Decimal(left), Decimal(0))
+    assert [e.value for e in u1.events.list("u1")] == [Decimal(actual)]
+
+
+def test_bc5_many_holds_across_a_reset_hold_only_what_the_new_period_gave(
+    u1: Autumn, clock: ManualClock
+) -> None:
+    # Given more holds than are summed afresh (their totals are kept), all before the reset
+    clock.set(T0 + timedelta(days=31, hours=-1))
+    for n in range(FEW_LOCKS + 1):
+        u1.check("u1", "tokens", required_balance=10, lock={"lock_id": f"old-{n}"})
+    assert (remaining(u1), held(u1)) == (Decimal(910), Decimal(90))
+    # When a hold is taken after the reset
+    clock.set(T0 + timedelta(days=31, minutes=1))
+    u1.check("u1", "tokens", required_balance=7, lock={"lock_id": "new"})
+    # Then only it is held, and what is left and held never exceed the grant
+    assert (remaining(u1), held(u1)) == (Decimal(993), Decimal(7))
+    assert not u1.check("u1", "tokens", required_balance=994).allowed
+    # and releasing the old holds gives nothing to the new period
+    for n in range(FEW_LOCKS + 1):
+        u1.balances.finalize(f"old-{n}", "release")
+    assert (remaining(u1), held(u1)) == (Decimal(993), Decimal(7))
+
+
 def test_bc5_reject_cap_and_overflow(u1: Autumn) -> None:
     u1.track("u1", "tokens", value=900)
     no = u1.check("u1", "tokens", required_balance=200, lock={"lock_id": "a"})
@@ -354,8 +394,28 @@ def test_bc5_deleting_an_entity_gives_its_holds_back(u1: Autumn) -> None:
     u1.check("u1", "tokens", required_balance=10, entity_id="seat-1", lock={"lock_id": "e"})
     u1.entities.delete("u1", "seat-1")
     assert (remaining(u1), held(u1)) == (Decimal(1000), Decimal(0))
-    with pytest.raises(LockExpired):
+    # and the lock answers as released: a confirm is refused, a release is one effect
+    assert lock_status(u1, "e") == "released"
+    with pytest.raises(Conflict, match="already released"):
         u1.balances.finalize("e", "confirm")
+    assert u1.balances.finalize("e", "release").replayed
+    assert (remaining(u1), held(u1)) == (Decimal(1000), Decimal(0))
+
+
+def test_bc5_deleting_a_customer_forgets_its_locks(u1: Autumn) -> None:
+    # Given an open lock and a confirmed one
+    u1.check("u1", "tokens", required_balance=10, lock={"lock_id": "open"})
+    u1.check("u1", "tokens", required_balance=10, lock={"lock_id": "done"})
+    u1.balances.finalize("done", "confirm")
+    # When the customer is deleted
+    u1.customers.delete("u1")
+    # Then neither lock can be finalized, and the open one's id is free again
+    for lock_id in ("open", "done"):
+        with pytest.raises(LockNotFound, match=lock_id):
+            u1.balances.finalize(lock_id, "release")
+    u1.customers.create("u1")
+    assert u1.check("u1", "tokens", required_balance=10, lock={"lock_id": "open"}).allowed
+    assert (remaining(u1), held(u1)) == (Decimal(990), Decimal(10))
 
 
 def test_bc5_many_locks_open_at_once_hold_and_settle_exactly(u1: Autumn) -> None:
@@ -391,11 +451,11 @@ def test_bc5_many_locks_open_at_once_hold_and_settle_exactly(u1: Autumn) -> None
     assert sorted(lk.id for lk in state.control_state.locks) == sorted(
         [*(f"job-{n}" for n in range(10, 20)), "chat-0", "chat-1"]
     )
-    [tokens] = [r.id for r in state.rows if r.feature_id == "tokens"]
-    [messages] = [r.id for r in state.rows if r.feature_id == "messages"]
+    [tokens] = [(r.id, r.next_reset_at) for r in state.rows if r.feature_id == "tokens"]
+    [messages] = [(r.id, r.next_reset_at) for r in state.rows if r.feature_id == "messages"]
     assert state.control_state.held() == {
-        (tokens, "tokens"): Decimal(100),
-        (messages, "messages"): Decimal(6),
+        (tokens[0], "tokens", tokens[1]): Decimal(100),
+        (messages[0], "messages", messages[1]): Decimal(6),
     }
     # and a track beside them leaves the held amount as it is
     u1.track("u1", "tokens", value="1.5")
@@ -499,11 +559,11 @@ def test_bc5_many_locks_beside_holds_of_sixty_digits(clock: ManualClock, new_sto
         assert pk is not None
         state = tx.load_customer(pk)
     assert state is not None
-    plain: dict[tuple[str, str], Decimal] = {}
+    plain: dict[HeldKey, Decimal] = {}
     with arithmetic():  # the engine's precision
         for lk in state.control_state.locks:
             for t in lk.takes:
-                key = (t.row_id, t.feature_id)
+                key = (t.row_id, t.feature_id, t.period)
                 plain[key] = plain.get(key, Decimal(0)) + t.total
     kept = state.control_state.held()
     assert {k: str(v) for k, v in kept.items()} == {k: str(v) for k, v in plain.items() if v}
