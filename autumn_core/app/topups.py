@@ -25,7 +25,6 @@ from autumn_core.app.topup_triggers import KIND, enabled, remaining
 from autumn_core.app.unit import Unit
 from autumn_core.catalog import Item
 from autumn_core.controls import AutoTopup, PurchaseLimit
-from autumn_core.errors import AutumnError
 from autumn_core.model import CustomerState, InvoiceRecord, PendingRecord, ProductState, RowState
 from autumn_core.outbound import BILLING_AUTO_TOPUP_FAILED, BILLING_AUTO_TOPUP_SUCCEEDED
 from autumn_core.ports import StoreTransaction
@@ -77,11 +76,13 @@ def _take(ctx: Context, key: str) -> str | None:
 def run_armed(ctx: Context, keys: list[str]) -> None:
     """Run armed top-ups after the write that armed them committed. That write succeeded, so
     a top-up that cannot run now (the provider unreachable, the store busy) does not fail it:
-    its trigger stays, and ``process_due`` runs it later."""
+    its trigger stays, and ``process_due`` runs it later. Whatever it raises (a gateway's own
+    error included): raised here, it would tell the caller that its committed write failed,
+    and a retry of it would count the usage twice."""
     for key in keys:
         try:
             run(ctx, key)
-        except AutumnError:
+        except Exception:  # the trigger stays: process_due runs it again
             continue
 
 

@@ -209,3 +209,26 @@ def test_concurrent_usage_crossing_the_threshold_buys_once(
     assert topup_invoices(engine) == [(D("10.00"), "paid")]
     assert [i.total for i in gateway.invoices.values() if i.total == 10] == [D(10)]
     assert remaining(engine) == D(1200)
+
+
+def test_a_gateway_error_during_a_top_up_does_not_fail_the_track_that_armed_it(
+    engine: Autumn, gateway: MemoryGateway, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a gateway whose charge raises an error of its own (not an AutumnError)
+    def hung_up(request: Any) -> Any:
+        raise ConnectionResetError("the provider hung up")
+
+    real = gateway.charge
+    monkeypatch.setattr(gateway, "charge", hung_up)
+    # when usage crosses the threshold
+    engine.track("ann", "credits", value=4600)
+    # then the track stands (it committed before the top-up ran) and nothing was bought
+    assert remaining(engine) == D(400)
+    assert [e.value for e in engine.events.list("ann")] == [D(4600)]
+    # and once the gateway is back, process_due buys the top-up once
+    monkeypatch.setattr(gateway, "charge", real)
+    clock.advance(minutes=30)
+    engine.process_due()
+    engine.process_due()
+    assert remaining(engine) == D(1400)
+    assert topup_invoices(engine) == [(D("10.00"), "paid")]
