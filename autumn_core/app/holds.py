@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from autumn_core.app.unit import Unit
-from autumn_core.control_state import LockState, LockTake
+from autumn_core.control_state import ControlState, LockState, LockTake
 from autumn_core.model import (
     ZERO,
     CustomerState,
@@ -26,7 +26,7 @@ from autumn_core.model import (
     with_control_state,
     with_rows_held,
 )
-from autumn_core.rules.deduction import ONE, Candidate
+from autumn_core.rules.deduction import Candidate
 from autumn_core.values import arithmetic
 
 #: ``PendingRecord.kind`` of the lock index: lock id -> customer, and the lock's status.
@@ -105,60 +105,101 @@ def _give(
     return with_rows_held(state, returned, cs.without(lock_id, windows))
 
 
-def keep_part(
-    state: CustomerState, lock: LockState, value: Decimal, costs: Mapping[str, Decimal]
-) -> CustomerState | None:
+def keep_part(state: CustomerState, lock: LockState, value: Decimal) -> CustomerState | None:
     """``state`` with the lock settled at ``value`` <= what it holds: what the hold took beyond
     ``value`` is given back, the last take first (the reverse of the deduction), the windows
-    un-count it, and the lock is removed. A take of a credit system gives back what the units
-    not used cost in it (``costs``: credits per unit of the lock's feature, by credit system).
-    A take from a row reset since is not given back (the reset refilled the row). None when a
-    take's credit system no longer prices the feature: the caller then gives the hold back
-    whole and deducts ``value`` afresh."""
+    un-count it, and the lock is removed. None when the hold drew on a credit system (other
+    units): the caller then gives the hold back whole and deducts ``value`` afresh."""
     takes = lock.takes
-    own = lock.feature_id
-    back = lock.held - value
-    if len(takes) == 1 and not lock.counted and not takes[0].rollovers:
-        # One row held from, uncounted, no rollovers (what most holds are): written out.
+    if len(takes) == 1 and not lock.counted:
+        # One row held from, uncounted (what most holds are): written out.
         take = takes[0]
-        if take.feature_id == own:
-            return _keep_one(state, lock.id, take, back)
-        cost = costs.get(take.feature_id)
-        if cost is None:
+        if take.feature_id != lock.feature_id:
             return None
-        with arithmetic():
-            return _keep_one(state, lock.id, take, back * cost)
+        if not take.rollovers:
+            return _keep_one(state, lock.id, take, lock.held - value)
+    elif any(t.feature_id != lock.feature_id for t in takes):
+        return None
+    given = lock.held - value
+    back = given
     partial: list[LockTake] = []
-    given: dict[str, Decimal] = {}
-    with arithmetic():
-        for take in reversed(takes):
-            if back <= 0:
-                break
-            fid = take.feature_id
-            cost = ONE if fid == own else costs.get(fid)
-            if cost is None:
-                return None
-            want = back if fid == own else back * cost  # in the take's units
-            amount = min(want, take.amount)
-            left = want - amount
-            rollovers = []
-            for rid, taken in reversed(take.rollovers):
-                part = min(left, taken)
-                left -= part
-                if part:
-                    rollovers.append((rid, part))
-            out = want - left
-            back -= out if fid == own else out / cost
-            given[fid] = given.get(fid, ZERO) + out
-            partial.append(
-                LockTake(take.row_id, fid, amount, tuple(reversed(rollovers)), take.period)
-            )
-        unused = lock.held - value
-        counted = tuple(
-            (fid, we, start, min(units, unused if fid == own else given.get(fid, ZERO)))
-            for fid, we, start, units in lock.counted
+    for take in reversed(lock.takes):
+        if back <= 0:
+            break
+        amount = min(back, take.amount)
+        back -= amount
+        rollovers = []
+        for rid, taken in reversed(take.rollovers):
+            part = min(back, taken)
+            back -= part
+            if part:
+                rollovers.append((rid, part))
+        partial.append(
+            LockTake(take.row_id, take.feature_id, amount, tuple(reversed(rollovers)), take.period)
         )
+    counted = tuple((fid, we, start, min(units, given)) for fid, we, start, units in lock.counted)
     return _give(state, lock.id, tuple(partial), counted)
+
+
+def keep_spent(state: CustomerState, lock: LockState, value: Decimal) -> CustomerState | None:
+    """``keep_part`` of a hold every row of which was reset since it was taken: it was spent in
+    that period, so nothing is given back and the lock is removed; the windows of the lock's
+    own feature un-count the units not used (a credit system's window keeps the credits it
+    counted). None when a row it took from was not reset (or it took nothing)."""
+    if not lock.takes or any(_unreset(state, t) for t in lock.takes):
+        return None
+    unused = lock.held - value
+    counted = tuple(
+        (fid, we, start, min(units, unused) if fid == lock.feature_id else ZERO)
+        for fid, we, start, units in lock.counted
+    )
+    return _give(state, lock.id, (), counted)
+
+
+def spent_units(state: CustomerState, lock: LockState, costs: Mapping[str, Decimal]) -> Decimal:
+    """What the takes from rows reset since the hold cover, in units of the lock's feature
+    (``costs``: credits per unit, by credit system): spent in their period. Zero when no row
+    was reset (most holds)."""
+    spent = ZERO
+    for t in lock.takes:
+        if _unreset(state, t):
+            continue
+        if t.feature_id == lock.feature_id:
+            spent += t.total
+        else:
+            cost = costs.get(t.feature_id)
+            if cost:
+                with arithmetic():
+                    spent += t.total / cost
+    return spent
+
+
+def _unreset(state: CustomerState, take: LockTake) -> bool:
+    """Whether the row of a take is there and in the period the take was taken in."""
+    for r in state.rows:
+        if r.id == take.row_id:
+            return r.next_reset_at == take.period
+    return False
+
+
+def follow_periods(
+    state: CustomerState, moved: Mapping[str, tuple[datetime | None, datetime | None]]
+) -> CustomerState:
+    """``state`` whose rows ``moved`` changed period without a reset (row id: (old, new)
+    ``next_reset_at``): the takes of open locks from them follow, so they stay held."""
+    cs = state.control_state
+    if not cs.locks:
+        return state
+    locks = []
+    for lk in cs.locks:
+        takes = tuple(
+            replace(t, period=moved[t.row_id][1])
+            if t.row_id in moved and t.period == moved[t.row_id][0]
+            else t
+            for t in lk.takes
+        )
+        locks.append(lk if takes == lk.takes else replace(lk, takes=takes))
+    return with_control_state(state, ControlState(tuple(locks), cs.windows, cs.lock_due))
 
 
 def _keep_one(state: CustomerState, lock_id: str, take: LockTake, back: Decimal) -> CustomerState:
@@ -204,14 +245,31 @@ def index_record(
     return PendingRecord(f"lock:{lock.id}", state.pk, LOCK_KIND, payload, now)  # lock_key
 
 
-def release_expired(unit: Unit, state: CustomerState, *, record: bool) -> CustomerState:
+def release_expired(
+    unit: Unit, state: CustomerState, *, record: bool, before_resets: bool = False
+) -> CustomerState:
     """Lazy work: expired holds released. ``record`` (a write that settles) also marks each
-    lock expired in the index, so finalizing it later is ``LockExpired``."""
+    lock expired in the index, so finalizing it later is ``LockExpired``. ``before_resets``:
+    only those that expired before the next reset of every row they took from (run before
+    the resets, so that a renewal neither bills nor resets what they held)."""
     cs = state.control_state
     now = unit.now
     if cs.lock_due is None and not cs.locks:
         return state
-    expired = [lk for lk in cs.locks if lk.expires_at <= now]
+    if before_resets:
+        due = cs.due
+        if due is None or due > now:
+            return state
+        expired = [
+            lk
+            for lk in cs.locks
+            if lk.expires_at <= now
+            and all(t.period is None or lk.expires_at <= t.period for t in lk.takes)
+        ]
+        if not expired:
+            return state
+    else:
+        expired = [lk for lk in cs.locks if lk.expires_at <= now]
     for lk in expired:
         state = give_back(state, lk)
         if record and now < forget_at(lk.expires_at):

@@ -18,11 +18,14 @@ from autumn_core.rules.rows import due_for_free_reset, reset_row
 
 
 def apply_due(unit: Unit, state: CustomerState) -> CustomerState:
-    """Product transitions first (renewals, trial ends, switches), then free resets and expiries,
-    then expired balance holds (BC5)."""
+    """In the order they fell due: balance holds that expired before their rows' next reset
+    (BC5), product transitions (renewals, trial ends, switches), free resets and expiries, then
+    the other expired holds (a reset since refilled their rows)."""
+    record = settles(unit)
+    state = release_expired(unit, state, record=record, before_resets=True)
     state = advance_products(unit, state)
     state = reset_free_rows(unit, state)
-    return release_expired(unit, state, record=settles(unit))
+    return release_expired(unit, state, record=record)
 
 
 def reset_free_rows(unit: Unit, state: CustomerState) -> CustomerState:

@@ -21,7 +21,6 @@ from autumn_core.controls import NO_CONTROLS, BillingControls, SpendLimit, Usage
 from autumn_core.model import ZERO, CustomerState, RowState, replace
 from autumn_core.rules.deduction import Candidate, Deduction, deduct, fits
 from autumn_core.rules.limits import FeatureRule, governed, restore, window_bounds
-from autumn_core.rules.order import sees
 
 
 @attrs.frozen
@@ -88,18 +87,19 @@ def scope_for(state: CustomerState, entity_id: str | None) -> Scope | None:
 
 def billing_anchor(rows: Sequence[RowState], feature_id: str, owner: str | None) -> datetime | None:
     """The billing cycle of a window's owner (an entity, or None: the customer): the reset
-    anchor of its own resetting row of the feature, else of the first one it sees. Decided by
-    the owner, not by who counts in the window: the customer's window is shared by its
-    entities, and each of them sees other rows first; were the anchor theirs, each would find
-    the window starting elsewhere and count it from zero."""
-    seen: datetime | None = None
+    anchor of its own resetting row of the feature; for an entity without one, of the
+    customer's; else None (calendar windows). Decided by the owner alone, not by who counts
+    in the window nor by rows that come and go with other entities: the customer's window is
+    shared by its entities, and were its anchor any entity's, a track by another or that
+    entity's deletion would find the window starting elsewhere and count it from zero."""
+    shared: datetime | None = None
     for r in rows:
         if r.feature_id == feature_id and r.reset is not None:
             if r.entity_id == owner:
                 return r.anchor
-            if seen is None and sees(r, owner):
-                seen = r.anchor
-    return seen
+            if shared is None and r.entity_id is None:
+                shared = r.anchor
+    return shared
 
 
 def window_used(

@@ -25,7 +25,9 @@ from autumn_core.app.holds import (
     give_back,
     index_record,
     keep_part,
+    keep_spent,
     lock_key,
+    spent_units,
     takes_of,
 )
 from autumn_core.app.limits import Controlled
@@ -305,7 +307,9 @@ def finalize(unit: Unit, a: FinalizeArgs) -> FinalizeResult:
     if a.action == "confirm":
         value = lk.held if a.override_value is None else a.override_value
         if value <= lk.held:
-            settled = keep_part(state, lk, value, costs_of(ctx, lk.feature_id))
+            settled = keep_part(state, lk, value)
+            if settled is None:  # a hold of credits: settled here only if all of it was spent
+                settled = keep_spent(state, lk, value)
     props = {**lk.properties, **a.properties, "lock_id": a.lock_id}
     if settled is not None:
         # At or below the hold: keep that much of it, give the rest back; nothing new is
@@ -335,9 +339,10 @@ def finalize(unit: Unit, a: FinalizeArgs) -> FinalizeResult:
             base = with_control_state(state, state.control_state.without(lk.id))
             deducted = value - lk.held
         else:
-            # A credit system that no longer prices the feature: give the hold back whole.
+            # A hold of credits: given back whole (but what rows reset since spent) and the
+            # value deducted afresh, as a track of it would (the same rounding).
             base = give_back(state, lk)
-            deducted = value
+            deducted = max(ZERO, value - spent_units(state, lk, costs_of(ctx, lk.feature_id)))
         _track_on_state(
             unit,
             base,

@@ -21,6 +21,7 @@ import attrs
 
 from autumn_core.app import billing
 from autumn_core.app.context import new_id
+from autumn_core.app.holds import follow_periods
 from autumn_core.app.provisioning import (
     activate,
     activate_successor,
@@ -249,17 +250,21 @@ def _requires_card(product: Product) -> bool:
 
 
 def align_rows(state: CustomerState, cp: ProductState) -> CustomerState:
-    """Price-backed rows renew on the product's period: their next reset is its end."""
+    """Price-backed rows renew on the product's period: their next reset is its end. The rows
+    are not reset by this: what open locks hold of them stays held (``follow_periods``)."""
     end = cp.current_period_end
-    return attrs.evolve(
+    moved = {
+        r.id: (r.next_reset_at, end)
+        for r in state.rows
+        if r.cp_id == cp.instance_id and r.renews_with_product and r.next_reset_at != end
+    }
+    if not moved:
+        return state
+    state = attrs.evolve(
         state,
-        rows=tuple(
-            attrs.evolve(r, next_reset_at=end)
-            if r.cp_id == cp.instance_id and r.renews_with_product
-            else r
-            for r in state.rows
-        ),
+        rows=tuple(attrs.evolve(r, next_reset_at=end) if r.id in moved else r for r in state.rows),
     )
+    return follow_periods(state, moved)
 
 
 def renew(unit: Unit, state: CustomerState, cp: ProductState) -> CustomerState:

@@ -158,6 +158,37 @@ def test_bc3_the_customers_window_is_one_whoever_counts_in_it(
     assert billing.check("u1", "api_calls", required_balance=10, entity_id="e2").allowed
 
 
+def test_bc3_a_customer_without_a_row_of_its_own_counts_in_calendar_windows(
+    billing: Autumn, clock: ManualClock
+) -> None:
+    # given api_calls granted to entities only (e1's anchored at 09:00, e2's at 12:00) and a
+    # customer limit of 10 a day
+    billing.customers.create("u1")
+    billing.entities.create("u1", "e1", "seats")
+    billing.entities.create("u1", "e2", "seats")
+    billing.balances.grant("u1", "api_calls", amount=1000, reset="month", entity_id="e1")
+    clock.advance(hours=3)
+    billing.balances.grant("u1", "api_calls", amount=1000, reset="month", entity_id="e2")
+    controls(billing, usage_limits=[{"feature_id": "api_calls", "limit": 10, "interval": "day"}])
+    clock.advance(hours=1)
+    assert billing.track("u1", "api_calls", value=10, entity_id="e2").applied[
+        "api_calls"
+    ] == Decimal(10)
+    # when e1 is deleted the same day
+    billing.entities.delete("u1", "e1")
+    clock.advance(minutes=5)
+    # then the customer's window still holds the 10 counted
+    assert billing.customers.get("u1").limit_usage == {"api_calls": Decimal(10)}
+    assert billing.track("u1", "api_calls", value=10, entity_id="e2").applied[
+        "api_calls"
+    ] == Decimal(0)
+    # and the window is the UTC day: it ends at midnight
+    clock.set(T0.replace(hour=23, minute=59))
+    assert not billing.check("u1", "api_calls", entity_id="e2").allowed
+    clock.set(T0.replace(hour=0) + timedelta(days=1))
+    assert billing.check("u1", "api_calls", required_balance=10, entity_id="e2").allowed
+
+
 def test_bc3_hourly_windows(u1: Autumn, clock: ManualClock) -> None:
     controls(u1, usage_limits=[{"feature_id": "tokens", "limit": 2, "interval": "hour"}])
     assert u1.track("u1", "tokens", value=3).applied["tokens"] == Decimal(2)

@@ -13,17 +13,19 @@ from autumn_core import (
     Catalog,
     Conflict,
     Feature,
+    FreeTrial,
     InvalidRequest,
     Item,
     LockExpired,
     LockNotFound,
     ManualClock,
+    Price,
     Product,
 )
 from autumn_core.app.holds import lock_key
 from autumn_core.control_state import FEW_LOCKS, HeldKey
 from autumn_core.values import arithmetic
-from tests.conftest import T0
+from tests.conftest import T0, StoreFactory
 
 
 def remaining(billing: Autumn, feature: str = "tokens", entity: str | None = None) -> Decimal:
@@ -567,3 +569,69 @@ def test_bc5_many_locks_beside_holds_of_sixty_digits(clock: ManualClock, new_sto
                 plain[key] = plain.get(key, Decimal(0)) + t.total
     kept = state.control_state.held()
     assert {k: str(v) for k, v in kept.items()} == {k: str(v) for k, v in plain.items() if v}
+
+
+def test_bc5_a_hold_across_a_trial_conversion_stays_held(
+    clock: ManualClock, new_store: StoreFactory
+) -> None:
+    # Given a 14-day trial whose end moves the row's next reset without resetting it
+    catalog = Catalog(
+        features=[Feature.metered("api_calls")],
+        products=[
+            Product(
+                "pro",
+                price=Price(20, interval="month"),
+                free_trial=FreeTrial(14, card_required=False),
+                items=[Item.priced("api_calls", included=100, price="0.01", billing="usage")],
+            )
+        ],
+    )
+    billing = Autumn(catalog, store=new_store(), clock=clock)
+    billing.customers.create("u1")
+    billing.attach("u1", "pro")
+    # and 30 held an hour before the trial ends
+    clock.set(T0 + timedelta(days=14, hours=-1))
+    billing.check("u1", "api_calls", required_balance=30, lock={"lock_id": "a"})
+    # When the trial has converted
+    clock.set(T0 + timedelta(days=14, hours=1))
+    # Then the 30 are still held, and a release gives them back
+    assert (remaining(billing, "api_calls"), held(billing, "api_calls")) == (
+        Decimal(70),
+        Decimal(30),
+    )
+    billing.balances.finalize("a", "release")
+    assert (remaining(billing, "api_calls"), held(billing, "api_calls")) == (
+        Decimal(100),
+        Decimal(0),
+    )
+
+
+def test_bc5_a_hold_that_expired_before_a_renewal_is_neither_billed_nor_lost(
+    billing: Autumn, clock: ManualClock
+) -> None:
+    # Given payg (100 api_calls a month, then 0.01 each) and 150 held under cap two hours
+    # before the period ends, for 30 minutes
+    billing.customers.create("u1")
+    billing.attach("u1", "payg")
+    clock.set(T0 + timedelta(days=31, hours=-2))
+    billing.check(
+        "u1",
+        "api_calls",
+        required_balance=150,
+        lock={
+            "lock_id": "a",
+            "overage_behavior": "cap",
+            "expires_at": clock.now() + timedelta(minutes=30),
+        },
+    )
+    # When nothing writes to the customer until an hour after the renewal
+    clock.set(T0 + timedelta(days=31, hours=1))
+    billing.track("u1", "api_calls", value=0)
+    # Then the renewal billed no usage and the new period is whole
+    assert [i.total for i in billing.invoices.list("u1") if i.total] == []
+    assert (remaining(billing, "api_calls"), held(billing, "api_calls")) == (
+        Decimal(100),
+        Decimal(0),
+    )
+    with pytest.raises(LockExpired):
+        billing.balances.finalize("a", "confirm")
