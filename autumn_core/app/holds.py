@@ -108,8 +108,10 @@ def _give(
 def keep_part(state: CustomerState, lock: LockState, value: Decimal) -> CustomerState | None:
     """``state`` with the lock settled at ``value`` <= what it holds: what the hold took beyond
     ``value`` is given back, the last take first (the reverse of the deduction), the windows
-    un-count it, and the lock is removed. None when the hold drew on a credit system (other
-    units): the caller then gives the hold back whole and deducts ``value`` afresh."""
+    un-count it, and the lock is removed. Takes from rows reset since were spent in their
+    period: they count as used first, and nothing is given back to them. None when the hold
+    drew on a credit system (other units): the caller then gives the hold back whole and
+    deducts ``value`` afresh."""
     takes = lock.takes
     if len(takes) == 1 and not lock.counted:
         # One row held from, uncounted (what most holds are): written out.
@@ -123,7 +125,7 @@ def keep_part(state: CustomerState, lock: LockState, value: Decimal) -> Customer
     given = lock.held - value
     back = given
     partial: list[LockTake] = []
-    for take in reversed(lock.takes):
+    for take in reversed([t for t in takes if _unreset(state, t)]):
         if back <= 0:
             break
         amount = min(back, take.amount)
@@ -172,6 +174,28 @@ def spent_units(state: CustomerState, lock: LockState, costs: Mapping[str, Decim
                 with arithmetic():
                     spent += t.total / cost
     return spent
+
+
+def give_back_unspent(
+    state: CustomerState, lock: LockState, costs: Mapping[str, Decimal]
+) -> tuple[CustomerState, Decimal]:
+    """``give_back`` of a hold some rows of which were reset since (``spent_units``): only the
+    takes of the others are given back, and the windows keep what the spent takes counted.
+    Returns the state and the units spent."""
+    spent = spent_units(state, lock, costs)
+    if not spent:
+        return give_back(state, lock), ZERO
+    unspent = tuple(t for t in lock.takes if _unreset(state, t))
+    back: dict[str, Decimal] = {}
+    for t in unspent:
+        back[t.feature_id] = back.get(t.feature_id, ZERO) + t.total
+    with arithmetic():
+        own = lock.held - spent
+        counted = tuple(
+            (fid, we, start, min(units, own if fid == lock.feature_id else back.get(fid, ZERO)))
+            for fid, we, start, units in lock.counted
+        )
+    return _give(state, lock.id, unspent, counted), spent
 
 
 def _unreset(state: CustomerState, take: LockTake) -> bool:
@@ -245,34 +269,24 @@ def index_record(
     return PendingRecord(f"lock:{lock.id}", state.pk, LOCK_KIND, payload, now)  # lock_key
 
 
-def release_expired(
-    unit: Unit, state: CustomerState, *, record: bool, before_resets: bool = False
-) -> CustomerState:
-    """Lazy work: expired holds released. ``record`` (a write that settles) also marks each
-    lock expired in the index, so finalizing it later is ``LockExpired``. ``before_resets``:
-    only those that expired before the next reset of every row they took from (run before
-    the resets, so that a renewal neither bills nor resets what they held)."""
+def release_expired(unit: Unit, state: CustomerState, *, record: bool) -> CustomerState:
+    """Lazy work, before any reset or renewal: expired holds released. ``record`` (a write
+    that settles) also marks each lock expired in the index, so finalizing it later is
+    ``LockExpired``. Run first, so that a renewal neither bills nor resets what a lock that
+    expired before it held; a take from a row whose reset came before the lock expired was
+    spent in that row's period, and is not given back (whenever the lazy work runs)."""
     cs = state.control_state
     now = unit.now
     if cs.lock_due is None and not cs.locks:
         return state
-    if before_resets:
-        due = cs.due
-        if due is None or due > now:
-            return state
-        expired = [
-            lk
-            for lk in cs.locks
-            if lk.expires_at <= now
-            and all(t.period is None or lk.expires_at <= t.period for t in lk.takes)
-        ]
-        if not expired:
-            return state
-    else:
-        expired = [lk for lk in cs.locks if lk.expires_at <= now]
-    for lk in expired:
-        state = give_back(state, lk)
-        if record and now < forget_at(lk.expires_at):
+    for lk in [lk for lk in cs.locks if lk.expires_at <= now]:
+        at = lk.expires_at
+        if all(t.period is None or at <= t.period for t in lk.takes):
+            state = give_back(state, lk)
+        else:
+            unspent = tuple(t for t in lk.takes if t.period is None or at <= t.period)
+            state = _give(state, lk.id, unspent, lk.counted)
+        if record and now < forget_at(at):
             unit.tx.put_pending(index_record(state, lk, "expired", now))
     cs = state.control_state
     if cs.lock_due is not None and cs.lock_due <= now:

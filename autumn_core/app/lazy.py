@@ -18,14 +18,12 @@ from autumn_core.rules.rows import due_for_free_reset, reset_row
 
 
 def apply_due(unit: Unit, state: CustomerState) -> CustomerState:
-    """In the order they fell due: balance holds that expired before their rows' next reset
-    (BC5), product transitions (renewals, trial ends, switches), free resets and expiries, then
-    the other expired holds (a reset since refilled their rows)."""
-    record = settles(unit)
-    state = release_expired(unit, state, record=record, before_resets=True)
+    """Expired balance holds first (BC5: what a hold spent in a period ending since is
+    settled there), then product transitions (renewals, trial ends, switches), then free
+    resets and expiries."""
+    state = release_expired(unit, state, record=settles(unit))
     state = advance_products(unit, state)
-    state = reset_free_rows(unit, state)
-    return release_expired(unit, state, record=record)
+    return reset_free_rows(unit, state)
 
 
 def reset_free_rows(unit: Unit, state: CustomerState) -> CustomerState:

@@ -23,11 +23,11 @@ from autumn_core.app.holds import (
     LOCK_KIND,
     forget_at,
     give_back,
+    give_back_unspent,
     index_record,
     keep_part,
     keep_spent,
     lock_key,
-    spent_units,
     takes_of,
 )
 from autumn_core.app.limits import Controlled
@@ -341,8 +341,8 @@ def finalize(unit: Unit, a: FinalizeArgs) -> FinalizeResult:
         else:
             # A hold of credits: given back whole (but what rows reset since spent) and the
             # value deducted afresh, as a track of it would (the same rounding).
-            base = give_back(state, lk)
-            deducted = max(ZERO, value - spent_units(state, lk, costs_of(ctx, lk.feature_id)))
+            base, spent = give_back_unspent(state, lk, costs_of(ctx, lk.feature_id))
+            deducted = max(ZERO, value - spent)
         _track_on_state(
             unit,
             base,

@@ -635,3 +635,62 @@ def test_bc5_a_hold_that_expired_before_a_renewal_is_neither_billed_nor_lost(
     )
     with pytest.raises(LockExpired):
         billing.balances.finalize("a", "confirm")
+
+
+def _hold_over_two_periods(billing: Autumn, clock: ManualClock) -> None:
+    """payg (100 api_calls a month, then 0.01 each; its period ends at T0 + 31 days, 09:00),
+    a grant of 10 api_calls resetting hourly at :30 (drawn first), and 150 held under cap at
+    08:15 for 30 minutes: 10 of the grant (its period ends 08:30), 140 of payg (09:00)."""
+    billing.customers.create("u1")
+    billing.attach("u1", "payg")
+    clock.set(T0 + timedelta(days=31, hours=-3, minutes=-30))
+    billing.balances.grant("u1", "api_calls", 10, reset="hour")
+    clock.set(T0 + timedelta(days=31, minutes=-45))
+    billing.check(
+        "u1",
+        "api_calls",
+        required_balance=150,
+        lock={
+            "lock_id": "a",
+            "overage_behavior": "cap",
+            "expires_at": clock.now() + timedelta(minutes=30),
+        },
+    )
+
+
+@pytest.mark.parametrize("first_write", [None, timedelta(minutes=-20), timedelta(minutes=-10)])
+def test_bc5_a_lock_over_rows_of_two_periods_expired_before_a_renewal_is_not_billed(
+    billing: Autumn, clock: ManualClock, first_write: timedelta | None
+) -> None:
+    # Given a hold over two rows of different periods, expiring at 08:45
+    _hold_over_two_periods(billing, clock)
+    # When the customer is next written at 08:40 (the grant's reset), 08:50, or only after
+    # the renewal
+    if first_write is not None:
+        clock.set(T0 + timedelta(days=31) + first_write)
+        billing.track("u1", "messages", value=0)
+    clock.set(T0 + timedelta(days=31, hours=1))
+    billing.track("u1", "api_calls", value=0)
+    # Then, whenever the lazy work ran, the renewal billed no usage for the expired hold
+    assert [i.total for i in billing.invoices.list("u1") if i.total] == []
+
+
+def test_bc7_a_confirm_below_counts_the_spent_takes_as_used_first(
+    u1: Autumn, clock: ManualClock
+) -> None:
+    # Given a yearly grant of 100 tokens made a day after the plan's monthly 1000 (so it
+    # resets on March 11th, the plan on the 10th)
+    clock.set(T0 + timedelta(days=1))
+    u1.balances.grant("u1", "tokens", 100, reset="year")
+    # and, a year on, the plan's tokens down to 5 and 20 held: 5 of the plan's row, then 15
+    # of the grant (drawn last: the longer interval)
+    year = T0.replace(year=T0.year + 1) + timedelta(days=1)
+    clock.set(year - timedelta(hours=2))
+    u1.track("u1", "tokens", value=995)
+    u1.check("u1", "tokens", required_balance=20, lock={"lock_id": "a"})
+    assert (remaining(u1), held(u1)) == (Decimal(85), Decimal(20))
+    # When the grant has reset and the hold is confirmed at 4
+    clock.set(year + timedelta(minutes=1))
+    u1.balances.finalize("a", "confirm", override_value=4)
+    # Then the 4 were used of the grant's old period; the plan's 5 come back
+    assert (remaining(u1), held(u1)) == (Decimal(105), Decimal(0))
