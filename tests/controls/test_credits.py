@@ -119,14 +119,7 @@ def test_bc7_a_credit_hold_confirmed_below_after_a_reset_stays_counted_in_its_wi
 ) -> None:
     # Given a calendar-month usage limit on images and 10 images (20 credits) held an hour
     # before the credits' monthly reset
-    billing.customers.create(
-        "u1",
-        billing_controls={
-            "usage_limits": [
-                {"feature_id": "images", "limit": 100, "interval": "month", "anchor": "utc"}
-            ]
-        },
-    )
+    _create_with_a_monthly_images_limit(billing)
     clock.set(T0 + timedelta(days=31, hours=-1))
     billing.check("u1", "images", required_balance=10, lock={"lock_id": "a"})
     # When it is confirmed at 4 after the reset, in the same calendar month
@@ -137,33 +130,7 @@ def test_bc7_a_credit_hold_confirmed_below_after_a_reset_stays_counted_in_its_wi
     assert billing.customers.get("u1").limit_usage == {"images": Decimal(4)}
 
 
-def test_bc7_a_credit_hold_over_a_reset_row_and_another_charges_only_the_rest(
-    billing: Autumn, clock: ManualClock
-) -> None:
-    # Given the plan's 100 monthly credits (reset at T0 + 31 days) down to 10, and a grant of
-    # 100 credits resetting ten days later
-    billing.customers.create("u1")
-    billing.track("u1", "images", value=45)  # 90 credits
-    clock.set(T0 + timedelta(days=10))
-    billing.balances.grant("u1", "credits", 100, reset="month")
-    # and 10 images held an hour before the plan's reset: 10 credits of the plan's row (5
-    # images), then 10 of the grant (5 images)
-    clock.set(T0 + timedelta(days=31, hours=-1))
-    billing.check("u1", "images", required_balance=10, lock={"lock_id": "a"})
-    assert credits(billing) == (Decimal(90), Decimal(20))
-    # When the plan's row has reset and the hold is confirmed at 8 images
-    clock.set(T0 + timedelta(days=31, minutes=1))
-    billing.balances.finalize("a", "confirm", override_value=8)
-    # Then the 5 images of the old period were spent there; the new period pays for 3 (6
-    # credits), and the grant's 10 come back
-    assert credits(billing) == (Decimal(194), Decimal(0))
-
-
-def test_bc7_a_credit_hold_partly_spent_before_a_reset_stays_counted_in_its_window(
-    billing: Autumn, clock: ManualClock
-) -> None:
-    # Given a calendar-month usage limit on images, the plan's credits down to 10 and a grant
-    # of 100 credits resetting ten days after the plan's
+def _create_with_a_monthly_images_limit(billing: Autumn) -> None:
     billing.customers.create(
         "u1",
         billing_controls={
@@ -172,16 +139,27 @@ def test_bc7_a_credit_hold_partly_spent_before_a_reset_stays_counted_in_its_wind
             ]
         },
     )
-    billing.track("u1", "images", value=45)  # in March's window
+
+
+def test_bc7_a_credit_hold_over_a_reset_row_and_another_charges_and_counts_only_the_rest(
+    billing: Autumn, clock: ManualClock
+) -> None:
+    # Given a calendar-month usage limit on images, the plan's 100 monthly credits (reset at
+    # T0 + 31 days) down to 10, and a grant of 100 credits resetting ten days later
+    _create_with_a_monthly_images_limit(billing)
+    billing.track("u1", "images", value=45)  # 90 credits, in March's window
     clock.set(T0 + timedelta(days=10))
     billing.balances.grant("u1", "credits", 100, reset="month")
-    # and 10 images held an hour before the plan's reset (April 10th): 5 of the plan's row,
-    # 5 of the grant
+    # and 10 images held an hour before the plan's reset (April 10th): 10 credits of the
+    # plan's row (5 images), then 10 of the grant (5 images)
     clock.set(T0 + timedelta(days=31, hours=-1))
     billing.check("u1", "images", required_balance=10, lock={"lock_id": "a"})
+    assert credits(billing) == (Decimal(90), Decimal(20))
     assert billing.customers.get("u1").limit_usage == {"images": Decimal(10)}
     # When the plan's row has reset and the hold is confirmed at 8 images, in April still
     clock.set(T0 + timedelta(days=31, minutes=1))
     billing.balances.finalize("a", "confirm", override_value=8)
-    # Then April's window counts the 8 images used
+    # Then the 5 images of the old period were spent there; the new period pays for 3 (6
+    # credits), the grant's 10 come back, and April's window counts the 8 used
+    assert credits(billing) == (Decimal(194), Decimal(0))
     assert billing.customers.get("u1").limit_usage == {"images": Decimal(8)}

@@ -128,19 +128,27 @@ def test_bc3_billing_cycle_windows_follow_the_reset_anchor(u1: Autumn, clock: Ma
     assert u1.check("u1", "tokens", required_balance=5).allowed
 
 
-def test_bc3_the_customers_window_is_one_whoever_counts_in_it(
-    billing: Autumn, clock: ManualClock
+def _grants_at_9_and_12_and_a_daily_limit(
+    billing: Autumn, clock: ManualClock, *, second_to: str | None
 ) -> None:
-    # given an entity e1 with its own monthly api_calls grant anchored at 09:00, the customer's
-    # own grant anchored at 12:00, and a customer limit of 10 a day (billing-cycle windows)
+    """Entities e1 and e2; 1000 api_calls a month granted to e1 at 09:00 and to ``second_to``
+    (None: the customer) at 12:00; a customer limit of 10 a day; the clock at 13:00."""
     billing.customers.create("u1")
     billing.entities.create("u1", "e1", "seats")
     billing.entities.create("u1", "e2", "seats")
     billing.balances.grant("u1", "api_calls", amount=1000, reset="month", entity_id="e1")
     clock.advance(hours=3)
-    billing.balances.grant("u1", "api_calls", amount=1000, reset="month")
+    billing.balances.grant("u1", "api_calls", amount=1000, reset="month", entity_id=second_to)
     controls(billing, usage_limits=[{"feature_id": "api_calls", "limit": 10, "interval": "day"}])
     clock.advance(hours=1)
+
+
+def test_bc3_the_customers_window_is_one_whoever_counts_in_it(
+    billing: Autumn, clock: ManualClock
+) -> None:
+    # given an entity e1 with its own monthly api_calls grant anchored at 09:00, the customer's
+    # own grant anchored at 12:00, and a customer limit of 10 a day (billing-cycle windows)
+    _grants_at_9_and_12_and_a_daily_limit(billing, clock, second_to=None)
     # when e2 (which sees the customer's row only) and the customer (which sees e1's row
     # first) take turns tracking 10
     applied = [
@@ -163,14 +171,7 @@ def test_bc3_a_customer_without_a_row_of_its_own_counts_in_calendar_windows(
 ) -> None:
     # given api_calls granted to entities only (e1's anchored at 09:00, e2's at 12:00) and a
     # customer limit of 10 a day
-    billing.customers.create("u1")
-    billing.entities.create("u1", "e1", "seats")
-    billing.entities.create("u1", "e2", "seats")
-    billing.balances.grant("u1", "api_calls", amount=1000, reset="month", entity_id="e1")
-    clock.advance(hours=3)
-    billing.balances.grant("u1", "api_calls", amount=1000, reset="month", entity_id="e2")
-    controls(billing, usage_limits=[{"feature_id": "api_calls", "limit": 10, "interval": "day"}])
-    clock.advance(hours=1)
+    _grants_at_9_and_12_and_a_daily_limit(billing, clock, second_to="e2")
     assert billing.track("u1", "api_calls", value=10, entity_id="e2").applied[
         "api_calls"
     ] == Decimal(10)

@@ -614,16 +614,7 @@ def test_bc5_a_hold_that_expired_before_a_renewal_is_neither_billed_nor_lost(
     billing.customers.create("u1")
     billing.attach("u1", "payg")
     clock.set(T0 + timedelta(days=31, hours=-2))
-    billing.check(
-        "u1",
-        "api_calls",
-        required_balance=150,
-        lock={
-            "lock_id": "a",
-            "overage_behavior": "cap",
-            "expires_at": clock.now() + timedelta(minutes=30),
-        },
-    )
+    _hold_150_for_30_minutes(billing, clock)
     # When nothing writes to the customer until an hour after the renewal
     clock.set(T0 + timedelta(days=31, hours=1))
     billing.track("u1", "api_calls", value=0)
@@ -646,6 +637,10 @@ def _hold_over_two_periods(billing: Autumn, clock: ManualClock) -> None:
     clock.set(T0 + timedelta(days=31, hours=-3, minutes=-30))
     billing.balances.grant("u1", "api_calls", 10, reset="hour")
     clock.set(T0 + timedelta(days=31, minutes=-45))
+    _hold_150_for_30_minutes(billing, clock)
+
+
+def _hold_150_for_30_minutes(billing: Autumn, clock: ManualClock) -> None:
     billing.check(
         "u1",
         "api_calls",
