@@ -194,10 +194,10 @@ HeldKey = tuple[str, str, datetime | None]
 
 
 class _Held:
-    """What open locks hold, by (row id, the row's feature id, the row's period): each total spelled as a fresh
-    sum of the takes open spells it (``Decimal`` addition keeps the smallest exponent of its
-    terms, and so would a subtraction, of the term taken away), with how many takes of each
-    exponent it sums."""
+    """What open locks hold, by (row id, the row's feature id, the row's period): each total
+    spelled as a fresh sum of the takes open spells it (``Decimal`` addition keeps the
+    smallest exponent of its terms, and so would a subtraction, of the term taken away), with
+    how many takes of each exponent it sums."""
 
     __slots__ = ("exponents", "totals")
 

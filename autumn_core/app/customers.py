@@ -135,8 +135,8 @@ def delete_customer(unit: Unit, ref: Any) -> None:
     if state is None:
         raise CustomerNotFound(f"customer {ref!r} does not exist")
     unit.tx.delete_customer(state.pk)
-    # Its open locks go with it (their ids may be used again); a settled one is remembered as
-    # long as any lock (finalizing it is ``LockNotFound``).
+    # Its open locks go with it (their ids may be used again). A settled lock's record stays
+    # until ``forget_old`` drops it; finalizing it finds no customer: ``LockNotFound``.
     for lk in state.control_state.locks:
         unit.tx.delete_pending(lock_key(lk.id))
     unit.forget(state.pk)

@@ -281,11 +281,8 @@ def release_expired(unit: Unit, state: CustomerState, *, record: bool) -> Custom
         return state
     for lk in [lk for lk in cs.locks if lk.expires_at <= now]:
         at = lk.expires_at
-        if all(t.period is None or at <= t.period for t in lk.takes):
-            state = give_back(state, lk)
-        else:
-            unspent = tuple(t for t in lk.takes if t.period is None or at <= t.period)
-            state = _give(state, lk.id, unspent, lk.counted)
+        unspent = tuple(t for t in lk.takes if t.period is None or at <= t.period)
+        state = _give(state, lk.id, unspent, lk.counted)
         if record and now < forget_at(at):
             unit.tx.put_pending(index_record(state, lk, "expired", now))
     cs = state.control_state
